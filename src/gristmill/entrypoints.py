@@ -1,0 +1,201 @@
+"""Console scripts generated from the code, found again at dispatch, and checked for drift.
+
+A task's console script is never hand-written: ``gristmill entry-points PKG``
+derives the ``[project.scripts]`` table from the registry. At dispatch the
+engine looks up the installed script whose *target* is the task (whatever its
+name) and runs it by absolute path; when none is installed it falls back to
+``python -m gristmill.exec module:task`` and says so once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from gristmill.errors import GristmillError
+from gristmill.registry import registry
+from gristmill.task import Task
+
+_FALLBACK_WARNED: set[str] = set()
+_SECTION = "[project.scripts]"
+_ENTRY_LINE = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=\s*["\']([^"\']+)["\']\s*(#.*)?$')
+
+
+@functools.lru_cache(maxsize=1)
+def installed_scripts() -> dict[str, list[str]]:
+    """Installed console scripts by target (``module:attr``) → script names."""
+    by_target: dict[str, list[str]] = defaultdict(list)
+    for ep in metadata.entry_points(group="console_scripts"):
+        by_target[ep.value.replace(" ", "")].append(ep.name)
+    return dict(by_target)
+
+
+def refresh() -> None:
+    """Forget cached lookups (after an install in the same process)."""
+    installed_scripts.cache_clear()
+    script_prefix.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def script_prefix(task: Task) -> tuple[str, ...]:
+    """The argv prefix that runs ``task``: its installed script, or the exec fallback."""
+    for name in installed_scripts().get(task.entry_point, ()):
+        path = shutil.which(name)
+        if path is not None:
+            return (str(Path(path).absolute()),)
+    if task.key not in _FALLBACK_WARNED:
+        _FALLBACK_WARNED.add(task.key)
+        logger.warning(
+            "task {}: no installed console script targets {}; running it with "
+            "'{} -m gristmill.exec {}' instead (add it with: gristmill entry-points {} "
+            "--write pyproject.toml && pip install -e .)",
+            task.name, task.entry_point, sys.executable, task.key,
+            task.module.split(".")[0],
+        )
+    return (sys.executable, "-m", "gristmill.exec", task.key)
+
+
+def render_argv(task: Task, args: Mapping[str, Any], *, verbose: int = 1) -> list[str]:
+    """The full command of one node as an argv list; no shell ever reads it."""
+    flags = ["-" + "v" * verbose] if verbose else []
+    return [*script_prefix(task), *flags, *task.signature.render(args)]
+
+
+def scripts_table(package: str) -> dict[str, str]:
+    """``{script name: target}`` for every task of a package."""
+    table: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for task in registry().tasks_in(package):
+        if task.script in table:
+            raise GristmillError(
+                f"tasks {owners[task.script]} and {task.key} both want the console script "
+                f"{task.script!r}; give one of them @gm.task(..., script='another-name')"
+            )
+        table[task.script] = task.entry_point
+        owners[task.script] = task.key
+    return dict(sorted(table.items()))
+
+
+def render_table(table: Mapping[str, str]) -> str:
+    """The ``[project.scripts]`` TOML section for a table."""
+    lines = [_SECTION]
+    lines += [f'{_toml_key(name)} = "{target}"' for name, target in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+def _is_task_target(target: str, package: str) -> bool:
+    module, _, attr = target.partition(":")
+    return (module == package or module.startswith(package + ".")) and attr.endswith(".main")
+
+
+def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
+    """Rewrite the ``[project.scripts]`` section of ``path`` in place.
+
+    Scripts that are not task targets of ``package`` (the package's own CLI) are
+    kept; stale task scripts are removed. Returns (added, removed) script names.
+    """
+    table = scripts_table(package)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GristmillError(f"cannot read {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == _SECTION), None)
+    existing: dict[str, str] = {}
+    end = start
+    if start is not None:
+        end = start + 1
+        while end < len(lines) and not lines[end].lstrip().startswith("["):
+            match = _ENTRY_LINE.match(lines[end])
+            if match:
+                existing[match.group(2)] = match.group(3)
+            elif lines[end].strip() and not lines[end].lstrip().startswith("#"):
+                raise GristmillError(
+                    f"{path}:{end + 1}: cannot read this [project.scripts] line: "
+                    f"{lines[end].strip()!r}; write entries as name = \"module:attr\""
+                )
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+    kept = {n: t for n, t in existing.items() if not _is_task_target(t, package)}
+    merged = dict(sorted({**kept, **table}.items()))
+    removed = sorted(n for n in existing if n not in merged)
+    added = sorted(n for n in table if existing.get(n) != table[n])
+    section = render_table(merged).rstrip("\n").splitlines()
+    if start is None:
+        new_lines = [*lines, *([""] if lines and lines[-1].strip() else []), *section]
+    else:
+        assert end is not None
+        new_lines = lines[:start] + section + lines[end:]
+    new_text = "\n".join(new_lines) + "\n"
+    if new_text != text:
+        tmp = path.with_name(path.name + ".gristmill-tmp")
+        tmp.write_text(new_text)
+        tmp.replace(path)
+    return added, removed
+
+
+def distributions_of(package: str) -> list[str]:
+    """Installed distributions that provide a top-level package."""
+    top = package.split(".")[0]
+    return sorted(set(metadata.packages_distributions().get(top, [])))
+
+
+def check_installed(package: str) -> list[str]:
+    """Problems between the code's tasks and the installed console scripts (empty: in sync)."""
+    table = scripts_table(package)
+    dists = distributions_of(package)
+    if not dists:
+        return [
+            f"package {package!r} is not installed as a distribution; install it with "
+            "'pip install -e .'"
+        ]
+    installed: dict[str, str] = {}
+    for dist in dists:
+        for ep in metadata.distribution(dist).entry_points:
+            if ep.group == "console_scripts":
+                installed[ep.name] = ep.value.replace(" ", "")
+    problems: list[str] = []
+    targets = set(installed.values())
+    for name, target in table.items():
+        if target not in targets:
+            problems.append(f"task script {name!r} -> {target} is not installed")
+    valid_targets = set(table.values())
+    for name, target in sorted(installed.items()):
+        if _is_task_target(target, package) and target not in valid_targets:
+            problems.append(
+                f"installed script {name!r} -> {target} names no task in the code (stale)"
+            )
+    if problems:
+        problems.append(
+            f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+        )
+    return problems
+
+
+def task_for_target(target: str) -> Task | None:
+    """The registered task whose console-script target is ``target``."""
+    module, _, attr = target.partition(":")
+    if not attr.endswith(".main"):
+        return None
+    try:
+        return registry().get(f"{module}:{attr[: -len('.main')]}")
+    except GristmillError:
+        return None
+
+
+def iter_tasks(packages: Iterable[str]) -> list[Task]:
+    return [t for p in packages for t in registry().tasks_in(p)]

@@ -1,0 +1,42 @@
+"""The error tree of gristmill.
+
+Every error says what was wrong, where (task, node, YAML path) and what to do.
+Each refines a builtin where one fits, so callers may catch either (as attrs does).
+"""
+
+from __future__ import annotations
+
+
+class GristmillError(Exception):
+    """Base of every error gristmill raises on purpose."""
+
+    #: Exit code the CLI uses when this error reaches it: 2 for user errors.
+    exit_code = 2
+
+
+class SpecError(GristmillError, ValueError):
+    """A resource value or a spec file is invalid."""
+
+
+class TaskArgumentError(GristmillError, TypeError):
+    """A task was called with unknown, missing or ill-typed arguments."""
+
+
+class GraphError(GristmillError, ValueError):
+    """The recorded workflow is not a DAG (a cycle) or is otherwise malformed."""
+
+
+class NotInWorkflowError(GristmillError, RuntimeError):
+    """A task was called outside a ``@gm.workflow`` function."""
+
+
+class BackendError(GristmillError, RuntimeError):
+    """A backend could not do what was asked (submission refused, scheduler missing)."""
+
+
+class RunDirError(GristmillError, OSError):
+    """A run directory cannot be created, read, locked or trusted."""
+
+
+class StoreError(RunDirError):
+    """The run store is corrupt, from a newer schema, or cannot be written."""

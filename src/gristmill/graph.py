@@ -1,0 +1,335 @@
+"""Resolve a recorded workflow into a graph of distinct nodes: identities, dedupe, cycles.
+
+Nodes get dense integer ids, allocated unit by unit, so a group of a million
+elements is the id range ``[start, start + size)`` and nothing per element is
+materialised. A node is identified across runs by a hash of its task's entry
+point and its argument values (not its resources, so raising memory never makes
+a finished node run again).
+
+Duplicates across units (``fit(draw=3)`` recorded alone and inside
+``fit.map(draw=range(10))``) become one node: the later unit's member list then
+points at the earlier node's id (an alias) instead of owning a new one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import graphlib
+import hashlib
+import re
+import string
+from array import array
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+import click
+
+from gristmill.errors import GraphError
+from gristmill.params import canonical
+
+if TYPE_CHECKING:
+    from gristmill.workflow import Unit, Workflow
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+
+
+def digest(text: str) -> str:
+    """The identity hash of a node's canonical text."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _column_encoder(task_param: Any, column: Sequence[Any]) -> Callable[[Any], str] | None:
+    """None when ``str.format`` already renders the column canonically (plain ints)."""
+    if isinstance(column, range) or (
+        task_param.param.type is click.INT and not task_param.multiple
+    ):
+        return None
+    return canonical
+
+
+def unit_texts(unit: Unit) -> Iterator[str]:
+    """The canonical text of every element of a unit, in element order."""
+    names = sorted(list(unit.const) + list(unit.columns))
+    by_name = unit.task.signature.by_name
+    pieces: list[str] = []
+    varying: list[str] = []
+    for name in names:
+        if name in unit.const:
+            pieces.append(f"{name}={canonical(unit.const[name])}".replace("{", "{{").replace(
+                "}", "}}"
+            ))
+        else:
+            pieces.append(f"{name}={{}}")
+            varying.append(name)
+    template = unit.task.key + "\0" + "\x1f".join(pieces)
+    if not unit.is_group:
+        yield template.format()
+        return
+    columns = [unit.columns[n] for n in varying]
+    encoders = [_column_encoder(by_name[n], unit.columns[n]) for n in varying]
+    fmt = template.format
+    if unit.is_product:
+        for i in range(unit.size):
+            values = unit.element_args(i)
+            yield fmt(*(canonical(values[n]) for n in varying))
+        return
+    if all(e is None for e in encoders):
+        if len(columns) == 1:
+            yield from map(fmt, columns[0])
+        else:
+            for values in zip(*columns):
+                yield fmt(*values)
+        return
+    for values in zip(*columns):
+        yield fmt(*(v if e is None else e(v) for v, e in zip(values, encoders)))
+
+
+def _unique_within(unit: Unit) -> bool:
+    """Cheap check that a group's elements are pairwise distinct."""
+    if not unit.is_group:
+        return True
+    columns = list(unit.columns.values())
+    if unit.is_product:
+        return all(isinstance(c, range) or len(set(map(canonical, c))) == len(c) for c in columns)
+    if any(isinstance(c, range) for c in columns):
+        return True
+    if len(columns) == 1:
+        try:
+            return len(set(columns[0])) == len(columns[0])
+        except TypeError:
+            return len(set(map(canonical, columns[0]))) == len(columns[0])
+    try:
+        return len(set(zip(*columns))) == unit.size
+    except TypeError:
+        return len(set(unit_texts(unit))) == unit.size
+
+
+@attrs.define(eq=False)
+class Graph:
+    """Distinct nodes with dense ids, their units, and unit-level dependencies."""
+
+    workflow: Workflow
+    n_nodes: int
+    order: list[int]  # units in topological order
+    starts: list[int]  # first id owned by each unit
+    owned: list[int]  # how many ids each unit owns
+    members: list[Sequence[int]]  # unit -> node ids of its elements, in element order
+    owned_positions: dict[int, array[int]]  # unit -> element index of each owned id (aliases)
+    aliases: dict[int, list[int]]  # node id -> other units that contain it
+    upstream_count: list[int]  # unit -> number of upstream (node, edge) pairs
+    downstream: list[list[int]]  # unit -> units waiting for all of it
+    element_downstream: dict[int, list[int]]  # node id -> units waiting for it alone
+    node_args: dict[str, list[str]]  # task key -> argument names that vary across its nodes
+    _identities: list[str] | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def resolve(cls, wf: Workflow) -> Graph:
+        units = wf.units
+        order = _topological_units(units)
+        starts: list[int] = []
+        owned: list[int] = []
+        members: list[Sequence[int]] = []
+        owned_positions: dict[int, array[int]] = {}
+        aliases: dict[int, list[int]] = defaultdict(list)
+        by_task: dict[str, list[Unit]] = defaultdict(list)
+        for unit in units:
+            by_task[unit.task.key].append(unit)
+        needs_dedupe = {
+            key
+            for key, group in by_task.items()
+            if len(group) > 1 or not _unique_within(group[0])
+        }
+        seen: dict[str, dict[str, int]] = defaultdict(dict)
+        next_id = 0
+        for unit in units:
+            starts.append(next_id)
+            if unit.task.key not in needs_dedupe:
+                members.append(range(next_id, next_id + unit.size))
+                owned.append(unit.size)
+                next_id += unit.size
+                continue
+            known = seen[unit.task.key]
+            ids = array("q")
+            positions = array("q")
+            for i, text in enumerate(unit_texts(unit)):
+                node_id = known.get(text)
+                if node_id is None:
+                    node_id = known[text] = next_id
+                    next_id += 1
+                    positions.append(i)
+                elif node_id < starts[-1] and unit.index not in aliases[node_id]:
+                    aliases[node_id].append(unit.index)
+                ids.append(node_id)
+            owned.append(len(positions))
+            if len(positions) == unit.size:
+                members.append(range(starts[-1], next_id))
+            else:
+                members.append(ids)
+                owned_positions[unit.index] = positions
+        upstream_count = [0] * len(units)
+        downstream: list[list[int]] = [[] for _ in units]
+        element_downstream: dict[int, list[int]] = defaultdict(list)
+        for unit in units:
+            for src, element in dict.fromkeys(unit.after):
+                if element is None:
+                    downstream[src].append(unit.index)
+                    src_members = members[src]
+                    upstream_count[unit.index] += (
+                        len(src_members)
+                        if isinstance(src_members, range)
+                        else len(set(src_members))
+                    )
+                else:
+                    element_downstream[members[src][element]].append(unit.index)
+                    upstream_count[unit.index] += 1
+        graph = cls(
+            workflow=wf,
+            n_nodes=next_id,
+            order=order,
+            starts=starts,
+            owned=owned,
+            members=members,
+            owned_positions=owned_positions,
+            aliases=dict(aliases),
+            upstream_count=upstream_count,
+            downstream=downstream,
+            element_downstream=dict(element_downstream),
+            node_args=_node_args(by_task),
+        )
+        return graph
+
+    def locate(self, node_id: int) -> tuple[int, int]:
+        """The (unit, element) that owns a node id."""
+        if not 0 <= node_id < self.n_nodes:
+            raise IndexError(f"no node {node_id} in a graph of {self.n_nodes}")
+        unit = bisect.bisect_right(self.starts, node_id) - 1
+        while self.owned[unit] == 0 or node_id >= self.starts[unit] + self.owned[unit]:
+            unit -= 1  # units that own nothing share a start with the next one
+        offset = node_id - self.starts[unit]
+        positions = self.owned_positions.get(unit)
+        return unit, (offset if positions is None else positions[offset])
+
+    def units_of(self, node_id: int) -> list[int]:
+        """Every unit containing a node: its owner, then units that alias it."""
+        return [self.locate(node_id)[0], *self.aliases.get(node_id, ())]
+
+    def args(self, node_id: int) -> dict[str, Any]:
+        unit, element = self.locate(node_id)
+        return self.workflow.units[unit].element_args(element)
+
+    def identities(self) -> list[str]:
+        """The identity of every node, by id (computed once, in bulk)."""
+        if self._identities is None:
+            out: list[str] = []
+            for unit in self.workflow.units:
+                if self.owned[unit.index] == 0:
+                    continue
+                texts = unit_texts(unit)
+                positions = self.owned_positions.get(unit.index)
+                if positions is None:
+                    out.extend(map(digest, texts))
+                else:
+                    wanted = set(positions)
+                    out.extend(digest(t) for i, t in enumerate(texts) if i in wanted)
+            self._identities = out
+        return self._identities
+
+    def identity(self, node_id: int) -> str:
+        if self._identities is not None:
+            return self._identities[node_id]
+        unit, element = self.locate(node_id)
+        return self.identity_of(unit, element)
+
+    def identity_of(self, unit: int, element: int) -> str:
+        node_id = self.members[unit][element]
+        if self._identities is not None:
+            return self._identities[node_id]
+        owner, owner_element = self.locate(node_id)
+        u = self.workflow.units[owner]
+        if not u.is_group:
+            return digest(next(unit_texts(u)))
+        args = u.element_args(owner_element)
+        names = sorted(args)
+        text = u.task.key + "\0" + "\x1f".join(f"{n}={canonical(args[n])}" for n in names)
+        return digest(text)
+
+    def job_name(self, unit: int, element: int) -> str:
+        """The job name: the task's ``name=`` template, or ``{task}_{node args}``."""
+        owner, owner_element = self.locate(self.members[unit][element])
+        u = self.workflow.units[owner]
+        task = u.task
+        args = u.element_args(owner_element)
+        node_args = self.node_args.get(task.key, [])
+        if task.job_name is not None:
+            name = task.job_name.format(task=task.name, **args)
+            used = {f for _, f, _, _ in string.Formatter().parse(task.job_name) if f}
+            if not set(node_args) <= used:
+                name += "_" + self.identity_of(owner, owner_element)[:8]
+            return _UNSAFE.sub("-", name)
+        if not node_args:
+            return task.name
+        return _UNSAFE.sub("-", "_".join([task.name, *(str(args[n]) for n in node_args)]))
+
+    def upstream_nodes(self, unit: int, element: int | None) -> Iterator[int]:
+        for src, src_element in dict.fromkeys(self.workflow.units[unit].after):
+            if src_element is None:
+                yield from self.members[src]
+            else:
+                yield self.members[src][src_element]
+
+    def count_by_task(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for unit in self.workflow.units:
+            counts[unit.task.name] += self.owned[unit.index]
+        return dict(counts)
+
+
+def _topological_units(units: Sequence[Unit]) -> list[int]:
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for unit in units:
+        sorter.add(unit.index, *(src for src, _ in unit.after))
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        cycle: list[int] = exc.args[1]
+        shown = " -> ".join(_describe(units[i]) for i in reversed(cycle))
+        raise GraphError(
+            f"the workflow has a cycle: {shown}. A node recorded twice with the same "
+            "arguments is one node, so its after= edges are merged; remove the edge "
+            "that closes the loop"
+        ) from None
+
+
+def _describe(unit: Unit) -> str:
+    if unit.is_group:
+        return f"{unit.task.name}.map(x{unit.size})"
+    args = ", ".join(f"{k}={v!r}" for k, v in unit.const.items())
+    return f"{unit.task.name}({args})"
+
+
+def _node_args(by_task: dict[str, list[Unit]]) -> dict[str, list[str]]:
+    """Arguments that vary across a task's nodes (node args); the rest are task args."""
+    out: dict[str, list[str]] = {}
+    for key, units in by_task.items():
+        varying: set[str] = set()
+        constants: dict[str, str | None] = {}
+        for unit in units:
+            varying.update(unit.columns)
+            for name, value in unit.const.items():
+                text = canonical(value)
+                if constants.setdefault(name, text) != text:
+                    varying.add(name)
+        all_names: set[str] = set()
+        for unit in units:
+            all_names.update(unit.const)
+            all_names.update(unit.columns)
+        for name in all_names:
+            if any(name not in u.const and name not in u.columns for u in units):
+                varying.add(name)
+        if len(units) > 1 and not varying:
+            varying.update(all_names)
+        order = units[0].task.signature.names
+        out[key] = [n for n in order if n in varying]
+    return out

@@ -1,0 +1,331 @@
+"""Resources a task asks for, parsed once at the edge, and the rules that escalate them.
+
+Memory is stored in bytes and runtime in seconds so that every backend renders
+from the same numbers; binary units are used because Slurm and Grid Engine use
+them (1G = 2**30 bytes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Union
+
+import attrs
+
+from gristmill.errors import SpecError
+
+MemoryLike = Union[int, float, str]
+DurationLike = Union[int, float, str]
+
+_MEM_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+_DUR_PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])", re.IGNORECASE)
+_DUR_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_CLOCK_RE = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?\s*$")
+
+
+def parse_memory(value: MemoryLike, *, what: str = "mem") -> int:
+    """Parse ``"500M"``, ``"10G"``, ``"1.5T"`` or a number of bytes into bytes."""
+    if isinstance(value, bool):
+        raise SpecError(f"{what}: {value!r} is not a memory size; use e.g. \"10G\"")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        match = _MEM_RE.match(value)
+        if match is None:
+            raise SpecError(f"{what}: {value!r} is not a memory size; use e.g. \"10G\" or \"500M\"")
+        number = float(match.group(1)) * _MEM_UNITS[match.group(2).upper()]
+    else:
+        raise SpecError(f"{what}: {value!r} is not a memory size; use e.g. \"10G\"")
+    if not math.isfinite(number) or number <= 0:
+        raise SpecError(f"{what}: {value!r} must be a positive memory size; use e.g. \"10G\"")
+    return math.ceil(number)
+
+
+def parse_duration(value: DurationLike, *, what: str = "runtime") -> int:
+    """Parse seconds, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or ``"01:30:00"`` into seconds."""
+    if isinstance(value, bool):
+        raise SpecError(f"{what}: {value!r} is not a duration; use e.g. \"2h\" or 3600")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value, what)
+    else:
+        raise SpecError(f"{what}: {value!r} is not a duration; use e.g. \"2h\" or 3600")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SpecError(f"{what}: {value!r} must be a positive duration; use e.g. \"2h\" or 3600")
+    return math.ceil(seconds)
+
+
+def _parse_duration_text(text: str, what: str) -> float:
+    stripped = text.strip()
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", stripped):
+        return float(stripped)
+    clock = _CLOCK_RE.match(stripped)
+    if clock:
+        days, first, second, third = clock.groups()
+        if third is None:  # MM:SS
+            hours, minutes, secs = 0, int(first), int(second)
+        else:
+            hours, minutes, secs = int(first), int(second), int(third)
+        return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
+    compact = stripped.replace(" ", "")
+    parts = _DUR_PART_RE.findall(compact)
+    if not parts or "".join(n + u for n, u in parts).lower() != compact.lower():
+        raise SpecError(
+            f"{what}: {text!r} is not a duration; use seconds or e.g. \"90s\", \"30m\", "
+            "\"2h\", \"1h30m\", \"01:30:00\""
+        )
+    return sum(float(n) * _DUR_UNITS[u.lower()] for n, u in parts)
+
+
+def format_memory(num_bytes: int) -> str:
+    """Render bytes the way schedulers accept them, in the largest exact unit (``"10G"``)."""
+    for unit in ("T", "G", "M", "K"):
+        size = _MEM_UNITS[unit]
+        if num_bytes % size == 0:
+            return f"{num_bytes // size}{unit}"
+    return f"{max(1, math.ceil(num_bytes / 2**10))}K"
+
+
+def format_memory_mb(num_bytes: int) -> int:
+    """Whole mebibytes, rounded up: what ``sbatch --mem`` takes without a unit."""
+    return max(1, math.ceil(num_bytes / 2**20))
+
+
+def format_duration(seconds: int) -> str:
+    """Render seconds as ``HH:MM:SS`` (``D-HH:MM:SS`` past a day), as Slurm and Grid Engine read."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def _opt_memory(value: MemoryLike | None) -> int | None:
+    return None if value is None else parse_memory(value)
+
+
+def _opt_duration(value: DurationLike | None) -> int | None:
+    return None if value is None else parse_duration(value)
+
+
+def _opt_count(what: str, minimum: int) -> Callable[[object], int | None]:
+    def convert(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise SpecError(f"{what}: {value!r} is not a whole number; use e.g. {max(minimum, 1)}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise SpecError(
+                f"{what}: {value!r} is not a whole number; use e.g. {max(minimum, 1)}"
+            ) from None
+        if number < minimum:
+            raise SpecError(f"{what}: {value!r} must be at least {minimum}")
+        return number
+
+    return convert
+
+
+def _opt_text(what: str) -> Callable[[object], str | None]:
+    def convert(value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(f"{what}: {value!r} must be a non-empty string")
+        return value
+
+    return convert
+
+
+def _cores(value: object) -> int | None:
+    return _opt_count("cores", 1)(value)
+
+
+def _gpus(value: object) -> int | None:
+    return _opt_count("gpus", 0)(value)
+
+
+def _retries(value: object) -> int | None:
+    return _opt_count("retries", 0)(value)
+
+
+def _max_concurrent(value: object) -> int | None:
+    return _opt_count("max_concurrent", 1)(value)
+
+
+def _queue(value: object) -> str | None:
+    return _opt_text("queue")(value)
+
+
+def _project(value: object) -> str | None:
+    return _opt_text("project")(value)
+
+
+def _frozen_extra(value: Mapping[str, object] | None) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, tuple):
+        return value  # already normalised
+    if not isinstance(value, Mapping):
+        raise SpecError(f"extra: {value!r} must be a mapping of site flags to values")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+@attrs.frozen
+class Resources:
+    """What one attempt of a task asks the backend for; ``None`` means "not set here".
+
+    Unset fields let layers merge: decorator < spec default < spec task <
+    per-call ``resources=`` < CLI flags (see :meth:`merged_with`).
+    """
+
+    mem: int | None = attrs.field(default=None, converter=_opt_memory)
+    cores: int | None = attrs.field(default=None, converter=_cores)
+    runtime: int | None = attrs.field(default=None, converter=_opt_duration)
+    queue: str | None = attrs.field(default=None, converter=_queue)
+    gpus: int | None = attrs.field(default=None, converter=_gpus)
+    project: str | None = attrs.field(default=None, converter=_project)
+    extra: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_frozen_extra)
+
+    def merged_with(self, override: Resources | None) -> Resources:
+        """Return these resources with every field that ``override`` sets replaced."""
+        if override is None:
+            return self
+        changes: dict[str, Any] = {
+            f.name: getattr(override, f.name)
+            for f in attrs.fields(Resources)
+            if f.name != "extra" and getattr(override, f.name) is not None
+        }
+        if override.extra:
+            changes["extra"] = dict(self.extra) | dict(override.extra)
+        return attrs.evolve(self, **changes) if changes else self
+
+    def as_dict(self) -> dict[str, object]:
+        """The set fields only, in the units the store and the spec file use."""
+        out: dict[str, object] = {}
+        for f in attrs.fields(Resources):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                if value:
+                    out["extra"] = dict(value)
+            elif value is not None:
+                out[f.name] = value
+        return out
+
+    def describe(self) -> str:
+        """A short human summary, e.g. ``mem=10G cores=1 runtime=00:16:40``."""
+        parts = []
+        if self.mem is not None:
+            parts.append(f"mem={format_memory(self.mem)}")
+        if self.cores is not None:
+            parts.append(f"cores={self.cores}")
+        if self.runtime is not None:
+            parts.append(f"runtime={format_duration(self.runtime)}")
+        for name in ("queue", "gpus", "project"):
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{name}={value}")
+        parts.extend(f"{k}={v}" for k, v in self.extra)
+        return " ".join(parts) or "(none)"
+
+
+#: The resources a task gets when nothing at all is said about it.
+DEFAULT_RESOURCES = Resources(mem="1G", cores=1, runtime="1h")
+
+Cause = Literal["oom", "timeout"]
+
+
+def _factor(value: object) -> float:
+    text = str(value).strip().lower()
+    if text.startswith("x"):
+        text = text[1:]
+    try:
+        factor = float(text)
+    except ValueError:
+        raise SpecError(f"{value!r} is not a growth factor; use e.g. x1.5") from None
+    if not factor > 1.0:
+        raise SpecError(f"growth factor {value!r} must be greater than 1; use e.g. x1.5")
+    return factor
+
+
+@attrs.frozen
+class Escalation:
+    """How a resource grows before a retry after an OOM or a TIMEOUT, up to a cap.
+
+    A spec writes ``on_oom: {mem: x1.5, max: 64G}`` or ``on_timeout: {runtime: x2}``.
+    """
+
+    resource: Literal["mem", "runtime"]
+    factor: float = attrs.field(converter=_factor)
+    cap: int | None = None
+
+    def apply(self, resources: Resources, base: Resources) -> Resources | None:
+        """Grow ``resources``; ``None`` when already at the cap (retrying would not help).
+
+        ``base`` supplies the value when the attempt's resources leave it unset.
+        """
+        current = getattr(resources, self.resource) or getattr(base, self.resource)
+        if current is None:
+            return None
+        grown = math.ceil(current * self.factor)
+        if self.cap is not None:
+            if current >= self.cap:
+                return None
+            grown = min(grown, self.cap)
+        changes: dict[str, Any] = {self.resource: grown}
+        return attrs.evolve(resources, **changes)
+
+    def describe(self) -> str:
+        cap = ""
+        if self.cap is not None:
+            mem = self.resource == "mem"
+            cap_text = format_memory(self.cap) if mem else format_duration(self.cap)
+            cap = f" up to {cap_text}"
+        return f"{self.resource} x{self.factor:g}{cap}"
+
+
+def escalation(
+    resource: Literal["mem", "runtime"], factor: object, cap: object = None
+) -> Escalation:
+    """Build an :class:`Escalation`, parsing ``cap`` in the resource's own units."""
+    parsed_cap: int | None = None
+    if cap is not None:
+        parsed_cap = (
+            parse_memory(cap, what="on_oom.max")  # type: ignore[arg-type]
+            if resource == "mem"
+            else parse_duration(cap, what="on_timeout.max")  # type: ignore[arg-type]
+        )
+    return Escalation(resource, factor, parsed_cap)
+
+
+DEFAULT_ON_OOM = escalation("mem", 1.5)
+DEFAULT_ON_TIMEOUT = escalation("runtime", 2)
+
+
+@attrs.frozen
+class Policy:
+    """Per-task run policy that is not a resource: retries, escalation, concurrency.
+
+    ``None`` means "not set here", so layers merge the way :class:`Resources` do.
+    """
+
+    retries: int | None = attrs.field(default=None, converter=_retries)
+    max_concurrent: int | None = attrs.field(default=None, converter=_max_concurrent)
+    on_oom: Escalation | None = None
+    on_timeout: Escalation | None = None
+
+    def merged_with(self, override: Policy | None) -> Policy:
+        """Return this policy with every field that ``override`` sets replaced."""
+        if override is None:
+            return self
+        changes: dict[str, Any] = {
+            f.name: getattr(override, f.name)
+            for f in attrs.fields(Policy)
+            if getattr(override, f.name) is not None
+        }
+        return attrs.evolve(self, **changes) if changes else self
