@@ -136,10 +136,12 @@ class Graph:
         by_task: dict[str, list[Unit]] = defaultdict(list)
         for unit in units:
             by_task[unit.task.key].append(unit)
+        # Singles were already merged while recording; only groups can overlap.
         needs_dedupe = {
             key
             for key, group in by_task.items()
-            if len(group) > 1 or not _unique_within(group[0])
+            if any(u.is_group for u in group)
+            and (len(group) > 1 or not _unique_within(group[0]))
         }
         seen: dict[str, dict[str, int]] = defaultdict(dict)
         next_id = 0

@@ -1,0 +1,142 @@
+"""Load a ``module:workflow`` target and turn its parameters into click options.
+
+``gristmill run seiir.pipeline:seiir --n-draws 1000`` needs no hand-written CLI:
+``n_draws: int`` becomes ``--n-draws INTEGER``, ``bool`` a ``--flag/--no-flag``
+pair, ``list[int]`` a comma-separated value, and a parameter without a default
+a required option.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import traceback
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gristmill.errors import GristmillError
+from gristmill.workflow import Workflow, WorkflowFunction
+
+
+class CommaList(click.ParamType):
+    """A comma-separated list of one scalar type (``1,2,3``)."""
+
+    name = "list"
+
+    def __init__(self, item: click.ParamType) -> None:
+        self.item = item
+        self.name = f"{item.name}[,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [self.item.convert(v, param, ctx) for v in value]
+        text = str(value).strip()
+        if not text:
+            return []
+        return [self.item.convert(v.strip(), param, ctx) for v in text.split(",")]
+
+
+_SCALARS: dict[Any, click.ParamType] = {
+    int: click.INT,
+    float: click.FLOAT,
+    str: click.STRING,
+    Path: click.Path(path_type=Path),
+}
+
+
+def load_target(target: str) -> WorkflowFunction[Any]:
+    """Import ``module:name`` and return the ``@gm.workflow`` function it names."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise GristmillError(
+            f"{target!r} is not a workflow target; write it as 'package.module:workflow'"
+        )
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`, a module in the working directory is found
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        raise GristmillError(
+            f"cannot import workflow module {module_name!r}: {detail}"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise GristmillError(f"module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, WorkflowFunction):
+        raise GristmillError(
+            f"{target} is not a @gm.workflow function (got {type(obj).__name__}); "
+            "decorate it with @gm.workflow"
+        )
+    return obj
+
+
+def _param_type(annotation: Any) -> tuple[click.ParamType | None, bool]:
+    """(click type, is_bool) for an annotation; (None, False) when unsupported."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _param_type(args[0])
+        return None, False
+    if annotation is bool:
+        return click.BOOL, True
+    if annotation in _SCALARS:
+        return _SCALARS[annotation], False
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        args = typing.get_args(annotation)
+        item = _SCALARS.get(args[0] if args else str, click.STRING)
+        return CommaList(item), False
+    return None, False
+
+
+def workflow_options(wf_fn: WorkflowFunction[Any]) -> list[click.Parameter]:
+    """Click options for every parameter of a workflow function."""
+    try:
+        hints = typing.get_type_hints(wf_fn.fn)
+    except Exception:
+        hints = {}
+    params: list[click.Parameter] = []
+    for name, p in wf_fn.signature.parameters.items():
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        annotation = hints.get(name, str if p.default is inspect.Parameter.empty else type(p.default))
+        ptype, is_bool = _param_type(annotation)
+        if ptype is None:
+            ptype = click.STRING
+        flag = "--" + name.replace("_", "-")
+        required = p.default is inspect.Parameter.empty
+        extra: dict[str, Any] = {"required": required, "help": f"workflow parameter {name}"}
+        if not required:  # click tells "no default" from an explicit None default
+            default = p.default
+            if isinstance(ptype, CommaList) and isinstance(default, (list, tuple)):
+                default = ",".join(map(str, default))
+            extra.update(default=default, show_default=True)
+        if is_bool:
+            params.append(click.Option([f"{flag}/--no-{name.replace('_', '-')}"], **extra))
+        else:
+            params.append(click.Option([flag], type=ptype, **extra))
+    return params
+
+
+def parse_workflow_args(
+    wf_fn: WorkflowFunction[Any], args: Sequence[str], *, prog: str
+) -> dict[str, Any]:
+    """Parse the workflow's own options from ``args`` (click errors raise UsageError)."""
+    command = click.Command(prog, params=workflow_options(wf_fn), callback=lambda **kw: kw)
+    ctx = command.make_context(prog, list(args))
+    return dict(ctx.params)
+
+
+def build_workflow(target: str, args: Sequence[str], *, prog: str = "gristmill") -> Workflow:
+    """Import the target, parse its options and record the workflow."""
+    wf_fn = load_target(target)
+    values = parse_workflow_args(wf_fn, args, prog=prog)
+    return wf_fn(**values)
