@@ -385,7 +385,7 @@ class Workflow:
 
     def run(
         self,
-        backend: Any = "local",
+        backend: Any = None,
         *,
         run_dir: Any = "runs",
         spec: Any = None,
@@ -393,7 +393,7 @@ class Workflow:
         **backend_options: Any,
     ) -> Any:
         """Run to completion in a (new or reused) run directory; return a ``RunResult``."""
-        from gristmill.engine import run_workflow
+        from gristmill.runner import run_workflow
 
         return run_workflow(
             self, backend=backend, run_dir=run_dir, spec=spec, resume=resume, **backend_options

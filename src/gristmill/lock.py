@@ -1,0 +1,94 @@
+"""One engine per run directory, enforced with an advisory lock the kernel drops on death.
+
+``flock`` is released when the holder exits for any reason (``kill -9``
+included), so a stale lock never blocks a resume; the file also names the
+holder's host and pid for the message a second engine gets.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from gristmill.errors import RunDirError
+
+LOCK_NAME = ".gristmill.lock"
+
+
+def read_holder(run_dir: Path) -> dict[str, object]:
+    """What the lock file says about its holder (may be stale when nobody holds it)."""
+    try:
+        data = json.loads((run_dir / LOCK_NAME).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether an engine holds the run directory right now."""
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` — refuses with the holder's host and pid."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot lock the run directory {self.path.parent}: {exc.strerror}; "
+                "is it writable?"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = read_holder(self.path.parent)
+            raise RunDirError(
+                f"the run directory {self.path.parent} is in use by another engine "
+                f"(pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since "
+                f"{holder.get('since', '?')}); wait for it to finish or stop it with "
+                f"'gristmill cancel {self.path.parent}'"
+            ) from None
+        info = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None

@@ -1,0 +1,283 @@
+"""From a recorded workflow to a finished run: spec, run directory, lock, store, engine.
+
+This is what ``Workflow.run`` and ``gristmill run|resume`` call. Everything
+that can be wrong with the user's input (spec, graph, run directory) is
+checked before anything is written, so bad input leaves no half-made run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from loguru import logger
+
+from gristmill import runs
+from gristmill.backends import make_backend
+from gristmill.engine import Engine, EngineConfig, Interrupted, UnitPlan
+from gristmill.errors import GristmillError, RunDirError, SpecError
+from gristmill.graph import Graph
+from gristmill.lock import RunLock
+from gristmill.resources import Policy, Resources
+from gristmill.spec import Spec, load_spec
+from gristmill.store import STORE_NAME, NodeState, Store
+from gristmill.workflow import Workflow
+
+#: The floor under every task's resources: one core, nothing else assumed.
+BASE_RESOURCES = Resources(cores=1)
+
+
+@attrs.frozen
+class RunResult:
+    """How a run ended. Task failures are here, not raised."""
+
+    ok: bool
+    run_dir: Path
+    counts: Mapping[str, int]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("FAILED", 0) + self.counts.get("UPSTREAM_FAILED", 0)
+
+
+def resolve_spec(wf: Workflow, spec: Spec | str | os.PathLike[str] | None) -> Spec:
+    """The workflow's own spec with the given one layered on top; task names checked."""
+    merged = wf.spec or Spec.empty()
+    if spec is not None:
+        merged = merged.merged_with(spec if isinstance(spec, Spec) else load_spec(spec))
+    merged.check_tasks({u.task.name for u in wf.units})
+    return merged
+
+
+def unit_plans(
+    wf: Workflow, spec: Spec, cli_resources: Resources | None, cli_policy: Policy | None
+) -> list[UnitPlan]:
+    """decorator < spec default < spec task < per-call resources= < CLI flags."""
+    plans = []
+    cache: dict[str, tuple[Resources, Policy]] = {}
+    for unit in wf.units:
+        task = unit.task
+        if task.key not in cache:
+            settings = spec.settings_for(task.name)
+            cache[task.key] = (
+                BASE_RESOURCES.merged_with(task.resources).merged_with(settings.resources),
+                task.policy.merged_with(settings.policy).merged_with(cli_policy),
+            )
+        resources, policy = cache[task.key]
+        resources = resources.merged_with(unit.resources).merged_with(cli_resources)
+        plans.append(UnitPlan(resources, policy))
+    return plans
+
+
+def _unit_rows(graph: Graph) -> list[tuple[int, str, str, bool, int, int, int, str]]:
+    rows = []
+    for unit in graph.workflow.units:
+        columns = {
+            name: (
+                {"range": [col.start, col.stop, col.step]}
+                if isinstance(col, range)
+                else list(col)
+            )
+            for name, col in unit.columns.items()
+        }
+        definition = json.dumps(
+            {
+                "const": unit.const,
+                "columns": columns,
+                "product": unit.is_product,
+                "after": unit.after,
+                "resources": unit.resources.as_dict() if unit.resources else None,
+            },
+            default=str,
+        )
+        rows.append(
+            (
+                unit.index, unit.task.name, unit.task.key, unit.is_group, unit.size,
+                graph.starts[unit.index], graph.owned[unit.index], definition,
+            )
+        )
+    return rows
+
+
+def _unit_of_nodes(graph: Graph) -> itertools.chain[int]:
+    return itertools.chain.from_iterable(
+        itertools.repeat(u, graph.owned[u]) for u in range(len(graph.members))
+    )
+
+
+def prepare_run_dir(run_dir: Path | str, *, resume: bool) -> tuple[Path, bool]:
+    """(run directory, whether it already holds a run). A root gets a new numbered run."""
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--run-dir {path} is a file; give a directory (a root for runs)")
+    if (path / STORE_NAME).exists():
+        if not resume:
+            raise RunDirError(
+                f"{path} already holds a run; resume it (gristmill resume {path}) or give a "
+                "root directory to start a new numbered run in"
+            )
+        return path, True
+    return runs.make_run_directory(path), False
+
+
+def _package_of(function_key: str) -> str | None:
+    module = function_key.partition(":")[0]
+    top = module.split(".")[0]
+    return top if top and top != "__main__" else None
+
+
+def run_workflow(
+    wf: Workflow,
+    *,
+    backend: str | None = None,
+    run_dir: Path | str = "runs",
+    spec: Spec | str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    resources: Resources | None = None,
+    policy: Policy | None = None,
+    max_concurrent: int | None = None,
+    fail_fast: bool | None = None,
+    poll_interval: float | None = None,
+    argv: list[str] | None = None,
+    **backend_options: Any,
+) -> RunResult:
+    """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume)."""
+    full_spec = resolve_spec(wf, spec)
+    graph = wf.graph()  # cycle and argument errors surface before anything is written
+    plans = unit_plans(wf, full_spec, resources, policy)
+    settings = full_spec.workflow
+    backend_name = backend or settings.backend or "local"
+    options = {**dict(settings.backend_options), **backend_options}
+    config = EngineConfig(
+        fail_fast=wf.fail_fast if fail_fast is None and settings.fail_fast is None
+        else bool(fail_fast if fail_fast is not None else settings.fail_fast),
+        max_concurrent=max_concurrent or settings.max_concurrent or wf.max_concurrent,
+        poll_max=poll_interval or settings.poll_interval or 30.0,
+    )
+    backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
+    path, existing = prepare_run_dir(run_dir, resume=resume)
+    try:
+        with RunLock(path):
+            return _run_locked(
+                wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
+                options,
+            )
+    finally:
+        backend_obj.close()
+
+
+def _run_locked(
+    wf: Workflow,
+    graph: Graph,
+    path: Path,
+    existing: bool,
+    backend: Any,
+    config: EngineConfig,
+    plans: list[UnitPlan],
+    spec: Spec,
+    argv: list[str] | None,
+    options: Mapping[str, Any],
+) -> RunResult:
+    identities = graph.identities()
+    meta = {
+        "workflow": wf.name,
+        "function": wf.function,
+        "args": wf.args,
+        "backend": backend.name,
+        "backend_options": dict(options),
+        "spec": spec.to_dict(),
+        "nodes": graph.n_nodes,
+    }
+    if existing:
+        store = Store.open(path)
+        states, attempts, open_attempts = _reconcile(store, graph, identities)
+    else:
+        store = Store.create(path, meta)
+        states = bytearray(graph.n_nodes)
+        attempts = [0] * graph.n_nodes
+        store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph))
+        open_attempts = []
+    try:
+        metadata = runs.RunMetadata.collect(package=_package_of(wf.function), argv=argv)
+    except GristmillError:
+        metadata = runs.RunMetadata.collect(package=None, argv=argv)
+    metadata.extra.update({"workflow": wf.name, "backend": backend.name})
+    metadata.dump(path)
+    engine = Engine(
+        graph=graph, store=store, backend=backend, run_dir=path, config=config,
+        plans=plans, states=states, attempts=attempts,
+    )
+    interrupted = False
+    try:
+        counts = engine.run(open_attempts)
+    except Interrupted:
+        interrupted = True
+        counts = engine.tracker.counts()
+    finally:
+        store.close()
+    ok = counts.get(NodeState.DONE.name, 0) == graph.n_nodes
+    status = "succeeded" if ok else ("interrupted" if interrupted else "failed")
+    metadata.finish(status, counts)
+    metadata.dump(path)
+    logger.info("run {} {}: {}", path, status, counts)
+    return RunResult(ok=ok, run_dir=path, counts=counts, interrupted=interrupted)
+
+
+def _reconcile(
+    store: Store, graph: Graph, identities: list[str]
+) -> tuple[bytearray, list[int], list[Any]]:
+    """Carry DONE states over by identity; everything else runs again or is re-adopted."""
+    stored_ids, stored_states, stored_attempts = store.node_states()
+    done = int(NodeState.DONE)
+    reset = bytes(done if i == done else 0 for i in range(256))
+    if stored_ids == identities:
+        states = stored_states.translate(reset)
+        attempts = stored_attempts
+        changed = [(n, 0) for n, s in enumerate(stored_states) if s != done and s != 0]
+        with store.transaction() as cur:
+            store.set_states(cur, changed, note="resume")
+    else:
+        logger.info("the workflow changed since this run started; matching nodes by identity")
+        by_identity = {i: (s, a) for i, s, a in zip(stored_ids, stored_states, stored_attempts)}
+        states = bytearray(graph.n_nodes)
+        attempts = [0] * graph.n_nodes
+        for node, identity in enumerate(identities):
+            found = by_identity.get(identity)
+            if found is not None:
+                states[node] = done if found[0] == done else 0
+                attempts[node] = found[1]
+        store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph), bytes(states),
+                        attempts)
+    return states, attempts, store.attempts(open_only=True)
+
+
+def rebuild_workflow(run_dir: Path) -> tuple[Workflow, dict[str, Any]]:
+    """Record the run's workflow again from what its store says (for ``gristmill resume``)."""
+    store = Store.open(run_dir, readonly=True)
+    try:
+        meta = store.meta()
+    finally:
+        store.close()
+    function = meta.get("function")
+    if not isinstance(function, str) or ":" not in function:
+        raise RunDirError(f"{run_dir}: the store does not name the workflow function")
+    module, _, qualname = function.partition(":")
+    try:
+        wf_fn: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise RunDirError(
+            f"{run_dir}: cannot import {module!r} to rebuild workflow {function}: {exc}"
+        ) from exc
+    for part in qualname.split("."):
+        wf_fn = getattr(wf_fn, part)
+    args = meta.get("args") or {}
+    if not isinstance(args, dict):
+        raise SpecError(f"{run_dir}: stored workflow arguments are not a mapping")
+    return wf_fn(**args), meta

@@ -1,0 +1,405 @@
+"""The run store: one SQLite database (WAL) per run, written only by the engine.
+
+It holds the DAG (units and nodes by identity), every state transition with a
+timestamp, and every attempt with what the worker wrapper measured. Writes are
+batched into one transaction per engine cycle, so a million nodes persist with
+a handful of statements, and readers (``gristmill status``) never block the
+engine. Transitions that move a whole group at once are stored as one event
+over an id range, keeping groups compact in the store as in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from gristmill.errors import StoreError
+
+SCHEMA_VERSION = 1
+STORE_NAME = "gristmill.db"
+
+
+class NodeState(enum.IntEnum):
+    """The task state machine of DESIGN.md; a retried attempt goes back to READY."""
+
+    PENDING = 0
+    READY = 1
+    SUBMITTED = 2
+    RUNNING = 3
+    DONE = 4
+    FAILED = 5
+    UPSTREAM_FAILED = 6
+    CANCELLED = 7
+
+    @property
+    def final(self) -> bool:
+        return self in (NodeState.DONE, NodeState.FAILED, NodeState.UPSTREAM_FAILED)
+
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+    id INTEGER PRIMARY KEY, task TEXT NOT NULL, task_key TEXT NOT NULL,
+    is_group INTEGER NOT NULL, size INTEGER NOT NULL, start INTEGER NOT NULL,
+    owned INTEGER NOT NULL, definition TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY, identity TEXT NOT NULL, unit INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE attempts (
+    identity TEXT NOT NULL, attempt INTEGER NOT NULL, key TEXT NOT NULL,
+    task TEXT NOT NULL, job_name TEXT NOT NULL, backend TEXT NOT NULL,
+    job_id TEXT, result_path TEXT NOT NULL, stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    argv TEXT NOT NULL, resources TEXT NOT NULL, state TEXT NOT NULL,
+    exit_code INTEGER, signal INTEGER, peak_rss INTEGER, elapsed REAL, host TEXT,
+    reason TEXT NOT NULL DEFAULT '', submitted REAL NOT NULL, ended REAL,
+    PRIMARY KEY (identity, attempt)
+);
+CREATE INDEX attempts_open ON attempts (ended) WHERE ended IS NULL;
+CREATE TABLE events (
+    ts REAL NOT NULL, node_lo INTEGER NOT NULL, node_hi INTEGER NOT NULL,
+    state INTEGER NOT NULL, note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+@attrs.frozen
+class AttemptRecord:
+    """One attempt of one node, as the store keeps it."""
+
+    identity: str
+    attempt: int
+    key: str
+    task: str
+    job_name: str
+    backend: str
+    job_id: str | None
+    result_path: str
+    stdout: str
+    stderr: str
+    argv: tuple[str, ...]
+    resources: Mapping[str, Any]
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_rss: int | None = None
+    elapsed: float | None = None
+    host: str | None = None
+    reason: str = ""
+    submitted: float = 0.0
+    ended: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
+        data = dict(row)
+        data["argv"] = tuple(json.loads(data["argv"]))
+        data["resources"] = json.loads(data["resources"])
+        return cls(**data)
+
+
+_ATTEMPT_COLUMNS = [f.name for f in attrs.fields(AttemptRecord)]
+
+
+class Store:
+    """A run's SQLite database. Open it with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self._pending_events: list[tuple[float, int, int, int, str]] = []
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
+        path = run_dir / STORE_NAME
+        if path.exists():
+            raise StoreError(f"{path} already exists; open it instead of creating it")
+        conn = cls._connect(path)
+        try:
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
+                    + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
+                )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot create the run store {path}: {exc}") from exc
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, run_dir: Path, *, readonly: bool = False) -> Store:
+        path = run_dir / STORE_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
+        conn = cls._connect(path, readonly=readonly)
+        store = cls(path, conn)
+        try:
+            version_row = conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(
+                f"the run store {path} is corrupt or not a gristmill store ({exc}); "
+                "it was left untouched — move it aside to start a new run"
+            ) from exc
+        if version_row is None:
+            conn.close()
+            raise StoreError(f"the run store {path} has no schema version; it was left untouched")
+        version = int(version_row[0])
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"the run store {path} has schema version {version}, newer than this gristmill "
+                f"understands ({SCHEMA_VERSION}); upgrade gristmill to use it (nothing was changed)"
+            )
+        return store
+
+    @staticmethod
+    def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            else:
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writing (engine only) -------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def write_dag(
+        self,
+        units: Sequence[tuple[int, str, str, bool, int, int, int, str]],
+        identities: Sequence[str],
+        unit_of_node: Iterable[int],
+        states: bytes | None = None,
+        attempts: Sequence[int] | None = None,
+    ) -> None:
+        """Replace the DAG: units, then nodes in batches (one transaction)."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM units")
+            cur.execute("DELETE FROM nodes")
+            cur.executemany(
+                "INSERT INTO units (id, task, task_key, is_group, size, start, owned, "
+                "definition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                units,
+            )
+            if states is None:
+                cur.executemany(
+                    "INSERT INTO nodes (id, identity, unit) VALUES (?, ?, ?)",
+                    zip(range(len(identities)), identities, unit_of_node),
+                )
+            else:
+                cur.executemany(
+                    "INSERT INTO nodes (id, identity, unit, state, attempts) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    zip(range(len(identities)), identities, unit_of_node, states,
+                        attempts or [0] * len(identities)),
+                )
+
+    def set_meta(self, cur: sqlite3.Cursor, key: str, value: Any) -> None:
+        cur.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (key, json.dumps(value, default=str)),
+        )
+
+    def set_states(
+        self,
+        cur: sqlite3.Cursor,
+        singles: Sequence[tuple[int, int]],
+        ranges: Sequence[tuple[int, int, int]] = (),
+        note: str = "",
+    ) -> None:
+        """Record transitions: ``singles`` as (node, state), ``ranges`` as (lo, hi, state)."""
+        now = time.time()
+        if ranges:
+            cur.executemany(
+                "UPDATE nodes SET state = ? WHERE id BETWEEN ? AND ?",
+                [(s, lo, hi) for lo, hi, s in ranges],
+            )
+            cur.executemany(
+                "INSERT INTO events (ts, node_lo, node_hi, state, note) VALUES (?, ?, ?, ?, ?)",
+                [(now, lo, hi, s, note) for lo, hi, s in ranges],
+            )
+        if singles:
+            cur.executemany("UPDATE nodes SET state = ? WHERE id = ?", [(s, n) for n, s in singles])
+            cur.executemany(
+                "INSERT INTO events (ts, node_lo, node_hi, state, note) VALUES (?, ?, ?, ?, ?)",
+                [(now, n, n, s, note) for n, s in singles],
+            )
+
+    def add_attempts(self, cur: sqlite3.Cursor, records: Sequence[AttemptRecord]) -> None:
+        placeholders = ", ".join("?" for _ in _ATTEMPT_COLUMNS)
+        cur.executemany(
+            f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+            f"VALUES ({placeholders})",
+            [_attempt_row(r) for r in records],
+        )
+
+    def set_job_ids(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[str, str]]) -> None:
+        """(attempt key, job id) pairs from a submission."""
+        cur.executemany("UPDATE attempts SET job_id = ? WHERE key = ?", [(j, k) for k, j in pairs])
+
+    def finish_attempts(
+        self, cur: sqlite3.Cursor, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Close attempts with what the backend or the worker reported."""
+        cur.executemany(
+            "UPDATE attempts SET state = :state, exit_code = :exit_code, signal = :signal, "
+            "peak_rss = :peak_rss, elapsed = :elapsed, host = :host, reason = :reason, "
+            "ended = :ended WHERE key = :key",
+            rows,
+        )
+
+    def set_attempt_counts(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, int]]) -> None:
+        cur.executemany("UPDATE nodes SET attempts = ? WHERE id = ?", [(a, n) for n, a in pairs])
+
+    # -- reading (anyone) ----------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.conn.execute("SELECT key, value FROM meta"):
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+        return out
+
+    def identities(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT identity FROM nodes ORDER BY id")]
+
+    def node_states(self) -> tuple[list[str], bytearray, list[int]]:
+        """(identities, states, attempt counts) of every node, by id."""
+        identities: list[str] = []
+        states = bytearray()
+        attempts: list[int] = []
+        cursor = self.conn.execute("SELECT identity, state, attempts FROM nodes ORDER BY id")
+        while True:
+            rows = cursor.fetchmany(100_000)
+            if not rows:
+                break
+            for identity, state, count in rows:
+                identities.append(identity)
+                states.append(state)
+                attempts.append(count)
+        return identities, states, attempts
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(task, state name) -> number of nodes."""
+        rows = self.conn.execute(
+            "SELECT u.task, n.state, COUNT(*) FROM nodes n JOIN units u ON n.unit = u.id "
+            "GROUP BY u.task, n.state"
+        )
+        return {(task, NodeState(state).name): count for task, state, count in rows}
+
+    def units(self) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM units ORDER BY id"))
+
+    def attempts(
+        self, *, open_only: bool = False, identity: str | None = None
+    ) -> list[AttemptRecord]:
+        sql = "SELECT * FROM attempts"
+        args: list[Any] = []
+        clauses = []
+        if open_only:
+            clauses.append("ended IS NULL")
+        if identity is not None:
+            clauses.append("identity = ?")
+            args.append(identity)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY submitted, attempt"
+        return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
+        tuple[int, str, int, AttemptRecord | None]
+    ]:
+        """(node id, task, state, its latest attempt) for nodes in ``states``."""
+        sql = (
+            "SELECT n.id, u.task, n.state, n.identity FROM nodes n JOIN units u ON n.unit = u.id"
+        )
+        args: list[Any] = []
+        if states is not None:
+            sql += f" WHERE n.state IN ({', '.join('?' for _ in states)})"
+            args = [int(s) for s in states]
+        for node_id, task, state, identity in self.conn.execute(sql + " ORDER BY n.id", args):
+            row = self.conn.execute(
+                "SELECT * FROM attempts WHERE identity = ? ORDER BY attempt DESC LIMIT 1",
+                (identity,),
+            ).fetchone()
+            yield node_id, task, state, (AttemptRecord.from_row(row) if row else None)
+
+
+def _attempt_row(record: AttemptRecord) -> tuple[Any, ...]:
+    values = []
+    for name in _ATTEMPT_COLUMNS:
+        value = getattr(record, name)
+        if name == "argv":
+            value = json.dumps(list(value))
+        elif name == "resources":
+            value = json.dumps(dict(value))
+        values.append(value)
+    return tuple(values)
+
+
+class _Transaction:
+    """``with store.transaction() as cur``: BEGIN IMMEDIATE … COMMIT, errors as StoreError."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cur: sqlite3.Cursor | None = None
+
+    def __enter__(self) -> sqlite3.Cursor:
+        try:
+            self.cur = self.store.conn.cursor()
+            self.cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the run store {self.store.path}: {exc}") from exc
+        return self.cur
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self.cur is not None
+        if exc_type is not None:
+            try:
+                self.cur.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"cannot write the run store {self.store.path}: {exc} "
+                    "(disk full or read-only?); the run can be resumed once it is fixed"
+                ) from exc
+            return
+        try:
+            self.cur.execute("COMMIT")
+        except sqlite3.Error as commit_exc:
+            try:
+                self.cur.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreError(
+                f"cannot write the run store {self.store.path}: {commit_exc} "
+                "(disk full or read-only?); the run can be resumed once it is fixed"
+            ) from commit_exc
