@@ -117,5 +117,10 @@ def check(package: str) -> None:
     click.echo(f"{package}: installed console scripts match the code")
 
 
+# Commands that run or inspect workflows live in their own modules; importing them
+# registers them on ``main``.
+from gristmill import cli_run, cli_status  # noqa: E402, F401
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

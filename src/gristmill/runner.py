@@ -161,13 +161,19 @@ def run_workflow(
         max_concurrent=max_concurrent or settings.max_concurrent or wf.max_concurrent,
         poll_max=poll_interval or settings.poll_interval or 30.0,
     )
+    settings_meta = {
+        "resources": resources.as_dict() if resources else None,
+        "retries": policy.retries if policy else None,
+        "max_concurrent": max_concurrent,
+        "fail_fast": fail_fast,
+    }
     backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
     path, existing = prepare_run_dir(run_dir, resume=resume)
     try:
         with RunLock(path):
             return _run_locked(
                 wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
-                options,
+                options, settings_meta,
             )
     finally:
         backend_obj.close()
@@ -184,6 +190,7 @@ def _run_locked(
     spec: Spec,
     argv: list[str] | None,
     options: Mapping[str, Any],
+    settings: Mapping[str, Any],
 ) -> RunResult:
     identities = graph.identities()
     meta = {
@@ -193,6 +200,7 @@ def _run_locked(
         "backend": backend.name,
         "backend_options": dict(options),
         "spec": spec.to_dict(),
+        "settings": dict(settings),
         "nodes": graph.n_nodes,
     }
     if existing:
