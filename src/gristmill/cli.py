@@ -33,7 +33,7 @@ def handle_errors(fn: F) -> F:
             ctx = click.get_current_context(silent=True)
             verbose = bool(ctx and ctx.find_root().params.get("verbose"))
             if verbose:
-                logger.opt(exception=True).debug("traceback")
+                logger.opt(exception=True).info("traceback of the error below")
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
 
@@ -56,8 +56,8 @@ def main(verbose: int) -> None:
 @main.command(context_settings=_WF_ARGS)
 @click.argument("target")
 @click.option(
-    "--format", "fmt", type=click.Choice(["dot", "mermaid", "summary"]), default="dot",
-    show_default=True, help="Graphviz dot, Mermaid, or counts per task.",
+    "--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "summary"]), default="dot",
+    show_default=True, help="Graphviz dot, Mermaid, SVG (needs Graphviz), or counts per task.",
 )
 @click.pass_context
 @handle_errors
@@ -66,6 +66,7 @@ def graph(ctx: click.Context, target: str, fmt: str) -> None:
 
     Map groups are drawn as one box with their count.
     """
+    from gristmill.render import to_svg
     from gristmill.target import build_workflow
 
     wf = build_workflow(target, ctx.args, prog=f"gristmill graph {target}")
@@ -73,6 +74,8 @@ def graph(ctx: click.Context, target: str, fmt: str) -> None:
         click.echo(wf.to_dot(), nl=False)
     elif fmt == "mermaid":
         click.echo(wf.to_mermaid(), nl=False)
+    elif fmt == "svg":
+        click.echo(to_svg(wf), nl=False)
     else:
         click.echo(f"{wf.name}: {len(wf)} nodes")
         for name, count in wf.count_by_task().items():
@@ -121,6 +124,9 @@ def check(package: str) -> None:
 # registers them on ``main``.
 from gristmill import cli_run, cli_status  # noqa: E402, F401
 
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # ``python -m gristmill.cli``: the commands above registered on gristmill.cli.main,
+    # a different module object from this __main__, so run that one.
+    from gristmill.cli import main as registered_main
+
+    registered_main()

@@ -10,6 +10,7 @@ name) and runs it by absolute path; when none is installed it falls back to
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import sys
@@ -27,15 +28,41 @@ from gristmill.task import Task
 
 _FALLBACK_WARNED: set[str] = set()
 _SECTION = "[project.scripts]"
+_INLINE_SCRIPTS = re.compile(r"^\s*scripts\s*=\s*\{", re.MULTILINE)
 _ENTRY_LINE = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=\s*["\']([^"\']+)["\']\s*(#.*)?$')
 
 
+def _console_scripts() -> list[metadata.EntryPoint]:
+    """Every installed console-script entry point (Python 3.9's API included)."""
+    eps: Any = metadata.entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group="console_scripts"))
+    return list(eps.get("console_scripts", ()))  # pragma: no cover - Python < 3.10
+
+
+def _script_path(ep: metadata.EntryPoint) -> str | None:
+    """The absolute path of an entry point's installed script.
+
+    The distribution's RECORD says where pip wrote it, which beats the first
+    match on ``PATH`` (another environment's script, or a pyenv shim that goes
+    through a shell); ``shutil.which`` is the fallback.
+    """
+    dist = getattr(ep, "dist", None)
+    for file in (dist.files or ()) if dist is not None else ():
+        if file.name in (ep.name, ep.name + ".exe") and file.parent.name in ("bin", "Scripts"):
+            located = Path(str(file.locate())).resolve()
+            if located.is_file() and os.access(located, os.X_OK):
+                return str(located)
+    found = shutil.which(ep.name)
+    return None if found is None else str(Path(found).absolute())
+
+
 @functools.lru_cache(maxsize=1)
-def installed_scripts() -> dict[str, list[str]]:
-    """Installed console scripts by target (``module:attr``) → script names."""
-    by_target: dict[str, list[str]] = defaultdict(list)
-    for ep in metadata.entry_points(group="console_scripts"):
-        by_target[ep.value.replace(" ", "")].append(ep.name)
+def installed_scripts() -> dict[str, list[metadata.EntryPoint]]:
+    """Installed console scripts by target (``module:attr``)."""
+    by_target: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
+    for ep in _console_scripts():
+        by_target[ep.value.replace(" ", "")].append(ep)
     return dict(by_target)
 
 
@@ -45,13 +72,19 @@ def refresh() -> None:
     script_prefix.cache_clear()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def script_prefix(task: Task) -> tuple[str, ...]:
     """The argv prefix that runs ``task``: its installed script, or the exec fallback."""
-    for name in installed_scripts().get(task.entry_point, ()):
-        path = shutil.which(name)
+    if task.module == "__main__":
+        raise GristmillError(
+            f"task {task.name!r} is defined in the script being run (__main__); its jobs run "
+            "in new processes, which cannot import that script. Move the task into a module "
+            "of your package (e.g. mypkg/tasks.py) and import it from there"
+        )
+    for ep in installed_scripts().get(task.entry_point, ()):
+        path = _script_path(ep)
         if path is not None:
-            return (str(Path(path).absolute()),)
+            return (path,)
     if task.key not in _FALLBACK_WARNED:
         _FALLBACK_WARNED.add(task.key)
         logger.warning(
@@ -70,11 +103,26 @@ def render_argv(task: Task, args: Mapping[str, Any], *, verbose: int = 1) -> lis
     return [*script_prefix(task), *flags, *task.signature.render(args)]
 
 
+def _check_bound(task: Task) -> None:
+    """The console-script target must resolve to the task itself, not to what it wraps."""
+    target: Any = sys.modules.get(task.module)
+    for part in task.qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not task:
+        raise GristmillError(
+            f"task {task.key}: {task.entry_point} would not run the task, because "
+            f"{task.qualname!r} in {task.module} is {type(target).__name__}, not the Task; "
+            f"apply @gm.task directly above the function or click command, or bind the task "
+            f"to that name ({task.qualname} = gm.task(...)({task.qualname}))"
+        )
+
+
 def scripts_table(package: str) -> dict[str, str]:
     """``{script name: target}`` for every task of a package."""
     table: dict[str, str] = {}
     owners: dict[str, str] = {}
     for task in registry().tasks_in(package):
+        _check_bound(task)
         if task.script in table:
             raise GristmillError(
                 f"tasks {owners[task.script]} and {task.key} both want the console script "
@@ -97,8 +145,23 @@ def _toml_key(name: str) -> str:
 
 
 def _is_task_target(target: str, package: str) -> bool:
+    """Whether ``target`` is (or was) a task's script target in ``package``.
+
+    ``pkg.mod:name.main`` counts unless ``pkg.mod:name`` exists and is not a task
+    (a click group of the package's own CLI), so stale task scripts are found
+    without touching the package's other scripts.
+    """
     module, _, attr = target.partition(":")
-    return (module == package or module.startswith(package + ".")) and attr.endswith(".main")
+    if not (module == package or module.startswith(package + ".")):
+        return False
+    if not attr.endswith(".main"):
+        return False
+    obj: Any = sys.modules.get(module)
+    if obj is None:
+        return True  # a module that no longer exists (tasks_in imported every module)
+    for part in attr[: -len(".main")].split("."):
+        obj = getattr(obj, part, None)
+    return obj is None or isinstance(obj, Task)
 
 
 def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
@@ -114,6 +177,11 @@ def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
         raise GristmillError(f"cannot read {path}: {exc.strerror}") from None
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == _SECTION), None)
+    if start is None and _INLINE_SCRIPTS.search(text):
+        raise GristmillError(
+            f"{path}: [project] declares scripts inline (scripts = {{...}}); move them to a "
+            f"{_SECTION} table so that gristmill can keep the task scripts in it up to date"
+        )
     existing: dict[str, str] = {}
     end = start
     if start is not None:
@@ -151,7 +219,16 @@ def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
 def distributions_of(package: str) -> list[str]:
     """Installed distributions that provide a top-level package."""
     top = package.split(".")[0]
-    return sorted(set(metadata.packages_distributions().get(top, [])))
+    finder = getattr(metadata, "packages_distributions", None)
+    if finder is not None:
+        return sorted(set(finder().get(top, [])))
+    names = set()  # pragma: no cover - Python 3.9
+    for dist in metadata.distributions():  # pragma: no cover
+        tops = (dist.read_text("top_level.txt") or "").split()
+        tops += [f.parts[0] for f in dist.files or () if f.parts and f.suffix != ".pth"]
+        if top in tops:
+            names.add(dist.metadata["Name"])
+    return sorted(names)  # pragma: no cover
 
 
 def check_installed(package: str) -> list[str]:
@@ -169,9 +246,23 @@ def check_installed(package: str) -> list[str]:
             if ep.group == "console_scripts":
                 installed[ep.name] = ep.value.replace(" ", "")
     problems: list[str] = []
-    targets = set(installed.values())
+    names_of: dict[str, list[str]] = defaultdict(list)
+    for name, target in installed.items():
+        names_of[target].append(name)
     for name, target in table.items():
-        if target not in targets:
+        if name in names_of[target]:
+            continue
+        if names_of[target]:
+            problems.append(
+                f"task script {name!r} -> {target} is installed under another name: "
+                f"{', '.join(sorted(names_of[target]))}"
+            )
+        elif name in installed:
+            problems.append(
+                f"task script {name!r} is installed with target {installed[name]}, "
+                f"but the code says {target}"
+            )
+        else:
             problems.append(f"task script {name!r} -> {target} is not installed")
     valid_targets = set(table.values())
     for name, target in sorted(installed.items()):

@@ -21,18 +21,26 @@ import string
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import attrs
 import click
 
-from gristmill.errors import GraphError
+from gristmill.errors import GraphError, TaskArgumentError
 from gristmill.params import canonical
 
 if TYPE_CHECKING:
     from gristmill.workflow import Unit, Workflow
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+_MAX_NAME = 128
+
+
+def _name_part(value: Any) -> str:
+    """An argument value as it appears in a default job name (``a,b`` for a list)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(_name_part, value))
+    return str(value)
 
 
 def digest(text: str) -> str:
@@ -72,8 +80,8 @@ def unit_texts(unit: Unit) -> Iterator[str]:
     fmt = template.format
     if unit.is_product:
         for i in range(unit.size):
-            values = unit.element_args(i)
-            yield fmt(*(canonical(values[n]) for n in varying))
+            element = unit.element_args(i)
+            yield fmt(*(canonical(element[n]) for n in varying))
         return
     if all(e is None for e in encoders):
         if len(columns) == 1:
@@ -200,6 +208,8 @@ class Graph:
             element_downstream=dict(element_downstream),
             node_args=_node_args(by_task),
         )
+        if graph.aliases:
+            _check_node_cycles(graph)
         return graph
 
     def locate(self, node_id: int) -> tuple[int, int]:
@@ -265,21 +275,47 @@ class Graph:
         args = u.element_args(owner_element)
         node_args = self.node_args.get(task.key, [])
         if task.job_name is not None:
-            name = task.job_name.format(task=task.name, **args)
+            values = {"task": task.name, **dict.fromkeys(task.signature.names, ""), **args}
+            try:
+                name = task.job_name.format_map(values)
+            except (ValueError, KeyError, IndexError, AttributeError) as exc:
+                raise TaskArgumentError(
+                    f"task {task.name!r}: name template {task.job_name!r} cannot be filled "
+                    f"with {args!r} ({type(exc).__name__}: {exc}); fix the template"
+                ) from None
             used = {f for _, f, _, _ in string.Formatter().parse(task.job_name) if f}
             if not set(node_args) <= used:
                 name += "_" + self.identity_of(owner, owner_element)[:8]
-            return _UNSAFE.sub("-", name)
-        if not node_args:
-            return task.name
-        return _UNSAFE.sub("-", "_".join([task.name, *(str(args[n]) for n in node_args)]))
+        elif not node_args:
+            name = task.name
+        else:
+            name = "_".join([task.name, *(_name_part(args.get(n, "")) for n in node_args)])
+        name = _UNSAFE.sub("-", name)
+        if len(name) > _MAX_NAME:  # schedulers truncate or refuse long names: keep them unique
+            name = name[: _MAX_NAME - 9] + "_" + self.identity_of(owner, owner_element)[:8]
+        return name
 
     def upstream_nodes(self, unit: int, element: int | None) -> Iterator[int]:
-        for src, src_element in dict.fromkeys(self.workflow.units[unit].after):
-            if src_element is None:
-                yield from self.members[src]
-            else:
-                yield self.members[src][src_element]
+        """Ids of the nodes that element ``element`` of ``unit`` waits for, each once.
+
+        A node that several units contain (``fit(draw=3)`` and ``fit.map(draw=...)``)
+        waits for the union of their ``after=`` edges.
+        """
+        units = self.units_of(self.members[unit][element or 0])
+        refs = dict.fromkeys(ref for u in units for ref in self.workflow.units[u].after)
+        if len(refs) == 1 and len(units) == 1:
+            src, src_element = next(iter(refs))
+            yield from (self.members[src] if src_element is None else (
+                self.members[src][src_element],
+            ))
+            return
+        seen: set[int] = set()
+        for src, src_element in refs:
+            ids = self.members[src] if src_element is None else (self.members[src][src_element],)
+            for node_id in ids:
+                if node_id not in seen:
+                    seen.add(node_id)
+                    yield node_id
 
     def count_by_task(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -289,6 +325,14 @@ class Graph:
 
 
 def _topological_units(units: Sequence[Unit]) -> list[int]:
+    """Units in an order where every unit comes after the units it waits for.
+
+    A call can only name nodes recorded before it, so recording order is
+    topological unless a merged duplicate added an edge to a later unit; only
+    then is a sort (and a cycle check) needed.
+    """
+    if all(src < unit.index for unit in units for src, _ in unit.after):
+        return list(range(len(units)))
     sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
     for unit in units:
         sorter.add(unit.index, *(src for src, _ in unit.after))
@@ -296,12 +340,67 @@ def _topological_units(units: Sequence[Unit]) -> list[int]:
         return list(sorter.static_order())
     except graphlib.CycleError as exc:
         cycle: list[int] = exc.args[1]
-        shown = " -> ".join(_describe(units[i]) for i in reversed(cycle))
-        raise GraphError(
-            f"the workflow has a cycle: {shown}. A node recorded twice with the same "
-            "arguments is one node, so its after= edges are merged; remove the edge "
-            "that closes the loop"
-        ) from None
+        _raise_cycle([_describe(units[i]) for i in reversed(cycle)])
+
+
+def _raise_cycle(shown: list[str]) -> NoReturn:
+    raise GraphError(
+        f"the workflow has a cycle: {' -> '.join(shown)}. A node recorded twice with the "
+        "same arguments is one node, so its after= edges are merged; remove the edge "
+        "that closes the loop"
+    ) from None
+
+
+def _check_node_cycles(graph: Graph) -> None:
+    """Find cycles that pass through a node shared by several units.
+
+    The unit-level sort cannot see them: ``fit(draw=3)`` waiting for a node that
+    waits for ``fit.map(draw=range(10))`` is a cycle through the shared node
+    ``draw=3``. The check runs on a compact node-level graph: a vertex pair
+    ("in", "out") per unit, one vertex per shared or individually named node,
+    and one "bulk" vertex standing for all the other elements of a unit, which
+    share every edge. Its size grows with the number of shared nodes, not with
+    the number of elements.
+    """
+    units = graph.workflow.units
+    special: set[int] = set(graph.aliases)
+    for unit in units:
+        for src, element in unit.after:
+            if element is not None:
+                special.add(graph.members[src][element])
+    edges: dict[tuple[str, int], set[tuple[str, int]]] = defaultdict(set)  # -> predecessors
+    special_owned = [0] * len(units)
+    for node_id in special:
+        units_of = graph.units_of(node_id)
+        special_owned[units_of[0]] += 1
+        for u in units_of:
+            edges[("node", node_id)].add(("in", u))
+            edges[("out", u)].add(("node", node_id))
+    for unit in units:
+        index = unit.index
+        edges[("in", index)]
+        if graph.owned[index] > special_owned[index]:
+            edges[("bulk", index)].add(("in", index))
+            edges[("out", index)].add(("bulk", index))
+        for src, element in unit.after:
+            if element is None:
+                edges[("in", index)].add(("out", src))
+            else:
+                edges[("in", index)].add(("node", graph.members[src][element]))
+    try:
+        graphlib.TopologicalSorter(edges).prepare()
+    except graphlib.CycleError as exc:
+        shown: list[str] = []
+        for kind, value in reversed(exc.args[1]):
+            if kind == "node":
+                text = _describe_node(graph, value)
+            elif kind == "bulk":
+                text = _describe(units[value])
+            else:
+                continue
+            if not shown or shown[-1] != text:
+                shown.append(text)
+        _raise_cycle(shown)
 
 
 def _describe(unit: Unit) -> str:
@@ -309,6 +408,13 @@ def _describe(unit: Unit) -> str:
         return f"{unit.task.name}.map(x{unit.size})"
     args = ", ".join(f"{k}={v!r}" for k, v in unit.const.items())
     return f"{unit.task.name}({args})"
+
+
+def _describe_node(graph: Graph, node_id: int) -> str:
+    unit, element = graph.locate(node_id)
+    u = graph.workflow.units[unit]
+    args = ", ".join(f"{k}={v!r}" for k, v in u.element_args(element).items())
+    return f"{u.task.name}({args})"
 
 
 def _node_args(by_task: dict[str, list[Unit]]) -> dict[str, list[str]]:
@@ -320,6 +426,8 @@ def _node_args(by_task: dict[str, list[Unit]]) -> dict[str, list[str]]:
         for unit in units:
             varying.update(unit.columns)
             for name, value in unit.const.items():
+                if name in varying:
+                    continue
                 text = canonical(value)
                 if constants.setdefault(name, text) != text:
                     varying.add(name)

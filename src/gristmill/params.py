@@ -6,6 +6,7 @@ workflow is built on a laptop, not at 3 a.m. on the cluster.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,22 +37,29 @@ class Param:
     is_flag: bool
     multiple: bool
     required: bool
+    count: bool = False  # a counting option (``-v -v``): rendered as the option repeated
+    tuple_size: int = 1  # nargs of an option taking a fixed tuple (``type=(int, str)``)
 
     @classmethod
     def from_click(cls, param: click.Parameter) -> Param:
         option = false_option = None
-        is_flag = False
+        is_flag = count = False
         if isinstance(param, click.Option):
             longs = [o for o in param.opts if o.startswith("--")]
             option = longs[0] if longs else param.opts[0]
-            is_flag = bool(param.is_flag) and not param.count
+            count = bool(param.count)
+            is_flag = bool(param.is_flag) and not count
             if is_flag and param.secondary_opts:
                 false_longs = [o for o in param.secondary_opts if o.startswith("--")]
                 false_option = false_longs[0] if false_longs else param.secondary_opts[0]
-        required = bool(param.required) and param.default is None
+        required = bool(param.required) and _no_default(param)
         multiple = bool(param.multiple) or (param.nargs == -1)
+        tuple_size = param.nargs if param.nargs > 1 else 1
         assert param.name is not None
-        return cls(param.name, param, option, false_option, is_flag, multiple, required)
+        return cls(
+            param.name, param, option, false_option, is_flag, multiple, required, count,
+            tuple_size,
+        )
 
     def convert(self, task: str, value: Any) -> Any:
         """Check one value against the click type; return the converted value."""
@@ -70,27 +78,45 @@ class Param:
             return value
         if self.is_flag and isinstance(value, bool):
             return value
+        if value is None:  # only reachable inside a map column or a multiple value
+            raise TaskArgumentError(
+                f"task {task!r}: argument {self.name!r} = None is not valid: a command line "
+                "cannot say None; leave the argument out, or give a value"
+            )
         try:
             return self.param.type.convert(value, self.param, None)
         except click.BadParameter as exc:
-            raise TaskArgumentError(
-                f"task {task!r}: argument {self.name!r} = {value!r} is not valid: "
-                f"{exc.format_message()}"
-            ) from None
+            detail = exc.format_message()
+        except (TypeError, ValueError):  # click's int() on a list, a dict...
+            detail = f"expected a value of type {self.param.type.name}"
+        raise TaskArgumentError(
+            f"task {task!r}: argument {self.name!r} = {value!r} is not valid: {detail}"
+        )
 
     def render(self, value: Any) -> list[str]:
         """The argv words for one value (already converted)."""
         values: Sequence[Any] = value if self.multiple else (value,)
         if self.option is None:
-            return [_text(v) for v in values]
+            return [_text(w) for v in values for w in self._parts(v)]
         if self.is_flag:
             if value:
                 return [self.option]
             return [self.false_option] if self.false_option else []
+        if self.count:
+            return [self.option] * int(value)
         words: list[str] = []
         for v in values:
-            words += [self.option, _text(v)]
+            words += [self.option, *(_text(w) for w in self._parts(v))]
         return words
+
+    def _parts(self, value: Any) -> Sequence[Any]:
+        return tuple(value) if self.tuple_size > 1 else (value,)
+
+
+def _no_default(param: click.Parameter) -> bool:
+    """True when click has no default for ``param`` (``None``, or click 8.2's ``UNSET``)."""
+    default = param.default
+    return default is None or (isinstance(default, enum.Enum) and default.name == "UNSET")
 
 
 def _text(value: Any) -> str:
@@ -120,6 +146,7 @@ class Signature:
     task: str
     params: tuple[Param, ...]
     by_name: Mapping[str, Param] = attrs.field(eq=False, repr=False)
+    required: frozenset[str] = attrs.field(eq=False, repr=False, default=frozenset())
 
     @classmethod
     def of(cls, task: str, command: click.Command) -> Signature:
@@ -128,7 +155,8 @@ class Signature:
             for p in command.params
             if p.name not in RESERVED and p.expose_value
         )
-        return cls(task, params, {p.name: p for p in params})
+        required = frozenset(p.name for p in params if p.required)
+        return cls(task, params, {p.name: p for p in params}, required)
 
     @property
     def names(self) -> list[str]:
@@ -139,26 +167,35 @@ class Signature:
 
     def check_names(self, given: Sequence[str], *, partial: bool = False) -> None:
         """Unknown names are errors; missing required ones too unless ``partial``."""
+        by_name = self.by_name
         for name in given:
-            if name not in self.by_name:
+            if name not in by_name:
                 raise TaskArgumentError(
                     f"task {self.task!r} has no argument {name!r}; "
                     f"its arguments are: {self._allowed()}"
                 )
-        if partial:
+        if partial or not self.required.difference(given):
             return
         missing = [p.name for p in self.params if p.required and p.name not in given]
-        if missing:
-            raise TaskArgumentError(
-                f"task {self.task!r} is missing required argument(s) {', '.join(missing)}; "
-                f"its arguments are: {self._allowed()}"
-            )
+        raise TaskArgumentError(
+            f"task {self.task!r} is missing required argument(s) {', '.join(missing)}; "
+            f"its arguments are: {self._allowed()}"
+        )
 
     def convert(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check and convert a complete set of keyword arguments."""
+        """Check and convert a complete set of keyword arguments.
+
+        ``None`` means "not given" (the command line omits the option), so it is
+        dropped, and is an error for a required argument.
+        """
+        for value in kwargs.values():
+            if value is None:
+                kwargs = {name: v for name, v in kwargs.items() if v is not None}
+                break
         self.check_names(list(kwargs))
         by_name = self.by_name
-        return {name: by_name[name].convert(self.task, v) for name, v in kwargs.items()}
+        task = self.task
+        return {name: by_name[name].convert(task, v) for name, v in kwargs.items()}
 
     def render(self, args: Mapping[str, Any]) -> list[str]:
         """Options first in declaration order, then positional arguments."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING
+import sys
+import traceback
+from typing import TYPE_CHECKING, NoReturn
 
 from gristmill.errors import GristmillError
 
@@ -73,8 +75,22 @@ def import_package(package: str) -> None:
     paths = getattr(root, "__path__", None)
     if paths is None:
         return
-    for info in pkgutil.walk_packages(paths, prefix=package + "."):
-        importlib.import_module(info.name)
+    for info in pkgutil.walk_packages(paths, prefix=package + ".", onerror=_cannot_import):
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:
+            _cannot_import(info.name, exc)
+
+
+def _cannot_import(name: str, exc: BaseException | None = None) -> NoReturn:
+    """Every module of a package must import, or its tasks would silently go missing."""
+    if exc is None:
+        exc = sys.exc_info()[1]
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    raise GristmillError(
+        f"cannot import {name!r} while looking for tasks: {detail}; fix the module, or "
+        "move code that must not be imported out of the package"
+    ) from exc
 
 
 _REGISTRY = Registry()

@@ -70,10 +70,17 @@ def _parse_duration_text(text: str, what: str) -> float:
             hours, minutes, secs = 0, int(first), int(second)
         else:
             hours, minutes, secs = int(first), int(second), int(third)
+        if secs >= 60 or (third is not None and minutes >= 60):
+            raise SpecError(
+                f"{what}: {text!r} is not a valid clock time (minutes and seconds run "
+                "from 00 to 59); use e.g. \"01:30:00\""
+            )
         return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
     compact = stripped.replace(" ", "")
     parts = _DUR_PART_RE.findall(compact)
-    if not parts or "".join(n + u for n, u in parts).lower() != compact.lower():
+    sizes = [_DUR_UNITS[u.lower()] for _, u in parts]
+    in_order = all(a > b for a, b in zip(sizes, sizes[1:]))  # "1h30m", not "30m1h" or "1h1h"
+    if not parts or not in_order or "".join(n + u for n, u in parts).lower() != compact.lower():
         raise SpecError(
             f"{what}: {text!r} is not a duration; use seconds or e.g. \"90s\", \"30m\", "
             "\"2h\", \"1h30m\", \"01:30:00\""
@@ -125,7 +132,9 @@ def _opt_count(what: str, minimum: int) -> Callable[[object], int | None]:
                 f"{what}: {value!r} is not a whole number; use e.g. {max(minimum, 1)}"
             ) from None
         if number < minimum:
-            raise SpecError(f"{what}: {value!r} must be at least {minimum}")
+            raise SpecError(
+                f"{what}: {value!r} must be at least {minimum}; use e.g. {max(minimum, 1)}"
+            )
         return number
 
     return convert
@@ -273,6 +282,8 @@ class Escalation:
         if current is None:
             return None
         grown = math.ceil(current * self.factor)
+        if self.resource == "mem":  # whole MiB: what every scheduler can be asked for
+            grown = math.ceil(grown / 2**20) * 2**20
         if self.cap is not None:
             if current >= self.cap:
                 return None

@@ -12,23 +12,34 @@ import importlib
 import inspect
 import sys
 import traceback
+import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gristmill.errors import GristmillError
 from gristmill.workflow import Workflow, WorkflowFunction
 
+if TYPE_CHECKING:
+    AnyType = click.ParamType[Any]
+    _ListTypeBase = click.ParamType[list[Any]]
+else:  # click < 8.2 has no generic ParamType
+    AnyType = click.ParamType
+    _ListTypeBase = click.ParamType
 
-class CommaList(click.ParamType):
+#: ``int | None`` (PEP 604) on Python 3.10+; ``typing.Union`` covers ``Optional[int]``.
+_UNION_TYPES: tuple[Any, ...] = (typing.Union, getattr(types, "UnionType", typing.Union))
+
+
+class CommaList(_ListTypeBase):
     """A comma-separated list of one scalar type (``1,2,3``)."""
 
     name = "list"
 
-    def __init__(self, item: click.ParamType) -> None:
+    def __init__(self, item: AnyType) -> None:
         self.item = item
         self.name = f"{item.name}[,...]"
 
@@ -41,7 +52,7 @@ class CommaList(click.ParamType):
         return [self.item.convert(v.strip(), param, ctx) for v in text.split(",")]
 
 
-_SCALARS: dict[Any, click.ParamType] = {
+_SCALARS: dict[Any, AnyType] = {
     int: click.INT,
     float: click.FLOAT,
     str: click.STRING,
@@ -60,10 +71,20 @@ def load_target(target: str) -> WorkflowFunction[Any]:
         sys.path.insert(0, "")  # like `python -m`, a module in the working directory is found
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not (module_name == missing or module_name.startswith(missing + ".")):
+            raise GristmillError(
+                f"cannot import workflow module {module_name!r}:\n{_user_traceback(exc)}"
+            ) from exc
         raise GristmillError(
-            f"cannot import workflow module {module_name!r}: {detail}"
+            f"cannot import workflow module {module_name!r}: no module named {missing!r}; "
+            "is the package installed (pip install -e .), or are you in the directory "
+            "that holds the module?"
+        ) from exc
+    except Exception as exc:
+        raise GristmillError(
+            f"cannot import workflow module {module_name!r}:\n{_user_traceback(exc)}"
         ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -78,21 +99,43 @@ def load_target(target: str) -> WorkflowFunction[Any]:
     return obj
 
 
-def _param_type(annotation: Any) -> tuple[click.ParamType | None, bool]:
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without importlib's and gristmill's own frames."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen") and not _is_own_file(frame.filename)
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip("\n")
+
+
+_SKIPPED_DIRS = (Path(__file__).parent, Path(importlib.__file__).parent)
+
+
+def _is_own_file(filename: str) -> bool:
+    """Frames of gristmill and importlib, which say nothing about the user's error."""
+    return Path(filename).parent in _SKIPPED_DIRS
+
+
+def _param_type(annotation: Any) -> tuple[AnyType | None, bool]:
     """(click type, is_bool) for an annotation; (None, False) when unsupported."""
     origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _param_type(args[0])
+    if origin in _UNION_TYPES:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _param_type(members[0])
         return None, False
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
     if annotation is bool:
         return click.BOOL, True
     if annotation in _SCALARS:
         return _SCALARS[annotation], False
     if origin in (list, tuple, Sequence, typing.Sequence):
-        args = typing.get_args(annotation)
-        item = _SCALARS.get(args[0] if args else str, click.STRING)
+        items = typing.get_args(annotation)
+        item = _SCALARS.get(items[0] if items else str, click.STRING)
         return CommaList(item), False
     return None, False
 
@@ -107,7 +150,9 @@ def workflow_options(wf_fn: WorkflowFunction[Any]) -> list[click.Parameter]:
     for name, p in wf_fn.signature.parameters.items():
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
-        annotation = hints.get(name, str if p.default is inspect.Parameter.empty else type(p.default))
+        no_default = p.default is inspect.Parameter.empty or p.default is None
+        default_type = str if no_default else type(p.default)
+        annotation = hints.get(name, default_type)
         ptype, is_bool = _param_type(annotation)
         if ptype is None:
             ptype = click.STRING
@@ -136,7 +181,18 @@ def parse_workflow_args(
 
 
 def build_workflow(target: str, args: Sequence[str], *, prog: str = "gristmill") -> Workflow:
-    """Import the target, parse its options and record the workflow."""
+    """Import the target, parse its options and record the workflow.
+
+    An exception from the user's workflow function (not a gristmill error) is a
+    user error too: it becomes a :class:`GristmillError` carrying its traceback.
+    """
     wf_fn = load_target(target)
     values = parse_workflow_args(wf_fn, args, prog=prog)
-    return wf_fn(**values)
+    try:
+        return wf_fn(**values)
+    except GristmillError:
+        raise
+    except Exception as exc:
+        raise GristmillError(
+            f"workflow {target} raised while recording its DAG:\n{_user_traceback(exc)}"
+        ) from exc

@@ -34,12 +34,15 @@ _LOG_LEVELS = ("WARNING", "INFO", "DEBUG")
 
 
 def configure_logging(verbose: int) -> None:
-    """Send loguru output to stderr at WARNING, INFO (-v) or DEBUG (-vv)."""
+    """Send loguru output to stderr at WARNING, INFO (-v) or DEBUG (-vv).
+
+    gristmill's own records are enabled too: the traceback of a failing task is
+    logged by gristmill and must reach the attempt's log even without ``-v``.
+    """
     logger.remove()
     level = _LOG_LEVELS[min(max(verbose, 0), len(_LOG_LEVELS) - 1)]
     logger.add(sys.stderr, level=level, backtrace=False, diagnose=False)
-    if verbose:
-        logger.enable("gristmill")
+    logger.enable("gristmill")
 
 
 def run_handled(fn: Callable[..., Any], kwargs: Mapping[str, Any], *, with_debugger: bool) -> Any:
@@ -62,15 +65,16 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _verbose_options(f: F) -> F:
-    f = click.option(
-        "--with-debugger",
-        is_flag=True,
-        help="Open a post-mortem debugger when the task raises.",
-    )(f)
-    return click.option(
-        "-v", "--verbose", count=True, help="Log more: -v for INFO, -vv for DEBUG."
-    )(f)
+def _verbose_params() -> list[click.Parameter]:
+    """The options every task command gets (fresh objects: click params are per command)."""
+    return [
+        click.Option(["-v", "--verbose"], count=True, help="Log more: -v for INFO, -vv for DEBUG."),
+        click.Option(
+            ["--with-debugger"],
+            is_flag=True,
+            help="Open a post-mortem debugger when the task raises.",
+        ),
+    ]
 
 
 def _has_verbose(command: click.Command) -> bool:
@@ -100,6 +104,14 @@ class Task:
             check_name_template(self.job_name, self.name, self.signature.names)
 
     @property
+    def __click_params__(self) -> list[click.Parameter]:
+        """Refuse ``@click.option`` stacked above ``@gm.task`` (it would be lost)."""
+        raise TypeError(
+            f"a click option or argument was stacked above @gm.task on {self.name!r}; "
+            "put @gm.task on top, above every click decorator"
+        )
+
+    @property
     def key(self) -> str:
         """``module:qualname``, the registry key and the root of node identities."""
         return f"{self.module}:{self.qualname}"
@@ -114,11 +126,17 @@ class Task:
         return self.command.main(args=args, prog_name=self.script)
 
     def __call__(
-        self, *, after: After = None, resources: Resources | None = None, **kwargs: Any
+        self, *args: Any, after: After = None, resources: Resources | None = None, **kwargs: Any
     ) -> Node:
         """Inside a workflow: record one node. Outside: an error (use ``.fn``)."""
         from gristmill.workflow import current_recorder
 
+        if args:
+            raise TaskArgumentError(
+                f"task {self.name!r} takes keyword arguments only (they become command-line "
+                f"options), got {len(args)} positional; call it as "
+                f"{self.name}({', '.join(f'{n}=...' for n in self.signature.names)})"
+            )
         recorder = current_recorder()
         if recorder is None:
             raise NotInWorkflowError(self._outside_message())
@@ -175,29 +193,25 @@ def check_name_template(template: str, task: str, names: Iterable[str]) -> None:
             )
 
 
-def _build_command(target: Callable[..., Any] | click.Command, name: str) -> tuple[
-    click.Command, Callable[..., Any]
-]:
+def _build_command(
+    target: Callable[..., Any] | click.Command, name: str
+) -> tuple[click.Command, Callable[..., Any]]:
     """The task's click command (with -v/--with-debugger) and its plain function."""
     if isinstance(target, click.Command):
-        command = copy.copy(target)
-        command.params = list(target.params)
         fn = target.callback
         if fn is None:
             raise TypeError(f"click command {target.name!r} has no callback to run as a task")
         if _has_verbose(target):
-            return command, fn  # it handles -v/--with-debugger itself (cli_tools style)
-        extra = _verbose_options(lambda: None).__click_params__  # type: ignore[attr-defined]
-        command.params.extend(reversed(extra))
+            return target, fn  # it handles -v/--with-debugger itself (cli_tools style)
+        command = copy.copy(target)  # the user's command stays as it was
+        command.params = [*target.params, *_verbose_params()]
     else:
         fn = target
-        if not hasattr(fn, "__click_params__"):
-            fn.__click_params__ = []  # type: ignore[attr-defined]
-        params = list(reversed(fn.__click_params__))
-        extra = _verbose_options(lambda: None).__click_params__  # type: ignore[attr-defined]
+        # click.option() stacks params on the function in reverse order of declaration.
+        declared: list[click.Parameter] = list(reversed(getattr(fn, "__click_params__", [])))
         command = click.Command(
             name=name.replace("_", "-"),
-            params=params + list(reversed(extra)),
+            params=[*declared, *_verbose_params()],
             help=fn.__doc__,
             callback=None,
         )

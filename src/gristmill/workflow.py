@@ -12,13 +12,14 @@ import contextvars
 import functools
 import inspect
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 import attrs
 import click
 
-from gristmill.errors import GraphError, TaskArgumentError
+from gristmill.errors import TaskArgumentError
 from gristmill.params import FAST_TYPES, Param, canonical
 from gristmill.resources import Resources
 
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
     from gristmill.spec import Spec
     from gristmill.task import After, Task
 
-R = TypeVar("R")
+if sys.version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # pragma: no cover - Python 3.9
+    from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
 Ref = tuple[int, "int | None"]  # (unit, element) — element None: the whole unit
 
 
@@ -62,10 +68,12 @@ class Unit:
         if not 0 <= i < self.size:
             raise IndexError(f"element {i} of a group of {self.size}")
         args = dict(self.const)
-        if self.is_product:
+        if self.is_product:  # the last column varies fastest, as in itertools.product
+            picked = []
             for name, column in reversed(list(self.columns.items())):
                 i, j = divmod(i, len(column))
-                args[name] = column[j]
+                picked.append((name, column[j]))
+            args.update(reversed(picked))
         else:
             for name, column in self.columns.items():
                 args[name] = column[i]
@@ -124,11 +132,14 @@ class Node:
         return shlex.join(self.argv)
 
     @property
-    def upstream(self) -> Iterator[str]:
-        """Identities of the nodes this one waits for."""
+    def upstream(self) -> list[str]:
+        """Identities of the nodes this one waits for (each once, in recording order)."""
         graph = self.workflow.graph()
-        for node_id in graph.upstream_nodes(self.unit, self.element):
-            yield graph.identity(node_id)
+        ids = list(graph.upstream_nodes(self.unit, self.element))
+        if len(ids) > 64:  # a fan-in: hashing every node at once is cheaper
+            identities = graph.identities()
+            return [identities[i] for i in ids]
+        return [graph.identity(i) for i in ids]
 
     def __repr__(self) -> str:
         where = "" if self.element is None else f"[{self.element}]"
@@ -199,6 +210,17 @@ def _is_vector(value: Any) -> bool:
     return not isinstance(value, (str, bytes, Mapping)) and isinstance(value, Iterable)
 
 
+def _is_multiple_constant(task: Task, name: str, value: Any) -> bool:
+    """A flat list for a ``multiple=True`` option is one value; a list of lists varies."""
+    param = task.signature.by_name.get(name)
+    return (
+        param is not None
+        and param.multiple
+        and isinstance(value, (list, tuple))
+        and not any(_is_vector(v) for v in value)
+    )
+
+
 @attrs.define(eq=False)
 class Recorder:
     """Collects the units of one workflow while its function runs."""
@@ -210,9 +232,7 @@ class Recorder:
     def _refs(self, task: Task, after: After) -> list[Ref]:
         if after is None:
             return []
-        items: Iterable[Any] = (
-            [after] if isinstance(after, (Node, NodeGroup)) else after  # type: ignore[list-item]
-        )
+        items: Iterable[Any] = [after] if isinstance(after, (Node, NodeGroup)) else after
         refs: list[Ref] = []
         try:
             iterator = iter(items)
@@ -280,10 +300,19 @@ class Recorder:
             )
         const: dict[str, Any] = {}
         for name, value in kwargs.items():
-            if prod is None and _is_vector(value):
+            if value is None:
+                continue  # not given, as in a single call
+            if prod is None and _is_vector(value) and not _is_multiple_constant(task, name, value):
                 vectors[name] = value
             else:
                 const[name] = value
+                param = signature.by_name.get(name)
+                if prod is not None and param and not param.multiple and _is_vector(value):
+                    raise TaskArgumentError(
+                        f"task {task.name!r}: with gm.product(...), keyword arguments of map() "
+                        f"are constants, but {name}={value!r} is an iterable; put it inside "
+                        "gm.product(...) to vary it"
+                    )
         signature.check_names(list(const) + list(vectors))
         if not vectors:
             raise TaskArgumentError(
@@ -311,12 +340,16 @@ class Recorder:
                 )
             size = next(iter(lengths.values()))
         refs = self._refs(task, after)
-        key = (
+        key: tuple[Any, ...] = (
             task.key,
             prod is not None,
             tuple(sorted((k, canonical(v)) for k, v in const.items())),
             tuple((n, c if isinstance(c, range) else tuple(c)) for n, c in ordered.items()),
         )
+        try:
+            hash(key)
+        except TypeError:
+            key = (*key[:3], tuple((n, tuple(map(canonical, c))) for n, c in ordered.items()))
         existing = self._groups.get(key)
         if existing is not None:
             self._merge(existing, refs, resources)
@@ -400,12 +433,12 @@ class Workflow:
         )
 
 
-class WorkflowFunction(Generic[R]):
+class WorkflowFunction(Generic[P]):
     """What ``@gm.workflow`` returns: calling it records a :class:`Workflow`."""
 
     def __init__(
         self,
-        fn: Callable[..., R],
+        fn: Callable[P, object],
         *,
         name: str | None,
         fail_fast: bool,
@@ -424,7 +457,7 @@ class WorkflowFunction(Generic[R]):
     def key(self) -> str:
         return f"{self.fn.__module__}:{self.fn.__qualname__}"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Workflow:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Workflow:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -432,11 +465,12 @@ class WorkflowFunction(Generic[R]):
         bound.apply_defaults()
         values = dict(bound.arguments)
         try:
-            name = self.name_template.format(fn=self.fn.__name__, **values)
-        except (KeyError, IndexError) as exc:
+            name = self.name_template.format_map({"fn": self.fn.__name__, **values})
+        except (KeyError, IndexError, AttributeError, ValueError) as exc:
             raise TaskArgumentError(
-                f"workflow {self.fn.__name__!r}: name template {self.name_template!r} uses "
-                f"{exc}, which is not a parameter; use one of: fn, {', '.join(values)}"
+                f"workflow {self.fn.__name__!r}: name template {self.name_template!r} cannot "
+                f"be filled ({type(exc).__name__}: {exc}); its placeholders must be parameters: "
+                f"fn, {', '.join(values)}"
             ) from None
         spec = None
         if self.spec_source is not None:
@@ -461,28 +495,45 @@ class WorkflowFunction(Generic[R]):
         return wf
 
 
+@overload
+def workflow(fn: Callable[P, object], /) -> WorkflowFunction[P]: ...
+
+
+@overload
 def workflow(
-    fn: Callable[..., Any] | None = None,
+    fn: None = None,
+    /,
     *,
     name: str | None = None,
     fail_fast: bool = False,
     max_concurrent: int | None = None,
     spec: Any = None,
-) -> Any:
-    """Mark a function whose task calls record a DAG; works bare or called."""
-    if fn is not None:
-        return WorkflowFunction(
-            fn, name=name, fail_fast=fail_fast, max_concurrent=max_concurrent, spec=spec
-        )
+) -> Callable[[Callable[P, object]], WorkflowFunction[P]]: ...
 
-    def decorate(f: Callable[..., Any]) -> WorkflowFunction[Any]:
+
+def workflow(
+    fn: Callable[..., object] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    fail_fast: bool = False,
+    max_concurrent: int | None = None,
+    spec: Any = None,
+) -> WorkflowFunction[Any] | Callable[[Callable[..., object]], WorkflowFunction[Any]]:
+    """Mark a function whose task calls record a DAG; works bare or called.
+
+    ``name`` is a template filled from the workflow's arguments (``"seiir-{version}"``,
+    ``{fn}`` is the function's name); ``spec`` is a spec file path or a ``Spec``.
+    """
+
+    def decorate(f: Callable[..., object]) -> WorkflowFunction[Any]:
         if isinstance(f, WorkflowFunction):
             raise TypeError(f"@gm.workflow applied twice to {f.fn.__name__!r}")
         return WorkflowFunction(
             f, name=name, fail_fast=fail_fast, max_concurrent=max_concurrent, spec=spec
         )
 
-    return decorate
+    return decorate if fn is None else decorate(fn)
 
 
 __all__ = [

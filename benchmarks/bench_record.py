@@ -1,0 +1,178 @@
+"""Benchmark: recording and resolving large workflows, against a graphlib floor.
+
+Run with ``python benchmarks/bench_record.py`` (no pytest). Each shape is built
+once with gristmill and once as a plain dict fed to ``graphlib.TopologicalSorter``
+(the floor, measured in the same run), and the table shows the ratio. Results go
+to ``benchmarks/results/record.json``; targets are printed, never enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import graphlib
+import json
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+import gristmill as gm
+
+MAP_SIZE = 1_000_000
+CHAIN_SIZE = 100_000
+TARGET_SECONDS = 2.0
+TARGET_MAP_MB = 300.0
+
+
+@gm.task(mem="1G", runtime="10m")
+@click.option("--output-version", required=True)
+@click.option("--draw", type=int, required=True)
+def fit(output_version: str, draw: int) -> None:
+    """Stand-in for a per-draw fit."""
+
+
+@gm.task(mem="2G", runtime="1h")
+@click.option("--output-version", required=True)
+def validate(output_version: str) -> None:
+    """Stand-in for the fan-in."""
+
+
+@gm.task
+@click.option("--item", type=int, required=True)
+def step(item: int) -> None:
+    """Stand-in for one of many individually called nodes."""
+
+
+@gm.workflow
+def big_map(n: int) -> None:
+    fits = fit.map(output_version="v1", draw=range(n))
+    validate(output_version="v1", after=fits)
+
+
+@gm.workflow
+def many_calls(n: int) -> None:
+    previous = step(item=0)
+    for i in range(1, n):
+        previous = step(item=i, after=previous)
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _recorded_len(flow: Any, n: int) -> Any:
+    """Record the workflow and resolve its graph (``len`` does); return the workflow."""
+    wf = flow(n)
+    len(wf)
+    return wf
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def floor_map(n: int) -> int:
+    graph: dict[Any, list[Any]] = {("fit", i): [] for i in range(n)}
+    graph["validate"] = [("fit", i) for i in range(n)]
+    return len(list(graphlib.TopologicalSorter(graph).static_order()))
+
+
+def floor_chain(n: int) -> int:
+    graph = {i: [i - 1] if i else [] for i in range(n)}
+    return len(list(graphlib.TopologicalSorter(graph).static_order()))
+
+
+def measure(map_size: int, chain_size: int) -> dict[str, Any]:
+    # (a) one map of map_size nodes plus a fan-in; measured first so the peak RSS is its own.
+    rss_before = rss_mb()
+    map_seconds, wf = timed(lambda: _recorded_len(big_map, map_size))
+    map_rss = rss_mb()
+    assert len(wf) == map_size + 1, len(wf)
+    # What a run needs next: every node's identity (the store's key), computed in bulk.
+    identities_seconds, identities = timed(wf.graph().identities)
+    identities_rss = rss_mb()
+    assert len(set(identities)) == map_size + 1
+    del wf, identities
+    floor_map_seconds, n = timed(lambda: floor_map(map_size))
+    assert n == map_size + 1
+    # (b) chain_size individually called nodes, each after the previous one.
+    chain_seconds, chain = timed(lambda: _recorded_len(many_calls, chain_size))
+    assert len(chain) == chain_size, len(chain)
+    del chain
+    floor_chain_seconds, n = timed(lambda: floor_chain(chain_size))
+    assert n == chain_size
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "map": {
+            "nodes": map_size + 1,
+            "seconds": round(map_seconds, 3),
+            "peak_rss_mb": round(map_rss, 1),
+            "rss_before_mb": round(rss_before, 1),
+            "floor_seconds": round(floor_map_seconds, 3),
+            "ratio": round(map_seconds / floor_map_seconds, 3),
+            "target_seconds": TARGET_SECONDS,
+            "target_rss_mb": TARGET_MAP_MB,
+            "identities_seconds": round(identities_seconds, 3),
+            "identities_peak_rss_mb": round(identities_rss, 1),
+        },
+        "calls": {
+            "nodes": chain_size,
+            "seconds": round(chain_seconds, 3),
+            "floor_seconds": round(floor_chain_seconds, 3),
+            "ratio": round(chain_seconds / floor_chain_seconds, 3),
+            "target_seconds": TARGET_SECONDS,
+        },
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("shape", "nodes", "gristmill s", "graphlib s", "ratio", "peak RSS MB", "target"),
+    ]
+    m, c = results["map"], results["calls"]
+    rows.append((
+        "map + fan-in", f"{m['nodes']:,}", f"{m['seconds']:.3f}", f"{m['floor_seconds']:.3f}",
+        f"{m['ratio']:.2f}", f"{m['peak_rss_mb']:.0f}",
+        f"<= {m['target_seconds']:g} s, <= {m['target_rss_mb']:g} MB",
+    ))
+    rows.append((
+        "  + identities", f"{m['nodes']:,}", f"{m['identities_seconds']:.3f}", "", "",
+        f"{m['identities_peak_rss_mb']:.0f}", "(informative)",
+    ))
+    rows.append((
+        "calls + after=", f"{c['nodes']:,}", f"{c['seconds']:.3f}", f"{c['floor_seconds']:.3f}",
+        f"{c['ratio']:.2f}", "", f"<= {c['target_seconds']:g} s",
+    ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--map-size", type=int, default=MAP_SIZE)
+    parser.add_argument("--calls", type=int, default=CHAIN_SIZE)
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "record.json"
+    )
+    options = parser.parse_args()
+    results = measure(options.map_size, options.calls)
+    sys.stdout.write(table(results) + "\n")
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(results, indent=2) + "\n")
+    sys.stdout.write(f"wrote {options.output}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Shared fixtures: importable task modules, subprocess environments, an installed package.
+
+``tests/fixtures`` holds plain task and workflow modules (importable, never
+installed) and ``gm_fixture_pkg``, a tiny package that one session-scoped
+fixture installs with pip into a temporary prefix, so that the console-script
+tests see real entry-point metadata and real scripts on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+if str(FIXTURES) not in sys.path:
+    sys.path.insert(0, str(FIXTURES))
+
+from gm_testing import FIXTURE_PKG, SRC, InstalledPackage  # noqa: E402 -- needs FIXTURES on sys.path
+
+
+@pytest.fixture(scope="session")
+def installed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledPackage]:
+    """``gm_fixture_pkg`` installed with pip into a private prefix, once per session.
+
+    The prefix's ``bin`` goes first on ``PATH`` and its site-packages on
+    ``sys.path`` and ``PYTHONPATH``, so the scripts and their entry-point
+    metadata are found exactly as after ``pip install`` into the environment,
+    without touching the environment itself.
+    """
+    prefix = tmp_path_factory.mktemp("gm_fixture_prefix")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+               "--disable-pip-version-check", "--no-warn-script-location", "--prefix",
+               str(prefix)]
+    if importlib.util.find_spec("hatchling") is not None:
+        command.append("--no-build-isolation")  # offline and fast
+    start = time.perf_counter()
+    # Build from a copy so that no build artefact lands in the source tree.
+    source = tmp_path_factory.mktemp("gm_fixture_src") / "gm_fixture_pkg"
+    shutil.copytree(FIXTURE_PKG, source, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [*command, str(source)], capture_output=True, text=True, check=False, timeout=300
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        pytest.fail(f"pip could not install the fixture package:\n{done.stdout}\n{done.stderr}")
+    # Where pip put things depends on the install scheme (Debian adds local/, dist-packages).
+    installed = {p.name: p for p in prefix.rglob("*") if p.name in ("fx-echo", "gm_fixture_pkg")}
+    assert installed.keys() == {"fx-echo", "gm_fixture_pkg"}, sorted(prefix.rglob("*"))[:20]
+    site_packages = installed["gm_fixture_pkg"].parent
+    bin_dir = installed["fx-echo"].parent
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        mp.setenv(
+            "PYTHONPATH",
+            os.pathsep.join(
+                filter(None, [str(site_packages), str(SRC), os.environ.get("PYTHONPATH")])
+            ),
+        )
+        mp.syspath_prepend(str(site_packages))
+        from gristmill import entrypoints
+
+        entrypoints.refresh()
+        yield InstalledPackage(prefix, bin_dir, site_packages, seconds)
+    entrypoints.refresh()
+
+
+@pytest.fixture(autouse=True)
+def _reset_loguru() -> Iterator[None]:
+    """Undo what a task or CLI command run in-process did to loguru's global state.
+
+    Task commands and ``gristmill`` itself remove every sink, add one on the
+    stderr they saw (CliRunner's, closed after the call) and enable gristmill's
+    records; later tests must not log into a closed stream.
+    """
+    yield
+    from loguru import logger
+
+    logger.remove()
+    logger.disable("gristmill")
