@@ -275,3 +275,32 @@ def test_options_returns_a_copy_with_other_defaults() -> None:
     assert bigger.policy.retries == 4
     assert gm_tasks.fit.resources.mem == 10 * G
     assert bigger.key == gm_tasks.fit.key
+
+
+# --- program= : tasks that run an external program -----------------------------------------
+
+
+def test_program_task_renders_the_program_then_its_options(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    from gristmill.entrypoints import render_argv, scripts_table
+
+    @gm.task(program=[sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"])
+    @click.option("--draw", type=int, required=True)
+    @click.option("--label", required=True)
+    def external_fit(draw: int, label: str) -> None:
+        """Runs elsewhere; the body is never called."""
+
+    argv = render_argv(external_fit, {"draw": 3, "label": "a b; $(x)"})
+    assert argv[:2] == [sys.executable, "-c"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert json.loads(out) == ["--draw", "3", "--label", "a b; $(x)"]
+    assert "external-fit" not in scripts_table("test_task")
+
+
+def test_program_must_be_an_argv_list() -> None:
+    with pytest.raises(TypeError, match="argv list"):
+        gm.task(program="true")
+    with pytest.raises(TypeError, match="argv list"):
+        gm.task(program=[])

@@ -99,6 +99,8 @@ def script_prefix(task: Task) -> tuple[str, ...]:
 
 def render_argv(task: Task, args: Mapping[str, Any], *, verbose: int = 1) -> list[str]:
     """The full command of one node as an argv list; no shell ever reads it."""
+    if task.program is not None:
+        return [*task.program, *task.signature.render(args)]
     flags = ["-" + "v" * verbose] if verbose else []
     return [*script_prefix(task), *flags, *task.signature.render(args)]
 
@@ -122,6 +124,8 @@ def scripts_table(package: str) -> dict[str, str]:
     table: dict[str, str] = {}
     owners: dict[str, str] = {}
     for task in registry().tasks_in(package):
+        if task.program is not None:
+            continue  # runs an external program, not a console script
         _check_bound(task)
         if task.script in table:
             raise GristmillError(

@@ -12,7 +12,7 @@ import copy
 import pdb
 import string
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, Union, overload
 
 import attrs
@@ -96,6 +96,8 @@ class Task:
     policy: Policy
     job_name: str | None = None
     signature: Signature = attrs.field(repr=False, default=None)
+    #: Run this program (argv prefix) instead of the task's console script.
+    program: tuple[str, ...] | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.signature is None:
@@ -242,6 +244,7 @@ def task(
     gpus: int | None = 0,
     project: str | None = None,
     max_concurrent: int | None = None,
+    program: Sequence[str] | None = None,
     **extra: str,
 ) -> Callable[[Callable[..., Any] | click.Command], Task]: ...
 
@@ -258,12 +261,16 @@ def task(
     gpus: int | None = 0,
     project: str | None = None,
     max_concurrent: int | None = None,
+    program: Sequence[str] | None = None,
     **extra: str,
 ) -> Task | Callable[[Callable[..., Any] | click.Command], Task]:
     """Register a click command (or a function carrying click params) as a task.
 
     ``name`` is the job-name template (``"forecast_{location_id}"``); the task's
     own name is the function's. Works bare (``@gm.task``) or called.
+    ``program`` makes a task that runs an external program (``["Rscript",
+    "fit.R"]``) with the task's options appended, instead of its console script:
+    the click params still check arguments at record time.
     """
     if callable(mem) or isinstance(mem, click.Command):
         return task()(mem)
@@ -272,6 +279,10 @@ def task(
         project=project, extra=extra,
     )
     policy = Policy(retries=retries, max_concurrent=max_concurrent)
+    if program is not None and (isinstance(program, str) or not program):
+        raise TypeError(
+            f"program= takes a non-empty argv list, e.g. ['Rscript', 'fit.R']; got {program!r}"
+        )
 
     def decorate(target: Callable[..., Any] | click.Command) -> Task:
         if isinstance(target, Task):
@@ -291,6 +302,7 @@ def task(
             resources=resources,
             policy=policy,
             job_name=name,
+            program=tuple(program) if program is not None else None,
         )
         registry().register(made)
         return made
