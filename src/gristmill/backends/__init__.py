@@ -11,6 +11,7 @@ from gristmill.errors import BackendError
 #: name -> "module:class"; heavy backends import only when chosen.
 BACKENDS: dict[str, str] = {
     "local": "gristmill.backends.local:LocalBackend",
+    "slurm": "gristmill.backends.slurm:SlurmBackend",
 }
 
 

@@ -1,0 +1,87 @@
+"""What the batch-scheduler backends share: calling scheduler commands, and noticing lost jobs.
+
+A scheduler command that fails or hangs is retried with backoff and then
+reported as a :class:`BackendError`; the engine logs it and polls again later.
+It is never taken for a job failure. Each call is counted per command, so a
+benchmark can show how many ``sbatch``/``squeue``/``sacct`` calls a run made.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import attrs
+from loguru import logger
+
+from gristmill.errors import BackendError
+
+
+@attrs.define
+class CommandRunner:
+    """Runs scheduler commands with a timeout, retries and backoff."""
+
+    timeout: float = 60.0
+    attempts: int = 3
+    backoff: float = 1.0
+    calls: Counter[str] = attrs.field(factory=Counter)
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ok: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv``; ``ok`` decides whether a result is final (default: exit 0)."""
+        accept = ok or (lambda proc: proc.returncode == 0)
+        delay = self.backoff
+        problem = ""
+        for attempt in range(1, self.attempts + 1):
+            self.calls[argv[0]] += 1
+            try:
+                proc = subprocess.run(
+                    list(argv), capture_output=True, text=True, timeout=self.timeout,
+                    input=input_text, check=False,
+                )
+            except subprocess.TimeoutExpired:
+                problem = f"timed out after {self.timeout:g} s"
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot run {argv[0]}: {exc.strerror}; is the scheduler's client "
+                    "installed and on PATH?"
+                ) from None
+            else:
+                if accept(proc):
+                    return proc
+                problem = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:500]}"
+            if attempt < self.attempts:
+                logger.warning("{} failed ({}); retrying in {:g} s", argv[0], problem, delay)
+                self.sleep(delay)
+                delay *= 2
+        raise BackendError(f"{' '.join(argv[:2])} failed {self.attempts} times: {problem}")
+
+
+@attrs.define
+class Vanished:
+    """Jobs no status source knows about; LOST once that has lasted ``grace`` seconds.
+
+    Accounting lags the queue (sacct may not list a job for a few seconds after
+    it left squeue), so absence alone is not a verdict.
+    """
+
+    grace: float = 120.0
+    since: dict[str, float] = attrs.field(factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def seen(self, job_id: str) -> None:
+        self.since.pop(job_id, None)
+
+    def missing(self, job_id: str) -> bool:
+        """Record an absence; True when the job should now count as LOST."""
+        now = self.clock()
+        first = self.since.setdefault(job_id, now)
+        return now - first >= self.grace

@@ -1,0 +1,409 @@
+"""Slurm backend: ``sbatch --array`` submissions, one ``squeue`` (+ at most one ``sacct``) per poll.
+
+Ready jobs of one task with the same resources become one array (see
+:mod:`gristmill.backends.arrays`); resources are passed as ``sbatch`` options
+on an argv list, never through a shell or ``#SBATCH`` lines, so no value is
+ever re-parsed. Status comes from one ``squeue --states=all`` call for every
+live job; jobs that already left the queue are looked up with one ``sacct``
+call, or — where accounting is not configured — one ``scontrol show job``.
+The worker wrapper's result file is the source of truth where it exists.
+
+Memory limits are classified as OOM whether the site enforces them with
+cgroups (``OUT_OF_MEMORY``) or with jobacct polling (``FAILED`` with
+``JobLaunchFailure``/signal 9 and "exceeded memory limit" in the job's log).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+from loguru import logger
+
+from gristmill.backends.arrays import Array, element_command, pack, throttle, write_manifest
+from gristmill.backends.base import (
+    Capabilities,
+    JobHandle,
+    JobRequest,
+    JobState,
+    JobStatus,
+    SleepingWaitMixin,
+)
+from gristmill.backends.scheduler import CommandRunner, Vanished
+from gristmill.errors import BackendError
+from gristmill.resources import format_duration, format_memory_mb, parse_memory
+
+_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+           "SUSPENDED", "STOPPED"}
+_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+_FINAL = {
+    "COMPLETED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "REVOKED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.OOM,
+    "TIMEOUT": JobState.TIMEOUT,
+    "DEADLINE": JobState.TIMEOUT,
+    "CANCELLED": JobState.CANCELLED,
+    "PREEMPTED": JobState.LOST,
+}
+_OOM_LINE = "exceeded memory limit"
+
+
+def slurm_state(text: str) -> JobState:
+    """Map a Slurm state (``CANCELLED by 0`` included) to the protocol's states."""
+    word = text.strip().split()[0].rstrip("+") if text.strip() else "PENDING"
+    if word in _QUEUED:
+        return JobState.QUEUED
+    if word in _RUNNING:
+        return JobState.RUNNING
+    return _FINAL.get(word, JobState.FAILED)
+
+
+def parse_exit_code(text: str) -> tuple[int | None, int | None]:
+    """``"3:0"`` → (3, None); ``"0:9"`` → (0, 9)."""
+    code, _, sig = text.strip().partition(":")
+    try:
+        exit_code = int(code)
+        signal = int(sig) if sig else 0
+    except ValueError:
+        return None, None
+    return exit_code, (signal or None)
+
+
+def parse_rss(text: str) -> int | None:
+    """sacct's ``MaxRSS`` (``219680K``) in bytes."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return parse_memory(text)
+    except ValueError:
+        return None
+
+
+@attrs.frozen
+class SlurmRecord:
+    """What Slurm says about one job (array element)."""
+
+    state: JobState
+    raw_state: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_rss: int | None = None
+    host: str | None = None
+
+
+def parse_squeue(text: str) -> dict[str, SlurmRecord]:
+    """Lines of ``squeue -h -r -t all -o '%i|%T|%r|%N'``."""
+    out: dict[str, SlurmRecord] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        job_id, state = parts[0], parts[1]
+        reason = parts[2] if len(parts) > 2 else ""
+        host = parts[3] if len(parts) > 3 and parts[3] not in ("", "(null)") else None
+        out[job_id] = SlurmRecord(slurm_state(state), state, reason, host=host)
+    return out
+
+
+def parse_sacct(text: str) -> dict[str, SlurmRecord]:
+    """Lines of ``sacct -P -n --format=JobID,State,ExitCode,MaxRSS,NodeList,Reason``.
+
+    Job lines carry the state; the ``.batch`` step line carries MaxRSS and the
+    signal that ended the script (``0:15`` on a timeout, ``0:9`` on a kill).
+    """
+    jobs: dict[str, SlurmRecord] = {}
+    steps: dict[str, tuple[int | None, int | None, int | None]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0]:
+            continue
+        job_id, state, exit_text = parts[0], parts[1], parts[2]
+        rss = parse_rss(parts[3]) if len(parts) > 3 else None
+        exit_code, signal = parse_exit_code(exit_text)
+        if "." in job_id:
+            base, _, step = job_id.partition(".")
+            if step == "batch":
+                steps[base] = (rss, exit_code, signal)
+            continue
+        host = parts[4] if len(parts) > 4 and parts[4] not in ("", "None assigned") else None
+        reason = parts[5] if len(parts) > 5 else ""
+        jobs[job_id] = SlurmRecord(slurm_state(state), state, reason, exit_code, signal, rss, host)
+    for job_id, (rss, _, step_signal) in steps.items():
+        record = jobs.get(job_id)
+        if record is not None:
+            jobs[job_id] = attrs.evolve(
+                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal
+            )
+    return jobs
+
+
+_KV = re.compile(r"(\w+)=(\S*)")
+
+
+def parse_scontrol(text: str) -> dict[str, SlurmRecord]:
+    """``scontrol show job -o`` (one line per job; array elements named ``A_T``)."""
+    out: dict[str, SlurmRecord] = {}
+    for line in text.splitlines():
+        fields = dict(_KV.findall(line))
+        if "JobId" not in fields:
+            continue
+        job_id = fields["JobId"]
+        if fields.get("ArrayJobId") and fields.get("ArrayTaskId", "").isdigit():
+            job_id = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+        exit_code, signal = parse_exit_code(fields.get("ExitCode", ""))
+        host = fields.get("BatchHost") or None
+        out[job_id] = SlurmRecord(
+            slurm_state(fields.get("JobState", "")), fields.get("JobState", ""),
+            fields.get("Reason", ""), exit_code, signal, None, host,
+        )
+    return out
+
+
+def sbatch_argv(
+    array: Array,
+    script: Path,
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    max_concurrent: int | None = None,
+    mem_overhead: int = 0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``sbatch`` command for one array: every value a separate argv word."""
+    res = array.resources
+    array_spec = f"0-{array.size - 1}"
+    limit = throttle(max_concurrent, array.size)
+    if limit is not None:
+        array_spec += f"%{limit}"
+    log = array.log_dir / "slurm-%A_%a.out"
+    argv = [
+        "sbatch", "--parsable", f"--job-name={array.task}", f"--array={array_spec}",
+        f"--output={log}", f"--error={log}", f"--cpus-per-task={res.cores or 1}",
+    ]
+    if res.mem is not None:
+        argv.append(f"--mem={format_memory_mb(res.mem + mem_overhead)}M")
+    if res.runtime is not None:
+        argv.append(f"--time={format_duration(res.runtime)}")
+    queue = res.queue or partition
+    if queue:
+        argv.append(f"--partition={queue}")
+    project = res.project or account
+    if project:
+        argv.append(f"--account={project}")
+    if res.gpus:
+        argv.append(f"--gres=gpu:{res.gpus}")
+    for flag, value in res.extra:
+        argv.append(f"--{flag.lstrip('-')}" + (f"={value}" if value != "" else ""))
+    argv.extend(extra)
+    argv.append(str(script))
+    return argv
+
+
+def batch_script(manifest: Path, python: str) -> str:
+    """The batch script of an array: run the element named by the array index."""
+    return (
+        "#!/bin/bash\n"
+        "# gristmill array: each element runs one attempt from the manifest\n"
+        + element_command(python, manifest, "SLURM_ARRAY_TASK_ID")
+        + "\n"
+    )
+
+
+class SlurmBackend(SleepingWaitMixin):
+    """Runs attempts as Slurm array jobs. Options come from the spec's ``workflow.options``."""
+
+    name = "slurm"
+    capabilities = Capabilities(
+        arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
+    )
+    poll_min = 2.0
+
+    def __init__(
+        self,
+        *,
+        partition: str | None = None,
+        account: str | None = None,
+        batch_size: int | str = 1000,
+        max_concurrent: int | str | None = None,
+        mem_overhead: str | int = "64M",
+        sbatch_flags: Sequence[str] | str = (),
+        python: str = sys.executable,
+        command_timeout: float | str = 60.0,
+        lost_after: float | str = 180.0,
+        accounting: bool | str | None = None,
+        runner: CommandRunner | None = None,
+    ) -> None:
+        self.partition = partition
+        self.account = account
+        self.batch_size = int(batch_size)
+        self.max_concurrent = int(max_concurrent) if max_concurrent else None
+        self.mem_overhead = parse_memory(mem_overhead) if mem_overhead not in (0, "0") else 0
+        self.sbatch_flags = (
+            sbatch_flags.split() if isinstance(sbatch_flags, str) else list(sbatch_flags)
+        )
+        self.python = python
+        self.runner = runner or CommandRunner(timeout=float(command_timeout))
+        self.vanished = Vanished(grace=float(lost_after))
+        self._config: dict[str, str] | None = None
+        self._accounting = None if accounting is None else str(accounting).lower() in (
+            "1", "true", "yes"
+        )
+        self._arrays = 0
+
+    # -- cluster configuration ---------------------------------------------------------
+
+    def config(self) -> dict[str, str]:
+        """``scontrol show config`` as a dict, read once."""
+        if self._config is None:
+            proc = self.runner.run(["scontrol", "show", "config"])
+            config: dict[str, str] = {}
+            for line in proc.stdout.splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    config[key.strip()] = value.strip()
+            self._config = config
+        return self._config
+
+    @property
+    def max_array_size(self) -> int:
+        """Elements per array: MaxArraySize bounds the largest index (size - 1)."""
+        try:
+            return max(1, int(self.config().get("MaxArraySize", "1001")))
+        except ValueError:
+            return 1001
+
+    @property
+    def accounting(self) -> bool:
+        if self._accounting is None:
+            storage = self.config().get("AccountingStorageType", "")
+            self._accounting = bool(storage) and not storage.endswith("/none")
+        return self._accounting
+
+    # -- the Backend protocol ------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        limit = min(self.batch_size, self.max_array_size)
+        handles: dict[str, JobHandle] = {}
+        for array in pack(jobs, max_elements=limit):
+            self._arrays += 1
+            stem = f"array-{array.jobs[0].key}"
+            manifest = array.log_dir / f"{stem}.json"
+            script = array.log_dir / f"{stem}.sh"
+            write_manifest(array, manifest)
+            script.write_text(batch_script(manifest, self.python))
+            argv = sbatch_argv(
+                array, script, partition=self.partition, account=self.account,
+                max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
+                extra=self.sbatch_flags,
+            )
+            proc = self.runner.run(argv)
+            job_id = proc.stdout.strip().split(";")[0]
+            if not job_id.isdigit():
+                raise BackendError(f"sbatch answered {proc.stdout.strip()!r}, not a job id")
+            logger.debug("submitted {} x{} as Slurm job {}", array.task, array.size, job_id)
+            for index, job in enumerate(array.jobs):
+                handles[job.key] = JobHandle(
+                    self.name, f"{job_id}_{index}", job.key, str(job.result_path)
+                )
+        return [handles[job.key] for job in jobs]
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        if not handles:
+            return {}
+        by_id = {h.job_id: h for h in handles}
+        array_ids = sorted({h.job_id.split("_")[0] for h in handles})
+        proc = self.runner.run(
+            ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%N",
+             f"--jobs={','.join(array_ids)}"],
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+        )
+        records = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+        gone = [job_id for job_id in by_id if job_id not in records]
+        if gone:
+            records.update(self._finished(gone))
+        out: dict[JobHandle, JobStatus] = {}
+        for job_id, handle in by_id.items():
+            record = records.get(job_id)
+            if record is None:
+                status = self._absent(handle)
+                if status is not None:
+                    out[handle] = status
+                continue
+            self.vanished.seen(job_id)
+            out[handle] = self._status(handle, record)
+        return out
+
+    def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
+        """Jobs no longer in squeue: one sacct call, or scontrol without accounting."""
+        if self.accounting:
+            proc = self.runner.run(
+                ["sacct", "--parsable2", "--noheader",
+                 "--format=JobID,State,ExitCode,MaxRSS,NodeList,Reason",
+                 f"--jobs={','.join(sorted({j.split('_')[0] for j in job_ids}))}"],
+            )
+            return parse_sacct(proc.stdout)
+        proc = self.runner.run(
+            ["scontrol", "--oneliner", "show", "job"],
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+        )
+        return parse_scontrol(proc.stdout)
+
+    def _absent(self, handle: JobHandle) -> JobStatus | None:
+        """A job no source lists: the worker's record if any, else LOST after a grace time."""
+        from gristmill.worker import read_result
+
+        result = read_result(handle.result_path)
+        if result is not None:
+            self.vanished.seen(handle.job_id)
+            return result.to_status()
+        if self.vanished.missing(handle.job_id):
+            return JobStatus(JobState.LOST, reason="Slurm has no record of the job")
+        return None
+
+    def _status(self, handle: JobHandle, record: SlurmRecord) -> JobStatus:
+        state = record.state
+        reason = record.raw_state if state.finished else record.reason
+        if state in (JobState.FAILED, JobState.CANCELLED) and self._exceeded_memory(handle):
+            state, reason = JobState.OOM, f"{record.raw_state}: exceeded memory limit"
+        elif state is JobState.OOM:
+            reason = "OUT_OF_MEMORY"
+        elif state is JobState.TIMEOUT:
+            reason = f"{record.raw_state}: time limit reached"
+        return JobStatus(state, record.exit_code, record.signal, record.peak_rss, None,
+                         record.host, reason)
+
+    def _exceeded_memory(self, handle: JobHandle) -> bool:
+        """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
+        job, _, index = handle.job_id.partition("_")
+        log = Path(handle.result_path).parent / f"slurm-{job}_{index}.out"
+        try:
+            with open(log, "rb") as fh:
+                fh.seek(0, 2)
+                fh.seek(max(0, fh.tell() - 16384))
+                return _OOM_LINE in fh.read().decode(errors="replace")
+        except OSError:
+            return False
+
+    def cancel(self, handles: Sequence[JobHandle]) -> None:
+        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
+        if ids:
+            self.runner.run(["scancel", *ids], ok=lambda p: p.returncode in (0, 1))
+
+    def attach(self, handles: Sequence[JobHandle]) -> None:
+        """Nothing to do: polling is stateless, any job id can be asked about."""
+
+    def close(self) -> None:
+        """Nothing held between calls."""
+
+    @property
+    def calls(self) -> Mapping[str, int]:
+        return dict(self.runner.calls)
