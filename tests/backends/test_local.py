@@ -1,0 +1,383 @@
+"""The local backend on real processes: states, limits, resources, cancel, reattach."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+import gristmill
+from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState, JobStatus
+from gristmill.backends.local import LocalBackend
+from gristmill.errors import BackendError, SpecError
+from gristmill.resources import Resources
+from gristmill.worker import read_result
+
+MB = 2**20
+# Appends "<start> <end>" (epoch seconds) to argv[1] around a sleep of argv[2] seconds.
+TIMED = 'a=$(date +%s.%N); sleep "$1"; echo "$a $(date +%s.%N)" >> "$0"'
+
+
+def request(
+    tmp: Path, key: str, argv: Sequence[str], task: str = "t", **res: object
+) -> JobRequest:
+    resources = Resources(**res)  # type: ignore[arg-type]
+    return JobRequest(
+        key=key, task=task, job_name=key, argv=tuple(argv), resources=resources,
+        stdout=tmp / "logs" / f"{key}.out", stderr=tmp / "logs" / f"{key}.err",
+        result_path=tmp / "results" / f"{key}.json",
+    )
+
+
+def timed(tmp: Path, key: str, seconds: float = 0.3, task: str = "t", **res: object) -> JobRequest:
+    argv = ["sh", "-c", TIMED, str(tmp / f"{key}.times"), str(seconds)]
+    return request(tmp, key, argv, task, **res)
+
+
+def spans(tmp: Path, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
+    out = {}
+    for key in keys:
+        start, end = (tmp / f"{key}.times").read_text().split()
+        out[key] = (float(start), float(end))
+    return out
+
+
+def max_overlap(intervals: Sequence[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def run_all(
+    backend: LocalBackend, handles: Sequence[JobHandle], timeout: float = 20
+) -> dict[JobHandle, JobStatus]:
+    final: dict[JobHandle, JobStatus] = {}
+    deadline = time.monotonic() + timeout
+    while len(final) < len(handles):
+        assert time.monotonic() < deadline, f"still running: {set(handles) - set(final)}"
+        backend.wait(1.0)
+        for handle, status in backend.poll([h for h in handles if h not in final]).items():
+            if status.state.finished:
+                final[handle] = status
+    return final
+
+
+def wait_for(
+    backend: LocalBackend, handle: JobHandle, state: JobState, timeout: float = 10
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = backend.poll([handle]).get(handle)
+        if status is not None and status.state is state:
+            return
+        assert status is None or not status.state.finished, status
+        assert time.monotonic() < deadline, f"{handle.key} never reached {state}"
+        backend.wait(0.5)
+
+
+def stopped(pid: int, within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return True
+        if data[data.rindex(b")") + 2 :].split()[0] in (b"Z", b"X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def backend() -> Iterator[LocalBackend]:
+    instance = LocalBackend(max_cores=2, grace=0.5)
+    yield instance
+    instance.shutdown(cancel=True)
+
+
+def test_it_is_a_backend_with_its_capabilities() -> None:
+    with LocalBackend(max_cores=1) as instance:
+        assert isinstance(instance, Backend)
+        assert instance.name == "local"
+        caps = instance.capabilities
+        assert (caps.arrays, caps.reattach, caps.enforces_memory, caps.enforces_runtime) == (
+            False, True, True, True)
+        assert instance.max_mem > 0
+
+
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(SpecError, match="max_cores=0"):
+        LocalBackend(max_cores=0)
+
+
+def test_exit_codes_signals_and_result_files(tmp_path: Path, backend: LocalBackend) -> None:
+    jobs = [request(tmp_path, "ok", ["true"]), request(tmp_path, "no", ["false"]),
+            request(tmp_path, "three", ["sh", "-c", "exit 3"]),
+            request(tmp_path, "killed", ["sh", "-c", "kill -9 $$"]),
+            request(tmp_path, "missing", ["/nonexistent/program"])]
+    handles = backend.submit(jobs)
+    assert [h.key for h in handles] == ["ok", "no", "three", "killed", "missing"]
+    final = run_all(backend, handles)
+    got = {h.key: (s.state, s.exit_code, s.signal, s.reason) for h, s in final.items()}
+    assert got == {
+        "ok": (JobState.SUCCEEDED, 0, None, "exit code 0"),
+        "no": (JobState.FAILED, 1, None, "exit code 1"),
+        "three": (JobState.FAILED, 3, None, "exit code 3"),
+        "killed": (JobState.FAILED, None, 9, "killed by SIGKILL"),
+        "missing": (JobState.FAILED, 127, None, "command not found: /nonexistent/program"),
+    }
+    for handle, status in final.items():
+        result = read_result(handle.result_path)
+        assert result is not None
+        assert result.to_status() == status
+    # Reported once; asked again, the result file answers.
+    again = backend.poll(handles)
+    assert {h.key: s.state for h, s in again.items()}["three"] is JobState.FAILED
+
+
+def test_memory_and_runtime_limits(tmp_path: Path, backend: LocalBackend) -> None:
+    hog = "x = bytearray(300 << 20); import time; time.sleep(30)"
+    jobs = [request(tmp_path, "hog", [sys.executable, "-c", hog], mem="100M"),
+            request(tmp_path, "slow", ["sleep", "30"], runtime=1)]
+    start = time.monotonic()
+    final = {h.key: s for h, s in run_all(backend, backend.submit(jobs)).items()}
+    assert time.monotonic() - start < 5
+    assert final["hog"].state is JobState.OOM
+    assert final["hog"].reason.startswith("exceeded memory limit 100M")
+    assert final["slow"].state is JobState.TIMEOUT
+    assert final["slow"].reason == "exceeded runtime 00:00:01"
+
+
+def test_concurrency_stays_within_cores_in_fifo_order(tmp_path: Path) -> None:
+    keys = ["a", "b", "wide", "c", "d", "e"]
+    with LocalBackend(max_cores=2) as backend:
+        jobs = [timed(tmp_path, k, cores=2 if k == "wide" else 1) for k in keys]
+        final = run_all(backend, backend.submit(jobs))
+    assert all(s.state is JobState.SUCCEEDED for s in final.values())
+    times = spans(tmp_path, keys)
+    assert max_overlap(list(times.values())) == 2  # parallel, never more than the cores
+    others = [v for k, v in times.items() if k != "wide"]
+    assert max_overlap([times["wide"], *others]) == 2
+    assert all(max_overlap([times["wide"], o]) == 1 for o in others)  # the 2-core job ran alone
+    # FIFO: the 2-core job waits for a and b, and nothing after it overtakes it.
+    assert times["wide"][0] > max(times["a"][1], times["b"][1])
+    assert min(times[k][0] for k in ("c", "d", "e")) > times["wide"][1]
+
+
+def test_memory_is_a_resource_too(tmp_path: Path) -> None:
+    keys = ["m1", "m2", "m3"]
+    with LocalBackend(max_cores=4, max_mem=1000 * MB) as backend:
+        jobs = [timed(tmp_path, k, 0.2, mem="600M") for k in keys]
+        final = run_all(backend, backend.submit(jobs))
+    assert all(s.state is JobState.SUCCEEDED for s in final.values())
+    assert max_overlap(list(spans(tmp_path, keys).values())) == 1
+
+
+def test_an_oversized_job_runs_alone_with_one_warning(tmp_path: Path) -> None:
+    messages: list[str] = []
+    logger.enable("gristmill")
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING", format="{message}")
+    try:
+        with LocalBackend(max_cores=2) as backend:
+            jobs = [timed(tmp_path, "s1"), timed(tmp_path, "big1", task="big", cores=8),
+                    timed(tmp_path, "big2", task="big", cores=8, mem="1P"), timed(tmp_path, "s2")]
+            final = run_all(backend, backend.submit(jobs))
+    finally:
+        logger.remove(sink)
+        logger.disable("gristmill")
+    assert all(s.state is JobState.SUCCEEDED for s in final.values())
+    times = spans(tmp_path, ["s1", "big1", "big2", "s2"])
+    for big in ("big1", "big2"):
+        assert all(max_overlap([times[big], v]) == 1 for k, v in times.items() if k != big)
+    assert len(messages) == 1
+    assert "task 'big' asks for cores=8 (the local backend has 2)" in messages[0]
+    assert "alone on the whole machine" in messages[0]
+
+
+def test_strict_resources_refuses_an_oversized_job(tmp_path: Path) -> None:
+    with LocalBackend(max_cores=2, max_mem=2**30, strict_resources=True) as backend:
+        with pytest.raises(BackendError) as info:
+            backend.submit([request(tmp_path, "ok", ["true"]),
+                            request(tmp_path, "x", ["true"], task="fit", mem="4G")])
+        message = str(info.value)
+        assert "task 'fit' asks for mem=4G (the local backend has 1G)" in message
+        assert "lower its resources" in message
+        assert "--strict-resources" in message
+        assert not (tmp_path / "results").exists()  # nothing of the batch was submitted
+
+
+def test_cancel_running_and_queued_jobs(tmp_path: Path) -> None:
+    with LocalBackend(max_cores=1, grace=0.3) as backend:
+        stubborn, queued = backend.submit([
+            request(tmp_path, "stubborn", ["sh", "-c", "trap '' TERM; sleep 30"]),
+            request(tmp_path, "queued", ["true"]),
+        ])
+        wait_for(backend, stubborn, JobState.RUNNING)
+        assert queued not in backend.poll([queued])  # unchanged: still queued
+        backend.cancel([queued])
+        wait_for(backend, queued, JobState.CANCELLED, timeout=2)
+        start = time.monotonic()
+        backend.cancel([stubborn])
+        final = run_all(backend, [stubborn], timeout=5)
+        assert 0.2 < time.monotonic() - start < 3  # SIGTERM ignored, SIGKILL after the grace
+    assert final[stubborn].state is JobState.CANCELLED
+    assert final[stubborn].signal == signal.SIGKILL
+    result = read_result(queued.result_path)
+    assert result is not None
+    assert result.state is JobState.CANCELLED
+    assert result.reason == "cancelled before it started"
+    assert not (tmp_path / "logs" / "queued.out").exists()
+
+
+def test_children_left_behind_are_killed(tmp_path: Path, backend: LocalBackend) -> None:
+    pid_file = tmp_path / "bg.pid"
+    job = request(tmp_path, "fork", ["sh", "-c", 'sleep 1000 & echo $! > "$0"', str(pid_file)])
+    final = run_all(backend, backend.submit([job]))
+    assert next(iter(final.values())).state is JobState.SUCCEEDED
+    assert stopped(int(pid_file.read_text()))
+
+
+def test_argv_env_and_cwd_reach_the_program(tmp_path: Path, backend: LocalBackend) -> None:
+    out = tmp_path / "argv.json"
+    tricky = ["a b", "it's", '"quoted"', "x;y", "$(touch pwned)", "line\nbreak", "*", ""]
+    code = "import sys, json; json.dump(sys.argv[2:], open(sys.argv[1], 'w'))"
+    (tmp_path / "wd").mkdir()
+    jobs = [
+        request(tmp_path, "argv", [sys.executable, "-c", code, str(out), *tricky]),
+        JobRequest(key="env", task="t", job_name="env", argv=("sh", "-c", 'echo "$GM_X"; pwd'),
+                   resources=Resources(), stdout=tmp_path / "env.out", stderr=tmp_path / "env.err",
+                   result_path=tmp_path / "env.json", env=(("GM_X", "a b"),), cwd=tmp_path / "wd"),
+    ]
+    final = run_all(backend, backend.submit(jobs))
+    assert all(s.state is JobState.SUCCEEDED for s in final.values())
+    assert json.loads(out.read_text()) == tricky
+    assert not list(tmp_path.rglob("pwned"))
+    assert (tmp_path / "env.out").read_text() == f"a b\n{tmp_path / 'wd'}\n"
+
+
+def test_close_lets_submitted_jobs_finish(tmp_path: Path) -> None:
+    backend = LocalBackend(max_cores=1)
+    (handle,) = backend.submit([request(tmp_path, "late", ["sh", "-c", "sleep 0.3; echo done"])])
+    backend.close()
+    with pytest.raises(BackendError, match="closed"):
+        backend.submit([request(tmp_path, "more", ["true"])])
+    assert run_all(backend, [handle], timeout=10)[handle].state is JobState.SUCCEEDED
+    result = read_result(handle.result_path)
+    assert result is not None
+    assert result.state is JobState.SUCCEEDED
+    assert (tmp_path / "logs" / "late.out").read_text() == "done\n"
+    deadline = time.monotonic() + 5
+    while os.waitpid(backend.supervisor_pid, os.WNOHANG)[0] == 0:  # then it exits
+        assert time.monotonic() < deadline, "the supervisor did not exit"
+        time.sleep(0.02)
+
+
+def test_cancel_after_close_still_reaches_the_jobs(tmp_path: Path) -> None:
+    backend = LocalBackend(max_cores=1, grace=0.3)
+    (handle,) = backend.submit([request(tmp_path, "long", ["sleep", "30"])])
+    wait_for(backend, handle, JobState.RUNNING)
+    backend.close()
+    backend.cancel([handle])
+    assert run_all(backend, [handle], timeout=5)[handle].state is JobState.CANCELLED
+
+
+def test_a_dead_supervisor_makes_its_jobs_lost(tmp_path: Path) -> None:
+    pid_file = tmp_path / "task.pid"
+    backend = LocalBackend(max_cores=1)
+    argv = ["sh", "-c", 'echo $$ > "$0"; exec sleep 30', str(pid_file)]
+    (handle,) = backend.submit([request(tmp_path, "x", argv)])
+    wait_for(backend, handle, JobState.RUNNING)
+    deadline = time.monotonic() + 5
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(backend.supervisor_pid, signal.SIGKILL)
+    status = run_all(backend, [handle], timeout=5)[handle]
+    assert status.state is JobState.LOST
+    assert f"pid {backend.supervisor_pid}" in status.reason
+    assert stopped(int(pid_file.read_text()))  # not left running unsupervised
+    with pytest.raises(BackendError, match="supervisor"):
+        backend.submit([request(tmp_path, "y", ["true"])])
+    backend.close()
+
+
+def test_sigterm_to_the_supervisor_cancels_its_jobs(tmp_path: Path) -> None:
+    backend = LocalBackend(max_cores=1, grace=0.3)
+    running, queued = backend.submit([request(tmp_path, "r", ["sleep", "30"]),
+                                      request(tmp_path, "q", ["true"])])
+    wait_for(backend, running, JobState.RUNNING)
+    os.kill(backend.supervisor_pid, signal.SIGTERM)
+    final = run_all(backend, [running, queued], timeout=5)
+    assert {s.state for s in final.values()} == {JobState.CANCELLED}
+    backend.close()
+
+
+def test_unknown_or_dead_handles_read_as_lost(tmp_path: Path, backend: LocalBackend) -> None:
+    dead = JobHandle("local", "999999999.1.1", "dead", str(tmp_path / "dead.json"))
+    bad = JobHandle("local", "unknown", "bad", str(tmp_path / "bad.json"))
+    with pytest.raises(BackendError, match="'slurm' backend"):
+        backend.attach([JobHandle("slurm", "123", "k", str(tmp_path / "k.json"))])
+    backend.attach([dead, bad])
+    statuses = backend.poll([dead, bad])
+    assert statuses[dead].state is JobState.LOST
+    assert str(tmp_path / "dead.json") in statuses[dead].reason
+    assert statuses[bad].state is JobState.LOST
+
+
+ENGINE = """
+import json, os, sys
+from pathlib import Path
+from gristmill.backends.base import JobRequest
+from gristmill.backends.local import LocalBackend
+from gristmill.resources import Resources
+
+tmp = Path(sys.argv[1])
+def job(key, *argv):
+    return JobRequest(key=key, task="t", job_name=key, argv=argv, resources=Resources(),
+                      stdout=tmp / f"{key}.out", stderr=tmp / f"{key}.err",
+                      result_path=tmp / f"{key}.json")
+backend = LocalBackend(max_cores=2)
+handles = backend.submit([job("a", "sh", "-c", "sleep 2; echo x"), job("b", "sleep", "30")])
+print(json.dumps([[h.backend, h.job_id, h.key, h.result_path] for h in handles]), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_new_engine_reattaches_after_a_crash(tmp_path: Path) -> None:
+    src = str(Path(gristmill.__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    engine = subprocess.run([sys.executable, "-c", ENGINE, str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert engine.returncode == -signal.SIGKILL, engine.stderr
+    a, b = (JobHandle(*fields) for fields in json.loads(engine.stdout))
+    old_pid = int(a.job_id.split(".")[0])
+    with LocalBackend() as backend:
+        backend.attach([a, b])
+        statuses = backend.poll([a, b])
+        assert statuses[a].state is JobState.RUNNING
+        marker = Path(b.result_path + ".handle")  # left for an engine that lost the ids
+        deadline = time.monotonic() + 5
+        while not marker.exists():
+            assert time.monotonic() < deadline, "no .handle marker"
+            time.sleep(0.01)
+        assert marker.read_text().strip() == b.job_id
+        backend.cancel([b])
+        final = run_all(backend, [a, b], timeout=10)
+    assert final[a].state is JobState.SUCCEEDED
+    assert (tmp_path / "a.out").read_text() == "x\n"
+    assert final[b].state is JobState.CANCELLED
+    assert not marker.exists()
+    assert stopped(old_pid)  # the orphaned supervisor exits once its jobs are done
