@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s tests lint typecheck`` (what CI runs) and ``nox -s bench``.
+"""Development sessions: ``nox -s tests lint typecheck`` (what CI runs), ``bench`` and ``slurm``.
 
 Sessions use the interpreter nox runs under and the standard library's venv;
 pass ``--default-venv-backend uv`` to nox to use uv instead where it is installed.
@@ -6,6 +6,8 @@ pass ``--default-venv-backend uv`` to nox to use uv instead where it is installe
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import nox
@@ -51,3 +53,43 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]", "-e", EXAMPLE)
     for script in scripts:
         session.run("python", str(script.relative_to(ROOT)), *session.posargs)
+
+
+def _exported_env(text: str) -> dict[str, str]:
+    """The ``export K=V`` lines of ci/slurm/start.sh's stdout as a dict; other lines are ignored."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    return env
+
+
+@nox.session
+def slurm(session: nox.Session) -> None:
+    """Start the test cluster (ci/slurm/start.sh, as root), run ``pytest -m slurm``, stop it.
+
+    start.sh reads its knobs (SLURM_KIT_MEM_ENFORCE, SLURM_KIT_ACCOUNTING, ...) from the
+    environment; its log goes to stderr, the client environment (SLURM_CONF) to stdout.
+    SLURM_KIT_KEEP=1 leaves the cluster running afterwards (faster edit-test loops).
+    """
+    session.install("-e", ".[test]", "-e", EXAMPLE)
+    started = session.run("bash", "ci/slurm/start.sh", external=True, silent=True, stderr=None)
+    if started is None:  # --install-only: nothing was run
+        return
+    env = _exported_env(str(started))
+    if "SLURM_CONF" not in env:
+        session.error(f"ci/slurm/start.sh printed no 'export SLURM_CONF=...' line:\n{started}")
+    session.env.update(env)
+    session.log(f"Slurm test cluster up, SLURM_CONF={env['SLURM_CONF']}")
+    # Exit code 5 ("no tests collected") passes only until the Slurm backend tests exist.
+    has_tests = (ROOT / "tests" / "backends" / "test_slurm.py").exists()
+    codes = [0] if has_tests else [0, 5]
+    try:
+        session.run(
+            "pytest", "-m", "slurm", "tests/backends", *session.posargs, success_codes=codes
+        )
+    finally:
+        if os.environ.get("SLURM_KIT_KEEP") != "1":
+            session.run("bash", "ci/slurm/stop.sh", external=True)

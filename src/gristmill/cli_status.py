@@ -114,7 +114,8 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
     if failed:
         parts.append(Text(f"\n{len(failed)} failed node(s):", style="bold red"))
         for attempt in failed[:failures]:
-            parts.append(Text("\n".join(failure_report(attempt))))
+            # Never wrapped: the rerun command must survive a copy and paste.
+            parts.append(Text("\n".join(failure_report(attempt)), no_wrap=True, overflow="ignore"))
         if len(failed) > failures:
             parts.append(Text(f"... and {len(failed) - failures} more "
                               f"(gristmill tasks {run_dir} --state FAILED)"))
@@ -134,7 +135,7 @@ def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
     store = _open(run_dir)
     try:
         if not watch:
-            console.print(_render(run_dir, store, failures=failures))
+            console.print(_render(run_dir, store, failures=failures), soft_wrap=True)
             return
         with Live(_render(run_dir, store, failures=failures), console=console,
                   refresh_per_second=4) as live:
@@ -155,7 +156,9 @@ def _resolve(run_dir: Path) -> Path:
     return run_dir
 
 
-def _node_rows(store: Store, state: str | None) -> Iterator[tuple[int, str, str, AttemptRecord | None]]:
+def _node_rows(
+    store: Store, state: str | None
+) -> Iterator[tuple[int, str, str, AttemptRecord | None]]:
     states = None
     if state is not None:
         try:
@@ -179,16 +182,14 @@ def tasks(run_dir: Path, state: str | None, limit: int) -> None:
     run_dir = _resolve(run_dir)
     store = _open(run_dir)
     try:
-        shown = 0
-        for node_id, task, node_state, attempt in _node_rows(store, state):
+        for shown, (node_id, task, node_state, attempt) in enumerate(_node_rows(store, state)):
             if shown >= limit:
-                click.echo(f"... (more; raise --limit)")
+                click.echo("... (more; raise --limit)")
                 break
             name = attempt.job_name if attempt else f"{task}#{node_id}"
             tries = attempt.attempt if attempt else 0
             reason = attempt.reason if attempt and node_state != "DONE" else ""
             click.echo(f"{name}\t{node_state}\tattempts={tries}\t{reason}".rstrip())
-            shown += 1
     finally:
         store.close()
 

@@ -13,6 +13,7 @@ shortens while jobs finish and grows towards ``poll_max`` while idle).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -30,7 +31,7 @@ from loguru import logger
 
 from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState, JobStatus
 from gristmill.entrypoints import render_argv
-from gristmill.errors import BackendError, GristmillError
+from gristmill.errors import BackendError, GristmillError, RunDirError
 from gristmill.graph import Graph
 from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
 from gristmill.store import AttemptRecord, NodeState, Store
@@ -42,7 +43,7 @@ from gristmill.worker import read_result
 LOST_RETRIES = 2
 
 
-class Interrupted(GristmillError):
+class Interrupted(GristmillError):  # noqa: N818 - a stop request, not an error of the run
     """The engine was asked to stop (Ctrl-C, SIGTERM)."""
 
     exit_code = 130
@@ -75,6 +76,7 @@ class Live:
     resources: Resources
     result_path: str
     state: JobState = JobState.QUEUED
+    adopted: bool = False  # submitted by an earlier engine of this run
 
 
 class Engine:
@@ -158,15 +160,22 @@ class Engine:
 
     @contextmanager
     def _critical_section(self) -> Iterator[None]:
-        """Defer Ctrl-C/SIGTERM while a submission and its record must stay together."""
+        """Defer Ctrl-C/SIGTERM while a submission and its record must stay together.
+
+        Re-entrant: only the outermost section raises the deferred signal, and never
+        over an exception already on its way out.
+        """
+        outer = self._critical
         self._critical = True
         try:
             yield
-        finally:
-            self._critical = False
-            if self._deferred_signal is not None:
-                signum, self._deferred_signal = self._deferred_signal, None
-                raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+        except BaseException:
+            self._critical = outer
+            raise
+        self._critical = outer
+        if not outer and self._deferred_signal is not None:
+            signum, self._deferred_signal = self._deferred_signal, None
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -174,8 +183,10 @@ class Engine:
         """Run until nothing is ready or running; return the final counts by state."""
         with self._signals():
             try:
-                self.adopt(adopt)
+                arrived = self.adopt(adopt)
                 self.tracker.start()
+                for live, status in arrived:  # ended while no engine watched
+                    self._finish(live, status)
                 self.flush()
                 self._loop()
             except (Interrupted, KeyboardInterrupt):
@@ -183,7 +194,9 @@ class Engine:
                 self._critical = True  # a second Ctrl-C must not break the cleanup
                 self.cancel_all("the run was interrupted")
                 self.flush()
-                raise Interrupted("the run was interrupted; resume it with gristmill resume")
+                raise Interrupted(
+                    "the run was interrupted; resume it with gristmill resume"
+                ) from None
         return self.tracker.counts()
 
     def _loop(self) -> None:
@@ -211,9 +224,8 @@ class Engine:
             batch: list[tuple[int, JobRequest, Resources]] = []
             room = min(self.window - len(self.live), self.config.batch_size)
             planned: dict[str, int] = defaultdict(int)
-            for node in self.tracker.next_ready(
-                lambda n: self._full_with(n, planned)
-            ):
+            full = functools.partial(self._full_with, planned=planned)
+            for node in self.tracker.next_ready(full):
                 request, resources = self._request(node)
                 self.tracker.set(node, NodeState.SUBMITTED)  # an alias is not taken twice
                 unit, _ = self._unit_of(node)
@@ -245,7 +257,13 @@ class Engine:
         job_name = self.graph.job_name(unit_index, element)
         log_dir = self.run_dir / "logs" / task.name
         if log_dir not in self._log_dirs:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirError(
+                    f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
+                    f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
+                ) from None
             self._log_dirs.add(log_dir)
         stem = log_dir / f"{job_name}.{attempt}"
         resources = self.escalated.get(node, self.plans[unit_index].resources)
@@ -296,11 +314,14 @@ class Engine:
             self._track(node, self.attempts[node], req.task, handle, res, str(req.result_path))
 
     def _track(
-        self, node: int, attempt: int, task: str, handle: JobHandle, res: Resources, result: str
+        self, node: int, attempt: int, task: str, handle: JobHandle, res: Resources, result: str,
+        *, adopted: bool = False,
     ) -> None:
         unit, _ = self._unit_of(node)
         task_key = self.graph.workflow.units[unit].task.key
-        self.live[handle.key] = Live(node, attempt, handle.key, task_key, handle, res, result)
+        self.live[handle.key] = Live(
+            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted
+        )
         self.live_per_task[task_key] += 1
 
     def collect(self) -> int:
@@ -352,6 +373,10 @@ class Engine:
             self.tracker.node_done(node)
             return
         if status.state is JobState.CANCELLED:
+            if live.adopted and not self.stopping:
+                # Cancelled while no engine ran (``gristmill cancel``); resuming means run it.
+                self.tracker.requeue(node)
+                return
             self.tracker.set(node, NodeState.CANCELLED)
             return
         self._retry_or_fail(live, status)
@@ -401,6 +426,10 @@ class Engine:
             self.cancel_all("fail_fast after another node failed")
 
     def cancel_all(self, reason: str) -> None:
+        """Cancel every live job, after one poll: what already ended keeps its real outcome."""
+        if not self.live:
+            return
+        self.collect()
         if not self.live:
             return
         handles = [live.handle for live in self.live.values()]
@@ -426,30 +455,45 @@ class Engine:
     # -- persistence ---------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write every pending change in one transaction."""
-        singles, ranges = self.tracker.drain_changes()
-        if not (singles or ranges or self._new_attempts or self._attempt_updates):
-            return
-        with self.store.transaction() as cur:
-            if self._new_attempts:
-                self.store.add_attempts(cur, self._new_attempts)
-            if self._attempt_updates:
-                self.store.finish_attempts(cur, self._attempt_updates)
-            self.store.set_states(cur, singles, ranges)
-            if self._attempt_counts:
-                self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
-        self._new_attempts = []
-        self._attempt_updates = []
-        self._attempt_counts = {}
+        """Write every pending change in one transaction.
+
+        Signals wait until it is done, and a failed write keeps the changes for the
+        next flush: a transition lost here would make a resume rerun a finished node.
+        """
+        with self._critical_section():
+            singles, ranges = self.tracker.drain_changes()
+            if not (singles or ranges or self._new_attempts or self._attempt_updates):
+                return
+            try:
+                with self.store.transaction() as cur:
+                    if self._new_attempts:
+                        self.store.add_attempts(cur, self._new_attempts)
+                    if self._attempt_updates:
+                        self.store.finish_attempts(cur, self._attempt_updates)
+                    self.store.set_states(cur, singles, ranges)
+                    if self._attempt_counts:
+                        self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
+            except BaseException:
+                self.tracker.single_changes[:0] = singles
+                self.tracker.range_changes[:0] = ranges
+                raise
+            self._new_attempts = []
+            self._attempt_updates = []
+            self._attempt_counts = {}
 
     # -- resume --------------------------------------------------------------------------------
 
-    def adopt(self, records: Sequence[AttemptRecord]) -> None:
-        """Re-adopt attempts an earlier engine left open (it crashed or was killed)."""
+    def adopt(self, records: Sequence[AttemptRecord]) -> list[tuple[Live, JobStatus]]:
+        """Re-adopt attempts an earlier engine left open (it crashed or was killed).
+
+        Returns the adopted attempts that already ended (their result file is
+        written), with how they ended; the caller finishes them once readiness is known.
+        """
         if not records:
-            return
+            return []
         index = {identity: node for node, identity in enumerate(self.identities)}
         handles: list[JobHandle] = []
+        arrived: list[tuple[Live, JobStatus]] = []
         for record in records:
             node = index.get(record.identity)
             if node is None:
@@ -457,25 +501,32 @@ class Engine:
                                     reason="node no longer in the workflow"))
                 continue
             self.attempts[node] = max(self.attempts[node], record.attempt)
-            job_id = record.job_id or _handle_marker(record.result_path)
-            if job_id is None:
+            try:
                 result = read_result(record.result_path)
-                if result is None:
-                    # Submitted but never confirmed: it cannot have started, so run it again.
-                    self._attempt_ended(node, record.key, JobStatus(
-                        JobState.LOST, reason="submission not confirmed before the engine stopped"
-                    ))
-                    self.tracker.states[node] = NodeState.PENDING
-                    continue
-                job_id = "unknown"
-            handle = JobHandle(self.backend.name, job_id, record.key, record.result_path)
+            except BackendError as exc:
+                logger.warning("{}", exc)
+                result = None
+            job_id = record.job_id or _handle_marker(record.result_path)
+            if job_id is None and result is None:
+                # Submitted but never confirmed: it cannot have started, so run it again.
+                self._attempt_ended(node, record.key, JobStatus(
+                    JobState.LOST, reason="submission not confirmed before the engine stopped"
+                ))
+                self.tracker.states[node] = NodeState.PENDING
+                continue
+            handle = JobHandle(self.backend.name, job_id or "", record.key, record.result_path)
             resources = Resources(**{k: v for k, v in record.resources.items()})
             self.tracker.states[node] = NodeState.SUBMITTED
-            self._track(node, record.attempt, record.task, handle, resources, record.result_path)
-            handles.append(handle)
+            self._track(node, record.attempt, record.task, handle, resources, record.result_path,
+                        adopted=True)
+            if result is not None:  # nothing left to watch: no need to ask the backend
+                arrived.append((self.live[handle.key], result.to_status()))
+            else:
+                handles.append(handle)
         if handles:
             logger.info("re-adopting {} job(s) left running by an earlier engine", len(handles))
             self.backend.attach(handles)
+        return arrived
 
 
 def _handle_marker(result_path: str) -> str | None:

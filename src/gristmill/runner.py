@@ -168,8 +168,8 @@ def run_workflow(
         "fail_fast": fail_fast,
     }
     backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
-    path, existing = prepare_run_dir(run_dir, resume=resume)
     try:
+        path, existing = prepare_run_dir(run_dir, resume=resume)
         with RunLock(path):
             return _run_locked(
                 wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
@@ -203,38 +203,41 @@ def _run_locked(
         "settings": dict(settings),
         "nodes": graph.n_nodes,
     }
-    if existing:
-        store = Store.open(path)
-        states, attempts, open_attempts = _reconcile(store, graph, identities)
-    else:
-        store = Store.create(path, meta)
-        states = bytearray(graph.n_nodes)
-        attempts = [0] * graph.n_nodes
-        store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph))
-        open_attempts = []
+    store = Store.open(path) if existing else Store.create(path, meta)
     try:
-        metadata = runs.RunMetadata.collect(package=_package_of(wf.function), argv=argv)
-    except GristmillError:
-        metadata = runs.RunMetadata.collect(package=None, argv=argv)
-    metadata.extra.update({"workflow": wf.name, "backend": backend.name})
-    metadata.dump(path)
-    engine = Engine(
-        graph=graph, store=store, backend=backend, run_dir=path, config=config,
-        plans=plans, states=states, attempts=attempts,
-    )
-    interrupted = False
-    try:
-        counts = engine.run(open_attempts)
-    except Interrupted:
-        interrupted = True
-        counts = engine.tracker.counts()
+        if existing:
+            states, attempts, open_attempts = _reconcile(store, graph, identities)
+            with store.transaction() as cur:  # `resume` rebuilds what ran last, not first
+                for key, value in meta.items():
+                    store.set_meta(cur, key, value)
+        else:
+            states = bytearray(graph.n_nodes)
+            attempts = [0] * graph.n_nodes
+            store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph))
+            open_attempts = []
+        try:
+            metadata = runs.RunMetadata.collect(package=_package_of(wf.function), argv=argv)
+        except GristmillError:
+            metadata = runs.RunMetadata.collect(package=None, argv=argv)
+        metadata.extra.update({"workflow": wf.name, "backend": backend.name})
+        metadata.dump(path)
+        engine = Engine(
+            graph=graph, store=store, backend=backend, run_dir=path, config=config,
+            plans=plans, states=states, attempts=attempts,
+        )
+        interrupted = False
+        try:
+            counts = engine.run(open_attempts)
+        except Interrupted:
+            interrupted = True
+            counts = engine.tracker.counts()
     finally:
         store.close()
     ok = counts.get(NodeState.DONE.name, 0) == graph.n_nodes
-    status = "succeeded" if ok else ("interrupted" if interrupted else "failed")
+    status: runs.RunStatus = "succeeded" if ok else ("cancelled" if interrupted else "failed")
     metadata.finish(status, counts)
     metadata.dump(path)
-    logger.info("run {} {}: {}", path, status, counts)
+    logger.info("run {} {}: {}", path, "interrupted" if interrupted else status, counts)
     return RunResult(ok=ok, run_dir=path, counts=counts, interrupted=interrupted)
 
 

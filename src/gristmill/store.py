@@ -10,6 +10,7 @@ over an id range, keeping groups compact in the store as in memory.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sqlite3
@@ -134,40 +135,61 @@ class Store:
                 )
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot create the run store {path}: {exc}") from exc
+            for suffix in ("", "-wal", "-shm"):  # ours and empty; a later open would refuse it
+                with contextlib.suppress(OSError):
+                    path.with_name(path.name + suffix).unlink()
+            raise StoreError(
+                f"cannot create the run store {path}: {exc} (disk full or read-only?)"
+            ) from exc
         return cls(path, conn)
 
     @classmethod
     def open(cls, run_dir: Path, *, readonly: bool = False) -> Store:
+        """Open an existing store; a corrupt or newer one raises and is left byte-for-byte as is."""
         path = run_dir / STORE_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
-        conn = cls._connect(path, readonly=readonly)
-        store = cls(path, conn)
+        cls._check(path)  # through a read-only connection: switching to WAL would write
+        return cls(path, cls._connect(path, readonly=readonly))
+
+    @classmethod
+    def _check(cls, path: Path) -> None:
+        """Refuse a store that is corrupt, not a gristmill store, or from a newer gristmill."""
+        conn = cls._connect(path, readonly=True)
         try:
-            version_row = conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-        except sqlite3.DatabaseError as exc:
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                version = int(row[0]) if row is not None else None
+                checked = None if version is None or version > SCHEMA_VERSION else (
+                    conn.execute("PRAGMA quick_check").fetchone()[0]
+                )
+            except (sqlite3.DatabaseError, ValueError) as exc:
+                raise StoreError(
+                    f"the run store {path} is corrupt or not a gristmill store ({exc}); it was "
+                    "left untouched; move it aside (or restore it from a backup) and start a "
+                    "new run"
+                ) from None
+        finally:
             conn.close()
+        if version is None:
             raise StoreError(
-                f"the run store {path} is corrupt or not a gristmill store ({exc}); "
-                "it was left untouched — move it aside to start a new run"
-            ) from exc
-        if version_row is None:
-            conn.close()
-            raise StoreError(f"the run store {path} has no schema version; it was left untouched")
-        version = int(version_row[0])
+                f"the run store {path} has no schema version, so it is not a gristmill store; "
+                "it was left untouched"
+            )
         if version > SCHEMA_VERSION:
-            conn.close()
             raise StoreError(
                 f"the run store {path} has schema version {version}, newer than this gristmill "
                 f"understands ({SCHEMA_VERSION}); upgrade gristmill to use it (nothing was changed)"
             )
-        return store
+        if checked != "ok":
+            raise StoreError(
+                f"the run store {path} is corrupt (integrity check: {checked}); it was left "
+                "untouched; move it aside (or restore it from a backup) and start a new run"
+            )
 
     @staticmethod
     def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             if readonly:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
@@ -179,6 +201,8 @@ class Store:
             conn.execute("PRAGMA busy_timeout=30000")
             return conn
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(f"cannot open the run store {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -382,10 +406,8 @@ class _Transaction:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self.cur is not None
         if exc_type is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(
                     f"cannot write the run store {self.store.path}: {exc} "
@@ -395,10 +417,8 @@ class _Transaction:
         try:
             self.cur.execute("COMMIT")
         except sqlite3.Error as commit_exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             raise StoreError(
                 f"cannot write the run store {self.store.path}: {commit_exc} "
                 "(disk full or read-only?); the run can be resumed once it is fixed"

@@ -9,6 +9,7 @@ costs one C call, not a Python loop.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -22,6 +23,9 @@ UPSTREAM_FAILED = int(NodeState.UPSTREAM_FAILED)
 
 _TO_READY = bytes(READY if i == PENDING else i for i in range(256))
 _TO_UF = bytes(UPSTREAM_FAILED if i in (PENDING, READY) else i for i in range(256))
+#: Runs of nodes a group release (PENDING) or an upstream failure (PENDING, READY) changes.
+_PENDING_RUNS = re.compile(b"[\\x%02x]+" % PENDING)
+_WAITING_RUNS = re.compile(b"[\\x%02x\\x%02x]+" % (PENDING, READY))
 
 
 class Cursor:
@@ -93,13 +97,28 @@ class Tracker:
         if isinstance(members, range):
             lo, hi = members.start, members.stop
             if hi > lo:
-                self.states[lo:hi] = self.states[lo:hi].translate(_TO_READY)
-                self.range_changes.append((lo, hi - 1, READY))
+                before = self.states[lo:hi]
+                self.states[lo:hi] = before.translate(_TO_READY)
+                self._record_runs(before, _PENDING_RUNS, lo, READY)
         else:
             for n in members:
                 if self.states[n] == PENDING and self._all_units_released(n):
                     self.set(n, NodeState.READY)
         self.cursors.append(Cursor(unit, members))
+
+    def _record_runs(
+        self, before: bytearray, runs: re.Pattern[bytes], offset: int, state: int
+    ) -> None:
+        """Record the change of the nodes that matched ``runs`` as (lo, hi, state) ranges.
+
+        A fresh group is one range; on resume a group also holds DONE or adopted
+        nodes, which the store must not see overwritten.
+        """
+        if runs.fullmatch(before):
+            self.range_changes.append((offset, offset + len(before) - 1, state))
+            return
+        for match in runs.finditer(before):
+            self.range_changes.append((offset + match.start(), offset + match.end() - 1, state))
 
     def _all_units_released(self, node: int) -> bool:
         if node not in self.graph.aliases:
@@ -144,8 +163,7 @@ class Tracker:
                 before = self.states[lo:hi]
                 count += before.count(PENDING) + before.count(READY)
                 self.states[lo:hi] = before.translate(_TO_UF)
-                if hi > lo:
-                    self.range_changes.append((lo, hi - 1, UPSTREAM_FAILED))
+                self._record_runs(before, _WAITING_RUNS, lo, UPSTREAM_FAILED)
                 stack.extend(graph.downstream[unit])
                 if graph.element_downstream:
                     for n in members:
@@ -179,18 +197,18 @@ class Tracker:
         index = 0
         while index < len(self.cursors):
             cursor = self.cursors[index]
-            node = cursor.peek()
-            if node is None:
+            peeked = cursor.peek()
+            if peeked is None:
                 del self.cursors[index]
                 continue
-            if self.states[node] != READY or not self._all_units_released(node):
+            if self.states[peeked] != READY or not self._all_units_released(peeked):
                 cursor.take()
                 continue
-            if full(node):
+            if full(peeked):
                 index += 1
                 continue
             cursor.take()
-            yield node
+            yield peeked
 
     def push_back(self, node: int) -> None:
         """Return a node that could not be dispatched now; it comes first next time."""
