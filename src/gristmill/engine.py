@@ -200,7 +200,9 @@ class Engine:
         return self.tracker.counts()
 
     def _loop(self) -> None:
-        interval = self.config.poll_min
+        # A scheduler backend may ask for a longer shortest interval (one squeue per tick).
+        poll_min = max(self.config.poll_min, float(getattr(self.backend, "poll_min", 0.0)))
+        interval = poll_min
         while True:
             submitted = 0 if self.stopping else self.dispatch()
             self.flush()
@@ -212,9 +214,7 @@ class Engine:
             finished = self.collect()
             self.flush()
             interval = (
-                self.config.poll_min
-                if finished
-                else min(self.config.poll_max, max(interval, 0.05) * 1.5)
+                poll_min if finished else min(self.config.poll_max, max(interval, 0.05) * 1.5)
             )
 
     def dispatch(self) -> int:
