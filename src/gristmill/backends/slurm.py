@@ -98,6 +98,7 @@ class SlurmRecord:
     signal: int | None = None
     peak_rss: int | None = None
     host: str | None = None
+    elapsed: float | None = None
 
 
 def parse_squeue(text: str) -> dict[str, SlurmRecord]:
@@ -114,14 +115,34 @@ def parse_squeue(text: str) -> dict[str, SlurmRecord]:
     return out
 
 
+def parse_elapsed(text: str) -> float | None:
+    """sacct's ``Elapsed`` (``[D-]HH:MM:SS``) in seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    days, _, clock = text.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        while len(parts) < 3:
+            parts.insert(0, 0)
+        hours, minutes, seconds = parts[-3:]
+        return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+    except ValueError:
+        return None
+
+
+#: What :func:`parse_sacct` reads: job lines carry the state, ``.batch`` lines MaxRSS.
+SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed"
+
+
 def parse_sacct(text: str) -> dict[str, SlurmRecord]:
-    """Lines of ``sacct -P -n --format=JobID,State,ExitCode,MaxRSS,NodeList,Reason``.
+    """Lines of ``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,Elapsed``.
 
     Job lines carry the state; the ``.batch`` step line carries MaxRSS and the
     signal that ended the script (``0:15`` on a timeout, ``0:9`` on a kill).
     """
     jobs: dict[str, SlurmRecord] = {}
-    steps: dict[str, tuple[int | None, int | None, int | None]] = {}
+    steps: dict[str, tuple[int | None, int | None]] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3 or not parts[0]:
@@ -132,12 +153,13 @@ def parse_sacct(text: str) -> dict[str, SlurmRecord]:
         if "." in job_id:
             base, _, step = job_id.partition(".")
             if step == "batch":
-                steps[base] = (rss, exit_code, signal)
+                steps[base] = (rss, signal)
             continue
-        host = parts[4] if len(parts) > 4 and parts[4] not in ("", "None assigned") else None
-        reason = parts[5] if len(parts) > 5 else ""
-        jobs[job_id] = SlurmRecord(slurm_state(state), state, reason, exit_code, signal, rss, host)
-    for job_id, (rss, _, step_signal) in steps.items():
+        elapsed = parse_elapsed(parts[4]) if len(parts) > 4 else None
+        jobs[job_id] = SlurmRecord(
+            slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
+        )
+    for job_id, (rss, step_signal) in steps.items():
         record = jobs.get(job_id)
         if record is not None:
             jobs[job_id] = attrs.evolve(
@@ -346,8 +368,7 @@ class SlurmBackend(SleepingWaitMixin):
         """Jobs no longer in squeue: one sacct call, or scontrol without accounting."""
         if self.accounting:
             proc = self.runner.run(
-                ["sacct", "--parsable2", "--noheader",
-                 "--format=JobID,State,ExitCode,MaxRSS,NodeList,Reason",
+                ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
                  f"--jobs={','.join(sorted({j.split('_')[0] for j in job_ids}))}"],
             )
             return parse_sacct(proc.stdout)
@@ -378,8 +399,8 @@ class SlurmBackend(SleepingWaitMixin):
             reason = "OUT_OF_MEMORY"
         elif state is JobState.TIMEOUT:
             reason = f"{record.raw_state}: time limit reached"
-        return JobStatus(state, record.exit_code, record.signal, record.peak_rss, None,
-                         record.host, reason)
+        return JobStatus(state, record.exit_code, record.signal, record.peak_rss,
+                         record.elapsed, record.host, reason)
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
