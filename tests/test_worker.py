@@ -14,17 +14,8 @@ from pathlib import Path
 import pytest
 
 import gristmill
-from gristmill.backends.base import JobState, JobStatus
-from gristmill.errors import BackendError
-from gristmill.worker import (
-    AttemptResult,
-    exit_status,
-    human_size,
-    read_result,
-    run_attempt,
-    sample_interval,
-    write_result,
-)
+from gristmill.backends.base import JobState
+from gristmill.worker import AttemptResult, exit_status, read_result, run_attempt
 
 MB = 2**20
 # Allocates N MiB (touching every page) and holds it: argv [python, -c, HOG, N].
@@ -194,41 +185,6 @@ def test_peak_rss_is_the_tasks_own(tmp_path: Path) -> None:
     # A tiny task is not charged with this (large) process's memory.
     small = run(tmp_path, ["true"])
     assert small.peak_rss is None or small.peak_rss < 50 * MB
-
-
-def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
-    result = AttemptResult(JobState.OOM, None, 9, 480 * MB, 1.5, "node1", 100.0, 101.5,
-                           "exceeded memory limit 100M (peak 480M)")
-    path = tmp_path / "deep" / "r.json"
-    assert read_result(path) is None
-    write_result(path, result)
-    assert read_result(path) == result
-    assert os.listdir(path.parent) == ["r.json"]  # no temporary left behind
-    assert AttemptResult.from_json(result.to_json()) == result
-    assert result.to_status() == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
-                                           "exceeded memory limit 100M (peak 480M)")
-
-
-def test_a_corrupt_result_file_is_an_error_naming_it(tmp_path: Path) -> None:
-    path = tmp_path / "r.json"
-    path.write_text('{"state": "SUCCEEDED"')
-    with pytest.raises(BackendError, match=str(path)):
-        read_result(path)
-    path.write_text(json.dumps({"state": "RUNNING", "exit_code": 0}))
-    with pytest.raises(BackendError, match="corrupt"):
-        read_result(path)
-
-
-def test_only_final_states_make_a_result() -> None:
-    with pytest.raises(ValueError, match="state"):
-        AttemptResult(JobState.RUNNING, 0, None, None, 0.0, "h", 0.0, 0.0, "")
-
-
-def test_helpers() -> None:
-    assert human_size(480 * MB) == "480M"
-    assert human_size(int(1.5 * 2**30)) == "1.5G"
-    assert human_size(512) == "512B"
-    assert [sample_interval(age) for age in (0, 2.5, 4.5, 7, 600)] == [0.2, 0.4, 0.8, 1.0, 1.0]
 
 
 def _cli_env() -> dict[str, str]:

@@ -4,7 +4,7 @@ Nodes get dense integer ids, allocated unit by unit, so a group of a million
 elements is the id range ``[start, start + size)`` and nothing per element is
 materialised. A node is identified across runs by a hash of its task's entry
 point and its argument values (not its resources, so raising memory never makes
-a finished node run again).
+a finished node run again); :mod:`gristmill.identity` makes those hashes.
 
 Duplicates across units (``fit(draw=3)`` recorded alone and inside
 ``fit.map(draw=range(10))``) become one node: the later unit's member list then
@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import bisect
 import graphlib
-import hashlib
 import re
 import string
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
-import click
 
 from gristmill.errors import GraphError, TaskArgumentError
+from gristmill.identity import digest, element_text, unique_within, unit_texts
 from gristmill.params import canonical
 
 if TYPE_CHECKING:
-    from gristmill.workflow import Unit, Workflow
+    from gristmill.nodes import Unit
+    from gristmill.workflow import Workflow
+
+__all__ = ["Graph", "digest", "unit_texts"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
 _MAX_NAME = 128
@@ -43,75 +45,6 @@ def _name_part(value: Any) -> str:
     return str(value)
 
 
-def digest(text: str) -> str:
-    """The identity hash of a node's canonical text."""
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _column_encoder(task_param: Any, column: Sequence[Any]) -> Callable[[Any], str] | None:
-    """None when ``str.format`` already renders the column canonically (plain ints)."""
-    if isinstance(column, range) or (
-        task_param.param.type is click.INT and not task_param.multiple
-    ):
-        return None
-    return canonical
-
-
-def unit_texts(unit: Unit) -> Iterator[str]:
-    """The canonical text of every element of a unit, in element order."""
-    names = sorted(list(unit.const) + list(unit.columns))
-    by_name = unit.task.signature.by_name
-    pieces: list[str] = []
-    varying: list[str] = []
-    for name in names:
-        if name in unit.const:
-            pieces.append(f"{name}={canonical(unit.const[name])}".replace("{", "{{").replace(
-                "}", "}}"
-            ))
-        else:
-            pieces.append(f"{name}={{}}")
-            varying.append(name)
-    template = unit.task.key + "\0" + "\x1f".join(pieces)
-    if not unit.is_group:
-        yield template.format()
-        return
-    columns = [unit.columns[n] for n in varying]
-    encoders = [_column_encoder(by_name[n], unit.columns[n]) for n in varying]
-    fmt = template.format
-    if unit.is_product:
-        for i in range(unit.size):
-            element = unit.element_args(i)
-            yield fmt(*(canonical(element[n]) for n in varying))
-        return
-    if all(e is None for e in encoders):
-        if len(columns) == 1:
-            yield from map(fmt, columns[0])
-        else:
-            for values in zip(*columns):
-                yield fmt(*values)
-        return
-    for values in zip(*columns):
-        yield fmt(*(v if e is None else e(v) for v, e in zip(values, encoders)))
-
-
-def _unique_within(unit: Unit) -> bool:
-    """Cheap check that a group's elements are pairwise distinct."""
-    if not unit.is_group:
-        return True
-    columns = list(unit.columns.values())
-    if unit.is_product:
-        return all(isinstance(c, range) or len(set(map(canonical, c))) == len(c) for c in columns)
-    if any(isinstance(c, range) for c in columns):
-        return True
-    if len(columns) == 1:
-        try:
-            return len(set(columns[0])) == len(columns[0])
-        except TypeError:
-            return len(set(map(canonical, columns[0]))) == len(columns[0])
-    try:
-        return len(set(zip(*columns))) == unit.size
-    except TypeError:
-        return len(set(unit_texts(unit))) == unit.size
 
 
 @attrs.define(eq=False)
@@ -149,7 +82,7 @@ class Graph:
             key
             for key, group in by_task.items()
             if any(u.is_group for u in group)
-            and (len(group) > 1 or not _unique_within(group[0]))
+            and (len(group) > 1 or not unique_within(group[0]))
         }
         seen: dict[str, dict[str, int]] = defaultdict(dict)
         next_id = 0
@@ -262,10 +195,7 @@ class Graph:
         u = self.workflow.units[owner]
         if not u.is_group:
             return digest(next(unit_texts(u)))
-        args = u.element_args(owner_element)
-        names = sorted(args)
-        text = u.task.key + "\0" + "\x1f".join(f"{n}={canonical(args[n])}" for n in names)
-        return digest(text)
+        return digest(element_text(u.task.key, u.element_args(owner_element)))
 
     def job_name(self, unit: int, element: int) -> str:
         """The job name: the task's ``name=`` template, or ``{task}_{node args}``."""

@@ -2,13 +2,14 @@
 
 Each ``LocalBackend`` starts one small supervisor, once: the engine writes job requests
 to it as JSON lines on one pipe and it answers on another ("started", then each
-result). The supervisor holds the job states:
+result). The supervisor (:mod:`gristmill.backends.local_supervisor`) holds the job
+states:
 
 - *queued*: submitted, waiting for cores and memory; started in submission (FIFO)
   order while the running jobs' cores sum to at most ``max_cores`` and their memory
   to at most ``max_mem`` (unset memory counts 0, unset cores 1). A job asking more
   than the machine is clamped to the machine, so it runs alone on all of it.
-- *running*: a :class:`gristmill.worker.Monitor` attempt in its own process group,
+- *running*: a :class:`gristmill.monitor.Monitor` attempt in its own process group,
   runtime and memory limits enforced.
 - *finished*: result file written atomically, then the engine told. ``wait`` blocks on
   that pipe, so a short task ends with no poll delay.
@@ -22,7 +23,7 @@ lives (a reused pid has another start time), then what its result file says, or 
 supervisor looks for twice a second.
 
 Why a fresh interpreter rather than a fork of the engine: either happens once per
-backend, and the ~80 ms boot overlaps the engine's own start, while a fork would
+backend, and the ~60 ms boot overlaps the engine's own start, while a fork would
 inherit the engine's threads, locks and open files (a run-dir lock would outlive the
 engine) and make its whole heap copy-on-write (13 ms to fork a 700 MB engine here).
 """
@@ -36,75 +37,29 @@ import select
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 from loguru import logger
 
+from gristmill.attempt import AttemptResult, read_result
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobState, JobStatus
+from gristmill.backends.local_supervisor import CANCEL_SCAN, main, write_marker
+from gristmill.backends.procfs import alive, mem_total, start_time, stat_fields
 from gristmill.errors import BackendError, SpecError
+from gristmill.monitor import human_size
 from gristmill.resources import format_memory
-from gristmill.worker import AttemptResult, Monitor, human_size, read_result, write_result
 
-# Imports this module without running gristmill/__init__.py, whatever that grows to
-# import: the supervisor needs only this module, the worker and their leaves.
+__all__ = ["LocalBackend", "main"]
+
+# Imports the supervisor without running gristmill/__init__.py, whatever that grows to
+# import: it needs only its own module, the monitor and their leaves.
 _BOOT = (
     "import sys, types; pkg = types.ModuleType('gristmill'); pkg.__path__ = [sys.argv[1]]; "
-    "sys.modules['gristmill'] = pkg; from gristmill.backends.local import main; "
+    "sys.modules['gristmill'] = pkg; from gristmill.backends.local_supervisor import main; "
     "sys.exit(main(sys.argv[2:]))"
 )
-_CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
 _RUNNING = JobStatus(JobState.RUNNING)
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """Fields 3 onwards of /proc/<pid>/stat (state, ppid, pgrp, ...); ``None`` if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-        return data[data.rindex(b")") + 2 :].split()
-    except (OSError, ValueError):
-        return None
-
-
-def _start_time(pid: int) -> int | None:
-    """When live process ``pid`` started (clock ticks since boot); ``None`` if gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None or fields[0] in (b"Z", b"X") else int(fields[19])
-
-
-def _alive(pid: int, start: int) -> bool:
-    """Whether the process with this ``pid`` and ``start`` time still runs."""
-    if os.path.isdir("/proc/self"):
-        return _start_time(pid) == start
-    try:  # no procfs: the pid is all there is
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _mem_total() -> int:
-    """The machine's memory in bytes (MemTotal)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _write_marker(path: str, text: str) -> None:
-    """Write a small file next to a result file, making its folder if need be."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
 
 
 def _supervisor_of(job_id: str) -> tuple[int, int]:
@@ -135,7 +90,7 @@ class LocalBackend:
         strict_resources: bool = False, grace: float = 5.0,
     ) -> None:
         self.max_cores = (os.cpu_count() or 1) if max_cores is None else max_cores
-        self.max_mem = _mem_total() if max_mem is None else max_mem
+        self.max_mem = mem_total() if max_mem is None else max_mem
         if self.max_cores < 1 or self.max_mem < 1 or grace < 0:
             raise SpecError(
                 f"LocalBackend(max_cores={max_cores!r}, max_mem={max_mem!r}, grace={grace!r}): "
@@ -179,7 +134,7 @@ class LocalBackend:
         finally:
             os.close(req_r)
             os.close(ev_w)
-        self._prefix = f"{self.supervisor_pid}.{_start_time(self.supervisor_pid) or 0}."
+        self._prefix = f"{self.supervisor_pid}.{start_time(self.supervisor_pid) or 0}."
 
     # -- the Backend protocol ---------------------------------------------------------
 
@@ -251,7 +206,7 @@ class LocalBackend:
                     ids.append(seq)
             elif not os.path.exists(handle.result_path):
                 try:  # adopted, or ours after close(): the orphaned supervisor looks for it
-                    _write_marker(handle.result_path + ".cancel", "")
+                    write_marker(handle.result_path + ".cancel", "")
                 except OSError as exc:
                     logger.warning("cannot ask for job {} to be cancelled: {}", handle.key, exc)
         if ids:
@@ -273,7 +228,7 @@ class LocalBackend:
         if self._drain():
             return
         on_disk = self._adopted or (self._closed and self._ids)
-        limit = max(0.0, min(timeout, _CANCEL_SCAN) if on_disk else timeout)
+        limit = max(0.0, min(timeout, CANCEL_SCAN) if on_disk else timeout)
         if self._events < 0:
             time.sleep(limit)
         else:
@@ -386,7 +341,7 @@ class LocalBackend:
         os.close(self._events)
         self._events, self._gone = -1, True
         for pid in self._pids.values():
-            fields = _stat_fields(pid)
+            fields = stat_fields(pid)
             if fields is not None and int(fields[2]) == pid:  # still the group it led
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
@@ -431,237 +386,9 @@ class LocalBackend:
                 pid, start = _supervisor_of(handle.job_id)
             except BackendError as exc:
                 return JobStatus(JobState.LOST, reason=str(exc))
-            if _alive(pid, start):
+            if alive(pid, start):
                 return _RUNNING
             status = self._file_status(handle) or self._lost(handle)  # it may just have ended
         self._adopted.discard(handle.job_id)
         return status
 
-
-# -- the supervisor process -------------------------------------------------------------
-
-
-@attrs.define
-class _Job:
-    key: int
-    argv: list[str]
-    out: str
-    err: str
-    res: str
-    mem: int | None
-    runtime: float | None
-    cores: int  # clamped to the machine, so an oversized job runs alone
-    need_mem: int
-    env: dict[str, str] | None
-    cwd: str | None
-
-
-class _Supervisor:
-    """The loop behind a LocalBackend: takes requests, starts jobs as resources allow, reports."""
-
-    def __init__(self, requests: int, events: int, max_cores: int, max_mem: int,
-                 grace: float) -> None:
-        self.requests, self.events = requests, events
-        self.max_cores, self.max_mem = max_cores, max_mem
-        self.monitor = Monitor(grace=grace)
-        self.queue: deque[int] = deque()
-        self.jobs: dict[int, _Job] = {}  # queued and running
-        self.running: set[int] = set()
-        self.used_cores = self.used_mem = 0
-        self.inbuf = b""
-        self.outbuf = bytearray()
-        self.writing = False  # events fd registered for POLLOUT
-        self.orphan = False  # no engine will send more
-        self.next_scan = 0.0
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, lambda *_: None)  # the wakeup fd brings it to the loop
-        for fd in (requests, events):
-            os.set_inheritable(fd, False)  # tasks must not hold the engine's pipes open
-        os.set_blocking(events, False)
-        self.monitor.poller.register(requests, select.POLLIN)
-        self.monitor.poller.register(self.wake_r, select.POLLIN)
-
-    def run(self) -> int:
-        try:
-            while not (self.orphan and not self.jobs):
-                timeout = max(0.0, self.next_scan - time.monotonic()) if self.orphan else None
-                for fd, _ in self.monitor.wait(timeout):
-                    if fd == self.requests:
-                        self.read_requests()
-                    elif fd == self.wake_r:  # SIGTERM: cancel everything and leave
-                        os.read(self.wake_r, 512)
-                        self.stop_reading()
-                        for key in list(self.jobs):
-                            self.cancel(key)
-                done = [(self.release(key), result) for key, result in self.monitor.service()]
-                if self.orphan and time.monotonic() >= self.next_scan:
-                    self.scan_cancel_files()
-                self.start_ready()  # before reporting, so freed cores do not idle
-                for job, result in done:
-                    self.report(job, result)
-                self.flush()
-        except Exception as exc:  # a bug: fail the jobs loudly rather than leave them hanging
-            reason = f"gristmill local supervisor failed: {type(exc).__name__}: {exc}"
-            for key, result in self.monitor.abort(reason):
-                self.report(self.release(key), result)
-            for key in list(self.jobs):
-                self.report(self.release(key), _unstarted(JobState.FAILED, reason))
-            self.emit({"error": reason})
-            if self.events >= 0:
-                os.set_blocking(self.events, True)
-            self.flush()
-            return 1
-        return 0
-
-    def read_requests(self) -> None:
-        data = os.read(self.requests, 1 << 20)
-        if not data:  # the engine closed us or died: finish what we hold, then exit
-            self.stop_reading()
-            return
-        *lines, self.inbuf = (self.inbuf + data).split(b"\n")
-        for line in lines:
-            message = json.loads(line)
-            if message["op"] == "run":
-                job = _Job(
-                    message["id"], message["argv"], message["out"], message["err"],
-                    message["res"], message["mem"], message["rt"],
-                    min(message["cores"], self.max_cores),
-                    min(message["mem"] or 0, self.max_mem), message["env"], message["cwd"],
-                )
-                self.jobs[job.key] = job
-                self.queue.append(job.key)
-            elif message["op"] == "cancel":
-                for key in message["ids"]:
-                    self.cancel(key)
-
-    def stop_reading(self) -> None:
-        """No engine will send more. Leave ``<result>.handle`` naming each job we hold,
-        for an engine that died before it recorded the job ids."""
-        if self.orphan:
-            return
-        self.monitor.poller.unregister(self.requests)
-        os.close(self.requests)
-        self.orphan = True
-        prefix = f"{os.getpid()}.{_start_time(os.getpid()) or 0}."
-        for job in self.jobs.values():
-            with contextlib.suppress(OSError):
-                _write_marker(job.res + ".handle", f"{prefix}{job.key}\n")
-
-    def cancel(self, key: int) -> None:
-        if key in self.running:
-            self.monitor.cancel(key)
-        elif key in self.jobs:
-            self.report(self.release(key),
-                        _unstarted(JobState.CANCELLED, "cancelled before it started"))
-
-    def start_ready(self) -> None:
-        while self.queue:
-            key = self.queue[0]
-            job = self.jobs.get(key)
-            if job is None:  # cancelled while queued
-                self.queue.popleft()
-                continue
-            if self.running and (self.used_cores + job.cores > self.max_cores
-                                 or self.used_mem + job.need_mem > self.max_mem):
-                return  # FIFO: nothing overtakes the head of the queue
-            self.queue.popleft()
-            env = None if not job.env else {**self.monitor.environ, **job.env}
-            failed = self.monitor.start(key, job.argv, stdout=job.out, stderr=job.err,
-                                        mem_limit=job.mem, runtime_limit=job.runtime,
-                                        env=env, cwd=job.cwd)
-            if failed is not None:
-                self.report(self.release(key), failed)
-                continue
-            self.running.add(key)
-            self.used_cores += job.cores
-            self.used_mem += job.need_mem
-            self.emit({"id": key, "pid": self.monitor.pid(key)})
-
-    def release(self, key: int) -> _Job:
-        """Forget a job that ended (or will never start) and free what it held."""
-        job = self.jobs.pop(key)
-        if key in self.running:
-            self.running.discard(key)
-            self.used_cores -= job.cores
-            self.used_mem -= job.need_mem
-        return job
-
-    def report(self, job: _Job, result: AttemptResult) -> None:
-        """Write the job's result file, then tell the engine."""
-        message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
-        try:
-            write_result(job.res, result)
-        except OSError as exc:
-            message["werr"] = f"{job.res}: {exc}"
-        if self.orphan:
-            for suffix in (".cancel", ".handle"):
-                with contextlib.suppress(OSError):
-                    os.unlink(job.res + suffix)
-        self.emit(message)
-
-    def scan_cancel_files(self) -> None:
-        """Orphaned: a later engine asks for cancellation with ``<result>.cancel`` files."""
-        self.next_scan = time.monotonic() + _CANCEL_SCAN
-        for key, job in list(self.jobs.items()):
-            if os.path.exists(job.res + ".cancel"):
-                self.cancel(key)
-
-    def emit(self, message: dict[str, object]) -> None:
-        if self.events >= 0:
-            self.outbuf += json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
-    def flush(self) -> None:
-        """Write what the pipe takes without blocking; the rest waits for POLLOUT."""
-        while self.outbuf and self.events >= 0:
-            try:
-                written = os.write(self.events, self.outbuf)
-            except BlockingIOError:
-                break
-            except OSError:  # the engine is gone: nobody to tell
-                self.outbuf.clear()
-                if self.writing:
-                    self.monitor.poller.unregister(self.events)
-                os.close(self.events)
-                self.events, self.writing = -1, False
-                return
-            del self.outbuf[:written]
-        if bool(self.outbuf) != self.writing:
-            self.writing = not self.writing
-            if self.writing:
-                self.monitor.poller.register(self.events, select.POLLOUT)
-            else:
-                self.monitor.poller.unregister(self.events)
-
-
-def _unstarted(state: JobState, reason: str) -> AttemptResult:
-    now = time.time()
-    return AttemptResult(state, None, None, None, 0.0, os.uname().nodename, now, now, reason)
-
-
-def main(args: Sequence[str] | None = None) -> int:
-    """The supervisor's entry point; ``LocalBackend`` starts it with its pipes' fds."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m gristmill.backends.local",
-                                     description="Supervisor of a LocalBackend; not run by hand.")
-    for flag in ("--requests-fd", "--events-fd", "--max-cores", "--max-mem"):
-        parser.add_argument(flag, type=int, required=True)
-    parser.add_argument("--grace", type=float, default=5.0)
-    options = parser.parse_args(args)
-    # Hold nothing of the engine's but our two pipes (posix_spawn passes on every
-    # inheritable fd), nor its stderr once booted: someone may wait for their EOF.
-    low, high = sorted((options.requests_fd, options.events_fd))
-    os.closerange(3, low)
-    os.closerange(low + 1, high)
-    os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.close(null)
-    return _Supervisor(options.requests_fd, options.events_fd, options.max_cores,
-                       options.max_mem, options.grace).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

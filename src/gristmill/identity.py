@@ -1,0 +1,97 @@
+"""A node's identity across runs: a digest of its task's entry point and argument values.
+
+The canonical text is ``<task key>\0<name>=<canonical value>\x1f...`` over the
+arguments in name order; its BLAKE2b digest is the node's identity. Resources are
+not part of it, so raising memory never makes a finished node run again. Texts for a
+whole group are made in bulk (one format string per unit, plain ints left to
+``str.format``), so a map of a million elements hashes in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from gristmill.params import canonical
+
+if TYPE_CHECKING:
+    from gristmill.nodes import Unit
+
+
+def digest(text: str) -> str:
+    """The identity hash of a node's canonical text."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def element_text(task_key: str, args: Mapping[str, Any]) -> str:
+    """The canonical text of one node of task ``task_key`` with these arguments."""
+    return task_key + "\0" + "\x1f".join(f"{n}={canonical(args[n])}" for n in sorted(args))
+
+
+def _column_encoder(task_param: Any, column: Sequence[Any]) -> Callable[[Any], str] | None:
+    """None when ``str.format`` already renders the column canonically (plain ints)."""
+    if isinstance(column, range) or (
+        task_param.param.type is click.INT and not task_param.multiple
+    ):
+        return None
+    return canonical
+
+
+def unit_texts(unit: Unit) -> Iterator[str]:
+    """The canonical text of every element of a unit, in element order."""
+    names = sorted(list(unit.const) + list(unit.columns))
+    by_name = unit.task.signature.by_name
+    pieces: list[str] = []
+    varying: list[str] = []
+    for name in names:
+        if name in unit.const:
+            pieces.append(f"{name}={canonical(unit.const[name])}".replace("{", "{{").replace(
+                "}", "}}"
+            ))
+        else:
+            pieces.append(f"{name}={{}}")
+            varying.append(name)
+    template = unit.task.key + "\0" + "\x1f".join(pieces)
+    if not unit.is_group:
+        yield template.format()
+        return
+    columns = [unit.columns[n] for n in varying]
+    encoders = [_column_encoder(by_name[n], unit.columns[n]) for n in varying]
+    fmt = template.format
+    if unit.is_product:
+        for i in range(unit.size):
+            element = unit.element_args(i)
+            yield fmt(*(canonical(element[n]) for n in varying))
+        return
+    if all(e is None for e in encoders):
+        if len(columns) == 1:
+            yield from map(fmt, columns[0])
+        else:
+            for values in zip(*columns):
+                yield fmt(*values)
+        return
+    for values in zip(*columns):
+        yield fmt(*(v if e is None else e(v) for v, e in zip(values, encoders)))
+
+
+def unique_within(unit: Unit) -> bool:
+    """Cheap check that a group's elements are pairwise distinct."""
+    if not unit.is_group:
+        return True
+    columns = list(unit.columns.values())
+    if unit.is_product:
+        return all(isinstance(c, range) or len(set(map(canonical, c))) == len(c) for c in columns)
+    if any(isinstance(c, range) for c in columns):
+        return True
+    if len(columns) == 1:
+        try:
+            return len(set(columns[0])) == len(columns[0])
+        except TypeError:
+            return len(set(map(canonical, columns[0]))) == len(columns[0])
+    try:
+        return len(set(zip(*columns))) == unit.size
+    except TypeError:
+        return len(set(unit_texts(unit))) == unit.size
