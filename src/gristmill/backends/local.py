@@ -142,6 +142,9 @@ class LocalBackend:
         """Hand every job to the supervisor, which starts them as cores and memory allow."""
         if self._closed:
             raise BackendError("this LocalBackend is closed; create a new one to submit jobs")
+        self._drain()
+        if self._gone:  # a task may still hold the request pipe open, so EPIPE is not enough
+            raise self._gone_error()
         for job in jobs:
             self._check_size(job)
         cwd = os.getcwd()
@@ -295,10 +298,13 @@ class LocalBackend:
                 data = data[os.write(self._requests, data) :]
         except BrokenPipeError:
             self._drain()
-            raise BackendError(
-                f"the local supervisor (pid {self.supervisor_pid}) has exited; the jobs it "
-                "held are reported LOST; create a new LocalBackend to go on"
-            ) from None
+            raise self._gone_error() from None
+
+    def _gone_error(self) -> BackendError:
+        return BackendError(
+            f"the local supervisor (pid {self.supervisor_pid}) has exited; the jobs it "
+            "held are reported LOST; create a new LocalBackend to go on"
+        )
 
     def _drain(self) -> bool:
         """Take in what the supervisor said; whether anything new came."""
