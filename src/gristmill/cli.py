@@ -122,7 +122,7 @@ def check(package: str) -> None:
 
 # Commands that run or inspect workflows live in their own modules; importing them
 # registers them on ``main``.
-from gristmill import cli_run, cli_status  # noqa: E402, F401
+from gristmill import cli_run, cli_spec, cli_status  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     # ``python -m gristmill.cli``: the commands above registered on gristmill.cli.main,

@@ -130,7 +130,7 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
 @handle_errors
 def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
     """Counts per task and state, progress, and why each failure failed."""
-    run_dir = _resolve(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     console = Console()
     store = _open(run_dir)
     try:
@@ -148,7 +148,7 @@ def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
         store.close()
 
 
-def _resolve(run_dir: Path) -> Path:
+def resolve_run_dir(run_dir: Path) -> Path:
     if not (run_dir / "gristmill.db").exists() and (run_dir / "latest").exists():
         run_dir = (run_dir / "latest").resolve()
     if not (run_dir / "gristmill.db").exists():
@@ -179,7 +179,7 @@ def _node_rows(
 @handle_errors
 def tasks(run_dir: Path, state: str | None, limit: int) -> None:
     """One line per node: job name, state, attempts, last reason."""
-    run_dir = _resolve(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     store = _open(run_dir)
     try:
         for shown, (node_id, task, node_state, attempt) in enumerate(_node_rows(store, state)):
@@ -203,7 +203,7 @@ def tasks(run_dir: Path, state: str | None, limit: int) -> None:
 @handle_errors
 def logs(run_dir: Path, node: str, attempt: int | None, stream: str | None) -> None:
     """Print the logs of NODE (job name, identity prefix, or attempt key)."""
-    run_dir = _resolve(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     store = _open(run_dir)
     try:
         matches = [
