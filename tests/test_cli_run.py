@@ -97,13 +97,21 @@ def engine(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
-        wait_for(lambda: all((tmp_path / f"pid.{i}").exists() for i in (0, 1)), 15,
+        wait_for(lambda: all(_pid_written(tmp_path / f"pid.{i}") for i in (0, 1)), 15,
                  "both sleepers to start")
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+
+
+def _pid_written(path: Path) -> bool:
+    """The file exists and holds a whole line (tasks write it while the test polls)."""
+    try:
+        return path.read_text().endswith("\n")
+    except FileNotFoundError:
+        return False
 
 
 def sleeper_pids(tmp_path: Path) -> list[int]:
