@@ -32,6 +32,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli import main; main()"]
 
 
+def written(path: Path) -> bool:
+    """The file holds a whole line: tasks write it while the test polls."""
+    try:
+        return path.read_text().endswith("\n")
+    except FileNotFoundError:
+        return False
+
+
 @pytest.fixture
 def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The fixture tasks, importable here and (through PYTHONPATH) in every task process."""
@@ -421,7 +429,7 @@ def test_a_second_engine_on_a_locked_run_dir_is_refused(
         engine_procs, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
         "--release", str(release), "--run-dir", str(tmp_path / "runs"),
     )
-    wait_for(lambda: (tmp_path / "pid.0").exists(), 15, "the first engine's task")
+    wait_for(lambda: written(tmp_path / "pid.0"), 15, "the first engine's task")
     run_dir = (tmp_path / "runs" / "latest").resolve()
     wf = et.sleepers(pidfile=str(pidfile), release=str(release))
     with pytest.raises(RunDirError) as info:
@@ -443,7 +451,7 @@ def test_a_signal_to_the_engine_cancels_live_jobs_and_resume_finishes(
         "--release", str(release), "--run-dir", str(tmp_path / "runs"), "--max-cores", "2",
     )
     pidfiles = [tmp_path / "pid.0", tmp_path / "pid.1"]
-    wait_for(lambda: all(p.exists() for p in pidfiles), 15, "both sleepers to start")
+    wait_for(lambda: all(written(p) for p in pidfiles), 15, "both sleepers to start")
     os.kill(proc.pid, signum)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err.decode()
@@ -469,7 +477,7 @@ def test_an_idle_engine_uses_almost_no_cpu(
         engine_procs, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
         "--release", str(release), "--run-dir", str(tmp_path / "runs"),
     )
-    wait_for(lambda: (tmp_path / "pid.0").exists(), 15, "the sleeper to start")
+    wait_for(lambda: written(tmp_path / "pid.0"), 15, "the sleeper to start")
     time.sleep(0.3)  # past the engine's own start-up
 
     def cpu_seconds() -> float:
