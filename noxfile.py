@@ -30,6 +30,18 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def reliability(session: nox.Session) -> None:
+    """The slow fault-injection trials of tests/reliability (``-m reliability``; ~10 min).
+
+    ``nox -s tests`` runs the rest of tests/reliability. Cases that mount file systems
+    (a disk that fills or turns read-only) need root and skip without it.
+    """
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "reliability", "tests/reliability", *session.posargs,
+                success_codes=[0])
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the library, its tests, the benchmarks and the example."""
     paths = [p for p in LINTED if (ROOT / p).exists()]  # a fresh clone may lack benchmarks/
@@ -53,6 +65,17 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]", "-e", EXAMPLE)
     for script in scripts:
         session.run("python", str(script.relative_to(ROOT)), *session.posargs)
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """Same workloads on gristmill, Snakemake, Dask and Parsl (benchmarks/bench_peers.py).
+
+    Optional, never part of CI: it installs the peers from PyPI into this session's own
+    venv. Extra arguments go to the script (``nox -s bench_peers -- --quick``).
+    """
+    session.install("-e", ".", "snakemake", "dask[distributed]", "parsl")
+    session.run("python", "benchmarks/bench_peers.py", *session.posargs)
 
 
 def _exported_env(text: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,24 @@ def run_options(fn: Any) -> Any:
     return fn
 
 
+def _interruptible(call: Callable[[], RunResult], run_dir: Path) -> RunResult:
+    """``call()``, where a Ctrl-C the engine does not handle itself (before it starts, or a
+    second one while it finishes) exits 130 saying how to continue, not click's "Aborted!"."""
+    started = time.time()
+    try:
+        return call()
+    except KeyboardInterrupt:
+        from gristmill.store import STORE_NAME
+
+        made = run_dir if (run_dir / STORE_NAME).exists() else (run_dir / "latest").resolve()
+        store = made / STORE_NAME
+        if made == run_dir or (store.exists() and store.stat().st_mtime >= started - 1):
+            click.echo(f"interrupted; continue with: gristmill resume {made}", err=True)
+        else:
+            click.echo("interrupted before the run was recorded; nothing ran", err=True)
+        sys.exit(130)
+
+
 def _exit_for(result: RunResult) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
     click.echo(f"run {result.run_dir}: {'succeeded' if result.ok else 'not complete'} ({counts})")
@@ -105,7 +124,8 @@ def run(
     wf = build_workflow(target, ctx.args, prog=f"gristmill run {target}")
     resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
                                    project=project)
-    result = run_workflow(
+    options = _backend_options(backend_option, max_cores, max_mem, strict_resources)
+    result = _interruptible(lambda: run_workflow(
         wf,
         backend=backend,
         run_dir=run_dir,
@@ -116,8 +136,8 @@ def run(
         fail_fast=fail_fast,
         poll_interval=poll_interval,
         argv=sys.argv,
-        **_backend_options(backend_option, max_cores, max_mem, strict_resources),
-    )
+        **options,
+    ), run_dir)
     _exit_for(result)
 
 
@@ -139,7 +159,7 @@ def resume(
         backend_option, max_cores, max_mem, strict_resources
     )}
     settings = meta.get("settings") or {}
-    result = run_workflow(
+    result = _interruptible(lambda: run_workflow(
         wf,
         backend=backend or meta.get("backend"),
         run_dir=run_dir,
@@ -151,7 +171,7 @@ def resume(
         poll_interval=poll_interval,
         argv=sys.argv,
         **options,
-    )
+    ), run_dir)
     _exit_for(result)
 
 

@@ -9,6 +9,16 @@ that the next engine can re-adopt (see :meth:`Engine.adopt`).
 The loop never busy-waits: it blocks in ``backend.wait`` (the local backend
 wakes as soon as an attempt ends; schedulers are polled on an interval that
 shortens while jobs finish and grows towards ``poll_max`` while idle).
+
+Fault injection, for the reliability tests only: ``GRISTMILL_FAULT=<point>:<n>``
+in the environment makes the engine SIGKILL itself the ``n``-th time it reaches
+``<point>``, one of ``persist`` (inside the transaction that writes a new run's
+DAG), ``reconcile`` (inside the one that resets a resumed run's unfinished
+nodes), ``submit`` (attempts recorded, jobs not yet handed to the backend),
+``after_submit`` (jobs handed over, their ids not yet recorded) and ``status``
+(inside a transaction of state updates, before it commits). Windows that short
+cannot be hit by timing. The variable is read once, at import; unset, each point
+costs one test of a module constant.
 """
 
 from __future__ import annotations
@@ -41,6 +51,40 @@ from gristmill.worker import read_result
 #: Attempts lost by the infrastructure (not the task) are retried this many times
 #: on top of ``retries``.
 LOST_RETRIES = 2
+#: Seconds at most between a commit and the checkpoint that makes it durable on disk.
+SYNC_EVERY = 1.0
+FAULT_POINTS = ("persist", "reconcile", "submit", "after_submit", "status")
+
+
+@attrs.define
+class Fault:
+    """``GRISTMILL_FAULT=<point>:<n>``: SIGKILL this process at the n-th ``reached(point)``."""
+
+    point: str
+    left: int
+
+    @classmethod
+    def from_env(cls) -> Fault | None:
+        text = os.environ.get("GRISTMILL_FAULT")
+        if not text:
+            return None
+        point, _, count = text.partition(":")
+        if point not in FAULT_POINTS or not count.isdigit() or int(count) < 1:
+            raise GristmillError(
+                f"GRISTMILL_FAULT={text!r}: write <point>:<n> with n >= 1 and point one of "
+                f"{', '.join(FAULT_POINTS)} (a test hook; unset it to run normally)"
+            )
+        return cls(point, int(count))
+
+    def reached(self, point: str) -> None:
+        if point == self.point:
+            self.left -= 1
+            if self.left == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+#: The fault to inject, or None (always, outside the reliability tests).
+FAULT = Fault.from_env()
 
 
 class Interrupted(GristmillError):  # noqa: N818 - a stop request, not an error of the run
@@ -111,6 +155,8 @@ class Engine:
         self.stopping = False
         self._deferred_signal: int | None = None
         self._critical = False
+        self._handling = False
+        self._unsynced: float | None = None  # when the oldest commit not yet synced was made
         self._log_dirs: set[Path] = set()
         self._attempt_updates: list[dict[str, Any]] = []
         self._new_attempts: list[AttemptRecord] = []
@@ -138,16 +184,23 @@ class Engine:
     # -- signals -------------------------------------------------------------------------------
 
     @contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
+    def signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM stop the run (see :meth:`run`) while inside; re-entrant.
+
+        The runner holds it past :meth:`run`, so a second Ctrl-C while the run's
+        record is finished waits (it is dropped) instead of breaking that off.
+        """
+        if self._handling or threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._handling = True
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._critical:
                 self._deferred_signal = signum
                 return
+            self._critical = True  # from here on a second Ctrl-C waits for the cleanup
             raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
         for s in previous:
@@ -157,6 +210,11 @@ class Engine:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+            self._handling = False
+
+    def defer_signals(self) -> None:
+        """From now on a Ctrl-C or SIGTERM inside :meth:`signals` is dropped (the run ended)."""
+        self._critical = True
 
     @contextmanager
     def _critical_section(self) -> Iterator[None]:
@@ -175,13 +233,14 @@ class Engine:
         self._critical = outer
         if not outer and self._deferred_signal is not None:
             signum, self._deferred_signal = self._deferred_signal, None
+            self._critical = True  # as in the handler: the cleanup is not interrupted
             raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, adopt: Sequence[AttemptRecord] = ()) -> dict[str, int]:
         """Run until nothing is ready or running; return the final counts by state."""
-        with self._signals():
+        with self.signals():
             try:
                 arrived = self.adopt(adopt)
                 self.tracker.start()
@@ -210,12 +269,29 @@ class Engine:
                 if submitted == 0:
                     return
                 continue
-            self.backend.wait(interval)
+            self.backend.wait(self._sync(interval))
             finished = self.collect()
             self.flush()
             interval = (
                 poll_min if finished else min(self.config.poll_max, max(interval, 0.05) * 1.5)
             )
+
+    def _sync(self, interval: float) -> float:
+        """Make what was written durable (SQLite checkpoint, fsync) at most every SYNC_EVERY s;
+        how long the loop may now wait.
+
+        Every commit survives an engine crash at once; this bounds what a machine crash
+        or failing storage can take back to the last second of transitions (their tasks
+        would rerun), and never the run itself.
+        """
+        if self._unsynced is None:
+            return interval
+        due = self._unsynced + SYNC_EVERY - time.monotonic()
+        if due > 0:
+            return min(interval, due)
+        self.store.checkpoint()
+        self._unsynced = None
+        return interval
 
     def dispatch(self) -> int:
         """Submit ready nodes up to the window, in batches; return how many."""
@@ -294,6 +370,8 @@ class Engine:
         ]
         self._new_attempts.extend(records)
         self.flush()  # the attempt is on disk before the job can exist
+        if FAULT:
+            FAULT.reached("submit")
         with self._critical_section():
             try:
                 handles = list(self.backend.submit([req for _, req, _ in batch]))
@@ -308,6 +386,8 @@ class Engine:
                     f"backend {self.backend.name} returned {len(handles)} handles for "
                     f"{len(batch)} jobs"
                 )
+            if FAULT:
+                FAULT.reached("after_submit")
             with self.store.transaction() as cur:
                 self.store.set_job_ids(cur, [(h.key, h.job_id) for h in handles])
         for (node, req, res), handle in zip(batch, handles):
@@ -473,6 +553,8 @@ class Engine:
                     self.store.set_states(cur, singles, ranges)
                     if self._attempt_counts:
                         self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
+                    if FAULT:
+                        FAULT.reached("status")
             except BaseException:
                 self.tracker.single_changes[:0] = singles
                 self.tracker.range_changes[:0] = ranges
@@ -480,6 +562,8 @@ class Engine:
             self._new_attempts = []
             self._attempt_updates = []
             self._attempt_counts = {}
+            if self._unsynced is None:
+                self._unsynced = time.monotonic()
 
     # -- resume --------------------------------------------------------------------------------
 

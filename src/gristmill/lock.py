@@ -65,6 +65,11 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             holder = read_holder(self.path.parent)
+            for _ in range(20):  # the holder may have the lock but not yet its name written
+                if holder.get("pid") is not None:
+                    break
+                time.sleep(0.01)
+                holder = read_holder(self.path.parent)
             raise RunDirError(
                 f"the run directory {self.path.parent} is in use by another engine "
                 f"(pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since "
@@ -78,8 +83,9 @@ class RunLock:
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode(), 0)
+        data = info.encode()
+        os.pwrite(fd, data, 0)  # then cut what is left of an earlier holder: never empty
+        os.ftruncate(fd, len(data))
         self.fd = fd
         return self
 

@@ -13,6 +13,12 @@ memory they asked for. It also applies per process, where a task's children shar
 its budget. The watchdog measures what a scheduler's cgroup would (resident memory of
 the whole process tree) at the cost of sampling: the interval starts at 0.2 s and
 doubles every 2 s of a task's age up to 1 s, so a burst shorter than that can slip by.
+
+What an attempt leaves running is killed when it ends: its process group, and also
+processes that left the group (a daemon's ``setsid``). Those are found as our
+children (the local supervisor is a child subreaper, :func:`become_subreaper`, so
+orphans of its attempts are reparented to it) whose environment carries the attempt's
+``GRISTMILL_ATTEMPT`` token: one read of our children list per attempt when none.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import attrs
 
 from gristmill.attempt import AttemptResult, PathLike, open_retrying
 from gristmill.backends.base import JobState
+from gristmill.backends.procfs import children, environ_has
 from gristmill.resources import format_duration
 
 _RESET_SIGNALS = tuple(
@@ -87,6 +94,24 @@ def group_rss(pgids: Sequence[int]) -> dict[int, int]:
     return totals
 
 
+#: Environment variable naming the attempt a process belongs to (inherited by its children).
+TOKEN_VAR = "GRISTMILL_ATTEMPT"
+
+
+def become_subreaper() -> bool:
+    """Have orphaned descendants reparented to this process (Linux), so :class:`Monitor`
+    can find what an attempt's daemonized children left running; whether it worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -110,6 +135,7 @@ class _Attempt:
     exited: bool = False
     peak: int = 0  # sampled group RSS
     floor: int = 0  # our own peak RSS at spawn; see _finish
+    token: str = ""  # TOKEN_VAR's value in its environment
 
 
 class Monitor:
@@ -159,9 +185,12 @@ class Monitor:
         except OSError as exc:
             os.close(out_fd)
             return self._unstarted(started, t0, None, f"cannot open stderr log: {exc}")
+        token = f"{os.getpid()}.{key}.{started!r}"
+        tagged = dict(self.environ if env is None else env)
+        tagged[TOKEN_VAR] = token
         try:
-            pid, proc = self._spawn(list(argv), out_fd, err_fd, env, cwd)
-        except OSError as exc:
+            pid, proc = self._spawn(list(argv), out_fd, err_fd, tagged, cwd)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
             code, reason = _spawn_failure(exc, argv[0], cwd)
             os.write(err_fd, f"gristmill: {reason}\n".encode())
             return self._unstarted(started, t0, code, reason)
@@ -174,7 +203,7 @@ class Monitor:
         deadline = None if runtime_limit is None else t0 + runtime_limit
         first = None if mem_limit is None else t0 + sample_interval(0.0)
         attempt = _Attempt(key, pid, pidfd, proc, mem_limit, runtime_limit, started, t0,
-                           deadline, first, floor=floor)
+                           deadline, first, floor=floor, token=token)
         self._attempts[key] = attempt
         if pidfd is not None:
             self._by_fd[pidfd] = attempt
@@ -323,6 +352,7 @@ class Monitor:
         _, status, usage = os.wait4(attempt.pid, 0)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
         del self._attempts[attempt.key]
+        self._sweep(attempt.token.encode())
         if attempt.pidfd is not None:
             self.poller.unregister(attempt.pidfd)
             del self._by_fd[attempt.pidfd]
@@ -337,6 +367,23 @@ class Monitor:
         state, code, sig, reason = _classify(attempt, status, peak, self.grace)
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
                              ended, reason)
+
+    def _sweep(self, token: bytes) -> None:
+        """Kill our children that carry the ended attempt's token; reap those that exited.
+
+        They are what the attempt left outside its process group, reparented to us.
+        """
+        leaders = {a.pid for a in self._attempts.values()}
+        marker = TOKEN_VAR.encode() + b"=" + token
+        for pid in children(os.getpid()):
+            if pid in leaders:
+                continue
+            if environ_has(pid, marker):
+                _killpg(pid, signal.SIGKILL)  # a daemon that called setsid leads its group
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # a zombie now, or at a later sweep
 
     def abort(self, reason: str) -> list[tuple[int, AttemptResult]]:
         """SIGKILL every attempt and reap it as FAILED with ``reason`` (for fatal errors)."""
@@ -371,7 +418,11 @@ def _classify(
     return state, code, sig, f"exit code {code}"
 
 
-def _spawn_failure(exc: OSError, program: str, cwd: PathLike | None) -> tuple[int | None, str]:
+def _spawn_failure(
+    exc: OSError | ValueError, program: str, cwd: PathLike | None
+) -> tuple[int | None, str]:
+    if not isinstance(exc, OSError):  # no command line can carry a NUL byte
+        return 126, f"cannot run {program}: {exc} in its arguments or environment"
     if cwd is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):
         return None, f"cannot enter working directory {os.fspath(cwd)}: {exc.strerror}"
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):

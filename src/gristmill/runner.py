@@ -11,7 +11,7 @@ import importlib
 import itertools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from loguru import logger
 
 from gristmill import runs
 from gristmill.backends import make_backend
-from gristmill.engine import Engine, EngineConfig, Interrupted, UnitPlan
-from gristmill.errors import GristmillError, RunDirError, SpecError
+from gristmill.engine import FAULT, Engine, EngineConfig, Interrupted, UnitPlan
+from gristmill.entrypoints import script_prefix
+from gristmill.errors import GristmillError, RunDirError, SpecError, TaskArgumentError
 from gristmill.graph import Graph
 from gristmill.lock import RunLock
 from gristmill.resources import Policy, Resources
@@ -106,10 +107,49 @@ def _unit_rows(graph: Graph) -> list[tuple[int, str, str, bool, int, int, int, s
     return rows
 
 
-def _unit_of_nodes(graph: Graph) -> itertools.chain[int]:
-    return itertools.chain.from_iterable(
+def _unit_of_nodes(graph: Graph) -> Iterator[int]:
+    nodes = itertools.chain.from_iterable(
         itertools.repeat(u, graph.owned[u]) for u in range(len(graph.members))
     )
+    return _faulty(nodes) if FAULT else nodes
+
+
+def _faulty(nodes: Iterator[int]) -> Iterator[int]:
+    """The test hook of a DAG write: it fires once the transaction has begun."""
+    assert FAULT is not None
+    FAULT.reached("persist")
+    yield from nodes
+
+
+def preflight(wf: Workflow) -> None:
+    """Refuse what would only fail once jobs run, before anything is written.
+
+    Resolves each task's command (a task defined in ``__main__`` cannot run in a new
+    process; the lookup is cached for dispatch) and refuses NUL bytes in argument values,
+    which no command line can carry.
+    """
+    for task in {unit.task.key: unit.task for unit in wf.units}.values():
+        if task.program is None:
+            script_prefix(task)
+    for unit in wf.units:
+        columns: list[tuple[str, Sequence[Any]]] = [(n, [v]) for n, v in unit.const.items()]
+        columns += [(n, c) for n, c in unit.columns.items() if not isinstance(c, range)]
+        for name, column in columns:
+            if any(map(_has_nul, column)):  # about 60 ns a value
+                value = next(v for v in column if _has_nul(v))
+                raise TaskArgumentError(
+                    f"task {unit.task.name!r}: argument {name!r} = {value!r} is not valid: it "
+                    "holds a NUL byte, which no command line can carry; remove it (pass "
+                    "binary data in a file)"
+                )
+
+
+def _has_nul(value: Any) -> bool:
+    if type(value) is str:
+        return "\0" in value
+    if isinstance(value, (tuple, list)):
+        return any(map(_has_nul, value))
+    return False
 
 
 def prepare_run_dir(run_dir: Path | str, *, resume: bool) -> tuple[Path, bool]:
@@ -151,6 +191,7 @@ def run_workflow(
     """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume)."""
     full_spec = resolve_spec(wf, spec)
     graph = wf.graph()  # cycle and argument errors surface before anything is written
+    preflight(wf)
     plans = unit_plans(wf, full_spec, resources, policy)
     settings = full_spec.workflow
     backend_name = backend or settings.backend or "local"
@@ -170,13 +211,15 @@ def run_workflow(
     backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)
+        if existing:
+            Store.check(path)  # a damaged or newer store is refused before even the lock file
         with RunLock(path):
             return _run_locked(
                 wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
                 options, settings_meta,
             )
     finally:
-        backend_obj.close()
+        backend_obj.close()  # again after a run: close is idempotent
 
 
 def _run_locked(
@@ -203,7 +246,7 @@ def _run_locked(
         "settings": dict(settings),
         "nodes": graph.n_nodes,
     }
-    store = Store.open(path) if existing else Store.create(path, meta)
+    store = Store.open(path, check=False) if existing else Store.create(path, meta)
     try:
         if existing:
             states, attempts, open_attempts = _reconcile(store, graph, identities)
@@ -215,6 +258,7 @@ def _run_locked(
             attempts = [0] * graph.n_nodes
             store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph))
             open_attempts = []
+        store.checkpoint()  # the run's definition is on disk before any task can start
         try:
             metadata = runs.RunMetadata.collect(package=_package_of(wf.function), argv=argv)
         except GristmillError:
@@ -226,17 +270,27 @@ def _run_locked(
             plans=plans, states=states, attempts=attempts,
         )
         interrupted = False
-        try:
-            counts = engine.run(open_attempts)
-        except Interrupted:
-            interrupted = True
-            counts = engine.tracker.counts()
+        with engine.signals():  # held until the run's record is complete
+            try:
+                counts = engine.run(open_attempts)
+            except Interrupted:
+                interrupted = True
+                counts = engine.tracker.counts()
+            engine.defer_signals()  # the run is over: another Ctrl-C must not cut the record
+            ok = counts.get(NodeState.DONE.name, 0) == graph.n_nodes
+            status: runs.RunStatus = (
+                "succeeded" if ok else ("cancelled" if interrupted else "failed")
+            )
+            metadata.finish(status, counts)
+            try:
+                metadata.dump(path)
+            except RunDirError as exc:  # the store has the outcome; do not hide it behind this
+                logger.error("{}; the run's outcome is in its store (gristmill status {})",
+                             exc, path)
+            backend.close()  # may wait for its helpers: here, a Ctrl-C does not cut it short
+            store.close()  # checkpoints the log into the store
     finally:
-        store.close()
-    ok = counts.get(NodeState.DONE.name, 0) == graph.n_nodes
-    status: runs.RunStatus = "succeeded" if ok else ("cancelled" if interrupted else "failed")
-    metadata.finish(status, counts)
-    metadata.dump(path)
+        store.close()  # again after a run: closing twice is harmless
     logger.info("run {} {}: {}", path, "interrupted" if interrupted else status, counts)
     return RunResult(ok=ok, run_dir=path, counts=counts, interrupted=interrupted)
 
@@ -254,6 +308,8 @@ def _reconcile(
         changed = [(n, 0) for n, s in enumerate(stored_states) if s != done and s != 0]
         with store.transaction() as cur:
             store.set_states(cur, changed, note="resume")
+            if FAULT:
+                FAULT.reached("reconcile")
     else:
         logger.info("the workflow changed since this run started; matching nodes by identity")
         by_identity = {i: (s, a) for i, s, a in zip(stored_ids, stored_states, stored_attempts)}

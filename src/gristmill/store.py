@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,7 @@ CREATE TABLE attempts (
     PRIMARY KEY (identity, attempt)
 );
 CREATE INDEX attempts_open ON attempts (ended) WHERE ended IS NULL;
+CREATE UNIQUE INDEX attempts_key ON attempts (key);
 CREATE TABLE events (
     ts REAL NOT NULL, node_lo INTEGER NOT NULL, node_hi INTEGER NOT NULL,
     state INTEGER NOT NULL, note TEXT NOT NULL DEFAULT ''
@@ -125,32 +129,46 @@ class Store:
         if path.exists():
             raise StoreError(f"{path} already exists; open it instead of creating it")
         conn = cls._connect(path)
-        try:
-            with conn:
-                conn.executescript(_SCHEMA)
-                conn.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
-                    + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
-                )
+        try:  # one transaction: a crash leaves a whole store or an empty one, never half
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
+                + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
+            )
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.close()
             for suffix in ("", "-wal", "-shm"):  # ours and empty; a later open would refuse it
                 with contextlib.suppress(OSError):
                     path.with_name(path.name + suffix).unlink()
             raise StoreError(
-                f"cannot create the run store {path}: {exc} (disk full or read-only?)"
+                f"cannot create the run store {path}: {exc} ({_diagnose(path)})"
             ) from exc
         return cls(path, conn)
 
     @classmethod
-    def open(cls, run_dir: Path, *, readonly: bool = False) -> Store:
-        """Open an existing store; a corrupt or newer one raises and is left byte-for-byte as is."""
+    def open(cls, run_dir: Path, *, readonly: bool = False, check: bool = True) -> Store:
+        """Open an existing store; a corrupt or newer one raises and is left byte-for-byte as is.
+
+        ``check=False`` skips the checks :meth:`check` just made.
+        """
+        path = cls.check(run_dir) if check else run_dir / STORE_NAME
+        conn = cls._connect(path, readonly=readonly)
+        if not readonly:  # stores made before the index existed get it (attempts by key)
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS attempts_key ON attempts (key)")
+        return cls(path, conn)
+
+    @classmethod
+    def check(cls, run_dir: Path) -> Path:
+        """Refuse a missing, corrupt or newer store (read-only: nothing is written); its path."""
         path = run_dir / STORE_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
         cls._check(path)  # through a read-only connection: switching to WAL would write
-        return cls(path, cls._connect(path, readonly=readonly))
+        return path
 
     @classmethod
     def _check(cls, path: Path) -> None:
@@ -158,17 +176,34 @@ class Store:
         conn = cls._connect(path, readonly=True)
         try:
             try:
+                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                    wal = path.with_name(path.name + "-wal")
+                    if wal.exists() and wal.stat().st_size > 0:
+                        raise StoreError(
+                            f"cannot read the run store {path}: its content is in its "
+                            f"write-ahead log {wal}, which SQLite could not use "
+                            f"({_diagnose(path)}); nothing was changed; fix the storage (or "
+                            "copy the run directory elsewhere) and try again"
+                        )
+                    raise StoreError(
+                        f"the run store {path} is empty (an engine stopped while creating it, "
+                        "before any task could run, or the file was truncated); it was left "
+                        "untouched; delete it and start the run again"
+                    )
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 version = int(row[0]) if row is not None else None
                 checked = None if version is None or version > SCHEMA_VERSION else (
                     conn.execute("PRAGMA quick_check").fetchone()[0]
                 )
-            except (sqlite3.DatabaseError, ValueError) as exc:
-                raise StoreError(
-                    f"the run store {path} is corrupt or not a gristmill store ({exc}); it was "
-                    "left untouched; move it aside (or restore it from a backup) and start a "
-                    "new run"
-                ) from None
+            except sqlite3.DatabaseError as exc:
+                if _cannot_open(exc):
+                    raise StoreError(
+                        f"cannot open the run store {path}: {exc} ({_diagnose(path)}); it "
+                        "was left untouched"
+                    ) from None
+                raise _corrupt(path, exc) from None
+            except ValueError as exc:
+                raise _corrupt(path, exc) from None
         finally:
             conn.close()
         if version is None:
@@ -192,7 +227,7 @@ class Store:
         conn: sqlite3.Connection | None = None
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                conn = _open_readonly(path)
             else:
                 conn = sqlite3.connect(path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -242,6 +277,17 @@ class Store:
                     zip(range(len(identities)), identities, unit_of_node, states,
                         attempts or [0] * len(identities)),
                 )
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the store, syncing both to disk.
+
+        Commits are not synced one by one (``synchronous=NORMAL``): they survive the
+        engine's death at once and a machine's or disk's after a checkpoint.
+        """
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise _write_error(self.path, exc) from exc
 
     def set_meta(self, cur: sqlite3.Cursor, key: str, value: Any) -> None:
         cur.execute(
@@ -409,17 +455,76 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(
-                    f"cannot write the run store {self.store.path}: {exc} "
-                    "(disk full or read-only?); the run can be resumed once it is fixed"
-                ) from exc
+                raise _write_error(self.store.path, exc) from exc
             return
         try:
             self.cur.execute("COMMIT")
         except sqlite3.Error as commit_exc:
             with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
-            raise StoreError(
-                f"cannot write the run store {self.store.path}: {commit_exc} "
-                "(disk full or read-only?); the run can be resumed once it is fixed"
-            ) from commit_exc
+            raise _write_error(self.store.path, commit_exc) from commit_exc
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection, also on read-only storage (an archived run).
+
+    There SQLite cannot make the ``-shm`` file a WAL reader needs, so a store whose
+    write-ahead log is empty (the engine closed it) is opened as immutable instead.
+    """
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if not _cannot_open(exc) or os.access(path.parent, os.W_OK):
+            return conn  # not the read-only case: the caller's first query reports it
+        conn.close()
+    else:
+        return conn
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"cannot read the run store {path}: it is on read-only storage and its "
+            f"write-ahead log {wal} holds changes not yet in it; copy the run directory to "
+            "writable storage to read it"
+        )
+    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
+
+
+def _corrupt(path: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"the run store {path} is corrupt or not a gristmill store ({exc}); it was left "
+        "untouched; move it aside (or restore it from a backup) and start a new run"
+    )
+
+
+def _cannot_open(exc: Exception) -> bool:
+    """SQLITE_CANTOPEN: a file could not be opened (permissions, read-only storage)."""
+    return "unable to open database file" in str(exc)
+
+
+def _diagnose(path: Path) -> str:
+    """Why a write next to ``path`` fails, found by trying one (SQLite only says "I/O error")."""
+    probe = path.with_name(f".{path.name}.probe.{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return "its file system is read-only"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "its disk is full" if exc.errno == errno.ENOSPC else "its disk quota is used up"
+        return f"writing there fails: {exc.strerror}"
+    return "a write next to it works now; it may have been a passing fault"
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    return StoreError(
+        f"cannot write the run store {path}: {exc} ({_diagnose(path)}); the store keeps "
+        f"every change before this one, and the run can be resumed once that is fixed: "
+        f"gristmill resume {path.parent}"
+    )

@@ -101,14 +101,20 @@ def load_target(target: str) -> WorkflowFunction[Any]:
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback of ``exc`` without importlib's and gristmill's own frames."""
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith("<frozen") and not _is_own_file(frame.filename)
-    ]
+    frames = _user_frames(exc)
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip("\n")
+
+
+def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of ``exc``'s traceback in the user's code: not gristmill's, importlib's,
+    nor generated code's (``<frozen ...>``, ``<attrs generated ...>``)."""
+    return [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<") and not _is_own_file(frame.filename)
+    ]
 
 
 _SKIPPED_DIRS = (Path(__file__).parent, Path(importlib.__file__).parent)
@@ -190,7 +196,12 @@ def build_workflow(target: str, args: Sequence[str], *, prog: str = "gristmill")
     values = parse_workflow_args(wf_fn, args, prog=prog)
     try:
         return wf_fn(**values)
-    except GristmillError:
+    except GristmillError as exc:
+        frames = _user_frames(exc)
+        if frames and exc.args and isinstance(exc.args[0], str):  # say where, in their code
+            where = frames[-1]
+            exc.args = (f"{exc.args[0]}\n  (recording {target}: {where.filename}, line "
+                        f"{where.lineno}, in {where.name})", *exc.args[1:])
         raise
     except Exception as exc:
         raise GristmillError(

@@ -168,6 +168,10 @@ class Tracker:
                 if graph.element_downstream:
                     for n in members:
                         stack.extend(graph.element_downstream.get(n, ()))
+                for n, others in graph.aliases.items():  # members also in other units:
+                    if lo <= n < hi:  # what waits on those units waits on them too
+                        for other in others:
+                            stack.extend(graph.downstream[other])
             else:
                 for n in members:
                     if self.states[n] in (PENDING, READY):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 import attrs
 
-from gristmill.backends.base import JobRequest
+from gristmill.backends.base import JobRequest, JobState
+from gristmill.errors import BackendError
 from gristmill.resources import Resources
 
 MANIFEST_VERSION = 1
@@ -134,10 +136,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chdir(entry["cwd"])
     from gristmill import worker
 
-    return worker.main(
+    code = worker.main(
         ["--result", entry["result"], "--stdout", entry["stdout"], "--stderr", entry["stderr"],
          "--", *entry["argv"]]
     )
+    explain_signal(entry["result"], Path(args[0]).parent)
+    return code
+
+
+def explain_signal(result_path: str, log_dir: Path) -> None:
+    """Turn "stopped by a signal" in the attempt's result into the scheduler's reason.
+
+    At a time limit, as on ``scancel``, Slurm sends SIGTERM to every process of
+    the job: the wrapper records CANCELLED, or FAILED "killed by SIGTERM" when
+    the task died before the wrapper saw its own signal. Only the scheduler knows
+    which it was, and the result file is what the engine believes, so correct it
+    now, before the job ends (the wrapper ignores SIGTERM; the scheduler's SIGKILL
+    comes KillWait seconds later).
+    """
+    job_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+    task_id = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if not (job_id and task_id):
+        return
+    from gristmill.attempt import read_result, write_result
+
+    try:
+        result = read_result(result_path)
+    except BackendError:  # a corrupt result is the engine's to report
+        return
+    if result is None or not (
+        result.state is JobState.CANCELLED or result.signal == signal.SIGTERM
+    ):
+        return
+    from gristmill.backends.slurm import job_log, why_stopped
+
+    verdict = why_stopped(job_log(log_dir, f"{job_id}_{task_id}"))
+    if verdict is None or verdict[0] is result.state:
+        return
+    state, reason = verdict
+    write_result(result_path, attrs.evolve(result, state=state, reason=reason))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -48,7 +48,7 @@ from gristmill.backends.local_supervisor import CANCEL_SCAN, main, write_marker
 from gristmill.backends.procfs import alive, mem_total, start_time, stat_fields
 from gristmill.errors import BackendError, SpecError
 from gristmill.monitor import human_size
-from gristmill.resources import format_memory
+from gristmill.resources import format_memory, parse_memory
 
 __all__ = ["LocalBackend", "main"]
 
@@ -60,6 +60,7 @@ _BOOT = (
     "sys.exit(main(sys.argv[2:]))"
 )
 _RUNNING = JobStatus(JobState.RUNNING)
+_N = TypeVar("_N", int, float)
 
 
 def _supervisor_of(job_id: str) -> tuple[int, int]:
@@ -71,6 +72,16 @@ def _supervisor_of(job_id: str) -> tuple[int, int]:
             "resume the run with the backend that submitted it"
         )
     return int(parts[0]), int(parts[1])
+
+
+def _number(kind: type[_N], value: str | float, what: str) -> _N:
+    """An option's value as ``kind``; text such as "0.5" is parsed, garbage is a SpecError."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SpecError(
+            f"local backend option {what}={value!r} is not a number; give e.g. {what}=2"
+        ) from None
 
 
 class LocalBackend:
@@ -86,18 +97,26 @@ class LocalBackend:
     )
 
     def __init__(
-        self, *, max_cores: int | None = None, max_mem: int | None = None,
-        strict_resources: bool = False, grace: float = 5.0,
+        self, *, max_cores: int | str | None = None, max_mem: int | str | None = None,
+        strict_resources: bool | str = False, grace: float | str = 5.0,
     ) -> None:
-        self.max_cores = (os.cpu_count() or 1) if max_cores is None else max_cores
-        self.max_mem = mem_total() if max_mem is None else max_mem
-        if self.max_cores < 1 or self.max_mem < 1 or grace < 0:
+        # Options may come as text (``--option grace=0.5``, ``--option max_mem=8G``).
+        self.max_cores = (
+            (os.cpu_count() or 1) if max_cores is None else _number(int, max_cores, "max_cores")
+        )
+        self.max_mem = mem_total() if max_mem is None else parse_memory(max_mem, what="max_mem")
+        self.grace = _number(float, grace, "grace")
+        # The engine keeps at most this many jobs handed over: enough that the supervisor
+        # always has the next one queued, few enough that each engine cycle stays cheap.
+        self.max_inflight = max(16, 4 * self.max_cores)
+        if self.max_cores < 1 or self.max_mem < 1 or self.grace < 0:
             raise SpecError(
                 f"LocalBackend(max_cores={max_cores!r}, max_mem={max_mem!r}, grace={grace!r}): "
                 "cores and memory must be at least 1 and grace at least 0"
             )
+        if isinstance(strict_resources, str):
+            strict_resources = strict_resources.strip().lower() in ("1", "true", "yes", "on")
         self.strict_resources = strict_resources
-        self.grace = grace
         self._seq = 0
         self._outstanding: dict[int, str] = {}  # ours not finished -> result file
         self._pids: dict[int, int] = {}  # ours running -> pid (= its process group)

@@ -31,16 +31,22 @@ import attrs
 from gristmill.attempt import AttemptResult, write_result
 from gristmill.backends.base import JobState
 from gristmill.backends.procfs import start_time
-from gristmill.monitor import Monitor
+from gristmill.monitor import Monitor, become_subreaper
 
 CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
 
 
 def write_marker(path: str, text: str) -> None:
-    """Write a small file next to a result file, making its folder if need be."""
+    """Write a small file next to a result file, making its folder if need be.
+
+    Atomically (a temporary file renamed over it): a reader that saw an empty
+    ``.handle`` would take the job for one that never started and run it again.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as handle:
         handle.write(text)
+    os.replace(tmp, path)
 
 
 @attrs.define
@@ -261,6 +267,7 @@ def main(args: Sequence[str] | None = None) -> int:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
+    become_subreaper()  # what an attempt daemonizes comes back to us, to be killed with it
     return _Supervisor(options.requests_fd, options.events_fd, options.max_cores,
                        options.max_mem, options.grace).run()
 

@@ -27,6 +27,24 @@ def start_time(pid: int) -> int | None:
     return None if fields is None or fields[0] in (b"Z", b"X") else int(fields[19])
 
 
+def children(pid: int) -> list[int]:
+    """The children of (the main thread of) process ``pid``; [] where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            return [int(word) for word in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def environ_has(pid: int, entry: bytes) -> bool:
+    """Whether ``KEY=value`` ``entry`` is in the environment process ``pid`` started with."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return entry in handle.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def alive(pid: int, start: int) -> bool:
     """Whether the process with this ``pid`` and ``start`` time still runs."""
     if os.path.isdir("/proc/self"):

@@ -35,8 +35,13 @@ class CommandRunner:
         *,
         ok: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
         input_text: str | None = None,
+        retry_timeouts: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv``; ``ok`` decides whether a result is final (default: exit 0)."""
+        """Run ``argv``; ``ok`` decides whether a result is final (default: exit 0).
+
+        ``retry_timeouts=False`` is for commands that must not run twice (``sbatch``:
+        a client that timed out may still have submitted the job).
+        """
         accept = ok or (lambda proc: proc.returncode == 0)
         delay = self.backoff
         problem = ""
@@ -49,6 +54,11 @@ class CommandRunner:
                 )
             except subprocess.TimeoutExpired:
                 problem = f"timed out after {self.timeout:g} s"
+                if not retry_timeouts:
+                    raise BackendError(
+                        f"{' '.join(argv[:2])} timed out after {self.timeout:g} s and is not "
+                        "retried: it may have taken effect; check the scheduler's queue"
+                    ) from None
             except OSError as exc:
                 raise BackendError(
                     f"cannot run {argv[0]}: {exc.strerror}; is the scheduler's client "

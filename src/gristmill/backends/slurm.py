@@ -11,6 +11,11 @@ The worker wrapper's result file is the source of truth where it exists.
 Memory limits are classified as OOM whether the site enforces them with
 cgroups (``OUT_OF_MEMORY``) or with jobacct polling (``FAILED`` with
 ``JobLaunchFailure``/signal 9 and "exceeded memory limit" in the job's log).
+A time limit or an ``scancel`` reaches the wrapper as SIGTERM; the element
+runner reads slurmstepd's ``*** JOB ... CANCELLED AT ... [DUE TO TIME LIMIT] ***``
+line and records TIMEOUT or CANCELLED accordingly (see :func:`why_stopped`).
+Array elements cancelled while pending leave no record anywhere; the backend
+remembers what it cancelled.
 """
 
 from __future__ import annotations
@@ -66,14 +71,14 @@ def slurm_state(text: str) -> JobState:
 
 
 def parse_exit_code(text: str) -> tuple[int | None, int | None]:
-    """``"3:0"`` → (3, None); ``"0:9"`` → (0, 9)."""
+    """``"3:0"`` → (3, None); ``"0:9"`` → (0, 9); ``"0:125"`` (Slurm's OOM mark) → (0, None)."""
     code, _, sig = text.strip().partition(":")
     try:
         exit_code = int(code)
         signal = int(sig) if sig else 0
     except ValueError:
         return None, None
-    return exit_code, (signal or None)
+    return exit_code, (signal if 0 < signal < 65 else None)
 
 
 def parse_rss(text: str) -> int | None:
@@ -85,6 +90,60 @@ def parse_rss(text: str) -> int | None:
         return parse_memory(text)
     except ValueError:
         return None
+
+
+_RANGE = re.compile(r"^(\d+)_\[([^\]]*)\]$")
+
+
+def expand_ids(job_id: str) -> list[str]:
+    """``"21_[1-3,7%2]"`` (elements folded into one row) → ``["21_1", "21_2", "21_3", "21_7"]``."""
+    match = _RANGE.match(job_id)
+    if not match:
+        return [job_id]
+    array, spec = match.group(1), match.group(2).partition("%")[0]
+    out: list[str] = []
+    for part in filter(None, spec.split(",")):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (last or first).isdigit():
+            out.extend(f"{array}_{t}" for t in range(int(first), int(last or first) + 1))
+    return out
+
+
+def compact_ids(job_ids: Sequence[str]) -> list[str]:
+    """``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``["7_[0-2,5]", "9"]``: one word per array.
+
+    Keeps ``scancel``'s argv short however many elements a run cancels.
+    """
+    tasks: dict[str, list[int]] = {}
+    out = []
+    for job_id in job_ids:
+        array, _, task = job_id.partition("_")
+        if task.isdigit():
+            tasks.setdefault(array, []).append(int(task))
+        else:
+            out.append(job_id)
+    for array, numbers in tasks.items():
+        ranges: list[list[int]] = []
+        for n in sorted(set(numbers)):
+            if ranges and n == ranges[-1][1] + 1:
+                ranges[-1][1] = n
+            else:
+                ranges.append([n, n])
+        spec = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        out.append(f"{array}_[{spec}]")
+    return out
+
+
+def lookup(records: Mapping[str, SlurmRecord], job_id: str) -> SlurmRecord | None:
+    """The record of element ``A_T``, or of its array ``A`` while the element has none.
+
+    An array whose elements never started (held, or cancelled while pending) is
+    one row named ``A`` in squeue, scontrol and sacct.
+    """
+    record = records.get(job_id)
+    if record is None and "_" in job_id:
+        record = records.get(job_id.partition("_")[0])
+    return record
 
 
 @attrs.frozen
@@ -111,7 +170,8 @@ def parse_squeue(text: str) -> dict[str, SlurmRecord]:
         job_id, state = parts[0], parts[1]
         reason = parts[2] if len(parts) > 2 else ""
         host = parts[3] if len(parts) > 3 and parts[3] not in ("", "(null)") else None
-        out[job_id] = SlurmRecord(slurm_state(state), state, reason, host=host)
+        for one in expand_ids(job_id):
+            out[one] = SlurmRecord(slurm_state(state), state, reason, host=host)
     return out
 
 
@@ -156,9 +216,10 @@ def parse_sacct(text: str) -> dict[str, SlurmRecord]:
                 steps[base] = (rss, signal)
             continue
         elapsed = parse_elapsed(parts[4]) if len(parts) > 4 else None
-        jobs[job_id] = SlurmRecord(
-            slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
-        )
+        for one in expand_ids(job_id):
+            jobs[one] = SlurmRecord(
+                slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
+            )
     for job_id, (rss, step_signal) in steps.items():
         record = jobs.get(job_id)
         if record is not None:
@@ -179,15 +240,58 @@ def parse_scontrol(text: str) -> dict[str, SlurmRecord]:
         if "JobId" not in fields:
             continue
         job_id = fields["JobId"]
-        if fields.get("ArrayJobId") and fields.get("ArrayTaskId", "").isdigit():
+        if fields.get("ArrayJobId") and fields.get("ArrayTaskId"):
             job_id = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+            if not fields["ArrayTaskId"].isdigit():  # pending elements folded: 5_3-4%1
+                job_id = f"{fields['ArrayJobId']}_[{fields['ArrayTaskId']}]"
         exit_code, signal = parse_exit_code(fields.get("ExitCode", ""))
         host = fields.get("BatchHost") or None
-        out[job_id] = SlurmRecord(
-            slurm_state(fields.get("JobState", "")), fields.get("JobState", ""),
-            fields.get("Reason", ""), exit_code, signal, None, host,
-        )
+        for one in expand_ids(job_id):
+            out[one] = SlurmRecord(
+                slurm_state(fields.get("JobState", "")), fields.get("JobState", ""),
+                fields.get("Reason", ""), exit_code, signal, None, host,
+            )
     return out
+
+
+_KILL_LINE = re.compile(r"\*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
+
+
+def job_log(log_dir: Path, job_id: str) -> Path:
+    """Where Slurm writes the batch script's own output for array element ``A_T``."""
+    return log_dir / f"slurm-{job_id}.out"
+
+
+def log_tail(path: Path, size: int = 16384) -> str:
+    """The last ``size`` bytes of a log ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def why_stopped(log: Path) -> tuple[JobState, str] | None:
+    """Why slurmstepd signalled the job, from the line it writes to the job's log first.
+
+    ``*** JOB 11 ON vm CANCELLED AT <time> DUE TO TIME LIMIT ***`` is a TIMEOUT,
+    the same line without ``DUE TO`` an ``scancel``. (``scontrol`` only says
+    COMPLETING by then, and sacct may lag or be off.)
+    """
+    text = log_tail(log)
+    if _OOM_LINE in text:  # jobacct's memory kill also writes a plain CANCELLED line
+        return JobState.OOM, "Slurm killed the job: exceeded memory limit"
+    found = _KILL_LINE.findall(text)
+    if not found:
+        return None
+    due = found[-1]
+    if due in ("TIME LIMIT", "DEADLINE"):
+        return JobState.TIMEOUT, f"Slurm cancelled the job: {due.lower()}"
+    if not due:
+        return JobState.CANCELLED, "cancelled through Slurm (scancel)"
+    return None
 
 
 def sbatch_argv(
@@ -206,7 +310,7 @@ def sbatch_argv(
     limit = throttle(max_concurrent, array.size)
     if limit is not None:
         array_spec += f"%{limit}"
-    log = array.log_dir / "slurm-%A_%a.out"
+    log = job_log(array.log_dir, "%A_%a")
     argv = [
         "sbatch", "--parsable", f"--job-name={array.task}", f"--array={array_spec}",
         f"--output={log}", f"--error={log}", f"--cpus-per-task={res.cores or 1}",
@@ -267,6 +371,8 @@ class SlurmBackend(SleepingWaitMixin):
         self.partition = partition
         self.account = account
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise BackendError(f"slurm option batch_size={batch_size!r}: give at least 1")
         self.max_concurrent = int(max_concurrent) if max_concurrent else None
         self.mem_overhead = parse_memory(mem_overhead) if mem_overhead not in (0, "0") else 0
         self.sbatch_flags = (
@@ -279,7 +385,7 @@ class SlurmBackend(SleepingWaitMixin):
         self._accounting = None if accounting is None else str(accounting).lower() in (
             "1", "true", "yes"
         )
-        self._arrays = 0
+        self._cancelled: set[str] = set()  # pending elements scancel'ed leave no record
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -313,30 +419,56 @@ class SlurmBackend(SleepingWaitMixin):
     # -- the Backend protocol ------------------------------------------------------------
 
     def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        """One ``sbatch --array`` per (task, resources) group, split at the size limits.
+
+        All or nothing: the engine counts a failed call as "none submitted", so the
+        arrays of this batch that were already accepted are cancelled before raising.
+        """
         limit = min(self.batch_size, self.max_array_size)
         handles: dict[str, JobHandle] = {}
-        for array in pack(jobs, max_elements=limit):
-            self._arrays += 1
-            stem = f"array-{array.jobs[0].key}"
-            manifest = array.log_dir / f"{stem}.json"
-            script = array.log_dir / f"{stem}.sh"
+        submitted: list[str] = []
+        try:
+            for array in pack(jobs, max_elements=limit):
+                job_id = self._submit_array(array)
+                submitted.append(job_id)
+                for index, job in enumerate(array.jobs):
+                    handles[job.key] = JobHandle(
+                        self.name, f"{job_id}_{index}", job.key, str(job.result_path)
+                    )
+        except BackendError as exc:
+            if submitted:
+                try:
+                    self.runner.run(["scancel", *submitted], ok=lambda p: p.returncode in (0, 1))
+                except BackendError as undo:
+                    logger.error("could not cancel Slurm jobs {}: {}", submitted, undo)
+                raise BackendError(f"{exc} (the {len(submitted)} array(s) of the same batch "
+                                   f"already submitted were cancelled: {' '.join(submitted)})"
+                                   ) from None
+            raise
+        return [handles[job.key] for job in jobs]
+
+    def _submit_array(self, array: Array) -> str:
+        """Write the array's manifest and script, run sbatch; the array's job id."""
+        stem = f"array-{array.jobs[0].key}"
+        manifest = array.log_dir / f"{stem}.json"
+        script = array.log_dir / f"{stem}.sh"
+        try:
             write_manifest(array, manifest)
             script.write_text(batch_script(manifest, self.python))
-            argv = sbatch_argv(
-                array, script, partition=self.partition, account=self.account,
-                max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
-                extra=self.sbatch_flags,
-            )
-            proc = self.runner.run(argv)
-            job_id = proc.stdout.strip().split(";")[0]
-            if not job_id.isdigit():
-                raise BackendError(f"sbatch answered {proc.stdout.strip()!r}, not a job id")
-            logger.debug("submitted {} x{} as Slurm job {}", array.task, array.size, job_id)
-            for index, job in enumerate(array.jobs):
-                handles[job.key] = JobHandle(
-                    self.name, f"{job_id}_{index}", job.key, str(job.result_path)
-                )
-        return [handles[job.key] for job in jobs]
+        except OSError as exc:
+            raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
+                               "free space or fix permissions in the run directory") from None
+        argv = sbatch_argv(
+            array, script, partition=self.partition, account=self.account,
+            max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
+            extra=self.sbatch_flags,
+        )
+        proc = self.runner.run(argv, retry_timeouts=False)
+        job_id = proc.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch answered {proc.stdout.strip()!r}, not a job id")
+        logger.debug("submitted {} x{} as Slurm job {}", array.task, array.size, job_id)
+        return job_id
 
     def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         if not handles:
@@ -348,13 +480,15 @@ class SlurmBackend(SleepingWaitMixin):
              f"--jobs={','.join(array_ids)}"],
             ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
         )
-        records = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
-        gone = [job_id for job_id in by_id if job_id not in records]
+        queue = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+        records = {job_id: lookup(queue, job_id) for job_id in by_id}
+        gone = [job_id for job_id, record in records.items() if record is None]
         if gone:
-            records.update(self._finished(gone))
+            finished = self._finished(gone)
+            records.update({job_id: lookup(finished, job_id) for job_id in gone})
         out: dict[JobHandle, JobStatus] = {}
         for job_id, handle in by_id.items():
-            record = records.get(job_id)
+            record = records[job_id]
             if record is None:
                 status = self._absent(handle)
                 if status is not None:
@@ -380,12 +514,19 @@ class SlurmBackend(SleepingWaitMixin):
 
     def _absent(self, handle: JobHandle) -> JobStatus | None:
         """A job no source lists: the worker's record if any, else LOST after a grace time."""
-        from gristmill.worker import read_result
+        from gristmill.attempt import read_result
 
-        result = read_result(handle.result_path)
+        try:
+            result = read_result(handle.result_path)
+        except BackendError as exc:  # the engine reports it; the job counts as lost
+            logger.warning("{}", exc)
+            result = None
         if result is not None:
             self.vanished.seen(handle.job_id)
             return result.to_status()
+        if handle.job_id in self._cancelled:
+            return JobStatus(JobState.CANCELLED, reason="cancelled before it started "
+                             "(Slurm keeps no record of such array elements)")
         if self.vanished.missing(handle.job_id):
             return JobStatus(JobState.LOST, reason="Slurm has no record of the job")
         return None
@@ -404,20 +545,13 @@ class SlurmBackend(SleepingWaitMixin):
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
-        job, _, index = handle.job_id.partition("_")
-        log = Path(handle.result_path).parent / f"slurm-{job}_{index}.out"
-        try:
-            with open(log, "rb") as fh:
-                fh.seek(0, 2)
-                fh.seek(max(0, fh.tell() - 16384))
-                return _OOM_LINE in fh.read().decode(errors="replace")
-        except OSError:
-            return False
+        return _OOM_LINE in log_tail(job_log(Path(handle.result_path).parent, handle.job_id))
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
         if ids:
-            self.runner.run(["scancel", *ids], ok=lambda p: p.returncode in (0, 1))
+            self.runner.run(["scancel", *compact_ids(ids)], ok=lambda p: p.returncode in (0, 1))
+            self._cancelled.update(ids)
 
     def attach(self, handles: Sequence[JobHandle]) -> None:
         """Nothing to do: polling is stateless, any job id can be asked about."""
