@@ -245,3 +245,13 @@ def test_cancel_without_an_engine_stops_the_jobs_it_left(
     assert resumed.exit_code == 0, resumed.output
     assert states(run_dir) == {("sleeper", "DONE"): 2}
     assert len(lines(tmp_path / "pid.0")) == 2  # once before the cancel, once after
+
+
+def test_a_backend_option_named_like_an_engine_setting_reaches_the_backend(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    result = cli("run", "engine_tasks:appends", "--path", str(tmp_path / "out"), "--n", "1",
+                 "--run-dir", str(tmp_path / "runs"), "--option", "max_concurrent=3")
+    assert result.exit_code == 2, result.output  # the local backend has no such option
+    assert "backend 'local': bad option" in result.output
+    assert "max_concurrent" in result.output

@@ -530,3 +530,63 @@ def test_kill_9_at_random_moments_then_resume_runs_each_task_exactly_once(
     assert sorted(seen, key=int) == [str(i) for i in range(n)]
     assert {ident: k for ident, k in seen.items() if k != 1} == {}
     assert counts(run_dir) == {("append_line", "DONE"): n}
+
+
+# -- submission failures ---------------------------------------------------------------------
+
+
+class FlakySubmit:
+    """The real local backend, whose first ``failures`` submissions are refused."""
+
+    def __init__(self, failures: int, *, transient: bool) -> None:
+        from gristmill.backends.local import LocalBackend
+
+        self.inner = LocalBackend(max_cores=2)
+        self.name, self.capabilities = self.inner.name, self.inner.capabilities
+        self.failures, self.transient, self.calls = failures, transient, 0
+        self.times: list[float] = []
+
+    def submit(self, jobs: Any) -> Any:
+        from gristmill.errors import BackendError
+
+        self.calls += 1
+        self.times.append(time.monotonic())
+        if self.calls <= self.failures:
+            raise BackendError("sbatch: Socket timed out", transient=self.transient)
+        return self.inner.submit(jobs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_transient_submission_failure_is_retried_after_a_pause(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gristmill.runner
+
+    flaky = FlakySubmit(2, transient=True)
+    monkeypatch.setattr(gristmill.runner, "make_backend", lambda name, **_: flaky)
+    out = tmp_path / "out"
+    result = run(et.appends(path=str(out), n=3, pause=0.0), tmp_path)
+    assert result.ok, result.counts
+    assert sorted(lines(out)) == ["0", "1", "2"]
+    assert flaky.calls >= 3  # two refusals, then the first batch; later ones after it
+    gaps = [b - a for a, b in zip(flaky.times, flaky.times[1:])]
+    assert gaps[0] >= 2 - 0.1, gaps  # paused 2 s after the first refusal
+    assert gaps[1] >= 4 - 0.1, gaps  # then 4 s
+    failed = [a for a in attempts(result.run_dir) if a.state == "FAILED"]
+    assert len(failed) == 2 * 2  # the two ready nodes, refused twice
+    assert all("Socket timed out" in a.reason for a in failed)
+
+
+def test_a_permanent_submission_refusal_fails_the_nodes_at_once(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gristmill.runner
+
+    flaky = FlakySubmit(1, transient=False)
+    monkeypatch.setattr(gristmill.runner, "make_backend", lambda name, **_: flaky)
+    result = run(et.appends(path=str(tmp_path / "out"), n=3, pause=0.0), tmp_path)
+    assert not result.ok
+    assert result.counts == {"FAILED": 2, "UPSTREAM_FAILED": 1}  # two ready, one after them
+    assert flaky.calls == 1

@@ -136,7 +136,7 @@ def run(
         fail_fast=fail_fast,
         poll_interval=poll_interval,
         argv=sys.argv,
-        **options,
+        backend_options=options,
     ), run_dir)
     _exit_for(result)
 
@@ -170,7 +170,7 @@ def resume(
         fail_fast=fail_fast if fail_fast is not None else settings.get("fail_fast"),
         poll_interval=poll_interval,
         argv=sys.argv,
-        **options,
+        backend_options=options,
     ), run_dir)
     _exit_for(result)
 

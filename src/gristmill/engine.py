@@ -51,6 +51,8 @@ from gristmill.worker import read_result
 #: Attempts lost by the infrastructure (not the task) are retried this many times
 #: on top of ``retries``.
 LOST_RETRIES = 2
+#: Consecutive transient submission failures before the batch fails for good.
+SUBMIT_RETRIES = 5
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
 FAULT_POINTS = ("persist", "reconcile", "submit", "after_submit", "status")
@@ -153,6 +155,8 @@ class Engine:
         self.live_per_task: dict[str, int] = defaultdict(int)
         self.identities = graph.identities()
         self.stopping = False
+        self._submit_failures = 0
+        self._submit_paused_until = 0.0
         self._deferred_signal: int | None = None
         self._critical = False
         self._handling = False
@@ -266,8 +270,11 @@ class Engine:
             submitted = 0 if self.stopping else self.dispatch()
             self.flush()
             if not self.live:
-                if submitted == 0:
+                pause = self._submit_paused_until - time.monotonic()
+                if submitted == 0 and pause <= 0:
                     return
+                if pause > 0:  # a transient submission failure: wait, then try again
+                    time.sleep(pause)
                 continue
             self.backend.wait(self._sync(interval))
             finished = self.collect()
@@ -296,6 +303,8 @@ class Engine:
     def dispatch(self) -> int:
         """Submit ready nodes up to the window, in batches; return how many."""
         total = 0
+        if time.monotonic() < self._submit_paused_until:
+            return 0
         while len(self.live) < self.window:
             batch: list[tuple[int, JobRequest, Resources]] = []
             room = min(self.window - len(self.live), self.config.batch_size)
@@ -313,6 +322,8 @@ class Engine:
                 break
             self._submit(batch)
             total += len(batch)
+            if time.monotonic() < self._submit_paused_until:
+                break  # refused for now: the batch waits out the pause
         return total
 
     def _full_with(self, node: int, planned: Mapping[str, int]) -> bool:
@@ -376,11 +387,9 @@ class Engine:
             try:
                 handles = list(self.backend.submit([req for _, req, _ in batch]))
             except BackendError as exc:
-                logger.error("submission failed: {}", exc)
-                for node, req, _ in batch:
-                    self._attempt_ended(node, req.key, JobStatus(JobState.FAILED, reason=str(exc)))
-                    self._final_failure(node, NodeState.FAILED)
+                self._submission_failed(batch, exc)
                 return
+            self._submit_failures = 0
             if len(handles) != len(batch):
                 raise BackendError(
                     f"backend {self.backend.name} returned {len(handles)} handles for "
@@ -428,8 +437,28 @@ class Engine:
             self._finish(live, self._authoritative(live, status))
         return finished
 
+    def _submission_failed(
+        self, batch: list[tuple[int, JobRequest, Resources]], exc: BackendError
+    ) -> None:
+        """A transient refusal puts the batch back with a growing pause; others fail it."""
+        self._submit_failures += 1
+        final = not exc.transient or self._submit_failures > SUBMIT_RETRIES
+        logger.error("submission failed{}: {}", "" if final else ", will retry", exc)
+        for node, req, _ in batch:
+            self._attempt_ended(node, req.key, JobStatus(JobState.FAILED, reason=str(exc)))
+            if final:
+                self._final_failure(node, NodeState.FAILED)
+            else:
+                self.tracker.requeue(node)
+        if not final:
+            self._submit_paused_until = time.monotonic() + min(60.0, 2.0**self._submit_failures)
+
     def _authoritative(self, live: Live, status: JobStatus) -> JobStatus:
-        """The worker wrapper's record wins over what the scheduler says, when present."""
+        """The worker wrapper's record wins over what the scheduler says, when present.
+
+        Except for how the job was stopped: a scheduler's OOM, TIMEOUT or CANCELLED
+        explains a wrapper that saw its task die of a signal (or was itself stopped).
+        """
         try:
             result = read_result(live.result_path)
         except BackendError as exc:
@@ -438,6 +467,11 @@ class Engine:
         if result is None:
             return status
         merged = result.to_status()
+        stopped = merged.state is JobState.CANCELLED or (
+            merged.state is JobState.FAILED and merged.signal is not None
+        )
+        if stopped and status.state in (JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED):
+            return attrs.evolve(merged, state=status.state, reason=status.reason or merged.reason)
         if status.state is JobState.OOM and merged.state is JobState.FAILED:
             return attrs.evolve(merged, state=JobState.OOM, reason=status.reason or merged.reason)
         return merged

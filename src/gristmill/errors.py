@@ -31,7 +31,16 @@ class NotInWorkflowError(GristmillError, RuntimeError):
 
 
 class BackendError(GristmillError, RuntimeError):
-    """A backend could not do what was asked (submission refused, scheduler missing)."""
+    """A backend could not do what was asked (submission refused, scheduler missing).
+
+    ``transient`` marks a failure worth trying again later (a scheduler command that
+    failed or timed out) rather than a refusal that will not change (a task asking for
+    more than the machine has under ``--strict-resources``).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class RunDirError(GristmillError, OSError):

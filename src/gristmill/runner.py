@@ -186,7 +186,8 @@ def run_workflow(
     fail_fast: bool | None = None,
     poll_interval: float | None = None,
     argv: list[str] | None = None,
-    **backend_options: Any,
+    backend_options: Mapping[str, Any] | None = None,
+    **more_backend_options: Any,
 ) -> RunResult:
     """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume)."""
     full_spec = resolve_spec(wf, spec)
@@ -195,7 +196,11 @@ def run_workflow(
     plans = unit_plans(wf, full_spec, resources, policy)
     settings = full_spec.workflow
     backend_name = backend or settings.backend or "local"
-    options = {**dict(settings.backend_options), **backend_options}
+    # Backend options may also come as one mapping, so that an option named like an
+    # engine setting (max_concurrent: the Slurm array throttle) cannot collide with it.
+    options = {
+        **dict(settings.backend_options), **(backend_options or {}), **more_backend_options
+    }
     config = EngineConfig(
         fail_fast=wf.fail_fast if fail_fast is None and settings.fail_fast is None
         else bool(fail_fast if fail_fast is not None else settings.fail_fast),

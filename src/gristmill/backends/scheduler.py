@@ -72,7 +72,9 @@ class CommandRunner:
                 logger.warning("{} failed ({}); retrying in {:g} s", argv[0], problem, delay)
                 self.sleep(delay)
                 delay *= 2
-        raise BackendError(f"{' '.join(argv[:2])} failed {self.attempts} times: {problem}")
+        raise BackendError(
+            f"{' '.join(argv[:2])} failed {self.attempts} times: {problem}", transient=True
+        )
 
 
 @attrs.define
