@@ -1,0 +1,163 @@
+"""Processes that misbehave or die: killed tasks, the OOM killer, a dead supervisor, forks.
+
+Each case runs a real workflow on the local backend and asserts the node states, each
+attempt's state and reason, that the side effect of every DONE node happened once,
+and that no process of the run is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import ModuleType
+
+from rel_support import (
+    gristmill,
+    latest,
+    lines,
+    once_each,
+    pid_gone,
+    pids,
+    read_store,
+    start,
+    wait_while_running,
+)
+
+from gristmill.backends.base import JobRequest, JobState
+from gristmill.backends.local import LocalBackend
+from gristmill.resources import Resources
+from gristmill.store import Store
+from gristmill.worker import run_attempt
+
+M = 2**20
+
+
+def victim_run(
+    engines: list[subprocess.Popen[bytes]], tmp_path: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    return start(engines, "run", "rel_tasks:one_victim", "--pidfile", str(tmp_path / "pid"),
+                 "--path", str(tmp_path / "shared"), "--run-dir", str(tmp_path / "runs"), *args)
+
+
+def test_a_task_killed_from_outside_fails_with_the_signal_and_is_retried(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    proc = victim_run(engines, tmp_path, "--retries", "1")
+    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
+    os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    counts, attempts = read_store(latest(tmp_path / "runs"))
+    assert counts == {("victim", "DONE"): 1}
+    assert [(a.state, a.signal, a.reason) for a in attempts] == [
+        ("FAILED", signal.SIGKILL, "killed by SIGKILL"), ("SUCCEEDED", None, "exit code 0")]
+    assert lines(tmp_path / "shared") == ["victim", "0"]
+
+
+def test_a_task_the_oom_killer_takes_is_oom_and_retried_with_more_memory(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    """Over its limit and SIGKILLed from outside (as the kernel does): OOM, retried with x1.5."""
+    proc = victim_run(engines, tmp_path, "--mb", "100", "--mem", "100M", "--retries", "1")
+    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
+    os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    counts, (first, second) = read_store(latest(tmp_path / "runs"))
+    assert counts == {("victim", "DONE"): 1}
+    assert (first.state, first.signal, first.resources["mem"]) == ("OOM", signal.SIGKILL, 100 * M)
+    assert first.reason.startswith("exceeded memory limit 100M (peak 1")
+    assert (second.state, second.resources["mem"]) == ("SUCCEEDED", 150 * M)
+    assert lines(tmp_path / "shared") == ["victim", str(100 * M)]
+
+
+def test_a_killed_supervisor_takes_its_tasks_along_and_the_run_resumes(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    """The local backend's supervisor SIGKILLed (say, by the OOM killer) mid-run.
+
+    Its running tasks are killed too (none runs unsupervised), their attempts are LOST
+    and retried; the supervisor being gone, the retries cannot be submitted and fail
+    with that reason; downstream nodes are UPSTREAM_FAILED. A resume finishes the run.
+    """
+    shared, release = tmp_path / "shared", tmp_path / "release"
+    proc = start(engines, "run", "rel_tasks:holders", "--pidfile", str(tmp_path / "pid"),
+                 "--release", str(release), "--path", str(shared),
+                 "--run-dir", str(tmp_path / "runs"))
+    holders = [tmp_path / "pid.0", tmp_path / "pid.1"]
+    wait_while_running(proc, lambda: all(p.exists() for p in holders), 30, "the holders")
+    run_dir = latest(tmp_path / "runs")
+    store = Store.open(run_dir, readonly=True)
+    try:
+        (supervisor,) = {int(str(a.job_id).split(".")[0]) for a in store.attempts()}
+    finally:
+        store.close()
+    os.kill(supervisor, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err.decode()
+    assert "not complete (FAILED=2, UPSTREAM_FAILED=1)" in out.decode()
+    assert f"the local supervisor (pid {supervisor}) died with 2 jobs unfinished" in err.decode()
+    for pid in (pid for p in holders for pid in pids(p)):
+        assert pid_gone(pid, timeout=5), "a task outlived its supervisor"
+    counts, attempts = read_store(run_dir)
+    assert counts == {("hold", "FAILED"): 2, ("effect", "UPSTREAM_FAILED"): 1}
+    assert sorted((a.attempt, a.state) for a in attempts) == [
+        (1, "LOST"), (1, "LOST"), (2, "FAILED"), (2, "FAILED")]
+    for attempt in attempts:
+        assert f"supervisor (pid {supervisor})" in attempt.reason
+    release.touch()
+    resumed = gristmill("resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    once_each(shared, ["hold:pid.0", "hold:pid.1", "99"])
+
+
+def test_children_a_task_leaves_in_its_process_group_are_killed(
+    rt: ModuleType, tmp_path: Path
+) -> None:
+    done = gristmill("run", "rel_tasks:one_forker", "--pidfile", str(tmp_path / "pid"),
+                     "--mode", "group", "--run-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    (child,) = pids(tmp_path / "pid")
+    assert pid_gone(child, timeout=5), "the task's child outlived it"
+
+
+def test_children_a_task_daemonizes_into_their_own_session_are_killed(
+    rt: ModuleType, tmp_path: Path
+) -> None:
+    done = gristmill("run", "rel_tasks:one_forker", "--pidfile", str(tmp_path / "pid"),
+                     "--mode", "session", "--run-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    (child,) = pids(tmp_path / "pid")
+    try:
+        assert pid_gone(child, timeout=5), "a child that left the task's session outlived it"
+    finally:
+        if not pid_gone(child, timeout=0):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_command_line_with_a_nul_byte_fails_that_job_only(tmp_path: Path) -> None:
+    """The runner refuses NUL bytes up front; the backend must not die of one either (it
+    took the supervisor, and every job it held, down)."""
+    def job(key: str, argv: list[str]) -> JobRequest:
+        return JobRequest(key=key, task="t", job_name=key, argv=tuple(argv),
+                          resources=Resources(cores=1), stdout=tmp_path / f"{key}.out",
+                          stderr=tmp_path / f"{key}.err", result_path=tmp_path / f"{key}.json")
+
+    with LocalBackend(max_cores=2) as backend:
+        bad, good = backend.submit([job("bad", ["echo", "a\0b"]), job("good", ["echo", "ok"])])
+        final: dict[str, JobState] = {}
+        reasons: dict[str, str] = {}
+        deadline = time.monotonic() + 10
+        while len(final) < 2 and time.monotonic() < deadline:
+            backend.wait(0.5)
+            for handle, status in backend.poll([bad, good]).items():
+                if status.state.finished:
+                    final[handle.key], reasons[handle.key] = status.state, status.reason
+    assert final == {"bad": JobState.FAILED, "good": JobState.SUCCEEDED}
+    assert reasons["bad"] == "cannot run echo: embedded null byte in its arguments or environment"
+    assert (tmp_path / "good.out").read_text() == "ok\n"
+    result = run_attempt(["echo", "a\0b"], stdout=tmp_path / "o", stderr=tmp_path / "e")
+    assert (result.state, result.exit_code) == (JobState.FAILED, 126)
