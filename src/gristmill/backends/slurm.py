@@ -442,8 +442,8 @@ class SlurmBackend(SleepingWaitMixin):
                 except BackendError as undo:
                     logger.error("could not cancel Slurm jobs {}: {}", submitted, undo)
                 raise BackendError(f"{exc} (the {len(submitted)} array(s) of the same batch "
-                                   f"already submitted were cancelled: {' '.join(submitted)})"
-                                   ) from None
+                                   f"already submitted were cancelled: {' '.join(submitted)})",
+                                   transient=exc.transient) from None
             raise
         return [handles[job.key] for job in jobs]
 
