@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s tests lint typecheck`` (what CI runs), ``bench`` and ``slurm``.
+"""Development sessions: ``nox -s tests lint typecheck`` (CI), ``bench``, ``slurm``, ``sge``.
 
 Sessions use the interpreter nox runs under and the standard library's venv;
 pass ``--default-venv-backend uv`` to nox to use uv instead where it is installed.
@@ -116,3 +116,26 @@ def slurm(session: nox.Session) -> None:
     finally:
         if os.environ.get("SLURM_KIT_KEEP") != "1":
             session.run("bash", "ci/slurm/stop.sh", external=True)
+
+
+@nox.session
+def sge(session: nox.Session) -> None:
+    """Start the Grid Engine test cluster (ci/sge/start.sh, as root), ``pytest -m sge``, stop it.
+
+    start.sh's log goes to stderr, the client environment (SGE_ROOT, SGE_CELL) to stdout.
+    SGE_KEEP=1 leaves the cluster running afterwards.
+    """
+    session.install("-e", ".[test]")
+    started = session.run("bash", "ci/sge/start.sh", external=True, silent=True, stderr=None)
+    if started is None:  # --install-only: nothing was run
+        return
+    env = _exported_env(str(started))
+    if "SGE_ROOT" not in env:
+        session.error(f"ci/sge/start.sh printed no 'export SGE_ROOT=...' line:\n{started}")
+    session.env.update(env)
+    session.log(f"Grid Engine test cluster up, SGE_ROOT={env['SGE_ROOT']}")
+    try:
+        session.run("pytest", "-m", "sge", "tests/backends", *session.posargs, success_codes=[0])
+    finally:
+        if os.environ.get("SGE_KEEP") != "1":
+            session.run("bash", "ci/sge/stop.sh", external=True)

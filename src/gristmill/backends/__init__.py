@@ -12,6 +12,7 @@ from gristmill.errors import BackendError
 BACKENDS: dict[str, str] = {
     "local": "gristmill.backends.local:LocalBackend",
     "slurm": "gristmill.backends.slurm:SlurmBackend",
+    "sge": "gristmill.backends.sge:SgeBackend",
 }
 
 

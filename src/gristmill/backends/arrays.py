@@ -98,13 +98,18 @@ def read_entry(path: str | os.PathLike[str], index: int) -> dict[str, Any]:
     return entry
 
 
-def element_command(python: str, manifest: Path, index_var: str) -> str:
-    """The batch-script line that runs one element (``index_var`` is a shell variable)."""
+def element_command(python: str, manifest: Path, index_var: str, first: int = 0) -> str:
+    """The batch-script line that runs one element (``index_var`` is a shell variable).
+
+    ``first`` is the scheduler's first array index: Grid Engine numbers tasks from 1,
+    so its element ``$SGE_TASK_ID`` is manifest entry ``$((SGE_TASK_ID - 1))``.
+    """
     import shlex
 
+    index = f"${{{index_var}}}" if first == 0 else f"$(( {index_var} - {int(first)} ))"
     return (
         f"exec {shlex.quote(python)} -m gristmill.backends.arrays "
-        f"{shlex.quote(str(manifest))} \"${{{index_var}}}\""
+        f"{shlex.quote(str(manifest))} \"{index}\""
     )
 
 

@@ -1,0 +1,279 @@
+"""The Grid Engine backend's renderers and parsers, on outputs recorded from a real SGE 8.1.9.
+
+The files in data/sge/ come from the test cluster (ci/sge/start.sh); INDEX.md there
+says which job each is. The backend against the live cluster is test_sge_cluster.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from gristmill.backends import make_backend
+from gristmill.backends.arrays import Array, write_manifest
+from gristmill.backends.base import JobHandle, JobRequest, JobState
+from gristmill.backends.scheduler import CommandRunner
+from gristmill.backends.sge import (
+    SgeBackend,
+    batch_script,
+    expand_tasks,
+    job_name,
+    lookup,
+    parse_qacct,
+    parse_qacct_memory,
+    parse_qstat_xml,
+    qdel_argv,
+    qsub_argv,
+    ran_out_of_memory,
+    sge_state,
+    task_stderr,
+)
+from gristmill.errors import BackendError
+from gristmill.resources import Resources
+
+DATA = Path(__file__).parent / "data" / "sge"
+
+
+def read(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def request(tmp_path: Path, key: str, res: Resources, task: str = "fit") -> JobRequest:
+    logs = tmp_path / "logs" / task
+    return JobRequest(key, task, key, ("echo", "a b"), res, logs / f"{key}.out",
+                      logs / f"{key}.err", logs / f"{key}.result.json")
+
+
+# -- qstat -xml -----------------------------------------------------------------------------
+
+
+def test_qstat_lists_pending_array_tasks_by_number_and_held_jobs_as_queued() -> None:
+    records = parse_qstat_xml(read("qstat_live.xml"))  # jobs 1-7 just submitted, 7 held
+    assert [records[f"5_{t}"].state for t in (1, 2, 3, 4)] == [JobState.QUEUED] * 4
+    assert "5_5" not in records
+    assert records["7"].raw_state == "hqw"
+    assert records["7"].state is JobState.QUEUED
+    assert records["1"].host is None
+
+
+def test_qstat_running_tasks_carry_their_host_and_deleted_jobs_are_gone() -> None:
+    running = parse_qstat_xml(read("qstat_array_running.xml"))
+    assert (running["5_3"].state, running["5_3"].host) == (JobState.RUNNING, "vm")
+    assert running["5_4"].raw_state == "t"
+    assert running["5_4"].state is JobState.RUNNING
+    assert "4" in parse_qstat_xml(read("qstat_live.xml"))
+    assert "4" not in parse_qstat_xml(read("qstat_after_qdel.xml"))  # qdel'ed while pending
+
+
+def test_a_job_listed_without_tasks_answers_for_its_tasks() -> None:
+    records = parse_qstat_xml(read("qstat_live.xml"))
+    record = lookup(records, "1_1")
+    assert record is not None
+    assert record.state is JobState.QUEUED
+    assert lookup(records, "99_1") is None
+
+
+@pytest.mark.parametrize(("code", "state"), [
+    ("qw", JobState.QUEUED), ("hqw", JobState.QUEUED), ("r", JobState.RUNNING),
+    ("t", JobState.RUNNING), ("dr", JobState.RUNNING), ("Rr", JobState.RUNNING),
+    ("Eqw", JobState.FAILED), ("s", JobState.RUNNING),
+])
+def test_state_codes(code: str, state: JobState) -> None:
+    assert sge_state(code) is state
+
+
+def test_task_ranges_expand_with_steps_and_lists() -> None:
+    assert expand_tasks("1-4:1") == [1, 2, 3, 4]
+    assert expand_tasks("3,4") == [3, 4]
+    assert expand_tasks("1-7:3") == [1, 4, 7]
+    assert expand_tasks("") == []
+
+
+def test_unparsable_qstat_output_is_a_transient_backend_error() -> None:
+    with pytest.raises(BackendError, match="does not parse"):
+        parse_qstat_xml("<job_info><queue_info>")
+
+
+# -- qacct -j -------------------------------------------------------------------------------
+
+
+def test_qacct_ok_and_exit_3() -> None:
+    (ok,) = parse_qacct(read("qacct_ok.txt")).values()
+    assert (ok.state, ok.exit_code, ok.host, ok.elapsed) == (JobState.SUCCEEDED, 0, "vm", 1.0)
+    assert ok.peak_vmem == int(8.176 * 2**20)
+    bad = parse_qacct(read("qacct_exit3.txt"))["2"]
+    assert (bad.state, bad.exit_code, bad.signal) == (JobState.FAILED, 3, None)
+
+
+def test_qacct_h_rt_kill_is_a_timeout_and_qdel_a_cancel() -> None:
+    timeout = parse_qacct(read("qacct_timeout.txt"))["3"]
+    assert (timeout.state, timeout.exit_code, timeout.signal) == (JobState.TIMEOUT, 137, 9)
+    assert "time limit" in timeout.reason
+    assert "h_rt" in timeout.reason
+    cancelled = parse_qacct(read("qacct_qdel.txt"))["9"]
+    assert cancelled.state is JobState.CANCELLED
+    assert "qdel" in cancelled.reason
+
+
+def test_qacct_of_an_array_has_one_record_per_task() -> None:
+    records = parse_qacct(read("qacct_array.txt"))
+    assert sorted(records) == ["5_1", "5_2", "5_3", "5_4"]
+    assert [records[f"5_{t}"].exit_code for t in (1, 2, 3, 4)] == [0, 3, 0, 0]
+    assert records["5_2"].state is JobState.FAILED
+
+
+def test_h_vmem_says_nothing_about_memory_in_qacct() -> None:
+    record = parse_qacct(read("qacct_hvmem.txt"))["6"]
+    assert (record.state, record.exit_code) == (JobState.FAILED, 1)
+    assert "memory" not in record.reason.lower()
+
+
+def test_qacct_for_a_job_it_does_not_know_is_empty() -> None:
+    assert parse_qacct(read("qacct_missing.txt")) == {}
+
+
+def test_qacct_memory_units() -> None:
+    assert parse_qacct_memory("1.750MB") == int(1.75 * 2**20)
+    assert parse_qacct_memory("2.000GB") == 2 * 2**30
+    assert parse_qacct_memory("0.000B") is None
+    assert parse_qacct_memory("junk") is None
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def test_qsub_argv_renders_every_resource_as_separate_words(tmp_path: Path) -> None:
+    res = Resources(cores=4, mem="1G", runtime="1h", queue="long.q", project="p x",
+                    gpus=1)
+    array = Array("fit", res, tuple(request(tmp_path, f"n{i}.1", res) for i in range(3)))
+    script = tmp_path / "s.sh"
+    argv = qsub_argv(array, script, max_concurrent=2, mem_overhead=2**20 * 64, pe="mpi",
+                     extra=["-l", "tmp=1G"])
+    logs = tmp_path / "logs" / "fit"
+    assert argv == [
+        "qsub", "-terse", "-V", "-b", "n", "-S", "/bin/bash", "-N", "fit", "-t", "1-3",
+        "-o", f"{logs}/sge-$JOB_ID.$TASK_ID.out", "-e", f"{logs}/sge-$JOB_ID.$TASK_ID.err",
+        "-tc", "2", "-pe", "mpi", "4", "-l", "h_vmem=1088M", "-l", "h_rt=3600",
+        "-q", "long.q", "-P", "p x", "-l", "gpu=1", "-l", "tmp=1G", str(script),
+    ]
+
+
+def test_qsub_argv_minimal_and_m_mem_free(tmp_path: Path) -> None:
+    res = Resources(mem="100M")
+    array = Array("7up", res, (request(tmp_path, "a.1", res),))
+    argv = qsub_argv(array, tmp_path / "s.sh", queue="q", project="pr", max_concurrent=5,
+                     memory_resource="m_mem_free")
+    assert argv[argv.index("-N") + 1] == "g7up"
+    assert "-tc" not in argv  # a throttle of 5 never binds an array of 1
+    assert "-pe" not in argv
+    assert argv[argv.index("-l") + 1] == "m_mem_free=100M"
+    assert argv[argv.index("-q") + 1] == "q"
+    assert argv[argv.index("-P") + 1] == "pr"
+
+
+def test_job_names_qsub_would_refuse_are_made_safe() -> None:
+    assert job_name("a/b:c@d") == "a_b_c_d"
+    assert job_name("fit") == "fit"
+
+
+def test_qdel_argv_is_one_call_with_one_range_per_run_of_tasks() -> None:
+    assert qdel_argv(["5_1", "5_2", "5_3", "5_7", "9_2", "12"]) == [
+        "qdel", "12", "5", "-t", "1-3", "5", "-t", "7", "9", "-t", "2"]
+
+
+def test_the_shell_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: Path) -> None:
+    script = batch_script(Path("/runs/a b/m.json"), "/opt/py thon", shell="/bin/bash")
+    assert script.startswith("#!/bin/bash\n")
+    line = script.splitlines()[-1]
+    out = subprocess.run(["bash", "-c", line.replace("exec ", "echo ", 1)],
+                         env={"SGE_TASK_ID": "1"}, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["/opt/py", "thon", "-m", "gristmill.backends.arrays",
+                                  "/runs/a", "b/m.json", "0"]
+
+
+def test_the_python_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: Path) -> None:
+    """The default: python runs the script, no login shell; element 2 is entry 1."""
+    res = Resources()
+    jobs = [request(tmp_path, f"n{i}.1", res) for i in range(2)]
+    jobs[1] = attrs.evolve(jobs[1], argv=("sh", "-c", "echo picked >&2; exit 4"))
+    array = Array("fit", res, tuple(jobs))
+    manifest = tmp_path / "m '.json"
+    write_manifest(array, manifest)
+    script = tmp_path / "job.py"
+    script.write_text(batch_script(manifest, sys.executable))
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30, check=False, env={**os.environ, "SGE_TASK_ID": "2",
+                                                         "PYTHONPATH": src})
+    assert proc.returncode == 4, proc.stderr
+    assert jobs[1].stderr.read_text() == "picked\n"
+    assert not jobs[0].stderr.exists()
+
+
+def test_oom_is_read_from_the_tasks_stderr(tmp_path: Path) -> None:
+    result = tmp_path / "n.1.result.json"
+    assert task_stderr(str(result)) == tmp_path / "n.1.err"
+    assert not ran_out_of_memory(tmp_path / "n.1.err")  # no file: no verdict
+    (tmp_path / "n.1.err").write_text('Traceback...\n  File "<string>", line 1\nMemoryError\n')
+    assert ran_out_of_memory(tmp_path / "n.1.err")
+    (tmp_path / "n.1.err").write_text("about to exit with code 3\n")
+    assert not ran_out_of_memory(tmp_path / "n.1.err")
+
+
+# -- the backend with stand-in commands ------------------------------------------------------
+
+
+def fake_commands(tmp_path: Path, **outputs: str) -> Path:
+    """Executables named like Grid Engine's clients that print a recorded file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, data in outputs.items():
+        (bin_dir / f"{name}.out").write_text(data)
+        (bin_dir / name).write_text(f"#!/bin/sh\necho \"$*\" >> {bin_dir}/{name}.args\n"
+                                    f"cat {bin_dir}/{name}.out\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def test_poll_asks_qacct_only_for_gone_jobs_without_a_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_array_running.xml"),
+                            qacct=read("qacct_qdel.txt"))
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    backend = SgeBackend(runner=CommandRunner(attempts=1))
+    running = JobHandle("sge", "5_3", "a.1", str(tmp_path / "a.1.result.json"))
+    killed = JobHandle("sge", "9_1", "b.1", str(tmp_path / "b.1.result.json"))
+    statuses = backend.poll([running, killed])
+    assert statuses[running].state is JobState.RUNNING
+    assert statuses[killed].state is JobState.CANCELLED
+    assert backend.calls == {"qstat": 1, "qacct": 1}
+    assert (bin_dir / "qacct.args").read_text() == "-j 9\n"
+
+
+def test_a_job_nobody_knows_is_lost_after_the_grace_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"),
+                            qacct=read("qacct_missing.txt"))
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    backend = SgeBackend(lost_after=0, runner=CommandRunner(attempts=1))
+    gone = JobHandle("sge", "40_1", "c.1", str(tmp_path / "c.1.result.json"))
+    assert backend.poll([gone])[gone].state is JobState.LOST
+    cancelled = JobHandle("sge", "41_1", "d.1", str(tmp_path / "d.1.result.json"))
+    backend.cancel([cancelled])
+    assert backend.poll([cancelled])[cancelled].state is JobState.CANCELLED
+
+
+def test_backend_registered_and_options_checked() -> None:
+    assert isinstance(make_backend("sge", queue="all.q"), SgeBackend)
+    with pytest.raises(BackendError, match="memory_resource"):
+        SgeBackend(memory_resource="mem_free")
+    with pytest.raises(BackendError, match="batch_size"):
+        SgeBackend(batch_size=0)
+    assert SgeBackend(python=sys.executable).python == sys.executable
