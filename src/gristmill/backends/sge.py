@@ -35,18 +35,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
-from loguru import logger
 
-from gristmill.backends.arrays import Array, element_command, pack, throttle, write_manifest
+from gristmill.backends.array_backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.arrays import Array, element_command, throttle
 from gristmill.backends.base import (
-    Capabilities,
     JobHandle,
-    JobRequest,
     JobState,
     JobStatus,
-    SleepingWaitMixin,
 )
-from gristmill.backends.scheduler import CommandRunner, Vanished
+from gristmill.backends.scheduler import CommandRunner
 from gristmill.errors import BackendError
 from gristmill.resources import format_memory_mb, parse_memory
 
@@ -189,32 +186,12 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
     return out
 
 
-def lookup(records: Mapping[str, SgeRecord], job_id: str) -> SgeRecord | None:
-    """The record of task ``J_T``, or of job ``J`` when it was listed without tasks."""
-    record = records.get(job_id)
-    if record is None and "_" in job_id:
-        record = records.get(job_id.partition("_")[0])
-    return record
-
-
 def qdel_argv(job_ids: Sequence[str]) -> list[str]:
     """``qdel J -t 1-3 J -t 7 K``: one call, one ``-t`` range per run of adjacent tasks."""
-    tasks: dict[str, list[int]] = {}
-    argv = ["qdel"]
-    for job_id in job_ids:
-        job, _, task = job_id.partition("_")
-        if task.isdigit():
-            tasks.setdefault(job, []).append(int(task))
-        else:
-            argv.append(job)
-    for job, numbers in tasks.items():
-        ranges: list[list[int]] = []
-        for n in sorted(set(numbers)):
-            if ranges and n == ranges[-1][1] + 1:
-                ranges[-1][1] = n
-            else:
-                ranges.append([n, n])
-        for a, b in ranges:
+    runs, plain = element_runs(job_ids)
+    argv = ["qdel", *plain]
+    for job, spans in runs.items():
+        for a, b in spans:
             argv.extend([job, "-t", str(a) if a == b else f"{a}-{b}"])
     return argv
 
@@ -312,14 +289,13 @@ def ran_out_of_memory(stderr: Path, size: int = 8192) -> bool:
     return any(mark in tail for mark in OOM_MARKS)
 
 
-class SgeBackend(SleepingWaitMixin):
+class SgeBackend(ArrayBackend):
     """Runs attempts as Grid Engine array jobs; options come from ``workflow.options``."""
 
     name = "sge"
-    capabilities = Capabilities(
-        arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
-    )
-    poll_min = 2.0
+    scheduler = "Grid Engine"
+    cancel_command = "qdel"
+    first_index = 1
 
     def __init__(
         self,
@@ -338,11 +314,10 @@ class SgeBackend(SleepingWaitMixin):
         lost_after: float | str = 180.0,
         runner: CommandRunner | None = None,
     ) -> None:
+        super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
+                         lost_after=lost_after, runner=runner)
         self.queue = queue
         self.project = project
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise BackendError(f"sge option batch_size={batch_size!r}: give at least 1")
         self.max_concurrent = int(max_concurrent) if max_concurrent else None
         if memory_resource not in _MEMORY_RESOURCES:
             raise BackendError(f"sge option memory_resource={memory_resource!r}: give one of "
@@ -352,11 +327,7 @@ class SgeBackend(SleepingWaitMixin):
         self.pe = pe
         self.shell = shell
         self.qsub_flags = qsub_flags.split() if isinstance(qsub_flags, str) else list(qsub_flags)
-        self.python = python
-        self.runner = runner or CommandRunner(timeout=float(command_timeout))
-        self.vanished = Vanished(grace=float(lost_after))
         self._max_tasks: int | None = None
-        self._cancelled: set[str] = set()  # tasks qdel'ed while pending leave no record
 
     @property
     def max_array_size(self) -> int:
@@ -367,62 +338,31 @@ class SgeBackend(SleepingWaitMixin):
             self._max_tasks = max(1, int(found.group(1))) if found else 75000
         return self._max_tasks
 
-    # -- the Backend protocol ------------------------------------------------------------
+    # -- the scheduler's commands ----------------------------------------------------------
 
-    def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
-        """One ``qsub -t`` per (task, resources) group; all or nothing, like Slurm's."""
-        limit = min(self.batch_size, self.max_array_size)
-        handles: dict[str, JobHandle] = {}
-        submitted: list[str] = []
-        try:
-            for array in pack(jobs, max_elements=limit):
-                job_id = self._submit_array(array)
-                submitted.append(job_id)
-                for index, job in enumerate(array.jobs):
-                    handles[job.key] = JobHandle(
-                        self.name, f"{job_id}_{index + 1}", job.key, str(job.result_path)
-                    )
-        except BackendError as exc:
-            if submitted:
-                try:
-                    self.runner.run(["qdel", *submitted], ok=lambda p: p.returncode in (0, 1))
-                except BackendError as undo:
-                    logger.error("could not delete Grid Engine jobs {}: {}", submitted, undo)
-                raise BackendError(f"{exc} (the {len(submitted)} array(s) of the same batch "
-                                   f"already submitted were deleted: {' '.join(submitted)})"
-                                   ) from None
-            raise
-        return [handles[job.key] for job in jobs]
+    def batch_script(self, manifest: Path) -> str:
+        return batch_script(manifest, self.python, self.shell)
 
-    def _submit_array(self, array: Array) -> str:
-        stem = f"array-{array.jobs[0].key}"
-        manifest = array.log_dir / f"{stem}.json"
-        script = array.log_dir / f"{stem}.sh"
-        try:
-            write_manifest(array, manifest)
-            script.write_text(batch_script(manifest, self.python, self.shell))
-        except OSError as exc:
-            raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
-                               "free space or fix permissions in the run directory") from None
-        argv = qsub_argv(
+    def submit_argv(self, array: Array, script: Path) -> list[str]:
+        return qsub_argv(
             array, script, queue=self.queue, project=self.project,
             max_concurrent=self.max_concurrent, memory_resource=self.memory_resource,
             mem_overhead=self.mem_overhead, pe=self.pe, shell=self.shell or self.python,
             extra=self.qsub_flags,
         )
-        proc = self.runner.run(argv, retry_timeouts=False)
-        job_id = proc.stdout.strip().split(".")[0]
-        if not job_id.isdigit():
-            raise BackendError(f"qsub answered {proc.stdout.strip()!r}, not a job id")
-        logger.debug("submitted {} x{} as Grid Engine job {}", array.task, array.size, job_id)
-        return job_id
+
+    def parse_job_id(self, stdout: str) -> str:
+        return stdout.strip().split(".")[0]
+
+    def cancel_argv(self, ids: Sequence[str]) -> list[str]:
+        return qdel_argv(ids)
+
+    # -- status --------------------------------------------------------------------------
 
     def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         """One ``qstat -xml``; one ``qacct -j`` per array with tasks gone and no result."""
         if not handles:
             return {}
-        from gristmill.attempt import read_result
-
         proc = self.runner.run(["qstat", "-xml"])
         queue = parse_qstat_xml(proc.stdout)
         out: dict[JobHandle, JobStatus] = {}
@@ -433,14 +373,9 @@ class SgeBackend(SleepingWaitMixin):
                 self.vanished.seen(handle.job_id)
                 out[handle] = JobStatus(record.state, host=record.host, reason=record.reason)
                 continue
-            try:
-                result = read_result(handle.result_path)
-            except BackendError as exc:  # the engine reports it
-                logger.warning("{}", exc)
-                result = None
+            result = self.worker_result(handle)
             if result is not None:
-                self.vanished.seen(handle.job_id)
-                out[handle] = self._memory(handle, result.to_status())
+                out[handle] = self._memory(handle, result)
             else:
                 gone.append(handle)
         finished: dict[str, SgeRecord] = {}
@@ -456,12 +391,10 @@ class SgeBackend(SleepingWaitMixin):
                     record.state, record.exit_code, record.signal, record.peak_vmem,
                     record.elapsed, record.host, record.reason,
                 ))
-            elif handle.job_id in self._cancelled:
-                out[handle] = JobStatus(JobState.CANCELLED, reason="cancelled before it "
-                                        "started (Grid Engine keeps no record of such tasks)")
-            elif self.vanished.missing(handle.job_id):
-                out[handle] = JobStatus(JobState.LOST, reason="Grid Engine has no record of "
-                                        "the job (not in qstat, not in qacct)")
+            else:
+                status = self.unknown(handle)
+                if status is not None:
+                    out[handle] = status
         return out
 
     def _memory(self, handle: JobHandle, status: JobStatus) -> JobStatus:
@@ -473,20 +406,3 @@ class SgeBackend(SleepingWaitMixin):
                 f"{status.reason}: the task could not allocate memory "
                 f"(over its {self.memory_resource} limit)"))
         return status
-
-    def cancel(self, handles: Sequence[JobHandle]) -> None:
-        """One ``qdel`` for every job named (adjacent tasks of an array as one ``-t`` range)."""
-        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
-        if ids:
-            self.runner.run(qdel_argv(ids), ok=lambda p: p.returncode in (0, 1))
-            self._cancelled.update(ids)
-
-    def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Nothing to do: polling is stateless, any job id can be asked about."""
-
-    def close(self) -> None:
-        """Nothing held between calls."""
-
-    @property
-    def calls(self) -> Mapping[str, int]:
-        return dict(self.runner.calls)

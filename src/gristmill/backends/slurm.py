@@ -26,19 +26,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
-from loguru import logger
 
-from gristmill.backends.arrays import Array, element_command, pack, throttle, write_manifest
+from gristmill.backends.array_backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.arrays import Array, element_command, throttle
 from gristmill.backends.base import (
-    Capabilities,
     JobHandle,
-    JobRequest,
     JobState,
     JobStatus,
-    SleepingWaitMixin,
 )
-from gristmill.backends.scheduler import CommandRunner, Vanished
-from gristmill.errors import BackendError
+from gristmill.backends.scheduler import CommandRunner
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
@@ -110,40 +106,15 @@ def expand_ids(job_id: str) -> list[str]:
 
 
 def compact_ids(job_ids: Sequence[str]) -> list[str]:
-    """``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``["7_[0-2,5]", "9"]``: one word per array.
+    """``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``["9", "7_[0-2,5]"]``: one word per array.
 
     Keeps ``scancel``'s argv short however many elements a run cancels.
     """
-    tasks: dict[str, list[int]] = {}
-    out = []
-    for job_id in job_ids:
-        array, _, task = job_id.partition("_")
-        if task.isdigit():
-            tasks.setdefault(array, []).append(int(task))
-        else:
-            out.append(job_id)
-    for array, numbers in tasks.items():
-        ranges: list[list[int]] = []
-        for n in sorted(set(numbers)):
-            if ranges and n == ranges[-1][1] + 1:
-                ranges[-1][1] = n
-            else:
-                ranges.append([n, n])
-        spec = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
-        out.append(f"{array}_[{spec}]")
-    return out
-
-
-def lookup(records: Mapping[str, SlurmRecord], job_id: str) -> SlurmRecord | None:
-    """The record of element ``A_T``, or of its array ``A`` while the element has none.
-
-    An array whose elements never started (held, or cancelled while pending) is
-    one row named ``A`` in squeue, scontrol and sacct.
-    """
-    record = records.get(job_id)
-    if record is None and "_" in job_id:
-        record = records.get(job_id.partition("_")[0])
-    return record
+    runs, plain = element_runs(job_ids)
+    return plain + [
+        f"{array}_[{','.join(str(a) if a == b else f'{a}-{b}' for a, b in spans)}]"
+        for array, spans in runs.items()
+    ]
 
 
 @attrs.frozen
@@ -344,14 +315,12 @@ def batch_script(manifest: Path, python: str) -> str:
     )
 
 
-class SlurmBackend(SleepingWaitMixin):
+class SlurmBackend(ArrayBackend):
     """Runs attempts as Slurm array jobs. Options come from the spec's ``workflow.options``."""
 
     name = "slurm"
-    capabilities = Capabilities(
-        arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
-    )
-    poll_min = 2.0
+    scheduler = "Slurm"
+    cancel_command = "scancel"
 
     def __init__(
         self,
@@ -368,24 +337,19 @@ class SlurmBackend(SleepingWaitMixin):
         accounting: bool | str | None = None,
         runner: CommandRunner | None = None,
     ) -> None:
+        super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
+                         lost_after=lost_after, runner=runner)
         self.partition = partition
         self.account = account
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise BackendError(f"slurm option batch_size={batch_size!r}: give at least 1")
         self.max_concurrent = int(max_concurrent) if max_concurrent else None
         self.mem_overhead = parse_memory(mem_overhead) if mem_overhead not in (0, "0") else 0
         self.sbatch_flags = (
             sbatch_flags.split() if isinstance(sbatch_flags, str) else list(sbatch_flags)
         )
-        self.python = python
-        self.runner = runner or CommandRunner(timeout=float(command_timeout))
-        self.vanished = Vanished(grace=float(lost_after))
         self._config: dict[str, str] | None = None
         self._accounting = None if accounting is None else str(accounting).lower() in (
             "1", "true", "yes"
         )
-        self._cancelled: set[str] = set()  # pending elements scancel'ed leave no record
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -416,59 +380,25 @@ class SlurmBackend(SleepingWaitMixin):
             self._accounting = bool(storage) and not storage.endswith("/none")
         return self._accounting
 
-    # -- the Backend protocol ------------------------------------------------------------
+    # -- the scheduler's commands ----------------------------------------------------------
 
-    def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
-        """One ``sbatch --array`` per (task, resources) group, split at the size limits.
+    def batch_script(self, manifest: Path) -> str:
+        return batch_script(manifest, self.python)
 
-        All or nothing: the engine counts a failed call as "none submitted", so the
-        arrays of this batch that were already accepted are cancelled before raising.
-        """
-        limit = min(self.batch_size, self.max_array_size)
-        handles: dict[str, JobHandle] = {}
-        submitted: list[str] = []
-        try:
-            for array in pack(jobs, max_elements=limit):
-                job_id = self._submit_array(array)
-                submitted.append(job_id)
-                for index, job in enumerate(array.jobs):
-                    handles[job.key] = JobHandle(
-                        self.name, f"{job_id}_{index}", job.key, str(job.result_path)
-                    )
-        except BackendError as exc:
-            if submitted:
-                try:
-                    self.runner.run(["scancel", *submitted], ok=lambda p: p.returncode in (0, 1))
-                except BackendError as undo:
-                    logger.error("could not cancel Slurm jobs {}: {}", submitted, undo)
-                raise BackendError(f"{exc} (the {len(submitted)} array(s) of the same batch "
-                                   f"already submitted were cancelled: {' '.join(submitted)})",
-                                   transient=exc.transient) from None
-            raise
-        return [handles[job.key] for job in jobs]
-
-    def _submit_array(self, array: Array) -> str:
-        """Write the array's manifest and script, run sbatch; the array's job id."""
-        stem = f"array-{array.jobs[0].key}"
-        manifest = array.log_dir / f"{stem}.json"
-        script = array.log_dir / f"{stem}.sh"
-        try:
-            write_manifest(array, manifest)
-            script.write_text(batch_script(manifest, self.python))
-        except OSError as exc:
-            raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
-                               "free space or fix permissions in the run directory") from None
-        argv = sbatch_argv(
+    def submit_argv(self, array: Array, script: Path) -> list[str]:
+        return sbatch_argv(
             array, script, partition=self.partition, account=self.account,
             max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
             extra=self.sbatch_flags,
         )
-        proc = self.runner.run(argv, retry_timeouts=False)
-        job_id = proc.stdout.strip().split(";")[0]
-        if not job_id.isdigit():
-            raise BackendError(f"sbatch answered {proc.stdout.strip()!r}, not a job id")
-        logger.debug("submitted {} x{} as Slurm job {}", array.task, array.size, job_id)
-        return job_id
+
+    def parse_job_id(self, stdout: str) -> str:
+        return stdout.strip().split(";")[0]
+
+    def cancel_argv(self, ids: Sequence[str]) -> list[str]:
+        return ["scancel", *compact_ids(ids)]
+
+    # -- status --------------------------------------------------------------------------
 
     def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         if not handles:
@@ -490,7 +420,7 @@ class SlurmBackend(SleepingWaitMixin):
         for job_id, handle in by_id.items():
             record = records[job_id]
             if record is None:
-                status = self._absent(handle)
+                status = self.worker_result(handle) or self.unknown(handle)
                 if status is not None:
                     out[handle] = status
                 continue
@@ -512,25 +442,6 @@ class SlurmBackend(SleepingWaitMixin):
         )
         return parse_scontrol(proc.stdout)
 
-    def _absent(self, handle: JobHandle) -> JobStatus | None:
-        """A job no source lists: the worker's record if any, else LOST after a grace time."""
-        from gristmill.attempt import read_result
-
-        try:
-            result = read_result(handle.result_path)
-        except BackendError as exc:  # the engine reports it; the job counts as lost
-            logger.warning("{}", exc)
-            result = None
-        if result is not None:
-            self.vanished.seen(handle.job_id)
-            return result.to_status()
-        if handle.job_id in self._cancelled:
-            return JobStatus(JobState.CANCELLED, reason="cancelled before it started "
-                             "(Slurm keeps no record of such array elements)")
-        if self.vanished.missing(handle.job_id):
-            return JobStatus(JobState.LOST, reason="Slurm has no record of the job")
-        return None
-
     def _status(self, handle: JobHandle, record: SlurmRecord) -> JobStatus:
         state = record.state
         reason = record.raw_state if state.finished else record.reason
@@ -546,19 +457,3 @@ class SlurmBackend(SleepingWaitMixin):
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
         return _OOM_LINE in log_tail(job_log(Path(handle.result_path).parent, handle.job_id))
-
-    def cancel(self, handles: Sequence[JobHandle]) -> None:
-        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
-        if ids:
-            self.runner.run(["scancel", *compact_ids(ids)], ok=lambda p: p.returncode in (0, 1))
-            self._cancelled.update(ids)
-
-    def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Nothing to do: polling is stateless, any job id can be asked about."""
-
-    def close(self) -> None:
-        """Nothing held between calls."""
-
-    @property
-    def calls(self) -> Mapping[str, int]:
-        return dict(self.runner.calls)
