@@ -1,9 +1,10 @@
 """One measured workload of bench_peers.py, in a process of its own.
 
-bench_peers.py starts this script once per (workload, tool, size) and reads the peak
-RSS of the whole process with ``os.wait4``; this script times the workload itself (min
-of ``--repeat`` runs, fewer when they overrun ``--budget`` seconds) and prints one JSON
-line: ``{"seconds": [...], "startup_s": [...], "nodes": N, "baseline_rss_mb": MB}``.
+bench_peers.py starts this script once per (workload, tool, size). It times the
+workload (min of ``--repeat`` runs, fewer when they overrun ``--budget`` seconds) and
+prints one JSON line: ``{"seconds": [...], "startup_s": [...], "nodes": N, "baseline_rss_mb": MB,
+"peak_rss_mb": MB}`` (the RSS figures are this process image's own, after imports and at
+the end).
 
     python benchmarks/peers/workloads.py {fan,tree,chain,tasks} TOOL N [--repeat R]
 
@@ -15,6 +16,7 @@ only for their own rows, so one missing peer never stops the others.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import graphlib
 import json
@@ -31,7 +33,15 @@ Measure = Callable[[int], "tuple[int, float]"]  # n -> (nodes, startup seconds)
 
 
 def rss_mb() -> float:
-    """Peak RSS of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
+    """Peak RSS of this process image so far, in MiB.
+
+    VmHWM where /proc has it: ``ru_maxrss`` survives ``exec`` on Linux, so a child's
+    would start at its parent's size when it was forked.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -82,7 +92,7 @@ def dask_delayed_dag(shape: str, n: int) -> int:
         roots = [delayed(_fit)(0)]
         for i in range(1, n):
             roots.append(delayed(_fit)(i, roots[(i - 1) // 2]))
-    else:  # a chain: each Delayed copies its ancestors' layers, quadratic in n
+    else:  # a chain grows about quadratically in n (see bench_peers.NOTES)
         raise SystemExit("dask-delayed is measured on the fan and tree shapes only")
     graph = dict(collections_to_expr(roots, optimize_graph=False).__dask_graph__())
     return len(dask.order.order(graph))
@@ -207,7 +217,7 @@ def measure(workload: str, tool: str, n: int, repeat: int, budget: float) -> dic
         if sum(seconds) + seconds[-1] > budget:
             break
     return {"seconds": seconds, "startup_s": startups, "nodes": nodes,
-            "baseline_rss_mb": round(baseline, 1)}
+            "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(rss_mb(), 1)}
 
 
 def main() -> None:
