@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from gm_testing import pid_gone, wait_for
 
 from gristmill.errors import RunDirError
 from gristmill.runner import RunResult, run_workflow
@@ -90,26 +91,6 @@ def max_overlap(stamps: Path, idents: range | None = None) -> int:
     return peak
 
 
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    """Whether ``pid`` exits (or is a zombie) within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rpartition(")")[2].split()[0] in ("Z", "X"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
