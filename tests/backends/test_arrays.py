@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from gm_testing import subprocess_env
 
@@ -112,7 +113,7 @@ def test_a_manifest_maps_each_index_to_its_attempt(tmp_path: Path) -> None:
     for i, job in enumerate(jobs):
         entry = read_entry(path, i)
         assert entry == {
-            "key": job.key, "argv": list(job.argv), "stdout": str(job.stdout),
+            "key": job.key, "runtime": None, "argv": list(job.argv), "stdout": str(job.stdout),
             "stderr": str(job.stderr), "result": str(job.result_path),
             "env": {"SEED": str(i)}, "cwd": str(tmp_path) if i == 1 else None,
         }
@@ -177,6 +178,38 @@ def test_the_runner_runs_its_element_under_the_worker(tmp_path: Path) -> None:
     assert (result.state, result.exit_code) == (JobState.FAILED, 3)
     assert Path(f"{jobs[1].result_path}.handle").read_text() == "77_1\n"
     assert not jobs[0].result_path.exists()  # only the element named by the index ran
+
+
+def test_a_manifest_with_runtimes_makes_the_wrapper_stop_the_whole_task(
+    tmp_path: Path,
+) -> None:
+    """Grid Engine's h_rt kills only the job's group: the wrapper must stop the task's."""
+    res = Resources(runtime=1)
+    nap = f"60.{os.getpid()}{time.monotonic_ns() % 10**6}"  # a cmdline only this test has
+    job = attrs.evolve(request(tmp_path, 0, argv=("bash", "-c", f"sleep {nap} & wait")),
+                       resources=res)
+    path = tmp_path / "logs" / job.task / "array.json"
+    write_manifest(Array(job.task, res, (job,)), path, runtime=True)
+    assert read_entry(path, 0)["runtime"] == 1
+    started = time.monotonic()
+    done = subprocess.run([*RUNNER, str(path), "0"], env=element_env(JOB_ID="5",
+                          SGE_TASK_ID="1"), capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - started < 20
+    result = read_result(job.result_path)
+    assert result is not None
+    assert result.state is JobState.TIMEOUT, result
+    assert done.returncode == 128 + signal.SIGTERM
+    assert "exceeded runtime" in result.reason
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+            and _cmdline(p) == f"sleep\0{nap}\0".encode()]
+    assert left == [], "the task's background child outlived the timeout"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_the_runner_succeeds_with_its_element(tmp_path: Path) -> None:

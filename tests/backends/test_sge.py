@@ -163,6 +163,17 @@ def test_qsub_argv_renders_every_resource_as_separate_words(tmp_path: Path) -> N
     ]
 
 
+def test_h_rt_is_the_runtime_plus_the_margin_the_wrapper_leaves_itself(tmp_path: Path) -> None:
+    res = Resources(runtime="90.5s")
+    array = Array("fit", res, (request(tmp_path, "a.1", res),))
+    argv = qsub_argv(array, tmp_path / "s.sh", h_rt_margin=60)
+    assert argv[argv.index("-l") + 1] == "h_rt=151"
+    backend = SgeBackend(h_rt_margin="0")
+    assert "h_rt=91" in backend.submit_argv(array, tmp_path / "s.sh")
+    with pytest.raises(BackendError, match="h_rt_margin"):
+        SgeBackend(h_rt_margin=-1)
+
+
 def test_qsub_argv_minimal_and_m_mem_free(tmp_path: Path) -> None:
     res = Resources(mem="100M")
     array = Array("7up", res, (request(tmp_path, "a.1", res),))

@@ -18,22 +18,20 @@ import collections
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cluster_testing
 import pytest
+from cluster_testing import attempts, by_node, gristmill, lines, wait_until
 
-from gristmill import runner
-from gristmill.backends import make_backend
-from gristmill.backends.base import Backend, JobRequest, JobState
-from gristmill.backends.sge import SgeBackend
+from gristmill.backends.base import JobRequest, JobState
+from gristmill.backends.sge import SgeBackend, parse_qstat_xml
 from gristmill.resources import Resources
-from gristmill.runner import RunResult, run_workflow
+from gristmill.runner import RunResult
 from gristmill.spec import Spec
-from gristmill.store import AttemptRecord, Store
 
 pytestmark = pytest.mark.sge
 
@@ -80,54 +78,6 @@ def tasks() -> Any:
     return slurm_tasks
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.3)
-
-
-def run_bounded(
-    wf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, **options: Any
-) -> tuple[RunResult, SgeBackend]:
-    """Run ``wf`` on Grid Engine in this process; SIGINT at ``seconds``."""
-    made: list[Backend] = []
-
-    def spy(name: str, **opts: Any) -> Backend:
-        made.append(make_backend(name, **opts))
-        return made[-1]
-
-    monkeypatch.setattr(runner, "make_backend", spy)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        result = run_workflow(wf, backend="sge", run_dir=tmp_path / "runs", poll_interval=1,
-                              **options)
-    finally:
-        timer.cancel()
-    assert not result.interrupted, f"the run did not finish within {seconds} s: {result}"
-    (backend,) = made
-    assert isinstance(backend, SgeBackend)
-    return result, backend
-
-
-def by_node(run_dir: Path) -> dict[str, list[AttemptRecord]]:
-    store = Store.open(run_dir, readonly=True)
-    try:
-        records = store.attempts()
-    finally:
-        store.close()
-    out: dict[str, list[AttemptRecord]] = collections.defaultdict(list)
-    for record in sorted(records, key=lambda r: (r.job_name, r.attempt)):
-        out[record.job_name].append(record)
-    return dict(out)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().split("\n")[:-1] if path.exists() else []
-
-
 def qacct_field(job_id: str, field: str) -> str:
     """One field of a finished task's accounting record (qacct lags the job's end by ~2 s)."""
     job, _, task = job_id.partition("_")
@@ -145,6 +95,17 @@ def qacct_field(job_id: str, field: str) -> str:
                 if line.startswith(field + " "))
 
 
+def run_bounded(
+    wf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, **options: Any
+) -> tuple[RunResult, SgeBackend]:
+    """Run ``wf`` on Grid Engine in this process; SIGINT at ``seconds``."""
+    result, backend = cluster_testing.run_bounded(
+        wf, "sge", tmp_path, monkeypatch, seconds, poll_interval=1, **options
+    )
+    assert isinstance(backend, SgeBackend)
+    return result, backend
+
+
 def test_one_array_per_task_and_resources(
     tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,7 +113,7 @@ def test_one_array_per_task_and_resources(
     result, backend = run_bounded(tasks.records(path=str(path), n=6), tmp_path, monkeypatch, 60)
     assert result.ok, result.counts
     assert sorted(lines(path), key=int) == [str(i) for i in range(6)]
-    records = [r for rs in by_node(result.run_dir).values() for r in rs]
+    records = [r for rs in by_node(attempts(result.run_dir)).values() for r in rs]
     assert {str(r.job_id).split("_")[0] for r in records} == {str(records[0].job_id)[:-2]}
     assert sorted(str(r.job_id).split("_")[1] for r in records) == ["1", "2", "3", "4", "5", "6"]
     assert backend.calls["qsub"] == 1
@@ -170,7 +131,7 @@ def test_success_exit_3_and_memory_then_escalated(
     assert not result.ok
     assert lines(path) == ["1"]
     assert collections.Counter(lines(marker)) == {"fail": 1, "hog": 2}
-    nodes = by_node(result.run_dir)
+    nodes = by_node(attempts(result.run_dir))
     (ok,) = nodes["record"]
     assert (ok.state, ok.exit_code) == ("SUCCEEDED", 0)
     (failed,) = nodes["fail"]
@@ -183,24 +144,27 @@ def test_success_exit_3_and_memory_then_escalated(
     assert (first.resources["mem"], second.resources["mem"]) == (200 * 2**20, 600 * 2**20)
 
 
-def test_h_rt_kill_is_a_timeout_then_the_retry_gets_twice_the_runtime(
+def test_a_runtime_overrun_is_a_timeout_then_the_retry_gets_twice_the_runtime(
     tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reap: Path
 ) -> None:
+    """The wrapper stops the task at its runtime (h_rt, with its margin, is a backstop)."""
     marker = reap
     spec = Spec.from_dict({"tasks": {"slow": {"runtime": "5s"}}})
     result, backend = run_bounded(tasks.slows(marker=str(marker)), tmp_path, monkeypatch, 90,
                                   spec=spec)
     assert result.ok, result.counts
     assert lines(marker) == ["slow", "slow"]
-    first, second = by_node(result.run_dir)["slow"]
-    assert (first.state, first.exit_code, first.signal) == ("TIMEOUT", 137, 9), first
-    assert "time limit" in first.reason
+    first, second = by_node(attempts(result.run_dir))["slow"]
+    assert (first.state, first.signal) == ("TIMEOUT", signal.SIGTERM), first
+    assert "exceeded runtime 00:00:05" in first.reason
     assert first.elapsed is not None
-    assert first.elapsed >= 5
+    assert 5 <= first.elapsed < 30
     assert second.state == "SUCCEEDED"
     assert (first.resources["runtime"], second.resources["runtime"]) == (5, 10)
-    assert qacct_field(str(first.job_id), "failed").startswith("37")
-    assert backend.calls["qacct"] >= 1
+    assert qacct_field(str(first.job_id), "failed").startswith("0")
+    assert qacct_field(str(first.job_id), "exit_status").split()[0] == str(128 + signal.SIGTERM)
+    assert "h_rt=65" in qacct_field(str(first.job_id), "category")
+    assert "qacct" not in backend.calls  # the wrapper's result said it all
 
 
 def survivors(marker: Path) -> list[int]:
@@ -224,10 +188,7 @@ def reap(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(reason="at h_rt, sge_shepherd SIGKILLs the job's process group only; the "
-                   "worker runs the task in its own group, so the task outlives the job "
-                   "(ENABLE_ADDGRP_KILL=true did not change that on SGE 8.1.9 here)")
-def test_an_h_rt_kill_leaves_no_task_process_behind(
+def test_a_runtime_overrun_leaves_no_task_process_behind(
     tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reap: Path
 ) -> None:
     spec = Spec.from_dict({"tasks": {"slow": {"runtime": "3s"}}})
@@ -262,3 +223,45 @@ def test_cancel_is_one_qdel_for_running_and_pending_tasks(tmp_path: Path) -> Non
     wait_until(all_cancelled, 30, "every task to be reported finished")
     assert set(final.values()) == {JobState.CANCELLED}
     assert qacct_field(handles[0].job_id, "failed").startswith("100")
+
+
+# -- the CLI: reattach -------------------------------------------------------------------------
+
+engines = cluster_testing.engines  # the fixture, under its name
+
+
+def qstat_ids() -> set[str]:
+    """``<job>_<task>`` of every array task Grid Engine still holds (queued or running)."""
+    out = subprocess.run(["qstat", "-xml"], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    return set(parse_qstat_xml(out))
+
+
+def test_kill_9_then_resume_adopts_live_jobs_and_runs_each_node_once(
+    tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    shared = tmp_path / "shared"
+    proc = gristmill(
+        engines, "run", "slurm_tasks:staged", "--path", str(shared), "--n", "12", "--pause",
+        "6", "--backend", "sge", "--run-dir", str(tmp_path / "runs"), "--poll-interval", "1",
+    )  # all.q has 8 slots: 8 run, 4 wait in the queue when the engine dies
+    wait_until(lambda: len(lines(shared)) >= 2 or proc.poll() is not None, 60,
+               "the first jobs to start")
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run_dir = (tmp_path / "runs" / "latest").resolve()
+    before = {r.job_name: r.job_id for r in attempts(run_dir)}
+    assert len(before) == 12
+    assert all(before.values())
+    assert qstat_ids() & {str(j) for j in before.values()}, "nothing left to adopt"
+    done = subprocess.run([*cluster_testing.GRISTMILL, "resume", str(run_dir),
+                           "--poll-interval", "1"], capture_output=True, timeout=180)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    seen = collections.Counter(lines(shared))
+    assert seen == {str(i): 1 for i in [*range(12), *range(100, 112)]}
+    records = attempts(run_dir)
+    assert len(records) == 24
+    assert {r.attempt for r in records} == {1}
+    assert {r.job_name: r.job_id for r in records if r.job_name in before} == before
+    assert {r.state for r in records} == {"SUCCEEDED"}

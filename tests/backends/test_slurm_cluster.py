@@ -21,34 +21,32 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import cluster_testing
 import pytest
+from cluster_testing import GRISTMILL, attempts, by_node, gristmill, lines, wait_until
 
-from gristmill import runner
 from gristmill.attempt import AttemptResult, write_result
-from gristmill.backends import make_backend
-from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState
+from gristmill.backends.base import JobHandle, JobRequest, JobState
 from gristmill.backends.slurm import SACCT_FORMAT, SlurmBackend, parse_sacct, parse_scontrol
 from gristmill.errors import BackendError
 from gristmill.resources import Resources
-from gristmill.runner import RunResult, run_workflow
+from gristmill.runner import RunResult
 from gristmill.spec import Spec
-from gristmill.store import AttemptRecord, Store
+from gristmill.store import AttemptRecord
 
 pytestmark = pytest.mark.slurm
+engines = cluster_testing.engines  # the fixture, under its name
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 SRC = ROOT / "src"
 START = ROOT / "ci" / "slurm" / "start.sh"
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli import main; main()"]
 #: The knobs the cluster was started with (nox passes them on); restored after a mode test.
 KNOBS = {k: v for k, v in os.environ.items() if k.startswith("SLURM_KIT_")}
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
@@ -147,62 +145,21 @@ def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
     return {j: s for j, _, s in (line.partition("|") for line in out.split()) if j in wanted}
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def run_bounded(
     wf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, **options: Any
 ) -> tuple[RunResult, SlurmBackend]:
     """Run ``wf`` on Slurm in this process; SIGINT at ``seconds`` (the engine cancels its jobs)."""
-    made: list[Backend] = []
-
-    def spy(name: str, **opts: Any) -> Backend:
-        made.append(make_backend(name, **opts))
-        return made[-1]
-
-    monkeypatch.setattr(runner, "make_backend", spy)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        result = run_workflow(wf, backend="slurm", run_dir=tmp_path / "runs", poll_interval=2,
-                              **options)
-    finally:
-        timer.cancel()
-    assert not result.interrupted, f"the run did not finish within {seconds} s: {result}"
-    (backend,) = made
+    result, backend = cluster_testing.run_bounded(
+        wf, "slurm", tmp_path, monkeypatch, seconds, poll_interval=2, **options
+    )
     assert isinstance(backend, SlurmBackend)
     return result, backend
-
-
-def attempts(run_dir: Path) -> list[AttemptRecord]:
-    store = Store.open(run_dir, readonly=True)
-    try:
-        return store.attempts()
-    finally:
-        store.close()
-
-
-def by_node(records: list[AttemptRecord]) -> dict[str, list[AttemptRecord]]:
-    """Job name -> its attempts in order."""
-    out: dict[str, list[AttemptRecord]] = collections.defaultdict(list)
-    for record in sorted(records, key=lambda r: (r.job_name, r.attempt)):
-        out[record.job_name].append(record)
-    return dict(out)
 
 
 def array_of(record: AttemptRecord) -> str:
     assert record.job_id, record
     assert "_" in record.job_id, record
     return record.job_id.split("_")[0]
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def requests(
@@ -526,23 +483,6 @@ def test_a_timeout_is_retried_with_twice_the_runtime(
 
 
 # -- the CLI: interrupt and reattach ---------------------------------------------------------
-
-
-@pytest.fixture
-def engines() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Engines a test started; any still running at the end are killed (never a hang)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
-def gristmill(procs: list[subprocess.Popen[bytes]], *args: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([*GRISTMILL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    procs.append(proc)
-    return proc
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

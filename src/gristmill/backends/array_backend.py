@@ -79,6 +79,7 @@ class ArrayBackend(SleepingWaitMixin):
     scheduler = "the scheduler"  # for messages: "Slurm", "Grid Engine"
     cancel_command = "false"  # withdraws whole arrays: ``scancel ID ...``, ``qdel ID ...``
     first_index = 0  # the scheduler's first array index (Grid Engine counts from 1)
+    wrapper_runtime = False  # the worker wrapper enforces each task's runtime (see arrays)
     capabilities = Capabilities(
         arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
     )
@@ -168,7 +169,7 @@ class ArrayBackend(SleepingWaitMixin):
         manifest = array.log_dir / f"{stem}.json"
         script = array.log_dir / f"{stem}.sh"
         try:
-            write_manifest(array, manifest)
+            write_manifest(array, manifest, runtime=self.wrapper_runtime)
             script.write_text(self.batch_script(manifest))
         except OSError as exc:
             raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "

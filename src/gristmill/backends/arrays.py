@@ -65,11 +65,17 @@ def throttle(max_concurrent: int | None, size: int) -> int | None:
     return max(1, max_concurrent)
 
 
-def write_manifest(array: Array, path: Path) -> None:
-    """Write the manifest atomically (the scheduler may start an element at once)."""
+def write_manifest(array: Array, path: Path, *, runtime: bool = False) -> None:
+    """Write the manifest atomically (the scheduler may start an element at once).
+
+    With ``runtime`` each entry carries its task's runtime and the worker wrapper
+    enforces it itself (TIMEOUT, SIGTERM then SIGKILL to the task's process group),
+    for schedulers whose own limit kills only the job's process group.
+    """
     entries = [
         {
             "key": job.key,
+            "runtime": job.resources.runtime if runtime else None,
             "argv": list(job.argv),
             "stdout": str(job.stdout),
             "stderr": str(job.stderr),
@@ -141,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chdir(entry["cwd"])
     from gristmill import worker
 
+    limits = ["--runtime", str(entry["runtime"])] if entry.get("runtime") else []
     code = worker.main(
         ["--result", entry["result"], "--stdout", entry["stdout"], "--stderr", entry["stderr"],
-         "--", *entry["argv"]]
+         *limits, "--", *entry["argv"]]
     )
     explain_signal(entry["result"], Path(args[0]).parent)
     return code

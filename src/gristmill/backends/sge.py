@@ -11,7 +11,10 @@ A finished job leaves ``qstat`` at once; its only record is ``qacct -j`` (which
 has it within a few seconds, hence the :class:`Vanished` grace). ``qacct`` is asked
 only for jobs that left the queue *without* a worker result file: the result file
 is the source of truth, and jobs the scheduler kills (``h_rt``, ``qdel``: SIGKILL)
-are exactly those that leave none. How qacct's fields map:
+are exactly those that leave none. The wrapper enforces each task's runtime itself
+(``h_rt`` is the runtime plus ``h_rt_margin``), because at ``h_rt`` Grid Engine kills
+only the job's process group and the task, in a group of its own, would survive.
+How qacct's fields map:
 
 * ``failed 0`` — exit_status 0 is SUCCEEDED, anything else FAILED;
 * ``failed 37`` (qmaster enforced h_rt/h_cpu/h_vmem; exit 137) — TIMEOUT;
@@ -28,6 +31,7 @@ as OOM, every other one stays FAILED.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -214,8 +218,13 @@ def qsub_argv(
     pe: str = "smp",
     shell: str = "/bin/bash",
     extra: Sequence[str] = (),
+    h_rt_margin: int = 0,
 ) -> list[str]:
-    """The ``qsub`` command for one array: every value a separate argv word."""
+    """The ``qsub`` command for one array: every value a separate argv word.
+
+    ``h_rt`` is the task's runtime plus ``h_rt_margin``: the worker wrapper enforces
+    the runtime itself, and ``h_rt`` only stops a wrapper that could not.
+    """
     res = array.resources
     log = array.log_dir / "sge-$JOB_ID.$TASK_ID"
     argv = [
@@ -230,7 +239,7 @@ def qsub_argv(
     if res.mem is not None:
         argv.extend(["-l", f"{memory_resource}={format_memory_mb(res.mem + mem_overhead)}M"])
     if res.runtime is not None:
-        argv.extend(["-l", f"h_rt={int(res.runtime)}"])
+        argv.extend(["-l", f"h_rt={math.ceil(res.runtime) + h_rt_margin}"])
     if res.queue or queue:
         argv.extend(["-q", str(res.queue or queue)])
     if res.project or project:
@@ -296,6 +305,10 @@ class SgeBackend(ArrayBackend):
     scheduler = "Grid Engine"
     cancel_command = "qdel"
     first_index = 1
+    # At h_rt, sge_shepherd SIGKILLs the job's process group only; the task runs in a
+    # group of its own (so the wrapper can stop all of it), and would outlive the job.
+    # So the wrapper enforces the runtime, and h_rt gets a margin as a backstop.
+    wrapper_runtime = True
 
     def __init__(
         self,
@@ -312,10 +325,14 @@ class SgeBackend(ArrayBackend):
         python: str = sys.executable,
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
+        h_rt_margin: int | str = 60,
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
                          lost_after=lost_after, runner=runner)
+        self.h_rt_margin = int(h_rt_margin)
+        if self.h_rt_margin < 0:
+            raise BackendError(f"sge option h_rt_margin={h_rt_margin!r}: give seconds >= 0")
         self.queue = queue
         self.project = project
         self.max_concurrent = int(max_concurrent) if max_concurrent else None
@@ -348,7 +365,7 @@ class SgeBackend(ArrayBackend):
             array, script, queue=self.queue, project=self.project,
             max_concurrent=self.max_concurrent, memory_resource=self.memory_resource,
             mem_overhead=self.mem_overhead, pe=self.pe, shell=self.shell or self.python,
-            extra=self.qsub_flags,
+            extra=self.qsub_flags, h_rt_margin=self.h_rt_margin,
         )
 
     def parse_job_id(self, stdout: str) -> str:
