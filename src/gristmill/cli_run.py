@@ -23,7 +23,7 @@ _WF_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _backend_options(pairs: tuple[str, ...], max_cores: int | None, max_mem: str | None,
-                     strict: bool) -> dict[str, Any]:
+                     strict: bool, dask_scheduler: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -38,6 +38,8 @@ def _backend_options(pairs: tuple[str, ...], max_cores: int | None, max_mem: str
         options["max_mem"] = parse_memory(max_mem, what="--max-mem")
     if strict:
         options["strict_resources"] = True
+    if dask_scheduler:
+        options["scheduler"] = dask_scheduler
     return options
 
 
@@ -57,6 +59,9 @@ def run_options(fn: Any) -> Any:
         click.option("--max-mem", help="local: memory to use (e.g. 8G)."),
         click.option("--strict-resources", is_flag=True,
                      help="local: refuse tasks that ask for more than the machine has."),
+        click.option("--dask-scheduler", metavar="ADDRESS",
+                     help="dask: the scheduler to use (tcp://host:8786); default: a local "
+                     "cluster of this machine."),
         click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="A backend option (repeatable)."),
     ]
@@ -113,7 +118,8 @@ def run(
     cores: int | None, runtime: str | None, queue: str | None, project: str | None,
     backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
     retries: int | None, poll_interval: float | None, max_cores: int | None,
-    max_mem: str | None, strict_resources: bool, backend_option: tuple[str, ...],
+    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
+    backend_option: tuple[str, ...],
 ) -> None:
     """Run the workflow TARGET (module:workflow); its parameters follow as options.
 
@@ -124,7 +130,8 @@ def run(
     wf = build_workflow(target, ctx.args, prog=f"gristmill run {target}")
     resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
                                    project=project)
-    options = _backend_options(backend_option, max_cores, max_mem, strict_resources)
+    options = _backend_options(backend_option, max_cores, max_mem, strict_resources,
+                               dask_scheduler)
     result = _interruptible(lambda: run_workflow(
         wf,
         backend=backend,
@@ -148,7 +155,8 @@ def run(
 def resume(
     run_dir: Path, backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
     retries: int | None, poll_interval: float | None, max_cores: int | None,
-    max_mem: str | None, strict_resources: bool, backend_option: tuple[str, ...],
+    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
+    backend_option: tuple[str, ...],
 ) -> None:
     """Continue RUN_DIR: skip DONE nodes, re-adopt live jobs, run the rest."""
     if "" not in sys.path:
@@ -156,7 +164,7 @@ def resume(
     wf, meta = rebuild_workflow(run_dir)
     stored_options = meta.get("backend_options") or {}
     options = {**stored_options, **_backend_options(
-        backend_option, max_cores, max_mem, strict_resources
+        backend_option, max_cores, max_mem, strict_resources, dask_scheduler
     )}
     settings = meta.get("settings") or {}
     result = _interruptible(lambda: run_workflow(

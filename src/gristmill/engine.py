@@ -40,6 +40,7 @@ import attrs
 from loguru import logger
 
 from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState, JobStatus
+from gristmill.dag_dispatch import dag_batch, live_descendants
 from gristmill.entrypoints import render_argv
 from gristmill.errors import BackendError, GristmillError, RunDirError
 from gristmill.graph import Graph
@@ -169,6 +170,8 @@ class Engine:
         inflight = getattr(backend, "max_inflight", None)
         limits = [x for x in (config.max_concurrent, inflight) if x]
         self.window = min(limits) if limits else 10_000
+        #: The backend runs dependencies and retries itself: it gets every node at once.
+        self.dag = backend.capabilities.dag
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -305,6 +308,8 @@ class Engine:
         total = 0
         if time.monotonic() < self._submit_paused_until:
             return 0
+        if self.dag:
+            return self._dispatch_dag()
         while len(self.live) < self.window:
             batch: list[tuple[int, JobRequest, Resources]] = []
             room = min(self.window - len(self.live), self.config.batch_size)
@@ -325,6 +330,22 @@ class Engine:
             if time.monotonic() < self._submit_paused_until:
                 break  # refused for now: the batch waits out the pause
         return total
+
+    def _dispatch_dag(self) -> int:
+        """Hand a ``dag`` backend every node it can run now, at once (see dag_dispatch)."""
+        ready = list(self.tracker.next_ready(lambda _node: False))
+        if not ready:
+            return 0
+        batch = dag_batch(self.graph, self.tracker.states, set(ready), self._request,
+                          self._max_attempts)
+        for node, _, _ in batch:
+            self.tracker.set(node, NodeState.SUBMITTED)
+        self._submit(batch)
+        return len(batch)
+
+    def _max_attempts(self, node: int) -> int:
+        unit, _ = self._unit_of(node)
+        return (self.plans[unit].policy.retries or 0) + 1
 
     def _full_with(self, node: int, planned: Mapping[str, int]) -> bool:
         unit, _ = self._unit_of(node)
@@ -506,7 +527,7 @@ class Engine:
             return
         self.tries[node] += 1
         retries = plan.policy.retries or 0
-        if self.tries[node] > retries or self.stopping:
+        if self.tries[node] > retries or self.stopping or self.dag:  # a dag backend retried
             self._final_failure(node, NodeState.FAILED)
             return
         if status.state in (JobState.OOM, JobState.TIMEOUT):
@@ -532,12 +553,27 @@ class Engine:
     def _final_failure(self, node: int, state: NodeState) -> None:
         self.failed_nodes.append(node)
         blocked = self.tracker.node_failed(node, state)
+        if self.dag:
+            blocked += self._drop_live_descendants(node)
         if blocked:
             logger.info("{} node(s) downstream of node {} cannot run", blocked, node)
         if self.config.fail_fast and not self.stopping:
             self.stopping = True
             logger.warning("fail_fast: stopping after the first failure")
             self.cancel_all("fail_fast after another node failed")
+
+    def _drop_live_descendants(self, node: int) -> int:
+        """Nodes handed to a ``dag`` backend below a failed one: it will not run them."""
+        by_node = {live.node: live for live in self.live.values()}
+        dropped = live_descendants(self.graph, node, by_node)
+        for n in dropped:
+            live = by_node[n]
+            del self.live[live.key]
+            self.live_per_task[live.task] -= 1
+            self._attempt_ended(n, live.key, JobStatus(
+                JobState.CANCELLED, reason=f"not run: upstream node {node} failed"))
+            self.tracker.set(n, NodeState.UPSTREAM_FAILED)
+        return len(dropped)
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every live job, after one poll: what already ended keeps its real outcome."""

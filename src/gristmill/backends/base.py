@@ -50,6 +50,12 @@ class JobRequest:
     result_path: Path  # where the worker wrapper writes its AttemptResult
     env: tuple[tuple[str, str], ...] = ()
     cwd: Path | None = None
+    #: Keys of requests in the same ``submit`` call that must succeed first. Only a
+    #: backend declaring ``Capabilities.dag`` gets any; others only see ready nodes.
+    after: tuple[str, ...] = ()
+    #: How many times a ``dag`` backend may run this node before it counts as failed;
+    #: other backends get 1, the engine retrying by itself.
+    max_attempts: int = 1
 
 
 @attrs.frozen
@@ -86,6 +92,10 @@ class Capabilities:
     reattach: bool = True  # can re-adopt live jobs after an engine restart
     enforces_memory: bool = False
     enforces_runtime: bool = False
+    #: Runs dependencies and retries itself (jobmon): the engine hands it every node
+    #: left to run in one ``submit``, with ``after`` and ``max_attempts`` filled in,
+    #: and then only mirrors the states it reports.
+    dag: bool = False
 
 
 @runtime_checkable
