@@ -62,8 +62,13 @@ qconf -ssconf > "$TMP/sched"                    # scheduler: run every second in
 sed -i -e 's/^schedule_interval .*/schedule_interval                 0:0:1/' \
        -e 's/^flush_submit_sec .*/flush_submit_sec                  1/' -e 's/^flush_finish_sec .*/flush_finish_sec                  1/' "$TMP/sched"
 qconf -Msconf "$TMP/sched" >/dev/null
+# m_mem_free, the memory request of Univa Grid Engine sites, as a consumable (SoGE lacks it)
+qconf -sc > "$TMP/complex"
+grep -q '^m_mem_free ' "$TMP/complex" || echo "m_mem_free mfree MEMORY <= YES YES 0 0" >> "$TMP/complex"
+qconf -Mc "$TMP/complex" >/dev/null
+MEM_KB=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 qconf -ss 2>/dev/null | grep -qx "$HOST" || qconf -as "$HOST" >/dev/null
-printf 'hostname %s\nload_scaling NONE\ncomplex_values NONE\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' "$HOST" > "$TMP/exechost"
+printf 'hostname %s\nload_scaling NONE\ncomplex_values m_mem_free=%sK\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' "$HOST" "$MEM_KB" > "$TMP/exechost"
 if qconf -se "$HOST" >/dev/null 2>&1; then qconf -Me "$TMP/exechost" >/dev/null; else qconf -Ae "$TMP/exechost" >/dev/null; fi
 # load_thresholds NONE: a busy test machine (load > 1.75 per core) must not keep jobs waiting
 qconf -sq | sed -e 's/^qname .*/qname                 all.q/' -e "s/^hostlist .*/hostlist              $HOST/" \

@@ -144,6 +144,23 @@ def test_success_exit_3_and_memory_then_escalated(
     assert (first.resources["mem"], second.resources["mem"]) == (200 * 2**20, 600 * 2**20)
 
 
+def test_memory_as_m_mem_free_a_consumable_as_univa_sites_request_it(
+    tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ci/sge/start.sh defines m_mem_free as a consumable of the host's memory."""
+    path = tmp_path / "shared"
+    spec = Spec.from_dict({"tasks": {"record": {"mem": "300M"}}})
+    result, backend = run_bounded(tasks.records(path=str(path), n=2), tmp_path, monkeypatch, 60,
+                                  spec=spec, backend_options={"memory_resource": "m_mem_free"})
+    assert result.ok, result.counts
+    assert sorted(lines(path), key=int) == ["0", "1"]
+    assert backend.memory_resource == "m_mem_free"
+    (record, _) = attempts(result.run_dir)
+    category = qacct_field(str(record.job_id), "category")
+    assert "m_mem_free=556M" in category, category  # 300M + the wrapper's 256M
+    assert "h_vmem" not in category
+
+
 def test_a_runtime_overrun_is_a_timeout_then_the_retry_gets_twice_the_runtime(
     tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reap: Path
 ) -> None:
