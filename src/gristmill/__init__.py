@@ -6,9 +6,10 @@ Write each stage as ``@gm.task`` over a click command, call tasks inside a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from loguru import logger
 
-from gristmill import runs
 from gristmill.errors import (
     BackendError,
     GraphError,
@@ -23,7 +24,20 @@ from gristmill.resources import Escalation, Policy, Resources
 from gristmill.task import Task, task
 from gristmill.workflow import Node, NodeGroup, Workflow, product, workflow
 
+if TYPE_CHECKING:
+    from gristmill import runs
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``gm.runs`` on first use: a task process that never makes a run directory does
+    not pay for importing it (and its YAML and provenance code) at every start."""
+    if name == "runs":
+        import importlib
+
+        return importlib.import_module("gristmill.runs")
+    raise AttributeError(f"module 'gristmill' has no attribute {name!r}")
 
 logger.disable("gristmill")
 
