@@ -10,30 +10,19 @@ The loop never busy-waits: it blocks in ``backend.wait`` (the local backend
 wakes as soon as an attempt ends; schedulers are polled on an interval that
 shortens while jobs finish and grows towards ``poll_max`` while idle).
 
-Fault injection, for the reliability tests only: ``GRISTMILL_FAULT=<point>:<n>``
-in the environment makes the engine SIGKILL itself the ``n``-th time it reaches
-``<point>``, one of ``persist`` (inside the transaction that writes a new run's
-DAG), ``reconcile`` (inside the one that resets a resumed run's unfinished
-nodes), ``submit`` (attempts recorded, jobs not yet handed to the backend),
-``after_submit`` (jobs handed over, their ids not yet recorded) and ``status``
-(inside a transaction of state updates, before it commits). Windows that short
-cannot be hit by timing. The variable is read once, at import; unset, each point
-costs one test of a module constant.
+Fault injection for the reliability tests: :mod:`gristmill.faults`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import attrs
@@ -42,8 +31,11 @@ from loguru import logger
 from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState, JobStatus
 from gristmill.dag_dispatch import dag_batch, live_descendants
 from gristmill.entrypoints import render_argv
-from gristmill.errors import BackendError, GristmillError, RunDirError
+from gristmill.errors import BackendError, RunDirError
+from gristmill.faults import FAULT as FAULT  # the runner's hook too
 from gristmill.graph import Graph
+from gristmill.interrupts import Interrupted as Interrupted  # what run() raises
+from gristmill.interrupts import SignalGuard
 from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
 from gristmill.store import AttemptRecord, NodeState, Store
 from gristmill.tracker import Tracker
@@ -56,44 +48,6 @@ LOST_RETRIES = 2
 SUBMIT_RETRIES = 5
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
-FAULT_POINTS = ("persist", "reconcile", "submit", "after_submit", "status")
-
-
-@attrs.define
-class Fault:
-    """``GRISTMILL_FAULT=<point>:<n>``: SIGKILL this process at the n-th ``reached(point)``."""
-
-    point: str
-    left: int
-
-    @classmethod
-    def from_env(cls) -> Fault | None:
-        text = os.environ.get("GRISTMILL_FAULT")
-        if not text:
-            return None
-        point, _, count = text.partition(":")
-        if point not in FAULT_POINTS or not count.isdigit() or int(count) < 1:
-            raise GristmillError(
-                f"GRISTMILL_FAULT={text!r}: write <point>:<n> with n >= 1 and point one of "
-                f"{', '.join(FAULT_POINTS)} (a test hook; unset it to run normally)"
-            )
-        return cls(point, int(count))
-
-    def reached(self, point: str) -> None:
-        if point == self.point:
-            self.left -= 1
-            if self.left == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-#: The fault to inject, or None (always, outside the reliability tests).
-FAULT = Fault.from_env()
-
-
-class Interrupted(GristmillError):  # noqa: N818 - a stop request, not an error of the run
-    """The engine was asked to stop (Ctrl-C, SIGTERM)."""
-
-    exit_code = 130
 
 
 @attrs.frozen
@@ -158,9 +112,7 @@ class Engine:
         self.stopping = False
         self._submit_failures = 0
         self._submit_paused_until = 0.0
-        self._deferred_signal: int | None = None
-        self._critical = False
-        self._handling = False
+        self.guard = SignalGuard()
         self._unsynced: float | None = None  # when the oldest commit not yet synced was made
         self._log_dirs: set[Path] = set()
         self._attempt_updates: list[dict[str, Any]] = []
@@ -190,58 +142,13 @@ class Engine:
 
     # -- signals -------------------------------------------------------------------------------
 
-    @contextmanager
-    def signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM stop the run (see :meth:`run`) while inside; re-entrant.
-
-        The runner holds it past :meth:`run`, so a second Ctrl-C while the run's
-        record is finished waits (it is dropped) instead of breaking that off.
-        """
-        if self._handling or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self._handling = True
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._critical:
-                self._deferred_signal = signum
-                return
-            self._critical = True  # from here on a second Ctrl-C waits for the cleanup
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
-
-        for s in previous:
-            signal.signal(s, handler)
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-            self._handling = False
+    def signals(self) -> AbstractContextManager[None]:
+        """Ctrl-C and SIGTERM stop the run while inside (see :class:`SignalGuard`)."""
+        return self.guard.handling()
 
     def defer_signals(self) -> None:
         """From now on a Ctrl-C or SIGTERM inside :meth:`signals` is dropped (the run ended)."""
-        self._critical = True
-
-    @contextmanager
-    def _critical_section(self) -> Iterator[None]:
-        """Defer Ctrl-C/SIGTERM while a submission and its record must stay together.
-
-        Re-entrant: only the outermost section raises the deferred signal, and never
-        over an exception already on its way out.
-        """
-        outer = self._critical
-        self._critical = True
-        try:
-            yield
-        except BaseException:
-            self._critical = outer
-            raise
-        self._critical = outer
-        if not outer and self._deferred_signal is not None:
-            signum, self._deferred_signal = self._deferred_signal, None
-            self._critical = True  # as in the handler: the cleanup is not interrupted
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+        self.guard.critical = True
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -257,7 +164,7 @@ class Engine:
                 self._loop()
             except (Interrupted, KeyboardInterrupt):
                 logger.warning("stopping: cancelling {} live job(s)", len(self.live))
-                self._critical = True  # a second Ctrl-C must not break the cleanup
+                self.guard.critical = True  # a second Ctrl-C must not break the cleanup
                 self.cancel_all("the run was interrupted")
                 self.flush()
                 raise Interrupted(
@@ -404,7 +311,7 @@ class Engine:
         self.flush()  # the attempt is on disk before the job can exist
         if FAULT:
             FAULT.reached("submit")
-        with self._critical_section():
+        with self.guard.section():
             try:
                 handles = list(self.backend.submit([req for _, req, _ in batch]))
             except BackendError as exc:
@@ -610,7 +517,7 @@ class Engine:
         Signals wait until it is done, and a failed write keeps the changes for the
         next flush: a transition lost here would make a resume rerun a finished node.
         """
-        with self._critical_section():
+        with self.guard.section():
             singles, ranges = self.tracker.drain_changes()
             if not (singles or ranges or self._new_attempts or self._attempt_updates):
                 return
