@@ -23,8 +23,11 @@ LINTED = ("src", "tests", "benchmarks", "examples", "noxfile.py")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run pytest (extra arguments are passed through: ``nox -s tests -- -k spec -x``)."""
-    session.install("-e", ".[test]", "-e", EXAMPLE)
+    """Run pytest (extra arguments are passed through: ``nox -s tests -- -k spec -x``).
+
+    The dask extra is installed: its backend's tests start a real scheduler and workers.
+    """
+    session.install("-e", ".[test,dask]", "-e", EXAMPLE)
     # Only exit code 0 counts: 5 ("no tests collected") is a failure, not a pass.
     session.run("pytest", *session.posargs, success_codes=[0])
 
