@@ -13,6 +13,7 @@ BACKENDS: dict[str, str] = {
     "local": "gristmill.backends.local:LocalBackend",
     "slurm": "gristmill.backends.slurm:SlurmBackend",
     "sge": "gristmill.backends.sge:SgeBackend",
+    "dask": "gristmill.backends.dask:DaskBackend",
 }
 
 
