@@ -65,7 +65,7 @@ def bench(session: nox.Session) -> None:
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:
         session.skip("no benchmarks/bench_*.py scripts")
-    session.install("-e", ".[test]", "-e", EXAMPLE)
+    session.install("-e", ".[test,dask]", "-e", EXAMPLE)
     for script in scripts:
         session.run("python", str(script.relative_to(ROOT)), *session.posargs)
 

@@ -122,6 +122,29 @@ def test_bulk_and_single_identities_agree() -> None:
     assert len(set(singly)) == graph.n_nodes == len(wf)
 
 
+def test_unit_digests_change_with_any_element_and_come_with_the_identities() -> None:
+    def body(last: int) -> Callable[[], None]:
+        def record_it() -> None:
+            fit.map(output_version="v", draw=[*range(200_000), last])  # several hash chunks
+            fit(output_version="v", draw=3)  # an alias: its unit owns no node
+            validate(output_version="v")
+
+        return record_it
+
+    graph = recorded(body(-1)).graph()
+    assert graph.owned == [200_001, 0, 1]
+    identities = graph.identities()
+    digests = graph.unit_digests()
+    assert graph.identities() is identities  # both made once, in one pass
+    fresh = recorded(body(-1)).graph()
+    assert fresh.unit_digests() == digests  # without the identities: the same digests
+    assert fresh.identities() == identities
+    changed = recorded(body(-2)).graph().unit_digests()
+    assert changed[0] != digests[0]
+    assert changed[1:] == digests[1:]
+    assert len(set(digests)) == 3
+
+
 _DOMAIN = st.tuples(st.sampled_from(["a", "b"]), st.integers(min_value=0, max_value=4))
 _CALL = st.one_of(
     st.tuples(st.just("single"), _DOMAIN),

@@ -117,6 +117,25 @@ def test_package_as_module_and_version_from_dist_metadata(make_package: MakePack
     assert (md.git_commit, md.git_dirty) == (None, None)  # tmp_path is not a repository
 
 
+@pytest.mark.parametrize("listed_in", ["RECORD", "top_level.txt"])
+def test_version_of_a_distribution_named_otherwise_than_its_package(
+    make_package: MakePackage, listed_in: str
+) -> None:
+    base = make_package("gm_pkg_renamed", "X = 1\n", where="renamed")
+    info = base / "gm_renamed_dist-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gm-renamed-dist\nVersion: 2.0\n")
+    if listed_in == "RECORD":
+        (info / "RECORD").write_text(
+            "gm_pkg_renamed/__init__.py,sha256=x,6\n"
+            "gm_renamed_dist-2.0.dist-info/METADATA,,\n"
+        )
+    else:
+        (info / "top_level.txt").write_text("gm_pkg_renamed\n")
+    md = provenance.RunMetadata.collect("gm_pkg_renamed", argv=[])
+    assert (md.package, md.package_version) == ("gm_pkg_renamed", "2.0")
+
+
 def test_package_without_any_version(make_package: MakePackage) -> None:
     make_package("gm_pkg_bare", "__jobmon_tool_version__ = 7\n")
     md = provenance.RunMetadata.collect("gm_pkg_bare", argv=[])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -25,7 +26,7 @@ from gristmill.runner import (
     unit_plans,
 )
 from gristmill.spec import load_spec
-from gristmill.store import STORE_NAME, Store
+from gristmill.store import STORE_NAME, NodeState, Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -232,6 +233,69 @@ def test_a_run_with_other_arguments_on_a_run_dir_reuses_done_nodes_by_identity(
     assert [n.identity for n in rebuilt.nodes()] == [
         n.identity for n in et.appends(path=str(out), n=5, pause=0.0).nodes()
     ]
+
+
+def _store_rows(run_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(run_dir / STORE_NAME)
+    try:
+        return [tuple(row) for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def _store_write(run_dir: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
+    conn = sqlite3.connect(run_dir / STORE_NAME)
+    try:
+        with conn:
+            for sql, args in statements:
+                conn.execute(sql, args)
+    finally:
+        conn.close()
+
+
+def test_resuming_the_same_workflow_trusts_the_unit_digests_and_reads_only_states(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = run_workflow(et.appends(path=str(out), n=4, pause=0.0), run_dir=tmp_path / "runs")
+    definitions = _store_rows(first.run_dir, "SELECT definition FROM units ORDER BY id")
+    digests = et.appends(path=str(out), n=4, pause=0.0).graph().unit_digests()
+    assert [json.loads(str(d))["digest"] for (d,) in definitions] == digests
+    failed, running = int(NodeState.FAILED), int(NodeState.RUNNING)
+    _store_write(
+        first.run_dir,
+        # The digests vouch for every identity, so this one is never read back.
+        ("UPDATE nodes SET identity = 'never read' WHERE id = 0", ()),
+        ("UPDATE nodes SET state = ? WHERE id IN (1, 2)", (failed,)),
+        ("UPDATE nodes SET state = ? WHERE id = 3", (running,)),
+    )
+    again = run_workflow(et.appends(path=str(out), n=4, pause=0.0), run_dir=first.run_dir)
+    assert again.counts == {"DONE": 4}
+    assert sorted(lines(out)) == ["0", "1", "1", "2", "2", "3", "3"]  # node 0 did not run again
+    assert _store_rows(
+        first.run_dir, "SELECT node_lo, node_hi, state FROM events WHERE note = 'resume'"
+    ) == [(1, 3, int(NodeState.PENDING))]  # one range for the three nodes put back
+
+
+def test_a_store_without_unit_digests_is_matched_by_identity_and_gets_them(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = run_workflow(et.appends(path=str(out), n=4, pause=0.0), run_dir=tmp_path / "runs")
+    stripped = []
+    for unit, definition in _store_rows(first.run_dir, "SELECT id, definition FROM units"):
+        data = json.loads(str(definition))
+        del data["digest"]
+        stripped.append(("UPDATE units SET definition = ? WHERE id = ?", (json.dumps(data), unit)))
+    _store_write(first.run_dir, *stripped, (
+        "UPDATE nodes SET state = ? WHERE id = 1", (int(NodeState.FAILED),)
+    ))
+    again = run_workflow(et.appends(path=str(out), n=4, pause=0.0), run_dir=first.run_dir)
+    assert again.counts == {"DONE": 4}
+    assert sorted(lines(out)) == ["0", "1", "1", "2", "3"]
+    definitions = _store_rows(first.run_dir, "SELECT definition FROM units ORDER BY id")
+    digests = et.appends(path=str(out), n=4, pause=0.0).graph().unit_digests()
+    assert [json.loads(str(d))["digest"] for (d,) in definitions] == digests
 
 
 def test_workflow_run_is_the_same_runner(et: ModuleType, tmp_path: Path) -> None:

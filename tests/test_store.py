@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sqlite3
 import time
@@ -96,6 +97,44 @@ def test_a_hundred_thousand_nodes_are_written_in_well_under_a_second(tmp_path: P
     assert elapsed < 3.0  # measured ~0.15 s; the bound only catches a per-row regression
     assert store.counts() == {("fit", "READY"): n}
     assert store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+    store.close()
+
+
+def test_node_progress_reads_states_and_attempts_like_node_states(tmp_path: Path) -> None:
+    store = Store.create(tmp_path, {})
+    assert store.node_progress() == (bytearray(), [])  # no DAG yet
+    units = [
+        unit_row(6, "fit"),
+        (1, "validate", "pkg.tasks:validate", False, 1, 6, 1, '{"digest": "d1"}'),
+    ]
+    store.write_dag(units, [f"id{i}" for i in range(7)], [0] * 6 + [1],
+                    bytes([4, 0, 5, 4, 7, 3, 0]), [1, 0, 3, 207, 2, 1, 0])
+    _, states, attempts = store.node_states()
+    assert store.node_progress() == (states, attempts)
+    assert list(states) == [4, 0, 5, 4, 7, 3, 0]
+    assert store.unit_digests() == [(0, 6, None), (6, 1, "d1")]  # fit's row has no digest
+    with store.transaction() as cur:
+        store.set_attempt_counts(cur, [(3, 208)])  # past what a character holds
+    assert store.node_progress() is None
+    with store.transaction() as cur:
+        store.set_attempt_counts(cur, [(3, 1)])
+        cur.execute("DELETE FROM nodes WHERE id = 2")  # ids no longer 0..n-1
+    assert store.node_progress() is None
+    store.close()
+
+
+def test_node_progress_keeps_id_order_over_many_pages(tmp_path: Path) -> None:
+    n = 200_000
+    states = bytes(i % 8 for i in range(n))
+    attempts = [i % 200 for i in range(n)]
+    store = Store.create(tmp_path, {})
+    store.write_dag([unit_row(n)], ["x"] * n, itertools.repeat(0, n), states, attempts)
+    started = time.perf_counter()
+    progress = store.node_progress()
+    elapsed = time.perf_counter() - started
+    print(f"states of {n:,} nodes read in {elapsed:.3f} s")
+    assert progress == (bytearray(states), attempts)
+    assert elapsed < 3.0  # measured ~0.06 s; the bound only catches something quadratic
     store.close()
 
 
@@ -213,6 +252,15 @@ def test_a_store_from_a_newer_gristmill_is_refused_untouched(tmp_path: Path, jou
     assert digest(path) == before
 
 
+def test_a_check_in_the_background_answers_like_check(tmp_path: Path) -> None:
+    make_store(tmp_path).close()
+    assert Store.check_in_background(tmp_path)() == tmp_path / STORE_NAME
+    (tmp_path / STORE_NAME).write_bytes(b"this is no sqlite database" * 200)
+    wait = Store.check_in_background(tmp_path)
+    with pytest.raises(StoreError, match="corrupt"):
+        wait()
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -242,3 +290,22 @@ def test_a_corrupt_store_is_refused_untouched(tmp_path: Path, damage: object) ->
         assert str(path) in str(info.value)
         assert "left untouched" in str(info.value)
     assert digest(path) == before
+
+
+def test_a_check_without_the_page_scan_still_refuses_what_is_not_a_usable_store(
+    tmp_path: Path,
+) -> None:
+    store = Store.create(tmp_path, {})
+    store.write_dag([unit_row(4000)], [f"identity-{i:08d}" for i in range(4000)], [0] * 4000)
+    store.close()
+    path = tmp_path / STORE_NAME
+    _garble(path)  # pages deep in the nodes table: only the full check reads them
+    assert Store.check(tmp_path, full=False) == path
+    with pytest.raises(StoreError, match="corrupt"):
+        Store.check(tmp_path)
+    _noise(path)
+    with pytest.raises(StoreError, match="corrupt"):
+        Store.check(tmp_path, full=False)
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match="is empty"):
+        Store.check(tmp_path, full=False)

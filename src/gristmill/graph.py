@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from gristmill.errors import GraphError, TaskArgumentError
-from gristmill.identity import digest, element_text, unique_within, unit_texts
+from gristmill.identity import digest, element_text, hash_unit, unique_within, unit_texts
 from gristmill.params import canonical
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ def _name_part(value: Any) -> str:
     return str(value)
 
 
-
-
 @attrs.define(eq=False)
 class Graph:
     """Distinct nodes with dense ids, their units, and unit-level dependencies."""
@@ -64,6 +62,11 @@ class Graph:
     element_downstream: dict[int, list[int]]  # node id -> units waiting for it alone
     node_args: dict[str, list[str]]  # task key -> argument names that vary across its nodes
     _identities: list[str] | None = attrs.field(default=None, repr=False)
+    _unit_digests: list[str] | None = attrs.field(default=None, repr=False)
+    #: (first id, end id, unit, owned positions) of the unit :meth:`locate` found last
+    _last_located: tuple[int, int, int, array[int] | None] = attrs.field(
+        default=(0, 0, 0, None), repr=False
+    )
 
     @classmethod
     def resolve(cls, wf: Workflow) -> Graph:
@@ -146,14 +149,22 @@ class Graph:
         return graph
 
     def locate(self, node_id: int) -> tuple[int, int]:
-        """The (unit, element) that owns a node id."""
-        if not 0 <= node_id < self.n_nodes:
-            raise IndexError(f"no node {node_id} in a graph of {self.n_nodes}")
-        unit = bisect.bisect_right(self.starts, node_id) - 1
-        while self.owned[unit] == 0 or node_id >= self.starts[unit] + self.owned[unit]:
-            unit -= 1  # units that own nothing share a start with the next one
-        offset = node_id - self.starts[unit]
-        positions = self.owned_positions.get(unit)
+        """The (unit, element) that owns a node id.
+
+        The engine asks several times per dispatched node, mostly within one group, so
+        the id range of the unit found last is tried first.
+        """
+        start, stop, unit, positions = self._last_located
+        if not start <= node_id < stop:
+            if not 0 <= node_id < self.n_nodes:
+                raise IndexError(f"no node {node_id} in a graph of {self.n_nodes}")
+            unit = bisect.bisect_right(self.starts, node_id) - 1
+            while self.owned[unit] == 0 or node_id >= self.starts[unit] + self.owned[unit]:
+                unit -= 1  # units that own nothing share a start with the next one
+            start = self.starts[unit]
+            positions = self.owned_positions.get(unit)
+            self._last_located = (start, start + self.owned[unit], unit, positions)
+        offset = node_id - start
         return unit, (offset if positions is None else positions[offset])
 
     def units_of(self, node_id: int) -> list[int]:
@@ -165,21 +176,28 @@ class Graph:
         return self.workflow.units[unit].element_args(element)
 
     def identities(self) -> list[str]:
-        """The identity of every node, by id (computed once, in bulk)."""
+        """The identity of every node, by id (computed once, in bulk, with the unit digests)."""
         if self._identities is None:
             out: list[str] = []
+            digests = []
             for unit in self.workflow.units:
                 if self.owned[unit.index] == 0:
-                    continue
-                texts = unit_texts(unit)
-                positions = self.owned_positions.get(unit.index)
-                if positions is None:
-                    out.extend(map(digest, texts))
+                    digests.append(hash_unit(unit))
                 else:
-                    wanted = set(positions)
-                    out.extend(digest(t) for i, t in enumerate(texts) if i in wanted)
+                    digests.append(hash_unit(unit, self.owned_positions.get(unit.index), out))
             self._identities = out
+            self._unit_digests = digests
         return self._identities
+
+    def unit_digests(self) -> list[str]:
+        """Each unit's digest (see :mod:`gristmill.identity`), by unit index.
+
+        Equal lists mean equal identities node for node: what a resume checks the
+        store against. Made along with :meth:`identities` when those are computed.
+        """
+        if self._unit_digests is None:
+            self._unit_digests = [hash_unit(unit) for unit in self.workflow.units]
+        return self._unit_digests
 
     def identity(self, node_id: int) -> str:
         if self._identities is not None:

@@ -5,11 +5,17 @@ arguments in name order; its BLAKE2b digest is the node's identity. Resources ar
 not part of it, so raising memory never makes a finished node run again. Texts for a
 whole group are made in bulk (one format string per unit, plain ints left to
 ``str.format``), so a map of a million elements hashes in well under a second.
+
+A unit's *digest* hashes the texts of all its elements at once (one BLAKE2b over
+their concatenation, not one per element). Equal unit digests mean equal texts,
+hence equal identities, so a resume compares one digest per unit with the store's
+instead of reading a million identities back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -19,6 +25,10 @@ from gristmill.params import canonical
 
 if TYPE_CHECKING:
     from gristmill.nodes import Unit
+
+
+#: Texts hashed per step of :func:`hash_unit`: bounds what is held at once for a huge group.
+_CHUNK = 65_536
 
 
 def digest(text: str) -> str:
@@ -95,3 +105,29 @@ def unique_within(unit: Unit) -> bool:
         return len(set(zip(*columns))) == unit.size
     except TypeError:
         return len(set(unit_texts(unit))) == unit.size
+
+
+def hash_unit(
+    unit: Unit, owned: Sequence[int] | None = None, out: list[str] | None = None
+) -> str:
+    """The unit's digest; with ``out``, also append the identities of its elements on the way.
+
+    ``owned`` lists (ascending) the element indices whose identities go to ``out``; None
+    means every element. Making both in one pass makes each element's text once.
+    """
+    whole = hashlib.blake2b(digest_size=16)
+    wanted = None if owned is None else set(owned)
+    texts = unit_texts(unit)
+    start = 0
+    while True:
+        chunk = list(itertools.islice(texts, _CHUNK))
+        if not chunk:
+            return whole.hexdigest()
+        # Texts hold no newline (values are JSON-escaped), so the joined form is unambiguous.
+        whole.update(("\n".join(chunk) + "\n").encode())
+        if out is not None:
+            if wanted is None:
+                out.extend(map(digest, chunk))
+            else:
+                out.extend(digest(t) for i, t in enumerate(chunk, start) if i in wanted)
+        start += len(chunk)

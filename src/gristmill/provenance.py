@@ -9,9 +9,11 @@ Python, argv and the final state counts.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import getpass
 import importlib
+import importlib.machinery
 import importlib.metadata
 import os
 import platform
@@ -306,10 +308,33 @@ def _package_version(name: str, module: types.ModuleType) -> str | None:
     if version is not None:
         return version
     found = _dist_version(name)
-    if found is None and sys.version_info >= (3, 10):
-        dists = importlib.metadata.packages_distributions().get(name, [])
-        found = _dist_version(dists[0]) if dists else None
+    if found is None:
+        dist = _distribution_providing(name)
+        found = None if dist is None else dist.version
     return found
+
+
+def _distribution_providing(name: str) -> importlib.metadata.Distribution | None:
+    """The installed distribution whose files include top-level package ``name``.
+
+    What ``importlib.metadata.packages_distributions()`` answers, for one name: it reads
+    each distribution's ``top_level.txt``, else the first path part of its ``RECORD``
+    lines, and parses no metadata (that took 0.1-0.2 s a run with ~150 installed).
+    """
+    modules = {name + suffix for suffix in importlib.machinery.all_suffixes()}
+    for dist in importlib.metadata.distributions():
+        top = dist.read_text("top_level.txt")
+        if top is not None:
+            if name in top.split():
+                return dist
+            continue
+        for line in (dist.read_text("RECORD") or "").splitlines():
+            if not line.startswith((name, '"')):
+                continue
+            path = next(csv.reader([line]))[0] if line.startswith('"') else line.split(",")[0]
+            if path.startswith(name + "/") or path in modules:
+                return dist
+    return None
 
 
 def _dist_version(distribution: str) -> str | None:

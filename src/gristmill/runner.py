@@ -11,6 +11,8 @@ import importlib
 import itertools
 import json
 import os
+import re
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ def unit_plans(
 
 def _unit_rows(graph: Graph) -> list[tuple[int, str, str, bool, int, int, int, str]]:
     rows = []
+    digests = graph.unit_digests()
     for unit in graph.workflow.units:
         columns = {
             name: (
@@ -95,6 +98,7 @@ def _unit_rows(graph: Graph) -> list[tuple[int, str, str, bool, int, int, int, s
                 "product": unit.is_product,
                 "after": unit.after,
                 "resources": unit.resources.as_dict() if unit.resources else None,
+                "digest": digests[unit.index],
             },
             default=str,
         )
@@ -216,8 +220,10 @@ def run_workflow(
     backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)
-        if existing:
-            Store.check(path)  # a damaged or newer store is refused before even the lock file
+        if existing:  # a damaged or newer store is refused before even the lock file
+            checked = Store.check_in_background(path)
+            graph.identities()  # needed anyway: hashing them hides the check's read of the store
+            checked()
         with RunLock(path):
             return _run_locked(
                 wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
@@ -303,38 +309,73 @@ def _run_locked(
 def _reconcile(
     store: Store, graph: Graph, identities: list[str]
 ) -> tuple[bytearray, list[int], list[Any]]:
-    """Carry DONE states over by identity; everything else runs again or is re-adopted."""
+    """Carry DONE states over by identity; everything else runs again or is re-adopted.
+
+    When every unit's digest and id range match the store's, so do the identities,
+    node for node: then only the states are read, a character per node. Otherwise
+    (another workflow, or a store without digests) nodes are matched by identity and
+    the DAG is written again.
+    """
+    layout = [(graph.starts[u], graph.owned[u], d) for u, d in enumerate(graph.unit_digests())]
+    stored_layout = store.unit_digests()
+    if stored_layout == layout:
+        progress = store.node_progress()
+        if progress is not None and len(progress[0]) == graph.n_nodes:
+            return _carry_over(store, *progress)
     stored_ids, stored_states, stored_attempts = store.node_states()
-    done = int(NodeState.DONE)
-    reset = bytes(done if i == done else 0 for i in range(256))
-    if stored_ids == identities:
-        states = stored_states.translate(reset)
-        attempts = stored_attempts
-        changed = [(n, 0) for n, s in enumerate(stored_states) if s != done and s != 0]
-        with store.transaction() as cur:
-            store.set_states(cur, changed, note="resume")
-            if FAULT:
-                FAULT.reached("reconcile")
+    if stored_layout == layout and stored_ids == identities:
+        return _carry_over(store, stored_states, stored_attempts)
+    if any(digest is None for _, _, digest in stored_layout):
+        logger.info("the store keeps no unit digests; matching nodes by identity")
     else:
         logger.info("the workflow changed since this run started; matching nodes by identity")
-        by_identity = {i: (s, a) for i, s, a in zip(stored_ids, stored_states, stored_attempts)}
-        states = bytearray(graph.n_nodes)
-        attempts = [0] * graph.n_nodes
-        for node, identity in enumerate(identities):
-            found = by_identity.get(identity)
-            if found is not None:
-                states[node] = done if found[0] == done else 0
-                attempts[node] = found[1]
-        store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph), bytes(states),
-                        attempts)
+    by_identity = {i: (s, a) for i, s, a in zip(stored_ids, stored_states, stored_attempts)}
+    done = int(NodeState.DONE)
+    states = bytearray(graph.n_nodes)
+    attempts = [0] * graph.n_nodes
+    for node, identity in enumerate(identities):
+        found = by_identity.get(identity)
+        if found is not None:
+            states[node] = done if found[0] == done else 0
+            attempts[node] = found[1]
+    store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph), bytes(states),
+                    attempts)
     return states, attempts, store.attempts(open_only=True)
 
 
+#: Resuming keeps DONE and makes every other state PENDING (live attempts are re-adopted).
+_KEEP_DONE = bytes(i if i == NodeState.DONE else 0 for i in range(256))
+_UNFINISHED = re.compile(b"[^\\x%02x\\x%02x]+" % (NodeState.PENDING, NodeState.DONE))
+
+
+def _carry_over(
+    store: Store, stored_states: bytearray, attempts: list[int]
+) -> tuple[bytearray, list[int], list[Any]]:
+    """The same DAG as stored: keep DONE, record every other node going back to PENDING."""
+    changed = [
+        (m.start(), m.end() - 1, int(NodeState.PENDING))
+        for m in _UNFINISHED.finditer(stored_states)
+    ]
+    with store.transaction() as cur:
+        store.set_states(cur, (), changed, note="resume")
+        if FAULT:
+            FAULT.reached("reconcile")
+    return stored_states.translate(_KEEP_DONE), attempts, store.attempts(open_only=True)
+
+
 def rebuild_workflow(run_dir: Path) -> tuple[Workflow, dict[str, Any]]:
-    """Record the run's workflow again from what its store says (for ``gristmill resume``)."""
-    store = Store.open(run_dir, readonly=True)
+    """Record the run's workflow again from what its store says (for ``gristmill resume``).
+
+    Only the store's metadata is read here: the full check of the store comes once,
+    in :func:`run_workflow`, before anything is written.
+    """
+    Store.check(run_dir, full=False)
+    store = Store.open(run_dir, readonly=True, check=False)
     try:
         meta = store.meta()
+    except sqlite3.DatabaseError:
+        Store.check(run_dir)  # says what is wrong with the store
+        raise
     finally:
         store.close()
     function = meta.get("function")
