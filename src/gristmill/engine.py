@@ -280,7 +280,7 @@ class Engine:
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
                 ) from None
             self._log_dirs.add(log_dir)
-        stem = log_dir / f"{job_name}.{attempt}"
+        name = f"{job_name}.{attempt}"
         resources = self.escalated.get(node, self.plans[unit_index].resources)
         identity = self.identities[node]
         request = JobRequest(
@@ -289,9 +289,9 @@ class Engine:
             job_name=job_name,
             argv=tuple(render_argv(task, unit.element_args(element))),
             resources=resources,
-            stdout=stem.with_suffix(stem.suffix + ".out"),
-            stderr=stem.with_suffix(stem.suffix + ".err"),
-            result_path=stem.with_suffix(stem.suffix + ".result.json"),
+            stdout=log_dir / f"{name}.out",
+            stderr=log_dir / f"{name}.err",
+            result_path=log_dir / f"{name}.result.json",
         )
         return request, resources
 

@@ -29,18 +29,34 @@ _WAITING_RUNS = re.compile(b"[\\x%02x\\x%02x]+" % (PENDING, READY))
 
 
 class Cursor:
-    """Hands out the members of one released unit, in element order."""
+    """Hands out the members of one released unit, in element order.
 
-    __slots__ = ("_it", "peeked", "unit")
+    Over an id range it jumps straight to the next READY node with ``bytearray.find``
+    (a C scan), so a resumed group whose nodes are mostly DONE costs no Python step
+    per finished node.
+    """
 
-    def __init__(self, unit: int, members: Sequence[int]) -> None:
+    __slots__ = ("_it", "_next", "_states", "_stop", "peeked", "unit")
+
+    def __init__(self, unit: int, members: Sequence[int], states: bytearray) -> None:
         self.unit = unit
-        self._it: Iterator[int] = iter(members)
         self.peeked: int | None = None
+        self._it: Iterator[int] | None = None
+        self._states = states
+        self._next = self._stop = 0
+        if isinstance(members, range) and members.step == 1:
+            self._next, self._stop = members.start, members.stop
+        else:
+            self._it = iter(members)
 
     def peek(self) -> int | None:
         if self.peeked is None:
-            self.peeked = next(self._it, None)
+            if self._it is not None:
+                self.peeked = next(self._it, None)
+            elif self._next < self._stop:
+                found = self._states.find(READY, self._next, self._stop)
+                self._next = self._stop if found < 0 else found + 1
+                self.peeked = None if found < 0 else found
         return self.peeked
 
     def take(self) -> None:
@@ -104,7 +120,7 @@ class Tracker:
             for n in members:
                 if self.states[n] == PENDING and self._all_units_released(n):
                     self.set(n, NodeState.READY)
-        self.cursors.append(Cursor(unit, members))
+        self.cursors.append(Cursor(unit, members, self.states))
 
     def _record_runs(
         self, before: bytearray, runs: re.Pattern[bytes], offset: int, state: int
