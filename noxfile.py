@@ -1,4 +1,5 @@
-"""Development sessions: ``nox -s tests lint typecheck`` (CI), ``bench``, ``slurm``, ``sge``.
+"""Development sessions: ``nox -s tests lint typecheck`` (CI), ``bench``, ``slurm``, ``sge``,
+``jobmon``.
 
 Sessions use the interpreter nox runs under and the standard library's venv;
 pass ``--default-venv-backend uv`` to nox to use uv instead where it is installed.
@@ -79,6 +80,18 @@ def bench_peers(session: nox.Session) -> None:
     """
     session.install("-e", ".", "snakemake", "dask[distributed]", "parsl")
     session.run("python", "benchmarks/bench_peers.py", *session.posargs)
+
+
+@nox.session
+def jobmon(session: nox.Session) -> None:
+    """The jobmon backend against a real local jobmon server (SQLite).
+
+    The tests start the server with ci/jobmon/start.sh, which builds its own venv
+    (jobmon-server 3.2.2 cannot share one with jobmon-client 3.3) on first use.
+    """
+    session.install("-e", ".[test,jobmon]", "-e", EXAMPLE)
+    tests = ["tests/backends/test_jobmon.py", "tests/backends/test_jobmon_translate.py"]
+    session.run("pytest", *tests, *session.posargs, success_codes=[0])
 
 
 def _exported_env(text: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "slurm": "gristmill.backends.slurm:SlurmBackend",
     "sge": "gristmill.backends.sge:SgeBackend",
     "dask": "gristmill.backends.dask:DaskBackend",
+    "jobmon": "gristmill.backends.jobmon:JobmonBackend",
 }
 
 

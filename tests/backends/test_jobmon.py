@@ -1,0 +1,303 @@
+"""The jobmon backend against a real jobmon server (jobmon-server 3.2.2, SQLite, 127.0.0.1).
+
+A module-scoped fixture starts it with ``ci/jobmon/start.sh`` (which makes the server's
+own venv on first use: the server pins jobmon-core 3.2.2, the client needs 3.4) and
+stops it at the end. Workflows run through the engine on jobmon's own ``sequential`` and
+``multiprocess`` clusters; every engine run in this process is bounded (a SIGINT at its
+deadline makes the engine cancel its jobs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytest.importorskip("jobmon.client", reason="jobmon-client not installed: pip install "
+                    "'gristmill[jobmon]' (jobmon-client==3.3.0, jobmon-core>=3.4.7)")
+
+from cluster_testing import GRISTMILL, attempts, lines, wait_until
+from gm_testing import SRC, pid_gone, subprocess_env
+
+from gristmill.backends import make_backend
+from gristmill.backends.base import JobRequest, JobState
+from gristmill.backends.jobmon import JobmonBackend
+from gristmill.errors import BackendError, SpecError
+from gristmill.resources import Resources
+from gristmill.runner import RunResult, run_workflow
+from gristmill.spec import Spec
+from gristmill.worker import read_result
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+KIT = SRC.parent / "ci" / "jobmon"
+EXAMPLE = SRC.parent / "examples" / "seiir_like"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a jobmon server of this module's own (ci/jobmon/start.sh)."""
+    env = {**os.environ, "JOBMON_KIT_DIR": str(tmp_path_factory.mktemp("jobmon-server"))}
+    started = subprocess.run(["bash", str(KIT / "start.sh")], env=env, capture_output=True,
+                             text=True, timeout=600, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"ci/jobmon/start.sh failed:\n{started.stderr}")
+    (url,) = [line.partition("=")[2] for line in started.stdout.splitlines()
+              if line.startswith("export JOBMON__HTTP__SERVICE_URL=")]
+    try:
+        yield url
+    finally:
+        subprocess.run(["bash", str(KIT / "stop.sh")], env=env, capture_output=True, check=False)
+
+
+@pytest.fixture
+def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The engine's fixture tasks, importable here and in every task process."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    # a server that stops answering fails a driver in seconds, not jobmon's 5 minutes
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "20")
+    import engine_tasks
+
+    return engine_tasks
+
+
+def run_on(server: str, wf: Any, run_dir: Path, seconds: float = 60, **options: Any) -> RunResult:
+    """Run ``wf`` on jobmon through the engine, SIGINT at ``seconds``; wait for the driver."""
+    backend_options = {"service_url": server, "cluster": "sequential", **options.pop("jm", {})}
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        result = run_workflow(wf, backend="jobmon", run_dir=run_dir, poll_interval=0.5,
+                              backend_options=backend_options, **options)
+    finally:
+        timer.cancel()
+    assert not result.interrupted, f"the run did not finish within {seconds} s: {result}"
+    driver = json.loads((result.run_dir / "jobmon" / "driver.json").read_text())
+    assert pid_gone(driver["pid"], 30), "the jobmon driver outlived its workflow"
+    return result
+
+
+def jobmon_states(server: str, run_dir: Path) -> dict[str, str]:
+    """Task name -> status letter, as the server has them."""
+    backend = JobmonBackend(service_url=server)
+    workflow_id = json.loads((run_dir / "jobmon" / "workflow.json").read_text())["workflow_id"]
+    from gristmill.backends.jobmon_translate import parse_workflow_tasks
+
+    return parse_workflow_tasks(backend._get(f"/workflow/{workflow_id}/workflow_tasks"))
+
+
+def test_options_come_as_text_and_bad_ones_say_what_to_give(
+    server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backend = make_backend("jobmon", service_url=server, fail_fast="yes", max_concurrent="5",
+                           cluster="multiprocess")
+    assert isinstance(backend, JobmonBackend)
+    assert (backend.fail_fast, backend.max_concurrent, backend.cluster) == (True, 5, "multiprocess")
+    assert backend.capabilities.dag
+    with pytest.raises(SpecError, match="fail_fast='maybe': give true or false"):
+        JobmonBackend(service_url=server, fail_fast="maybe")
+    with pytest.raises(SpecError, match="max_concurrent='0'"):
+        JobmonBackend(service_url=server, max_concurrent="0")
+    with pytest.raises(BackendError, match="bad option"):
+        make_backend("jobmon", service_url=server, colour="red")
+    monkeypatch.delenv("JOBMON__HTTP__SERVICE_URL", raising=False)
+    empty = tmp_path / "jobmon.yaml"
+    empty.write_text("{}\n")
+    monkeypatch.setenv("JOBMON__CONFIG_FILE", str(empty))
+    with pytest.raises(BackendError, match="no server URL; set JOBMON__HTTP__SERVICE_URL"):
+        JobmonBackend()
+
+
+def test_a_graph_runs_with_jobmon_retrying_and_skipping_below_a_failure(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    path, marker = tmp_path / "out", tmp_path / "marker"
+    spec = Spec.from_dict({"tasks": {"exit_with": {"retries": 1}}})
+    result = run_on(server, et.layered(path=str(path), marker=str(marker)), tmp_path / "runs",
+                    spec=spec)
+    assert result.counts == {"DONE": 6, "FAILED": 1, "UPSTREAM_FAILED": 1}
+    assert sorted(lines(path), key=int) == ["1", "2", "3", "4", "5", "6"]
+    assert lines(marker) == ["exit_with 3", "exit_with 3"]  # jobmon tried twice
+    records = {r.task + (r.job_name if r.task == "append_line" else ""): r
+               for r in attempts(result.run_dir)}
+    failed = records["exit_with"]
+    assert (failed.state, failed.exit_code, failed.attempt) == ("FAILED", 3, 1)
+    assert Path(failed.result_path + ".try1").exists()  # the first try, moved aside
+    assert Path(failed.stderr + ".try1").exists()
+    assert read_result(failed.result_path) is not None
+    assert "upstream node" in records["append_lineappend_line_7"].reason
+    states = sorted(jobmon_states(server, result.run_dir).values())
+    assert states == ["D"] * 6 + ["F", "G"]  # the node below the failure never ran
+
+
+def test_a_resumed_run_resumes_the_same_jobmon_workflow(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    path, control = tmp_path / "out", tmp_path / "control"
+    control.write_text("fail")
+    wf = et.fix_and_resume(path=str(path), control=str(control))
+    jm = {"cluster": "multiprocess"}
+    first = run_on(server, wf, tmp_path / "runs", jm=jm)
+    assert first.counts == {"DONE": 4, "FAILED": 1}
+    before = json.loads((first.run_dir / "jobmon" / "workflow.json").read_text())
+    control.unlink()
+    second = run_on(server, et.fix_and_resume(path=str(path), control=str(control)),
+                    first.run_dir, jm=jm)
+    assert second.ok
+    assert second.counts == {"DONE": 5}
+    assert sorted(lines(path)) == ["0", "1", "2", "3", "flaky"]  # nothing ran twice
+    after = json.loads((first.run_dir / "jobmon" / "workflow.json").read_text())
+    assert after == {"workflow_id": before["workflow_id"], "generation": 2}
+    flaky = [r for r in attempts(first.run_dir) if r.task == "flaky"]
+    assert [(r.attempt, r.state) for r in flaky] == [(1, "FAILED"), (2, "SUCCEEDED")]
+    assert sorted(jobmon_states(server, first.run_dir).values()) == ["D"] * 5
+
+
+def test_cancel_stops_the_driver_and_the_running_task(server: str, tmp_path: Path) -> None:
+    logs, pidfile = tmp_path / "logs" / "sleep", tmp_path / "pid"
+    job = JobRequest(
+        key="s1.1", task="sleep", job_name="sleep", resources=Resources(),
+        argv=("/bin/sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"),
+        stdout=logs / "sleep.1.out", stderr=logs / "sleep.1.err",
+        result_path=logs / "sleep.1.result.json")
+    backend = JobmonBackend(service_url=server, cluster="multiprocess")
+    (handle,) = backend.submit([job])
+    wait_until(lambda: pidfile.exists() and bool(pidfile.read_text()), 60, "the task to start")
+    wait_until(lambda: backend.poll([handle])[handle].state is JobState.RUNNING, 20,
+               "jobmon to say RUNNING")
+    task_pid = int(pidfile.read_text())
+    backend.cancel([handle])
+    assert pid_gone(task_pid, 10)
+    driver = json.loads((tmp_path / "jobmon" / "driver.json").read_text())
+    assert pid_gone(driver["pid"], 10)
+    assert backend.poll([handle])[handle].state is JobState.CANCELLED
+    result = read_result(job.result_path)
+    assert result is not None
+    assert result.state is JobState.CANCELLED
+    assert json.loads((tmp_path / "jobmon" / "driver-1.exit.json").read_text())["status"] == "S"
+    workflow_id = json.loads((tmp_path / "jobmon" / "workflow.json").read_text())["workflow_id"]
+    assert backend._get(f"/workflow/{workflow_id}/is_resumable")["workflow_is_resumable"]
+
+
+def test_a_killed_engines_jobmon_run_goes_on_and_is_reattached(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    root, path = tmp_path / "runs", tmp_path / "out"
+    script = ("import engine_tasks; from gristmill.runner import run_workflow; run_workflow("
+              f"engine_tasks.appends(path={str(path)!r}, n=8, pause=0.3), backend='jobmon', "
+              f"run_dir={str(root)!r}, backend_options={{'service_url': {server!r}}})")
+    engine = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(FIXTURES),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(lines(path)) >= 2, 60, "two tasks to finish")
+    finally:
+        engine.kill()
+        engine.wait()
+    run_dir = next(root.glob("20*"))
+    driver = json.loads((run_dir / "jobmon" / "driver.json").read_text())
+    assert not pid_gone(driver["pid"], 0.2)  # the jobmon run outlived its engine
+    result = run_on(server, et.appends(path=str(path), n=8, pause=0.3), run_dir)
+    assert result.ok
+    assert sorted(map(int, lines(path))) == list(range(8))  # each exactly once
+    assert {(r.attempt, r.state) for r in attempts(run_dir)} == {(1, "SUCCEEDED")}
+    assert json.loads((run_dir / "jobmon" / "driver.json").read_text())["generation"] == 1
+
+
+def test_a_dead_driver_is_lost_and_a_new_one_resumes_the_workflow(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    pidfile, release = tmp_path / "pid", tmp_path / "release"
+    killed: list[int] = []
+
+    def kill_the_driver() -> None:
+        wait_until(lambda: Path(f"{pidfile}.0").exists(), 60, "the sleeper to start")
+        run_dir = next((tmp_path / "runs").glob("20*"))
+        pid = json.loads((run_dir / "jobmon" / "driver.json").read_text())["pid"]
+        os.killpg(pid, signal.SIGKILL)  # the driver, its distributor and worker
+        killed.append(pid)
+        release.touch()
+
+    helper = threading.Thread(target=kill_the_driver)
+    helper.start()
+    wf = et.sleepers(pidfile=str(pidfile), n=1, pause=60.0, release=str(release))
+    result = run_on(server, wf, tmp_path / "runs", seconds=90)
+    helper.join()
+    assert killed
+    assert result.ok, result.counts
+    first, second = sorted(attempts(result.run_dir), key=lambda r: r.attempt)
+    assert first.state == "LOST"
+    assert "the jobmon driver ended" in first.reason
+    assert second.state == "SUCCEEDED"
+    assert json.loads((result.run_dir / "jobmon" / "driver.json").read_text())["generation"] == 2
+
+
+def test_the_example_pipeline_runs_end_to_end_and_status_reads_it(
+    server: str, tmp_path: Path
+) -> None:
+    pipeline = pytest.importorskip("seiir_like.pipeline")
+    out = tmp_path / "out"
+    wf = pipeline.seiir(version="jobmon", output_root=str(out), n_draws=4, location_ids=[6, 102])
+    result = run_on(server, wf, tmp_path / "runs", seconds=120,
+                    spec=EXAMPLE / "specs" / "laptop.yaml", jm={"cluster": "multiprocess"})
+    assert result.ok, result.counts
+    assert result.counts == {"DONE": 8}
+    assert sorted(p.name for p in (out / "fit").iterdir()) == [f"draw_{i}.csv" for i in range(4)]
+    assert (out / "diagnostics" / "summary.csv").read_text().count("\n") >= 3
+    shown = subprocess.run([*GRISTMILL, "status", str(result.run_dir)], capture_output=True,
+                           text=True, env=subprocess_env(), timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    for task in ("fit", "validate", "forecast", "diagnostics"):
+        assert task in shown.stdout
+
+
+def test_an_interrupted_run_stops_jobmon_and_leaves_nothing_running(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    sleeper = Path(f"{pidfile}.0")
+
+    def interrupt_once_it_runs() -> None:
+        wait_until(lambda: sleeper.exists() and bool(sleeper.read_text()), 60, "the sleeper")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt_once_it_runs)
+    helper.start()
+    try:
+        result = run_workflow(et.sleepers(pidfile=str(pidfile), n=1, pause=60.0),
+                              backend="jobmon", run_dir=tmp_path / "runs", poll_interval=0.5,
+                              backend_options={"service_url": server, "cluster": "multiprocess"})
+    finally:
+        helper.join()
+    assert result.interrupted
+    assert pid_gone(int(sleeper.read_text()), 10)
+    driver = json.loads((result.run_dir / "jobmon" / "driver.json").read_text())
+    assert pid_gone(driver["pid"], 10)
+    (record,) = attempts(result.run_dir)
+    assert record.state == "CANCELLED"
+    assert result.counts == {"CANCELLED": 1}
+
+
+def test_jobmon_fail_fast_stops_the_run_and_what_it_left_is_cancelled(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    path = tmp_path / "out"
+    result = run_on(server, et.diamond_with_failure(path=str(path)), tmp_path / "runs",
+                    jm={"fail_fast": "true"})
+    assert not result.ok
+    assert result.counts["FAILED"] == 1
+    assert sum(result.counts.values()) == 7
+    for record in attempts(result.run_dir):
+        if record.state == "CANCELLED":
+            assert "fail_fast" in record.reason or "upstream" in record.reason, record.reason
+    stopped = [r for r in attempts(result.run_dir) if "fail_fast" in r.reason]
+    assert len(stopped) + len(lines(path)) + 3 == 7, (stopped, lines(path))
