@@ -85,3 +85,15 @@ def _reset_loguru() -> Iterator[None]:
 
     logger.remove()
     logger.disable("gristmill")
+
+
+@pytest.fixture
+def engines() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Engines (``gristmill`` processes) a test started; any still running at the end are
+    killed and reaped, so a failing test never leaves one behind or hangs."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)

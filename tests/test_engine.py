@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -91,17 +90,6 @@ def max_overlap(stamps: Path, idents: range | None = None) -> int:
     return peak
 
 
-
-
-@pytest.fixture
-def engine_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Engines started by a test; any still running at the end are killed (never a hang)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)  # reaps it and closes its pipes
 
 
 def start_engine(procs: list[subprocess.Popen[bytes]], *args: str) -> subprocess.Popen[bytes]:
@@ -403,11 +391,11 @@ def test_resume_reruns_an_unconfirmed_attempt_that_left_no_result(
 
 
 def test_a_second_engine_on_a_locked_run_dir_is_refused(
-    et: ModuleType, tmp_path: Path, engine_procs: list[subprocess.Popen[bytes]]
+    et: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
     pidfile, release = tmp_path / "pid", tmp_path / "release"
     proc = start_engine(
-        engine_procs, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
+        engines, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
         "--release", str(release), "--run-dir", str(tmp_path / "runs"),
     )
     wait_for(lambda: written(tmp_path / "pid.0"), 15, "the first engine's task")
@@ -424,11 +412,11 @@ def test_a_second_engine_on_a_locked_run_dir_is_refused(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_engine_cancels_live_jobs_and_resume_finishes(
-    et: ModuleType, tmp_path: Path, engine_procs: list[subprocess.Popen[bytes]], signum: int
+    et: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]], signum: int
 ) -> None:
     pidfile, release = tmp_path / "pid", tmp_path / "release"
     proc = start_engine(
-        engine_procs, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile), "--n", "2",
+        engines, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile), "--n", "2",
         "--release", str(release), "--run-dir", str(tmp_path / "runs"), "--max-cores", "2",
     )
     pidfiles = [tmp_path / "pid.0", tmp_path / "pid.1"]
@@ -451,11 +439,11 @@ def test_a_signal_to_the_engine_cancels_live_jobs_and_resume_finishes(
 
 
 def test_an_idle_engine_uses_almost_no_cpu(
-    et: ModuleType, tmp_path: Path, engine_procs: list[subprocess.Popen[bytes]]
+    et: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
     pidfile, release = tmp_path / "pid", tmp_path / "release"
     proc = start_engine(
-        engine_procs, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
+        engines, "run", "engine_tasks:sleepers", "--pidfile", str(pidfile),
         "--release", str(release), "--run-dir", str(tmp_path / "runs"),
     )
     wait_for(lambda: written(tmp_path / "pid.0"), 15, "the sleeper to start")
@@ -477,7 +465,7 @@ def test_an_idle_engine_uses_almost_no_cpu(
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_runs_each_task_exactly_once(
-    et: ModuleType, tmp_path: Path, engine_procs: list[subprocess.Popen[bytes]]
+    et: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
     """THE resume test: 200 tasks, the engine killed -9 three times, each task runs once.
 
@@ -494,7 +482,7 @@ def test_kill_9_at_random_moments_then_resume_runs_each_task_exactly_once(
     ]
     run_dir: Path | None = None
     for point in kill_at:
-        proc = start_engine(engine_procs, *command)
+        proc = start_engine(engines, *command)
         wait_for(lambda: len(lines(shared)) >= point or proc.poll() is not None, 60,  # noqa: B023
                  f"{point} lines")
         time.sleep(rng.uniform(0.0, 0.05))

@@ -28,7 +28,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from cluster_testing import lines  # noqa: E402 -- after the importorskip
-from gm_testing import SRC, pid_gone, subprocess_env, wait_for  # noqa: E402
+from gm_testing import SRC, pid_gone, run_within, subprocess_env, wait_for  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from gristmill.backends import make_backend  # noqa: E402
@@ -145,14 +145,9 @@ def run_on(
     """Run ``wf`` through the engine on the dask backend; a SIGINT at ``seconds`` (the engine
     then cancels its jobs) keeps a broken run from hanging the suite."""
     backend_options = {} if scheduler is None else {"scheduler": scheduler}
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        result = run_workflow(wf, backend="dask", run_dir=run_dir, poll_interval=0.5,
-                              backend_options=backend_options, **options)
-    finally:
-        timer.cancel()
-    assert not result.interrupted, f"the run did not finish within {seconds} s: {result}"
+    result: RunResult = run_within(seconds, wf, backend="dask", run_dir=run_dir,
+                                   poll_interval=0.5, backend_options=backend_options,
+                                   **options)
     return result
 
 

@@ -26,7 +26,7 @@ pytest.importorskip("jobmon.client", reason="jobmon-client not installed: pip in
                     "'gristmill[jobmon]' (jobmon-client==3.3.0, jobmon-core>=3.4.7)")
 
 from cluster_testing import GRISTMILL, attempts, lines, wait_until
-from gm_testing import SRC, pid_gone, subprocess_env
+from gm_testing import SRC, pid_gone, run_within, subprocess_env
 
 from gristmill.backends import make_backend
 from gristmill.backends.base import JobRequest, JobState
@@ -74,14 +74,9 @@ def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def run_on(server: str, wf: Any, run_dir: Path, seconds: float = 60, **options: Any) -> RunResult:
     """Run ``wf`` on jobmon through the engine, SIGINT at ``seconds``; wait for the driver."""
     backend_options = {"service_url": server, "cluster": "sequential", **options.pop("jm", {})}
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        result = run_workflow(wf, backend="jobmon", run_dir=run_dir, poll_interval=0.5,
-                              backend_options=backend_options, **options)
-    finally:
-        timer.cancel()
-    assert not result.interrupted, f"the run did not finish within {seconds} s: {result}"
+    result: RunResult = run_within(seconds, wf, backend="jobmon", run_dir=run_dir,
+                                   poll_interval=0.5, backend_options=backend_options,
+                                   **options)
     driver = json.loads((result.run_dir / "jobmon" / "driver.json").read_text())
     assert pid_gone(driver["pid"], 30), "the jobmon driver outlived its workflow"
     return result

@@ -244,7 +244,6 @@ def test_cancel_is_one_qdel_for_running_and_pending_tasks(tmp_path: Path) -> Non
 
 # -- the CLI: reattach -------------------------------------------------------------------------
 
-engines = cluster_testing.engines  # the fixture, under its name
 
 
 def qstat_ids() -> set[str]:

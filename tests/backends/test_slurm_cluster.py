@@ -41,7 +41,6 @@ from gristmill.spec import Spec
 from gristmill.store import AttemptRecord
 
 pytestmark = pytest.mark.slurm
-engines = cluster_testing.engines  # the fixture, under its name
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

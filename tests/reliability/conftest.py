@@ -9,7 +9,6 @@ every ``pytest``.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,17 +46,6 @@ def rt(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     import rel_tasks
 
     return rel_tasks
-
-
-@pytest.fixture
-def engines() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Engines a test started; any still running at the end are killed, never left hanging."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
 
 
 @pytest.fixture
