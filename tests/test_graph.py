@@ -105,6 +105,22 @@ def test_identity_is_a_digest_of_entry_point_and_sorted_arguments() -> None:
     assert graph.identity(0) == digest('gm_tasks:fit\0draw=3\x1foutput_version="v"')
 
 
+def test_a_default_spelled_out_or_left_out_is_one_node() -> None:
+    """``record(text="a")`` and ``record(text="a", scale=<its default>)`` run one command."""
+
+    def body() -> None:
+        record(text="a")
+        record(text="a", scale=1.0)  # scale's default
+        record.map(text=["a", "b"], scale=1.0)
+        record(text="a", scale=2.0)  # another value: another node
+
+    graph = recorded(body).graph()
+    assert graph.n_nodes == 3
+    assert sorted((a["text"], a.get("scale", 1.0)) for a in all_args(graph)) == [
+        ("a", 1.0), ("a", 2.0), ("b", 1.0)
+    ]
+
+
 def test_bulk_and_single_identities_agree() -> None:
     def body() -> None:
         fit.map(output_version="v", draw=range(4))

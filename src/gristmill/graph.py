@@ -213,7 +213,8 @@ class Graph:
         u = self.workflow.units[owner]
         if not u.is_group:
             return digest(next(unit_texts(u)))
-        return digest(element_text(u.task.key, u.element_args(owner_element)))
+        return digest(element_text(u.task.key, u.element_args(owner_element),
+                                   u.task.signature.defaults))
 
     def job_name(self, unit: int, element: int) -> str:
         """The job name: the task's ``name=`` template, or ``{task}_{node args}``."""

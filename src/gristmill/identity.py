@@ -36,8 +36,16 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def element_text(task_key: str, args: Mapping[str, Any]) -> str:
-    """The canonical text of one node of task ``task_key`` with these arguments."""
+def element_text(
+    task_key: str, args: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> str:
+    """The canonical text of one node of task ``task_key`` with these arguments.
+
+    ``defaults`` (the task's :attr:`Signature.defaults`) fill in what was left out, so a
+    node has one text whether a defaulted argument was spelled out or not.
+    """
+    if defaults:
+        args = {**defaults, **args}
     return task_key + "\0" + "\x1f".join(f"{n}={canonical(args[n])}" for n in sorted(args))
 
 
@@ -52,13 +60,18 @@ def _column_encoder(task_param: Any, column: Sequence[Any]) -> Callable[[Any], s
 
 def unit_texts(unit: Unit) -> Iterator[str]:
     """The canonical text of every element of a unit, in element order."""
-    names = sorted(list(unit.const) + list(unit.columns))
-    by_name = unit.task.signature.by_name
+    signature = unit.task.signature
+    const = {
+        **{n: v for n, v in signature.defaults.items() if n not in unit.columns},
+        **unit.const,
+    }
+    names = sorted(list(const) + list(unit.columns))
+    by_name = signature.by_name
     pieces: list[str] = []
     varying: list[str] = []
     for name in names:
-        if name in unit.const:
-            pieces.append(f"{name}={canonical(unit.const[name])}".replace("{", "{{").replace(
+        if name in const:
+            pieces.append(f"{name}={canonical(const[name])}".replace("{", "{{").replace(
                 "}", "}}"
             ))
         else:

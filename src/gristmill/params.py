@@ -147,6 +147,10 @@ class Signature:
     params: tuple[Param, ...]
     by_name: Mapping[str, Param] = attrs.field(eq=False, repr=False)
     required: frozenset[str] = attrs.field(eq=False, repr=False, default=frozenset())
+    #: The converted default of every optional argument that has a plain one. A node's
+    #: identity counts them, so ``fit(draw=1)`` and ``fit(draw=1, seed=<its default>)``
+    #: are one node, as they are one command.
+    defaults: Mapping[str, Any] = attrs.field(eq=False, repr=False, factory=dict)
 
     @classmethod
     def of(cls, task: str, command: click.Command) -> Signature:
@@ -156,7 +160,16 @@ class Signature:
             if p.name not in RESERVED and p.expose_value
         )
         required = frozenset(p.name for p in params if p.required)
-        return cls(task, params, {p.name: p for p in params}, required)
+        defaults: dict[str, Any] = {}
+        for p in params:
+            default = p.param.default
+            if p.required or _no_default(p.param) or callable(default):
+                continue
+            try:
+                defaults[p.name] = p.convert(task, default)
+            except TaskArgumentError:  # a default click itself would reject: leave it out
+                continue
+        return cls(task, params, {p.name: p for p in params}, required, defaults)
 
     @property
     def names(self) -> list[str]:

@@ -71,7 +71,7 @@ def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return engine_tasks
 
 
-def run_on(server: str, wf: Any, run_dir: Path, seconds: float = 60, **options: Any) -> RunResult:
+def run_on(server: str, wf: Any, run_dir: Path, seconds: float = 120, **options: Any) -> RunResult:
     """Run ``wf`` on jobmon through the engine, SIGINT at ``seconds``; wait for the driver."""
     backend_options = {"service_url": server, "cluster": "sequential", **options.pop("jm", {})}
     result: RunResult = run_within(seconds, wf, backend="jobmon", run_dir=run_dir,

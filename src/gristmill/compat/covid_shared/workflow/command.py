@@ -156,7 +156,8 @@ class _TemplateSignature(Signature):
 def _signature(name: str, command: click.Command, template: CommandTemplate) -> Signature:
     params = tuple(Param.from_click(p) for p in command.params)
     return _TemplateSignature(
-        name, params, {p.name: p for p in params}, frozenset(p.name for p in params), template
+        name, params, {p.name: p for p in params}, frozenset(p.name for p in params),
+        command=template,
     )
 
 
