@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -70,13 +71,51 @@ def run_options(fn: Any) -> Any:
     return fn
 
 
-def _interruptible(call: Callable[[], RunResult], run_dir: Path) -> RunResult:
+def _run_to_exit(call: Callable[[], RunResult], run_dir: Path) -> None:
+    """Run, report and exit; a Ctrl-C once the run's record is complete is dropped.
+
+    A second Ctrl-C, or a terminal's SIGINT to the whole group arriving late, changes
+    nothing then and must not turn the exit into a traceback or a death by SIGINT. While
+    the engine runs, its own guard handles Ctrl-C.
+    """
+    ended: list[float] = []
+
+    def late_ctrl_c(signum: int, frame: object) -> None:
+        if not ended or time.monotonic() - ended[0] > _LATE:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, late_ctrl_c)
+    exiting = True
+    try:
+        result = _interruptible(call, run_dir, ended)
+        ended.append(time.monotonic())
+        _exit_for(result)
+        exiting = False
+    finally:
+        if exiting:  # up to the interpreter's end, then ignored (see _ignore_ctrl_c_at_exit)
+            atexit.register(_ignore_ctrl_c_at_exit)
+        else:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: Seconds after a run ended during which a Ctrl-C is dropped (the process is exiting).
+_LATE = 5.0
+
+
+def _ignore_ctrl_c_at_exit() -> None:
+    """At exit Python puts back the default action of SIGINT (death by signal), which a
+    late Ctrl-C would then hit: ignore it instead, as the run's record is complete."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interruptible(call: Callable[[], RunResult], run_dir: Path, ended: list[float]) -> RunResult:
     """``call()``, where a Ctrl-C the engine does not handle itself (before it starts, or a
     second one while it finishes) exits 130 saying how to continue, not click's "Aborted!"."""
     started = time.time()
     try:
         return call()
     except KeyboardInterrupt:
+        ended.append(time.monotonic())
         from gristmill.store import STORE_NAME
 
         made = run_dir if (run_dir / STORE_NAME).exists() else (run_dir / "latest").resolve()
@@ -132,7 +171,7 @@ def run(
                                    project=project)
     options = _backend_options(backend_option, max_cores, max_mem, strict_resources,
                                dask_scheduler)
-    result = _interruptible(lambda: run_workflow(
+    _run_to_exit(lambda: run_workflow(
         wf,
         backend=backend,
         run_dir=run_dir,
@@ -145,7 +184,6 @@ def run(
         argv=sys.argv,
         backend_options=options,
     ), run_dir)
-    _exit_for(result)
 
 
 @main.command()
@@ -167,7 +205,7 @@ def resume(
         backend_option, max_cores, max_mem, strict_resources, dask_scheduler
     )}
     settings = meta.get("settings") or {}
-    result = _interruptible(lambda: run_workflow(
+    _run_to_exit(lambda: run_workflow(
         wf,
         backend=backend or meta.get("backend"),
         run_dir=run_dir,
@@ -180,7 +218,6 @@ def resume(
         argv=sys.argv,
         backend_options=options,
     ), run_dir)
-    _exit_for(result)
 
 
 def _stored_resources(settings: dict[str, Any]) -> Any:
