@@ -31,22 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import click
-
-import gristmill as gm
+from trues import trues
 
 RESULTS = Path(__file__).parent / "results"
-
-
-@gm.task(program=["true"])
-@click.option("--i", type=int, required=True)
-def noop(i: int) -> None:
-    """Runs /bin/true; the option is ignored by it."""
-
-
-@gm.workflow
-def trues(n: int) -> None:
-    noop.map(i=range(n))
 
 
 @contextmanager

@@ -31,9 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import click
+from trues import trues
 
-import gristmill as gm
 from gristmill import runner
 from gristmill.backends import make_backend
 from gristmill.backends.base import Backend
@@ -41,17 +40,6 @@ from gristmill.backends.slurm import SlurmBackend
 
 RESULTS = Path(__file__).parent / "results"
 LIVE = "PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED,REQUEUED"
-
-
-@gm.task(program=["true"])
-@click.option("--i", type=int, required=True)
-def noop(i: int) -> None:
-    """Runs /bin/true; the option is ignored by it."""
-
-
-@gm.workflow
-def trues(n: int) -> None:
-    noop.map(i=range(n))
 
 
 def slurm(*argv: str) -> str:
