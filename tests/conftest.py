@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -97,3 +98,15 @@ def engines() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The engine's fixture tasks (tests/fixtures/engine_tasks.py), importable here and,
+    through PYTHONPATH, in every task process."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    import engine_tasks
+
+    return engine_tasks

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,14 +22,10 @@ SRC = Path(__file__).parents[1] / "src"
 
 
 @pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+def et(et: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The engine's fixture tasks, and the test backend that runs dependencies itself."""
     monkeypatch.setitem(BACKENDS, "dagtest", "gm_dag_backend:DagLocalBackend")
-    import engine_tasks
-
-    return engine_tasks
+    return et
 
 
 def fake_request(node: int) -> tuple[JobRequest, Resources]:

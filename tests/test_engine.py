@@ -40,17 +40,6 @@ def written(path: Path) -> bool:
         return False
 
 
-@pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The fixture tasks, importable here and (through PYTHONPATH) in every task process."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    import engine_tasks
-
-    return engine_tasks
-
-
 def run(wf: Any, tmp_path: Path, **options: Any) -> RunResult:
     options.setdefault("max_cores", 4)
     return run_workflow(wf, run_dir=tmp_path / "runs", **options)

@@ -35,17 +35,6 @@ Mount = Callable[[str, str], Path]
 
 
 @pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The fixture tasks, importable here and (through PYTHONPATH) in every task process."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    import engine_tasks
-
-    return engine_tasks
-
-
-@pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Mount]:
     """``mount(name, options)``: a tmpfs under tmp_path (root only), unmounted afterwards."""
     mounted: list[Path] = []

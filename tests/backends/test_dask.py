@@ -96,17 +96,6 @@ def scheduler(cluster: tuple[str, Path]) -> str:
     return cluster[0]
 
 
-@pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The engine's fixture tasks, importable here and in every task process."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    import engine_tasks
-
-    return engine_tasks
-
-
 def request(tmp: Path, key: str, argv: Sequence[str], task: str = "t", **res: Any) -> JobRequest:
     return JobRequest(
         key=key, task=task, job_name=key, argv=tuple(argv), resources=Resources(**res),

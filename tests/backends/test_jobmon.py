@@ -59,16 +59,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The engine's fixture tasks, importable here and in every task process."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    # a server that stops answering fails a driver in seconds, not jobmon's 5 minutes
+def et(et: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The engine's fixture tasks; a server that stops answering fails a driver in
+    seconds, not jobmon's 5 minutes."""
     monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "20")
-    import engine_tasks
-
-    return engine_tasks
+    return et
 
 
 def run_on(server: str, wf: Any, run_dir: Path, seconds: float = 120, **options: Any) -> RunResult:
