@@ -86,7 +86,12 @@ def main() -> None:
     parser.add_argument("--cluster", default="multiprocess")
     parser.add_argument("--no-save", action="store_true", help="do not write results/jobmon.json")
     options = parser.parse_args()
-    from gristmill.backends.jobmon import JobmonBackend  # needs the jobmon client
+    try:
+        import jobmon.client  # only asking whether it is there
+    except ImportError:
+        print("jobmon-client is not installed (pip install 'gristmill[jobmon]'): skipped")
+        return
+    from gristmill.backends.jobmon import JobmonBackend
 
     n = options.tasks
     with tempfile.TemporaryDirectory() as tmp:
