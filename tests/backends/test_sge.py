@@ -24,6 +24,7 @@ from gristmill.backends.sge import (
     expand_tasks,
     job_name,
     lookup,
+    parse_error_reasons,
     parse_qacct,
     parse_qacct_memory,
     parse_qstat_xml,
@@ -279,6 +280,40 @@ def test_a_job_nobody_knows_is_lost_after_the_grace_time(
     cancelled = JobHandle("sge", "41_1", "d.1", str(tmp_path / "d.1.result.json"))
     backend.cancel([cancelled])
     assert backend.poll([cancelled])[cancelled].state is JobState.CANCELLED
+
+
+def test_error_reasons_per_task_from_qstat_j() -> None:
+    reasons = parse_error_reasons(read("qstat_j_eqw.txt"))
+    assert set(reasons) == {("161", "1"), ("161", "2")}
+    assert reasons[("161", "1")] == (
+        'error: can\'t open output file "/nonexistent/dir/out": No such file or directory'
+    )
+    assert parse_error_reasons("") == {}
+
+
+def test_a_task_in_error_state_fails_with_its_reason_and_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eqw never ends by itself: one qstat -j says why, one qdel removes every such task."""
+    bin_dir = fake_commands(tmp_path, qdel="")
+    (bin_dir / "qstat.xml").write_text(read("qstat_eqw.xml"))
+    (bin_dir / "qstat.j").write_text(read("qstat_j_eqw.txt"))
+    (bin_dir / "qstat").write_text(
+        f"#!/bin/sh\necho \"$*\" >> {bin_dir}/qstat.args\n"
+        f"if [ \"$1\" = -j ]; then cat {bin_dir}/qstat.j; else cat {bin_dir}/qstat.xml; fi\n"
+    )
+    (bin_dir / "qstat").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    backend = SgeBackend(runner=CommandRunner(attempts=1))
+    handles = [JobHandle("sge", f"161_{t}", f"k{t}.1", str(tmp_path / f"k{t}.json"))
+               for t in (1, 2)]
+    statuses = backend.poll(handles)
+    assert {s.state for s in statuses.values()} == {JobState.FAILED}
+    assert "error state (Eqw)" in statuses[handles[0]].reason
+    assert "can't open output file" in statuses[handles[1]].reason
+    assert backend.calls == {"qstat": 2, "qdel": 1}
+    assert (bin_dir / "qstat.args").read_text() == "-xml\n-j 161\n"
+    assert (bin_dir / "qdel.args").read_text() == "161 -t 1-2\n"
 
 
 def test_backend_registered_and_options_checked() -> None:

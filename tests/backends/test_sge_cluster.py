@@ -215,6 +215,27 @@ def test_a_runtime_overrun_leaves_no_task_process_behind(
     assert survivors(reap) == []
 
 
+def test_a_task_grid_engine_puts_in_error_state_fails_with_why_and_leaves_the_queue(
+    tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output file Grid Engine cannot open puts the task in Eqw, where it would stay."""
+    path = tmp_path / "shared"
+    result, backend = run_bounded(
+        tasks.records(path=str(path), n=2), tmp_path, monkeypatch, 60,
+        backend_options={"qsub_flags": "-o /nonexistent/gristmill/out"},
+    )
+    assert not result.ok
+    assert result.counts == {"FAILED": 2}
+    records = attempts(result.run_dir)
+    assert {r.state for r in records} == {"FAILED"}
+    for record in records:
+        assert "error state (Eqw)" in record.reason, record.reason
+        assert "can't open output file" in record.reason, record.reason
+    assert not qstat_ids() & {str(r.job_id) for r in records}, "a task was left in Eqw"
+    assert backend.calls["qdel"] == 1
+    assert lines(path) == []
+
+
 def test_cancel_is_one_qdel_for_running_and_pending_tasks(tmp_path: Path) -> None:
     backend = SgeBackend(max_concurrent=2)
     logs = tmp_path / "logs" / "sleep"

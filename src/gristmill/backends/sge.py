@@ -124,6 +124,27 @@ def parse_qstat_xml(text: str) -> dict[str, SgeRecord]:
     return out
 
 
+_ERROR_REASON = re.compile(r"^error reason\s+(\d+):\s+(?:\S+ \S+ \[[^\]]*\]: )?(.*)$")
+
+
+def parse_error_reasons(text: str) -> dict[tuple[str, str], str]:
+    """``qstat -j JOBS``: (job, task) -> why the task is in error state (``Eqw``).
+
+    Each job's section starts at ``job_number:``; a reason line reads ``error reason
+    <task>: <date> <time> [uid:pid]: error: ...``.
+    """
+    out: dict[tuple[str, str], str] = {}
+    job = ""
+    for line in text.splitlines():
+        if line.startswith("job_number:"):
+            job = line.partition(":")[2].strip()
+            continue
+        found = _ERROR_REASON.match(line)
+        if found and job:
+            out[(job, found.group(1))] = found.group(2).strip()
+    return out
+
+
 _MEM_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _QACCT_MEM = re.compile(r"^([\d.]+)\s*([KMGT]?B)$")
 
@@ -384,11 +405,14 @@ class SgeBackend(ArrayBackend):
         queue = parse_qstat_xml(proc.stdout)
         out: dict[JobHandle, JobStatus] = {}
         gone: list[JobHandle] = []
+        stuck: list[JobHandle] = []
         for handle in handles:
             record = lookup(queue, handle.job_id)
             if record is not None:
                 self.vanished.seen(handle.job_id)
                 out[handle] = JobStatus(record.state, host=record.host, reason=record.reason)
+                if "E" in record.raw_state:
+                    stuck.append(handle)
                 continue
             result = self.worker_result(handle)
             if result is not None:
@@ -412,6 +436,25 @@ class SgeBackend(ArrayBackend):
                 status = self.unknown(handle)
                 if status is not None:
                     out[handle] = status
+        if stuck:
+            out.update(self._clear_errors(stuck))
+        return out
+
+    def _clear_errors(self, stuck: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
+        """Tasks in error state (``Eqw``) never start until an admin clears them: say why
+        (one ``qstat -j``) and delete them (one ``qdel``), so none is left in the queue."""
+        jobs = sorted({h.job_id.partition("_")[0] for h in stuck})
+        detail = self.runner.run(["qstat", "-j", ",".join(jobs)],
+                                 ok=lambda p: p.returncode in (0, 1))
+        reasons = parse_error_reasons(detail.stdout)
+        self.runner.run(self.cancel_argv([h.job_id for h in stuck]),
+                        ok=lambda p: p.returncode in (0, 1))
+        out: dict[JobHandle, JobStatus] = {}
+        for handle in stuck:
+            job, _, task = handle.job_id.partition("_")
+            why = reasons.get((job, task)) or reasons.get((job, "")) or "no reason given"
+            out[handle] = JobStatus(JobState.FAILED, reason=(
+                f"Grid Engine put the task in error state (Eqw) and it was deleted: {why}"))
         return out
 
     def _memory(self, handle: JobHandle, status: JobStatus) -> JobStatus:
