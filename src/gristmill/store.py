@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import json
-import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,9 @@ from typing import Any
 import attrs
 
 from gristmill.errors import StoreError
+from gristmill.store_check import SCHEMA_VERSION as SCHEMA_VERSION  # the store's format
+from gristmill.store_check import check_store, diagnose, open_readonly, write_error
 
-SCHEMA_VERSION = 1
 STORE_NAME = "gristmill.db"
 #: :meth:`Store.node_progress` reads values 0.._MAX_CHAR as the characters 48..255.
 _MAX_CHAR = 255 - 48
@@ -149,7 +147,7 @@ class Store:
                 with contextlib.suppress(OSError):
                     path.with_name(path.name + suffix).unlink()
             raise StoreError(
-                f"cannot create the run store {path}: {exc} ({_diagnose(path)})"
+                f"cannot create the run store {path}: {exc} ({diagnose(path)})"
             ) from exc
         return cls(path, conn)
 
@@ -176,7 +174,7 @@ class Store:
         path = run_dir / STORE_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
-        cls._check(path, full)  # through a read-only connection: switching to WAL would write
+        check_store(path, full)  # through a read-only connection: switching to WAL would write
         return path
 
     @classmethod
@@ -206,65 +204,12 @@ class Store:
 
         return wait
 
-    @classmethod
-    def _check(cls, path: Path, full: bool = True) -> None:
-        """Refuse a store that is corrupt, not a gristmill store, or from a newer gristmill."""
-        conn = cls._connect(path, readonly=True)
-        try:
-            try:
-                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-                    wal = path.with_name(path.name + "-wal")
-                    if wal.exists() and wal.stat().st_size > 0:
-                        raise StoreError(
-                            f"cannot read the run store {path}: its content is in its "
-                            f"write-ahead log {wal}, which SQLite could not use "
-                            f"({_diagnose(path)}); nothing was changed; fix the storage (or "
-                            "copy the run directory elsewhere) and try again"
-                        )
-                    raise StoreError(
-                        f"the run store {path} is empty (an engine stopped while creating it, "
-                        "before any task could run, or the file was truncated); it was left "
-                        "untouched; delete it and start the run again"
-                    )
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                version = int(row[0]) if row is not None else None
-                if version is None or version > SCHEMA_VERSION:
-                    checked = None
-                else:
-                    checked = conn.execute("PRAGMA quick_check").fetchone()[0] if full else "ok"
-            except sqlite3.DatabaseError as exc:
-                if _cannot_open(exc):
-                    raise StoreError(
-                        f"cannot open the run store {path}: {exc} ({_diagnose(path)}); it "
-                        "was left untouched"
-                    ) from None
-                raise _corrupt(path, exc) from None
-            except ValueError as exc:
-                raise _corrupt(path, exc) from None
-        finally:
-            conn.close()
-        if version is None:
-            raise StoreError(
-                f"the run store {path} has no schema version, so it is not a gristmill store; "
-                "it was left untouched"
-            )
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the run store {path} has schema version {version}, newer than this gristmill "
-                f"understands ({SCHEMA_VERSION}); upgrade gristmill to use it (nothing was changed)"
-            )
-        if checked != "ok":
-            raise StoreError(
-                f"the run store {path} is corrupt (integrity check: {checked}); it was left "
-                "untouched; move it aside (or restore it from a backup) and start a new run"
-            )
-
     @staticmethod
     def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
         try:
             if readonly:
-                conn = _open_readonly(path)
+                conn = open_readonly(path)
             else:
                 conn = sqlite3.connect(path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -324,7 +269,7 @@ class Store:
         try:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
-            raise _write_error(self.path, exc) from exc
+            raise write_error(self.path, exc) from exc
 
     def set_meta(self, cur: sqlite3.Cursor, key: str, value: Any) -> None:
         cur.execute(
@@ -537,76 +482,13 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise _write_error(self.store.path, exc) from exc
+                raise write_error(self.store.path, exc) from exc
             return
         try:
             self.cur.execute("COMMIT")
         except sqlite3.Error as commit_exc:
             with contextlib.suppress(sqlite3.Error):
                 self.cur.execute("ROLLBACK")
-            raise _write_error(self.store.path, commit_exc) from commit_exc
+            raise write_error(self.store.path, commit_exc) from commit_exc
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection, also on read-only storage (an archived run).
-
-    There SQLite cannot make the ``-shm`` file a WAL reader needs, so a store whose
-    write-ahead log is empty (the engine closed it) is opened as immutable instead.
-    """
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=30)
-    try:
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except sqlite3.DatabaseError as exc:
-        if not _cannot_open(exc) or os.access(path.parent, os.W_OK):
-            return conn  # not the read-only case: the caller's first query reports it
-        conn.close()
-    else:
-        return conn
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise StoreError(
-            f"cannot read the run store {path}: it is on read-only storage and its "
-            f"write-ahead log {wal} holds changes not yet in it; copy the run directory to "
-            "writable storage to read it"
-        )
-    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
-
-
-def _corrupt(path: Path, exc: Exception) -> StoreError:
-    return StoreError(
-        f"the run store {path} is corrupt or not a gristmill store ({exc}); it was left "
-        "untouched; move it aside (or restore it from a backup) and start a new run"
-    )
-
-
-def _cannot_open(exc: Exception) -> bool:
-    """SQLITE_CANTOPEN: a file could not be opened (permissions, read-only storage)."""
-    return "unable to open database file" in str(exc)
-
-
-def _diagnose(path: Path) -> str:
-    """Why a write next to ``path`` fails, found by trying one (SQLite only says "I/O error")."""
-    probe = path.with_name(f".{path.name}.probe.{os.getpid()}")
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"\0" * 4096)
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        if exc.errno == errno.EROFS:
-            return "its file system is read-only"
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return "its disk is full" if exc.errno == errno.ENOSPC else "its disk quota is used up"
-        return f"writing there fails: {exc.strerror}"
-    return "a write next to it works now; it may have been a passing fault"
-
-
-def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    return StoreError(
-        f"cannot write the run store {path}: {exc} ({_diagnose(path)}); the store keeps "
-        f"every change before this one, and the run can be resumed once that is fixed: "
-        f"gristmill resume {path.parent}"
-    )
