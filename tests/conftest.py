@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 if str(FIXTURES) not in sys.path:
     sys.path.insert(0, str(FIXTURES))
 
-from gm_testing import FIXTURE_PKG, SRC, InstalledPackage  # noqa: E402 -- needs FIXTURES on sys.path
+from gm_testing import FIXTURE_PKG, SRC, InstalledPackage, fixtures_importable  # noqa: E402 -- needs FIXTURES on sys.path
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +104,7 @@ def engines() -> Iterator[list[subprocess.Popen[bytes]]]:
 def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The engine's fixture tasks (tests/fixtures/engine_tasks.py), importable here and,
     through PYTHONPATH, in every task process."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    fixtures_importable(monkeypatch)
     import engine_tasks
 
     return engine_tasks

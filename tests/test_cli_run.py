@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from gm_testing import pid_gone, wait_for
+from gm_testing import fixtures_importable, pid_gone, wait_for
 from loguru import logger
 
 from gristmill.cli import main
@@ -26,9 +26,7 @@ GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli import main; 
 @pytest.fixture
 def et(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The fixture tasks, importable here and in every child; logging reset afterwards."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    fixtures_importable(monkeypatch)
     import engine_tasks
 
     yield engine_tasks

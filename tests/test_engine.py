@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from gm_testing import pid_gone, wait_for
+from gm_testing import attempts, pid_gone, wait_for
 
 from gristmill.errors import RunDirError
 from gristmill.runner import RunResult, run_workflow
@@ -43,14 +43,6 @@ def written(path: Path) -> bool:
 def run(wf: Any, tmp_path: Path, **options: Any) -> RunResult:
     options.setdefault("max_cores", 4)
     return run_workflow(wf, run_dir=tmp_path / "runs", **options)
-
-
-def attempts(run_dir: Path) -> list[AttemptRecord]:
-    store = Store.open(run_dir, readonly=True)
-    try:
-        return store.attempts()
-    finally:
-        store.close()
 
 
 def counts(run_dir: Path) -> dict[tuple[str, str], int]:

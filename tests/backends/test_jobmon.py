@@ -25,8 +25,8 @@ import pytest
 pytest.importorskip("jobmon.client", reason="jobmon-client not installed: pip install "
                     "'gristmill[jobmon]' (jobmon-client==3.3.0, jobmon-core>=3.4.7)")
 
-from cluster_testing import GRISTMILL, attempts, lines, wait_until
-from gm_testing import SRC, pid_gone, run_within, subprocess_env
+from cluster_testing import GRISTMILL, lines, wait_until
+from gm_testing import SRC, attempts, pid_gone, run_within, subprocess_env
 
 from gristmill.backends import make_backend
 from gristmill.backends.base import JobRequest, JobState

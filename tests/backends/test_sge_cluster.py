@@ -25,7 +25,8 @@ from typing import Any
 
 import cluster_testing
 import pytest
-from cluster_testing import attempts, by_node, gristmill, lines, wait_until
+from cluster_testing import by_node, gristmill, lines, wait_until
+from gm_testing import attempts
 
 from gristmill.backends.base import JobRequest, JobState
 from gristmill.backends.sge import SgeBackend, parse_qstat_xml
@@ -33,7 +34,7 @@ from gristmill.resources import Resources
 from gristmill.runner import RunResult
 from gristmill.spec import Spec
 
-pytestmark = pytest.mark.sge
+pytestmark = [pytest.mark.sge, pytest.mark.usefixtures("job_env")]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -56,26 +57,7 @@ def _cluster_problem() -> str | None:
 @pytest.fixture(scope="module", autouse=True)
 def cluster(request: pytest.FixtureRequest) -> None:
     """Skip unless asked for (``-m sge``) and the cluster answers."""
-    if "sge" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("Grid Engine cluster tests run only with -m sge (nox -s sge)")
-    problem = _cluster_problem()
-    if problem:
-        pytest.skip(problem)
-
-
-@pytest.fixture(autouse=True)
-def job_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs inherit this environment (qsub -V): they must import gristmill and the fixtures."""
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    monkeypatch.syspath_prepend(str(FIXTURES))
-
-
-@pytest.fixture
-def tasks() -> Any:
-    import slurm_tasks
-
-    return slurm_tasks
+    cluster_testing.require_cluster(request, "sge", _cluster_problem)
 
 
 def qacct_field(job_id: str, field: str) -> str:

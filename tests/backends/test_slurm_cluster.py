@@ -29,7 +29,8 @@ from typing import Any
 
 import cluster_testing
 import pytest
-from cluster_testing import GRISTMILL, attempts, by_node, gristmill, lines, wait_until
+from cluster_testing import GRISTMILL, by_node, gristmill, lines, wait_until
+from gm_testing import attempts
 
 from gristmill.attempt import AttemptResult, write_result
 from gristmill.backends.base import JobHandle, JobRequest, JobState
@@ -40,7 +41,7 @@ from gristmill.runner import RunResult
 from gristmill.spec import Spec
 from gristmill.store import AttemptRecord
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("job_env")]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -67,26 +68,7 @@ def _cluster_problem() -> str | None:
 @pytest.fixture(scope="module", autouse=True)
 def cluster(request: pytest.FixtureRequest) -> None:
     """Skip unless asked for (``-m slurm``: minutes, and it restarts the cluster) and up."""
-    if "slurm" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("Slurm cluster tests run only with -m slurm (nox -s slurm)")
-    problem = _cluster_problem()
-    if problem:
-        pytest.skip(problem)
-
-
-@pytest.fixture(autouse=True)
-def job_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batch jobs inherit this environment: they must import gristmill and the fixtures."""
-    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    monkeypatch.syspath_prepend(str(FIXTURES))
-
-
-@pytest.fixture
-def tasks() -> Any:
-    import slurm_tasks
-
-    return slurm_tasks
+    cluster_testing.require_cluster(request, "slurm", _cluster_problem)
 
 
 # -- helpers --------------------------------------------------------------------------------

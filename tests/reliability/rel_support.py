@@ -7,12 +7,13 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 from click.testing import Result
+from gm_testing import pid_gone as pid_gone  # the suites import it from here
+from gm_testing import wait_for
 
 from gristmill import store as store_module
 from gristmill.store import AttemptRecord, NodeState, Store
@@ -35,14 +36,6 @@ def once_each(path: Path, expected: list[str]) -> None:
     assert sorted(seen) == sorted(expected)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 def wait_while_running(
     proc: subprocess.Popen[bytes], predicate: Callable[[], object], timeout: float, what: str
 ) -> None:
@@ -56,21 +49,6 @@ def wait_while_running(
         return predicate()
 
     wait_for(ready, timeout, what)
-
-
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    """Whether ``pid`` exits (or is a zombie) within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rpartition(")")[2].split()[0] in ("Z", "X"):
-                    return True
-        except FileNotFoundError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 def pids(path: Path) -> list[int]:
