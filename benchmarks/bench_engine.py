@@ -36,9 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
+from peers.gm_flows import fan  # the same map + fan-in bench_peers.py runs
 
-import gristmill as gm
 from gristmill.backends import BACKENDS
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobState, JobStatus
 from gristmill.store import STORE_NAME
@@ -48,23 +47,6 @@ TARGET_OVERHEAD_MS = 1.0
 TARGET_RSS_MB = 1500
 TARGET_RESUME_S = 3.0
 _SUCCEEDED = JobStatus(JobState.SUCCEEDED, exit_code=0)
-
-
-@gm.task(program=["true"], mem="10M")
-@click.option("--i", type=int, required=True)
-def noop(i: int) -> None:
-    """Runs /bin/true; the options are ignored by it."""
-
-
-@gm.task(program=["true"], mem="10M")
-@click.option("--n", type=int, required=True)
-def gather(n: int) -> None:
-    """The fan-in."""
-
-
-@gm.workflow
-def fan(n: int) -> None:
-    gather(n=n, after=noop.map(i=range(n)))
 
 
 class InstantBackend:
