@@ -38,9 +38,10 @@ from typing import Any
 
 from peers.gm_flows import fan  # the same map + fan-in bench_peers.py runs
 
-from gristmill.backends import BACKENDS
-from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobState, JobStatus
-from gristmill.store import STORE_NAME
+from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
+from gristmill.backends.registry import BACKENDS
+from gristmill.states import JobState
+from gristmill.store.db import STORE_NAME
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_OVERHEAD_MS = 1.0

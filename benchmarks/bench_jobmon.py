@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from gristmill.backends.base import Backend, JobRequest
-from gristmill.backends.local import LocalBackend
+from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import Resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def main() -> None:
     except ImportError:
         print("jobmon-client is not installed (pip install 'gristmill[jobmon]'): skipped")
         return
-    from gristmill.backends.jobmon import JobmonBackend
+    from gristmill.backends.jobmon.backend import JobmonBackend
 
     n = options.tasks
     with tempfile.TemporaryDirectory() as tmp:

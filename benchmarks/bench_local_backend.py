@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gristmill.backends.base import JobRequest
-from gristmill.backends.local import LocalBackend
+from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import DEFAULT_RESOURCES, Resources
 
 

@@ -28,8 +28,8 @@ from typing import Any
 import click
 
 import gristmill as gm
-from gristmill import runner
-from gristmill.store import Store
+from gristmill.engine import runner
+from gristmill.store.db import Store
 
 MAP_SIZE = 1_000_000
 CHAIN_SIZE = 100_000

@@ -33,10 +33,10 @@ from typing import Any
 
 from trues import trues
 
-from gristmill import runner
-from gristmill.backends import make_backend
 from gristmill.backends.base import Backend
-from gristmill.backends.slurm import SlurmBackend
+from gristmill.backends.registry import make_backend
+from gristmill.backends.slurm.backend import SlurmBackend
+from gristmill.engine import runner
 
 RESULTS = Path(__file__).parent / "results"
 LIVE = "PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED,REQUEUED"

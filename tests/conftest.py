@@ -66,7 +66,7 @@ def installed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installe
             ),
         )
         mp.syspath_prepend(str(site_packages))
-        from gristmill import entrypoints
+        from gristmill.dsl import scripts as entrypoints
 
         entrypoints.refresh()
         yield InstalledPackage(prefix, bin_dir, site_packages, seconds)

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from gristmill.dsl.nodes import Node, NodeGroup, product
+from gristmill.dsl.task import Task, task
+from gristmill.dsl.workflow import Workflow, workflow
 from gristmill.errors import (
     BackendError,
     GraphError,
@@ -21,8 +24,6 @@ from gristmill.errors import (
     TaskArgumentError,
 )
 from gristmill.resources import Escalation, Policy, Resources
-from gristmill.task import Task, task
-from gristmill.workflow import Node, NodeGroup, Workflow, product, workflow
 
 if TYPE_CHECKING:
     from gristmill import runs
@@ -36,7 +37,7 @@ def __getattr__(name: str) -> Any:
     if name == "runs":
         import importlib
 
-        return importlib.import_module("gristmill.runs")
+        return importlib.import_module("gristmill.runs.directory")
     raise AttributeError(f"module 'gristmill' has no attribute {name!r}")
 
 logger.disable("gristmill")

@@ -1,30 +1,12 @@
-"""``python -m gristmill.exec module:task [args...]``: run a task without its console script.
+"""``python -m gristmill.exec``: the module path of :mod:`gristmill.dsl.exec` in gristmill 0.1.
 
-The engine falls back to this when a task's generated console script is not
-installed, so a pipeline still runs straight from a source checkout.
+Kept because job scripts and array manifests written by gristmill 0.1 (still queued
+when a run is resumed after an upgrade) run this path.
 """
-
-from __future__ import annotations
 
 import sys
 
-from gristmill.errors import GristmillError
-from gristmill.task import get_task
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m gristmill.exec module:task [task arguments...]\n")
-        return 0 if args else 2
-    try:
-        task = get_task(args[0])
-    except GristmillError as exc:
-        sys.stderr.write(f"gristmill.exec: {exc}\n")
-        return 2
-    task.command.main(args=args[1:], prog_name=task.script, standalone_mode=True)
-    return 0
-
+from gristmill.dsl.exec import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,21 +31,16 @@ from cluster_testing import lines  # noqa: E402 -- after the importorskip
 from gm_testing import SRC, pid_gone, run_within, subprocess_env, wait_for  # noqa: E402
 from loguru import logger  # noqa: E402
 
-from gristmill.backends import make_backend  # noqa: E402
-from gristmill.backends.base import (  # noqa: E402
-    Backend,
-    JobHandle,
-    JobRequest,
-    JobState,
-    JobStatus,
-)
-from gristmill.backends.dask import DaskBackend, dask_key  # noqa: E402
-from gristmill.backends.dask_resources import WorkerInfo, refusal, restrictions  # noqa: E402
+from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus  # noqa: E402
+from gristmill.backends.dask.backend import DaskBackend, dask_key  # noqa: E402
+from gristmill.backends.dask.resources import WorkerInfo, refusal, restrictions  # noqa: E402
+from gristmill.backends.registry import make_backend  # noqa: E402
+from gristmill.engine.runner import RunResult, run_workflow  # noqa: E402
 from gristmill.errors import BackendError, SpecError  # noqa: E402
 from gristmill.resources import Policy, Resources  # noqa: E402
-from gristmill.runner import RunResult, run_workflow  # noqa: E402
-from gristmill.store import STORE_NAME  # noqa: E402
-from gristmill.worker import read_result  # noqa: E402
+from gristmill.states import JobState  # noqa: E402
+from gristmill.store.db import STORE_NAME  # noqa: E402
+from gristmill.worker.result import read_result  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXAMPLE = SRC.parent / "examples" / "seiir_like"
@@ -373,7 +368,7 @@ def test_jobs_of_a_killed_engines_local_cluster_are_stopped_and_rerun(
 ) -> None:
     root, pidfile, release = tmp_path / "runs", tmp_path / "pid", tmp_path / "release"
     args = {"pidfile": str(pidfile), "n": 1, "pause": 60.0, "release": str(release)}
-    script = ("import engine_tasks; from gristmill.runner import run_workflow; run_workflow("
+    script = ("import engine_tasks; from gristmill.engine.runner import run_workflow; run_workflow("
               f"engine_tasks.sleepers(**{args!r}), backend='dask', run_dir={str(root)!r})")
     engine = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

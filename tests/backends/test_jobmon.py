@@ -28,14 +28,15 @@ pytest.importorskip("jobmon.client", reason="jobmon-client not installed: pip in
 from cluster_testing import GRISTMILL, lines, wait_until
 from gm_testing import SRC, attempts, pid_gone, run_within, subprocess_env
 
-from gristmill.backends import make_backend
-from gristmill.backends.base import JobRequest, JobState
-from gristmill.backends.jobmon import JobmonBackend
+from gristmill.backends.base import JobRequest
+from gristmill.backends.jobmon.backend import JobmonBackend
+from gristmill.backends.registry import make_backend
+from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import Resources
-from gristmill.runner import RunResult, run_workflow
-from gristmill.spec import Spec
-from gristmill.worker import read_result
+from gristmill.spec.load import Spec
+from gristmill.states import JobState
+from gristmill.worker.result import read_result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KIT = SRC.parent / "ci" / "jobmon"
@@ -81,7 +82,7 @@ def jobmon_states(server: str, run_dir: Path) -> dict[str, str]:
     """Task name -> status letter, as the server has them."""
     backend = JobmonBackend(service_url=server)
     workflow_id = json.loads((run_dir / "jobmon" / "workflow.json").read_text())["workflow_id"]
-    from gristmill.backends.jobmon_translate import parse_workflow_tasks
+    from gristmill.backends.jobmon.translate import parse_workflow_tasks
 
     return parse_workflow_tasks(backend._get(f"/workflow/{workflow_id}/workflow_tasks"))
 
@@ -183,7 +184,7 @@ def test_a_killed_engines_jobmon_run_goes_on_and_is_reattached(
     server: str, et: ModuleType, tmp_path: Path
 ) -> None:
     root, path = tmp_path / "runs", tmp_path / "out"
-    script = ("import engine_tasks; from gristmill.runner import run_workflow; run_workflow("
+    script = ("import engine_tasks; from gristmill.engine.runner import run_workflow; run_workflow("
               f"engine_tasks.appends(path={str(path)!r}, n=8, pause=0.3), backend='jobmon', "
               f"run_dir={str(root)!r}, backend_options={{'service_url': {server!r}}})")
     engine = subprocess.Popen([sys.executable, "-c", script], env=subprocess_env(FIXTURES),

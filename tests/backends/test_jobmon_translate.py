@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gristmill.backends.base import JobRequest, JobState
-from gristmill.backends.jobmon_translate import (
+from gristmill.backends.base import JobRequest
+from gristmill.backends.jobmon.translate import (
     STATES,
     WorkflowPlan,
     ancestors_failed,
@@ -30,6 +30,7 @@ from gristmill.backends.jobmon_translate import (
 )
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import Resources
+from gristmill.states import JobState
 
 RUN = Path("/runs/2026_11_29.01")
 
@@ -138,7 +139,7 @@ def test_the_wrapper_carries_result_logs_limits_and_attempts() -> None:
                        env=(("A", "1"),), cwd=Path("/w"))
     (task,) = plan_tasks([job], cluster="sequential", python="/py")
     words = list(task.wrapper)
-    assert words[:4] == ["/py", "-m", "gristmill.backends.jobmon_driver", "attempt"]
+    assert words[:4] == ["/py", "-m", "gristmill.backends.jobmon.driver", "attempt"]
     assert words[words.index("--result") + 1] == str(job.result_path)
     assert words[words.index("--max-attempts") + 1] == "3"
     assert words[words.index("--mem") + 1] == str(2**30)

@@ -15,11 +15,12 @@ import pytest
 from loguru import logger
 
 import gristmill
-from gristmill.backends.base import Backend, JobHandle, JobRequest, JobState, JobStatus
-from gristmill.backends.local import LocalBackend
+from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus
+from gristmill.backends.local.backend import LocalBackend
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import Resources
-from gristmill.worker import read_result
+from gristmill.states import JobState
+from gristmill.worker.result import read_result
 
 MB = 2**20
 # Appends "<start> <end>" (epoch seconds) to argv[1] around a sleep of argv[2] seconds.
@@ -340,7 +341,7 @@ ENGINE = """
 import json, os, sys
 from pathlib import Path
 from gristmill.backends.base import JobRequest
-from gristmill.backends.local import LocalBackend
+from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import Resources
 
 tmp = Path(sys.argv[1])

@@ -14,16 +14,16 @@ from pathlib import Path
 import attrs
 import pytest
 
-from gristmill.backends import make_backend
-from gristmill.backends.arrays import Array, write_manifest
-from gristmill.backends.base import JobHandle, JobRequest, JobState
-from gristmill.backends.scheduler import CommandRunner
-from gristmill.backends.sge import (
+from gristmill.backends.base import JobHandle, JobRequest
+from gristmill.backends.batch.arrays import Array, write_manifest
+from gristmill.backends.batch.backend import lookup
+from gristmill.backends.batch.commands import CommandRunner
+from gristmill.backends.registry import make_backend
+from gristmill.backends.sge.backend import (
     SgeBackend,
     batch_script,
     expand_tasks,
     job_name,
-    lookup,
     parse_error_reasons,
     parse_qacct,
     parse_qacct_memory,
@@ -36,6 +36,7 @@ from gristmill.backends.sge import (
 )
 from gristmill.errors import BackendError
 from gristmill.resources import Resources
+from gristmill.states import JobState
 
 DATA = Path(__file__).parent / "data" / "sge"
 
@@ -204,7 +205,7 @@ def test_the_shell_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: 
     line = script.splitlines()[-1]
     out = subprocess.run(["bash", "-c", line.replace("exec ", "echo ", 1)],
                          env={"SGE_TASK_ID": "1"}, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["/opt/py", "thon", "-m", "gristmill.backends.arrays",
+    assert out.stdout.split() == ["/opt/py", "thon", "-m", "gristmill.backends.batch.element",
                                   "/runs/a", "b/m.json", "0"]
 
 
@@ -272,7 +273,7 @@ def test_a_job_nobody_knows_is_lost_after_the_grace_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"),
-                            qacct=read("qacct_missing.txt"))
+                            qacct=read("qacct_missing.txt"), qdel="")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     backend = SgeBackend(lost_after=0, runner=CommandRunner(attempts=1))
     gone = JobHandle("sge", "40_1", "c.1", str(tmp_path / "c.1.result.json"))

@@ -28,11 +28,12 @@ import pytest
 from cluster_testing import by_node, gristmill, lines, wait_until
 from gm_testing import attempts
 
-from gristmill.backends.base import JobRequest, JobState
-from gristmill.backends.sge import SgeBackend, parse_qstat_xml
+from gristmill.backends.base import JobRequest
+from gristmill.backends.sge.backend import SgeBackend, parse_qstat_xml
+from gristmill.engine.runner import RunResult
 from gristmill.resources import Resources
-from gristmill.runner import RunResult
-from gristmill.spec import Spec
+from gristmill.spec.load import Spec
+from gristmill.states import JobState
 
 pytestmark = [pytest.mark.sge, pytest.mark.usefixtures("job_env")]
 

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.attempt import AttemptResult, write_result
-from gristmill.backends import make_backend
-from gristmill.backends.arrays import Array, read_entry
-from gristmill.backends.base import JobHandle, JobRequest, JobState
-from gristmill.backends.scheduler import CommandRunner
-from gristmill.backends.slurm import (
+from gristmill.backends.base import JobHandle, JobRequest
+from gristmill.backends.batch.arrays import Array
+from gristmill.backends.batch.backend import lookup
+from gristmill.backends.batch.commands import CommandRunner
+from gristmill.backends.batch.element import read_manifest
+from gristmill.backends.registry import make_backend
+from gristmill.backends.slurm.backend import (
+    STOP_RULES,
     SlurmBackend,
     batch_script,
     compact_ids,
     expand_ids,
     job_log,
-    lookup,
     parse_elapsed,
     parse_exit_code,
     parse_rss,
@@ -42,6 +43,8 @@ from gristmill.backends.slurm import (
 )
 from gristmill.errors import BackendError
 from gristmill.resources import Resources
+from gristmill.states import JobState
+from gristmill.worker.result import AttemptResult, write_result
 
 DATA = Path(__file__).parent / "data" / "slurm"
 GOLDEN = Path(__file__).parent / "data" / "slurm_render"
@@ -338,7 +341,7 @@ def test_the_batch_script_runs_the_element_named_by_the_array_index() -> None:
     script = batch_script(Path("/runs/my run/logs/fit/array-x.1.json"), "/opt/py 3/bin/python")
     golden("batch_script.sh", script)
     last = shlex.split(script.splitlines()[-1])
-    assert last == ["exec", "/opt/py 3/bin/python", "-m", "gristmill.backends.arrays",
+    assert last == ["exec", "/opt/py 3/bin/python", "-m", "gristmill.backends.batch.element",
                     "/runs/my run/logs/fit/array-x.1.json", "${SLURM_ARRAY_TASK_ID}"]
 
 
@@ -532,7 +535,7 @@ def sbatch_arrays(fake: Fake) -> list[tuple[str, Path]]:
 
 
 def manifest_of(script: Path) -> Path:
-    match = re.search(r"gristmill\.backends\.arrays '?([^' ]+)'? ", script.read_text())
+    match = re.search(r"gristmill\.backends\.batch\.element '?([^' ]+)'? ", script.read_text())
     assert match, script.read_text()
     return Path(match.group(1))
 
@@ -558,8 +561,13 @@ def test_jobs_of_one_task_and_resources_become_one_array(fake: Fake, tmp_path: P
     for job, handle in zip(jobs, handles):  # every index maps to its own attempt
         index = int(handle.job_id.split("_")[1])
         spec_script = dict(zip(["100", "101", "102"], [s for _, s in arrays]))
-        entry = read_entry(manifest_of(spec_script[handle.job_id.split("_")[0]]), index)
+        manifest = manifest_of(spec_script[handle.job_id.split("_")[0]])
+        entry, scheduler = read_manifest(manifest, index)
         assert entry["key"] == job.key
+        # what the element runner needs of Slurm travels as data, not as an import
+        assert scheduler == {
+            "job_env": "SLURM_ARRAY_JOB_ID", "task_env": "SLURM_ARRAY_TASK_ID",
+            "stop_log": str(manifest.parent / "slurm-{id}.out"), "stop_rules": STOP_RULES}
         assert entry["argv"] == list(job.argv)
         assert entry["result"] == str(job.result_path) == handle.result_path
 

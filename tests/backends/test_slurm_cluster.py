@@ -32,14 +32,15 @@ import pytest
 from cluster_testing import GRISTMILL, by_node, gristmill, lines, wait_until
 from gm_testing import attempts
 
-from gristmill.attempt import AttemptResult, write_result
-from gristmill.backends.base import JobHandle, JobRequest, JobState
-from gristmill.backends.slurm import SACCT_FORMAT, SlurmBackend, parse_sacct, parse_scontrol
+from gristmill.backends.base import JobHandle, JobRequest
+from gristmill.backends.slurm.backend import SACCT_FORMAT, SlurmBackend, parse_sacct, parse_scontrol
+from gristmill.engine.runner import RunResult
 from gristmill.errors import BackendError
 from gristmill.resources import Resources
-from gristmill.runner import RunResult
-from gristmill.spec import Spec
-from gristmill.store import AttemptRecord
+from gristmill.spec.load import Spec
+from gristmill.states import JobState
+from gristmill.store.db import AttemptRecord
+from gristmill.worker.result import AttemptResult, write_result
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("job_env")]
 

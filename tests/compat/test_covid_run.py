@@ -10,9 +10,9 @@ from cs_flows import FailFastFlow, Flow, FlowSpecification, build, lines
 
 from gristmill import runs
 from gristmill.compat.covid_shared import workflow
+from gristmill.engine.runner import rebuild_workflow, run_workflow
 from gristmill.errors import BackendError
-from gristmill.runner import rebuild_workflow, run_workflow
-from gristmill.store import Store
+from gristmill.store.db import Store
 
 G = 2**30
 

@@ -22,10 +22,10 @@ from cs_flows import (
 )
 
 from gristmill.compat.covid_shared import workflow
+from gristmill.engine.runner import unit_plans
 from gristmill.errors import GraphError, SpecError, TaskArgumentError
 from gristmill.resources import Policy, Resources
-from gristmill.runner import unit_plans
-from gristmill.spec import Spec
+from gristmill.spec.load import Spec
 
 PY = shlex.quote(sys.executable)
 G = 2**30

@@ -20,7 +20,7 @@ import yaml
 
 import gristmill
 from gristmill import runs
-from gristmill.store import Store
+from gristmill.store.db import Store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "covid_shared_tutorial"
 SRC = Path(gristmill.__file__).resolve().parents[1]

@@ -15,13 +15,14 @@ from click.testing import Result
 from gm_testing import pid_gone as pid_gone  # the suites import it from here
 from gm_testing import wait_for
 
-from gristmill import store as store_module
-from gristmill.store import AttemptRecord, NodeState, Store
+from gristmill.states import NodeState
+from gristmill.store import db as store_module
+from gristmill.store.db import AttemptRecord, Store
 
 #: Where gristmill's own modules are: no frame of them belongs in a user's error.
 OWN_CODE = str(Path(store_module.__file__).parent)
 #: ``gristmill`` run by this interpreter (a console-script shim may be another one).
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
 
 
 def lines(path: Path) -> list[str]:

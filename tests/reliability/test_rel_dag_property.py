@@ -39,14 +39,14 @@ from gristmill.backends.base import (
     Capabilities,
     JobHandle,
     JobRequest,
-    JobState,
     JobStatus,
     SleepingWaitMixin,
 )
+from gristmill.engine.runner import run_workflow
 from gristmill.errors import GraphError
 from gristmill.resources import Policy
-from gristmill.runner import run_workflow
-from gristmill.store import NodeState, Store
+from gristmill.states import JobState, NodeState
+from gristmill.store.db import Store
 
 #: Hypothesis's report of a failing example imports mypy_extensions, which warns.
 pytestmark = pytest.mark.filterwarnings(
@@ -225,7 +225,7 @@ def run_dag(rt: ModuleType, dag: Dag, folder: Path, backend: DoubleBackend | Non
                               max_cores=4)
     else:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("gristmill.runner.make_backend", lambda name, **options: backend)
+            mp.setattr("gristmill.engine.runner.make_backend", lambda name, **options: backend)
             result = run_workflow(wf, run_dir=folder / "runs",
                                   policy=Policy(retries=dag.retries))
     store = Store.open(result.run_dir, readonly=True)

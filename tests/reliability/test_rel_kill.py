@@ -28,7 +28,7 @@ from rel_support import (
     wait_for,
 )
 
-from gristmill.store import STORE_NAME
+from gristmill.store.db import STORE_NAME
 
 N = 40  # nodes of each trial's workflow
 

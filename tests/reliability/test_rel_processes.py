@@ -26,11 +26,12 @@ from rel_support import (
     wait_while_running,
 )
 
-from gristmill.backends.base import JobRequest, JobState
-from gristmill.backends.local import LocalBackend
+from gristmill.backends.base import JobRequest
+from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import Resources
-from gristmill.store import Store
-from gristmill.worker import run_attempt
+from gristmill.states import JobState
+from gristmill.store.db import Store
+from gristmill.worker.wrapper import run_attempt
 
 M = 2**20
 

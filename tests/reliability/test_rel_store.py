@@ -36,8 +36,9 @@ from rel_support import (
     wait_while_running,
 )
 
-from gristmill.cli import main
-from gristmill.store import SCHEMA_VERSION, STORE_NAME, Store
+from gristmill.cli.main import main
+from gristmill.store.db import STORE_NAME, Store
+from gristmill.store.schema import SCHEMA_VERSION
 
 
 def fill(folder: Path) -> Path:

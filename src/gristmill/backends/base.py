@@ -8,7 +8,6 @@ records whatever they report.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,23 +16,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from gristmill.resources import Resources
-
-
-class JobState(enum.Enum):
-    """What a backend can say about one job."""
-
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    OOM = "OOM"
-    TIMEOUT = "TIMEOUT"
-    CANCELLED = "CANCELLED"
-    LOST = "LOST"
-
-    @property
-    def finished(self) -> bool:
-        return self not in (JobState.QUEUED, JobState.RUNNING)
+from gristmill.states import JobState
 
 
 @attrs.frozen

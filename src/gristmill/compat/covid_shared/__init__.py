@@ -5,7 +5,7 @@ A pipeline written in the SEIIR tutorial style moves over by changing its import
     from gristmill.compat.covid_shared import cli_tools, workflow
 
 Templates become gristmill tasks and workflows (:mod:`.workflow`); run directories,
-links and metadata come from :mod:`gristmill.runs` (:mod:`.cli_tools`). The two
+links and metadata come from :mod:`gristmill.runs.directory` (:mod:`.cli_tools`). The two
 namespaces are imported on first use, so a task process that only needs
 ``cli_tools`` does not import the workflow machinery.
 """

@@ -1,6 +1,6 @@
 """``covid_shared.cli_tools`` on gristmill: application options, logging, metadata, run directories.
 
-Run directories, links and provenance come from :mod:`gristmill.runs`; these
+Run directories, links and provenance come from :mod:`gristmill.runs.directory`; these
 functions keep covid_shared's names and call patterns.
 """
 

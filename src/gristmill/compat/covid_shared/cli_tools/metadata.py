@@ -1,7 +1,7 @@
 """``Metadata``, ``RunMetadata``, ``monitor_application`` and ``handle_exceptions``.
 
 ``Metadata`` is covid_shared's set-once dict. ``RunMetadata`` adds the start time and,
-through :class:`gristmill.runs.RunMetadata`, the provenance gristmill records for its
+through :class:`gristmill.runs.directory.RunMetadata`, the provenance gristmill records for its
 own runs (package and version, ``__jobmon_tool_version__``, git commit, user, host,
 argv); ``finish_application`` writes both.
 """

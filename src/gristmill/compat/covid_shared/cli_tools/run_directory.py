@@ -1,4 +1,4 @@
-"""Run directories and their links, as covid_shared's ``cli_tools`` named them, from gristmill.runs.
+"""Run directories and their links, as covid_shared's ``cli_tools`` named them (gm.runs).
 
 Differences that matter when moving over: ``make_run_directory`` points ``latest`` at
 the new run as soon as it exists (covid_shared moved it when the run succeeded), and

@@ -3,7 +3,7 @@
 covid_shared handed ``command_template.format(**args)`` to bash. Here the template
 is split into words first (``shlex.split``) and each word is filled on its own, so a
 value holding a space stays one argument and no value is ever read by a shell. The
-words become a gristmill :class:`~gristmill.task.Task` whose argv is the filled
+words become a gristmill :class:`~gristmill.dsl.task.Task` whose argv is the filled
 template (:func:`gristmill_task`).
 """
 
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
+from gristmill.dsl.params import Param, Signature
+from gristmill.dsl.task import Task
 from gristmill.errors import TaskArgumentError
-from gristmill.params import Param, Signature
 from gristmill.resources import Policy, Resources
-from gristmill.task import Task
 
 if TYPE_CHECKING:
     _AnyType = click.ParamType[Any]

@@ -3,7 +3,7 @@
 A :class:`TemplateTask` is one node: a template's gristmill task plus its argument
 values. ``add_upstream``/``add_downstream`` link tasks both ways, as jobmon did;
 :class:`TaskDag` (``self.workflow`` of a ``WorkflowTemplate``) keeps the tasks added
-to it and records them, upstream first, into a :class:`gristmill.workflow.Workflow`
+to it and records them, upstream first, into a :class:`gristmill.dsl.workflow.Workflow`
 whose ``after=`` edges are those links.
 """
 
@@ -15,11 +15,13 @@ from typing import Any
 
 from loguru import logger
 
+from gristmill.dsl.nodes import Node
+from gristmill.dsl.params import canonical
+from gristmill.dsl.recording import Recorder
+from gristmill.dsl.task import Task
+from gristmill.dsl.workflow import Workflow
 from gristmill.errors import GraphError
-from gristmill.params import canonical
 from gristmill.resources import Resources
-from gristmill.task import Task
-from gristmill.workflow import Node, Recorder, Workflow
 
 
 class TemplateTask:

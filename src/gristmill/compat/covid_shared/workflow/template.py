@@ -3,8 +3,8 @@
 A ``TaskTemplate`` subclass becomes one gristmill task (its nodes run the filled
 ``command_template``); ``get_task`` makes one node of it, checked at once. A
 ``WorkflowTemplate`` collects those nodes in ``self.workflow`` (``attach_tasks``), records
-them as a gristmill :class:`~gristmill.workflow.Workflow` and runs it with
-:func:`gristmill.runner.run_workflow` on any backend.
+them as a gristmill :class:`~gristmill.dsl.workflow.Workflow` and runs it with
+:func:`gristmill.engine.runner.run_workflow` on any backend.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from gristmill.compat.covid_shared.workflow.specification import (
     WorkflowSpecification,
 )
 from gristmill.compat.covid_shared.workflow.utilities import Tool
+from gristmill.dsl.workflow import Workflow
+from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import GraphError, GristmillError, RunDirError, SpecError, TaskArgumentError
 from gristmill.resources import Resources
-from gristmill.runner import RunResult, run_workflow
-from gristmill.store import STORE_NAME
-from gristmill.workflow import Workflow
+from gristmill.store.db import STORE_NAME
 
 
 class WorkflowRunError(GristmillError, RuntimeError):

@@ -1,0 +1,248 @@
+"""The part of a batch-scheduler backend that does not depend on the scheduler.
+
+Slurm and Grid Engine differ in their commands and in what their status tools
+print; they share everything else: packing ready jobs into arrays with a
+manifest, all-or-nothing submission (arrays already accepted are withdrawn when
+a later one of the same batch fails), element ids ``<job>_<index>``, the worker's
+result file as the source of truth, remembering what was cancelled while still
+pending (schedulers keep no record of those), and LOST only after a grace time.
+A subclass supplies the scheduler-specific steps as abstract methods (as submitit's
+executors do): the batch script, the submission argv, reading the job id back, the
+cancel argv, the status query (``poll``), and the array size limit.
+"""
+
+from __future__ import annotations
+
+import abc
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loguru import logger
+
+from gristmill.backends.base import (
+    Capabilities,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    SleepingWaitMixin,
+)
+from gristmill.backends.batch.arrays import Array, pack, write_manifest
+from gristmill.backends.batch.commands import CommandRunner, Vanished
+from gristmill.errors import BackendError
+from gristmill.states import JobState
+from gristmill.worker.result import read_result
+
+R = TypeVar("R")
+
+
+def element_runs(job_ids: Sequence[str]) -> tuple[dict[str, list[tuple[int, int]]], list[str]]:
+    """Element ids ``A_T`` grouped per array into runs of adjacent indices, and plain ids.
+
+    ``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``({"7": [(0, 2), (5, 5)]}, ["9"])``: what a
+    cancel command needs to name thousands of elements in a few words.
+    """
+    numbers: dict[str, set[int]] = {}
+    plain: list[str] = []
+    for job_id in job_ids:
+        array, _, index = job_id.partition("_")
+        if index.isdigit():
+            numbers.setdefault(array, set()).add(int(index))
+        else:
+            plain.append(job_id)
+    runs: dict[str, list[tuple[int, int]]] = {}
+    for array, indices in numbers.items():
+        spans: list[list[int]] = []
+        for n in sorted(indices):
+            if spans and n == spans[-1][1] + 1:
+                spans[-1][1] = n
+            else:
+                spans.append([n, n])
+        runs[array] = [(a, b) for a, b in spans]
+    return runs, plain
+
+
+def lookup(records: Mapping[str, R], job_id: str) -> R | None:
+    """The record of element ``A_T``, or of its array ``A`` while the element has none.
+
+    An array whose elements never started (held, or cancelled while pending) is
+    listed as one row named after the array.
+    """
+    record = records.get(job_id)
+    if record is None and "_" in job_id:
+        record = records.get(job_id.partition("_")[0])
+    return record
+
+
+class ArrayBackend(SleepingWaitMixin, abc.ABC):
+    """Submits job arrays to a batch scheduler; see the module docstring."""
+
+    name = "array"
+    scheduler = "the scheduler"  # for messages: "Slurm", "Grid Engine"
+    cancel_command = "false"  # withdraws whole arrays: ``scancel ID ...``, ``qdel ID ...``
+    first_index = 0  # the scheduler's first array index (Grid Engine counts from 1)
+    wrapper_runtime = False  # the worker wrapper enforces each task's runtime (see arrays)
+    #: The environment variables in which an element finds its job id and task id.
+    id_env: tuple[str, str] = ("", "")
+    capabilities = Capabilities(
+        arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
+    )
+    poll_min = 2.0
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | str = 1000,
+        python: str = sys.executable,
+        command_timeout: float | str = 60.0,
+        lost_after: float | str = 180.0,
+        runner: CommandRunner | None = None,
+    ) -> None:
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise BackendError(f"{self.name} option batch_size={batch_size!r}: give at least 1")
+        self.python = python
+        self.runner = runner or CommandRunner(timeout=float(command_timeout))
+        self.vanished = Vanished(grace=float(lost_after))
+        self._cancelled: set[str] = set()  # elements cancelled while pending leave no record
+
+    # -- what a scheduler supplies ------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def max_array_size(self) -> int:
+        """How many elements one array may hold on this cluster."""
+
+    @abc.abstractmethod
+    def batch_script(self, manifest: Path) -> str:
+        """The script each element runs (it looks itself up in ``manifest``)."""
+
+    @abc.abstractmethod
+    def submit_argv(self, array: Array, script: Path) -> list[str]:
+        """The submission command for one array, one argv word per value."""
+
+    @abc.abstractmethod
+    def parse_job_id(self, stdout: str) -> str:
+        """The array's job id from what the submission command printed."""
+
+    @abc.abstractmethod
+    def cancel_argv(self, ids: Sequence[str]) -> list[str]:
+        """One command cancelling every element named."""
+
+    @abc.abstractmethod
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """Every handle's state from one status query (the protocol's ``poll``)."""
+
+    def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
+        """Where the scheduler logs why it signalled an element, and how to read it.
+
+        ``(path with "{id}" for the element id, rules for``
+        :func:`gristmill.backends.batch.element.verdict` ``)``, or None when the
+        scheduler writes no such line.
+        """
+        return None
+
+    def manifest_scheduler(self, array: Array) -> dict[str, Any]:
+        """What the element runner needs to know of this scheduler (see :mod:`.element`)."""
+        log = self.stop_log(array)
+        return {
+            "job_env": self.id_env[0], "task_env": self.id_env[1],
+            "stop_log": log[0] if log else None, "stop_rules": log[1] if log else [],
+        }
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        """One array per (task, resources) group, split at the size limits; all or nothing.
+
+        The engine counts a failed call as "none submitted", so the arrays of this
+        batch that were already accepted are withdrawn before the error is raised.
+        """
+        limit = min(self.batch_size, self.max_array_size)
+        handles: dict[str, JobHandle] = {}
+        submitted: list[str] = []
+        try:
+            for array in pack(jobs, max_elements=limit):
+                job_id = self._submit_array(array)
+                submitted.append(job_id)
+                for index, job in enumerate(array.jobs):
+                    handles[job.key] = JobHandle(
+                        self.name, f"{job_id}_{index + self.first_index}", job.key,
+                        str(job.result_path),
+                    )
+        except BackendError as exc:
+            if not submitted:
+                raise
+            try:
+                self.runner.run([self.cancel_command, *submitted],
+                                ok=lambda p: p.returncode in (0, 1))
+            except BackendError as undo:
+                logger.error("could not withdraw {} jobs {}: {}", self.scheduler, submitted, undo)
+            raise BackendError(
+                f"{exc} (the {len(submitted)} array(s) of the same batch already submitted "
+                f"were cancelled: {' '.join(submitted)})",
+                transient=exc.transient,
+            ) from None
+        return [handles[job.key] for job in jobs]
+
+    def _submit_array(self, array: Array) -> str:
+        """Write the array's manifest and script, submit it; the array's job id."""
+        stem = f"array-{array.jobs[0].key}"
+        manifest = array.log_dir / f"{stem}.json"
+        script = array.log_dir / f"{stem}.sh"
+        try:
+            write_manifest(array, manifest, runtime=self.wrapper_runtime,
+                           scheduler=self.manifest_scheduler(array))
+            script.write_text(self.batch_script(manifest))
+        except OSError as exc:
+            raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
+                               "free space or fix permissions in the run directory") from None
+        # Never retried after a timeout: the scheduler may have accepted it anyway.
+        proc = self.runner.run(self.submit_argv(array, script), retry_timeouts=False)
+        job_id = self.parse_job_id(proc.stdout)
+        if not job_id.isdigit():
+            raise BackendError(
+                f"{self.scheduler} answered {proc.stdout.strip()!r} to a submission, "
+                "not a job id"
+            )
+        logger.debug("submitted {} x{} as {} job {}", array.task, array.size, self.scheduler,
+                     job_id)
+        return job_id
+
+    def worker_result(self, handle: JobHandle) -> JobStatus | None:
+        """What the worker wrapper recorded for the attempt, if it finished."""
+        try:
+            result = read_result(handle.result_path)
+        except BackendError as exc:  # the engine reports it; the job counts as lost
+            logger.warning("{}", exc)
+            return None
+        if result is None:
+            return None
+        self.vanished.seen(handle.job_id)
+        return result.to_status()
+
+    def unknown(self, handle: JobHandle) -> JobStatus | None:
+        """A job no status source lists and with no result: cancelled, LOST, or not yet."""
+        if handle.job_id in self._cancelled:
+            return JobStatus(JobState.CANCELLED, reason=f"cancelled before it started "
+                             f"({self.scheduler} keeps no record of such array elements)")
+        if self.vanished.missing(handle.job_id):
+            return JobStatus(JobState.LOST, reason=f"{self.scheduler} has no record of the job")
+        return None
+
+    def cancel(self, handles: Sequence[JobHandle]) -> None:
+        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
+        if ids:
+            self.runner.run(self.cancel_argv(ids), ok=lambda p: p.returncode in (0, 1))
+            self._cancelled.update(ids)
+
+    def attach(self, handles: Sequence[JobHandle]) -> None:
+        """Nothing to do: polling is stateless, any job id can be asked about."""
+
+    def close(self) -> None:
+        """Nothing held between calls."""
+
+    @property
+    def calls(self) -> Mapping[str, int]:
+        return dict(self.runner.calls)

@@ -1,0 +1,155 @@
+"""``python -m gristmill.backends.batch.element MANIFEST INDEX``: run one array element.
+
+This is what each element of a Slurm or Grid Engine array runs. It looks its entry
+up in the array's manifest (written by :func:`.arrays.write_manifest`), records which
+scheduler job it is (the ``.handle`` marker next to the result file, so a restarted
+engine can re-adopt it), and runs the attempt under the worker wrapper.
+
+What differs between schedulers comes from the manifest as data, never from an
+import of a scheduler's backend: the environment variables that carry the job and
+task ids, and the rules that read the scheduler's own log when the attempt was
+stopped by a signal (Slurm writes ``CANCELLED AT … DUE TO TIME LIMIT`` there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The manifest format :func:`read_manifest` reads; 1 (gristmill 0.1) is still read.
+MANIFEST_VERSION = 2
+_LEGACY_IDS = (("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"), ("JOB_ID", "SGE_TASK_ID"))
+
+
+def read_manifest(path: str | os.PathLike[str], index: int) -> tuple[dict[str, Any],
+                                                                   dict[str, Any]]:
+    """(the element's entry, the manifest's ``scheduler`` block) for ``index``."""
+    with open(path) as fh:
+        data = json.load(fh)
+    version = data.get("version")
+    if version not in (1, MANIFEST_VERSION):
+        raise ValueError(f"{path}: manifest version {version} is not supported")
+    jobs = data["jobs"]
+    if not 0 <= index < len(jobs):
+        raise IndexError(f"{path}: no element {index} (the array has {len(jobs)})")
+    entry: dict[str, Any] = jobs[index]
+    scheduler: dict[str, Any] = data.get("scheduler") or {}
+    return entry, scheduler
+
+
+def element_id(scheduler: Mapping[str, Any]) -> str | None:
+    """``<job>_<task>`` from the environment variables the manifest names."""
+    pairs = [(scheduler["job_env"], scheduler["task_env"])] if scheduler else _LEGACY_IDS
+    for job_env, task_env in pairs:
+        job_id, task_id = os.environ.get(job_env), os.environ.get(task_env)
+        if job_id and task_id:
+            return f"{job_id}_{task_id}"
+    return None
+
+
+def log_tail(path: str | os.PathLike[str], size: int = 16384) -> str:
+    """The last ``size`` bytes of a log ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def verdict(text: str, rules: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(state name, reason) that a scheduler's log gives for stopping a job, or None.
+
+    Each rule is ``{"pattern": regex, "outcomes": {group value: [state, reason]}}``;
+    rules are tried in order, and for each only its *last* match counts (a log may
+    hold several kill lines; the last one is why the job stopped). The key is the
+    pattern's first group, or "" when it has none or it did not take part.
+    """
+    for rule in rules:
+        last = None
+        for last in re.finditer(rule["pattern"], text):  # noqa: B007 -- the last one counts
+            pass
+        if last is None:
+            continue
+        key = (last.group(1) or "") if last.re.groups else ""
+        outcome = rule["outcomes"].get(key)
+        if outcome is not None:
+            return str(outcome[0]), str(outcome[1])
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one element; exit as its attempt did (2 when the manifest cannot be read)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m gristmill.backends.batch.element MANIFEST INDEX\n")
+        return 2
+    try:
+        entry, scheduler = read_manifest(args[0], int(args[1]))
+    except (OSError, ValueError, IndexError, KeyError) as exc:
+        sys.stderr.write(f"gristmill: cannot read array element: {exc}\n")
+        return 2
+    from gristmill.worker.atomic import write_atomic
+
+    # The handle marker tells a restarted engine which job this attempt is, even when
+    # the engine died before it recorded the job id.
+    job = element_id(scheduler)
+    if job is not None:
+        with contextlib.suppress(OSError):
+            write_atomic(entry["result"] + ".handle", f"{job}\n")
+    for key, value in (entry.get("env") or {}).items():
+        os.environ[key] = value
+    if entry.get("cwd"):
+        os.chdir(entry["cwd"])
+    from gristmill.worker.wrapper import main as run_wrapper
+
+    limits = ["--runtime", str(entry["runtime"])] if entry.get("runtime") else []
+    code = run_wrapper(
+        ["--result", entry["result"], "--stdout", entry["stdout"], "--stderr", entry["stderr"],
+         *limits, "--", *entry["argv"]]
+    )
+    if job is not None and scheduler.get("stop_log"):
+        explain_signal(entry["result"], scheduler["stop_log"].replace("{id}", job),
+                       scheduler.get("stop_rules") or ())
+    return code
+
+
+def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]]) -> None:
+    """Turn "stopped by a signal" in the attempt's result into the scheduler's reason.
+
+    At a time limit, as on ``scancel``, Slurm sends SIGTERM to every process of
+    the job: the wrapper records CANCELLED, or FAILED "killed by SIGTERM" when
+    the task died before the wrapper saw its own signal. Only the scheduler's log
+    says which it was, and the result file is what the engine believes, so correct
+    it now, before the job ends (the wrapper ignores SIGTERM; the scheduler's
+    SIGKILL comes some seconds later).
+    """
+    import attrs
+
+    from gristmill.errors import BackendError
+    from gristmill.states import JobState
+    from gristmill.worker.result import read_result, write_result
+
+    try:
+        result = read_result(result_path)
+    except BackendError:  # a corrupt result is the engine's to report
+        return
+    if result is None or not (
+        result.state is JobState.CANCELLED or result.signal == signal.SIGTERM
+    ):
+        return
+    found = verdict(log_tail(log), rules)
+    if found is None or found[0] == result.state.value:
+        return
+    write_result(result_path, attrs.evolve(result, state=JobState(found[0]), reason=found[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

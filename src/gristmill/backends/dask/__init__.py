@@ -1,0 +1,1 @@
+"""The Dask backend: attempts under the worker wrapper on a ``dask.distributed`` cluster."""

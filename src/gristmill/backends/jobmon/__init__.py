@@ -1,0 +1,1 @@
+"""The jobmon backend: the DAG as jobmon tasks, run by jobmon's distributor."""

@@ -1,0 +1,272 @@
+"""The processes of the jobmon backend: the driver that runs a jobmon workflow, and the
+wrapper each jobmon task runs (``python -m gristmill.backends.jobmon.driver``).
+
+- ``drive PLAN``: build the plan's Tool, TaskTemplates and Tasks and block in jobmon's
+  ``workflow.run()``, in a session of its own, so the engine stays responsive and an
+  engine crash does not stop the jobmon run.
+- ``attempt ... -- argv``: gristmill's worker wrapper (:func:`gristmill.worker.wrapper.main`)
+  records exit code, peak RSS, OOM and TIMEOUT in the result file as on every backend.
+  A try that fails while jobmon will try again moves its files aside
+  (``<file>.try<n>``), so the result file only ever describes the attempt's final try.
+
+The small process and file helpers here are shared with :mod:`gristmill.backends.jobmon.backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from gristmill.backends.jobmon.translate import WorkflowPlan, templates
+from gristmill.errors import BackendError
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of a live (not zombie) process, to tell it from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+#: Starts the driver in a session of its own and says its pid: the driver is then no
+#: child of the engine (nothing to reap, nothing to warn about when the engine lets go).
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "with open(sys.argv[1], 'ab') as log:\n"
+    "    p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,\n"
+    "                         stderr=subprocess.STDOUT, start_new_session=True)\n"
+    "print(p.pid)\n"
+)
+
+
+def launch(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path) -> int:
+    """Start ``argv`` detached from this process, output to ``log``; its pid."""
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(log), *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        raise BackendError(f"could not start the jobmon driver {argv}: {done.stderr.strip()}",
+                           transient=True)
+    return int(done.stdout.strip())
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def drive(plan_path: Path, generation: int, timeout: int) -> int:
+    """Build the plan's jobmon workflow and run it to the end (blocks); 0 when all is done.
+
+    How it ended goes to ``driver-<generation>.exit.json`` whatever happens, so a poll
+    can say why tasks were left unfinished.
+    """
+    from jobmon.core.exceptions import WorkflowAlreadyComplete
+
+    root = plan_path.parent
+    # On Ctrl-C jobmon's swarm asks on stdin whether to stop; SIGTERM means yes.
+    sys.stdin = io.StringIO("y\n")
+    signal.signal(signal.SIGTERM, _interrupt)
+    end: dict[str, Any] = {"generation": generation}
+    try:
+        plan = WorkflowPlan.from_json(plan_path.read_text(), str(plan_path))
+        wf = _build(plan)
+        wf.bind()
+        write_json(root / "workflow.json", {"workflow_id": wf.workflow_id,
+                                             "generation": generation})
+        if generation > 1 and not getattr(wf, "_newly_created", False):
+            _reap_orphaned_runs(wf, timeout=300)
+        # jobmon sleeps resume_timeout / 10 before it looks again whether the workflow
+        # may resume; orphaned runs are already ended above, so a short wait suffices.
+        end["status"] = wf.run(fail_fast=plan.fail_fast, resume=True, resume_timeout=10,
+                               seconds_until_timeout=timeout, configure_logging=True)
+    except WorkflowAlreadyComplete:
+        end["status"] = "D"
+    except KeyboardInterrupt:
+        end["status"] = "S"
+    except Exception as exc:
+        end["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        write_json(root / f"driver-{generation}.exit.json", end)
+    return 0 if end.get("status") == "D" else 1
+
+
+def _build(plan: WorkflowPlan) -> Any:
+    """The jobmon Workflow of a plan: its Tool, a TaskTemplate per task, a Task per node."""
+    from jobmon.client.tool import Tool
+
+    tool: Any = Tool(name=plan.tool)  # typed, but Any-heavy: used untyped, as dask's client is
+    made_templates = {
+        name: (tool.get_task_template(
+            template_name=name, command_template=t.command_template, node_args=list(t.node_args),
+            task_args=list(t.task_args), op_args=list(t.op_args),
+            default_cluster_name=plan.cluster), t)
+        for name, t in templates(plan).items()
+    }
+    kwargs: dict[str, Any] = {}
+    if plan.max_concurrent:
+        kwargs["max_concurrently_running"] = plan.max_concurrent
+    wf = tool.create_workflow(workflow_args=plan.workflow_args, name=plan.name,
+                              default_cluster_name=plan.cluster, **kwargs)
+    tasks: dict[str, Any] = {}
+    for task in plan.tasks:
+        template, values = made_templates[task.task]
+        tasks[task.node] = template.create_task(
+            name=task.name, upstream_tasks=[tasks[u] for u in task.upstream if u in tasks],
+            max_attempts=task.max_attempts, compute_resources=dict(task.compute_resources),
+            cluster_name=plan.cluster, **values.values[task.node])
+    wf.add_tasks(list(tasks.values()))
+    return wf
+
+
+def _reap_orphaned_runs(wf: Any, timeout: float) -> None:
+    """End jobmon workflow runs whose driver died (SIGKILL, reboot) so the resume can start.
+
+    A driver only starts when no earlier driver of the run is alive, so a live jobmon
+    workflow run of this workflow has lost its swarm. Once its last heartbeat has
+    expired, a resume request turns it COLD RESUME and a workflow reset terminates it;
+    reset before the expiry would leave the workflow unable to halt, so wait it out.
+    """
+    from jobmon.core.configuration import JobmonConfig
+
+    route = f"/workflow/{wf.workflow_id}"
+    _, answer = wf.requester.send_request(f"{route}/is_resumable", {}, "get")
+    if answer.get("workflow_is_resumable"):
+        return
+    config = JobmonConfig()
+    expiry = (config.get_float("heartbeat", "workflow_run_interval")
+              * config.get_float("heartbeat", "report_by_buffer"))
+    logger.warning("jobmon workflow {} has a run whose driver died; ending it in {:.0f} s",
+                   wf.workflow_id, expiry + 1)
+    time.sleep(expiry + 1)
+    wf.requester.send_request(f"{route}/set_resume", {"reset_running_jobs": True}, "post")
+    wf.requester.send_request(f"{route}/reset", {}, "put")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, answer = wf.requester.send_request(f"{route}/is_resumable", {}, "get")
+        if answer.get("workflow_is_resumable"):
+            return
+        time.sleep(1.0)
+
+
+def attempt(words: Sequence[str]) -> int:
+    """One jobmon try of one attempt through gristmill's worker wrapper.
+
+    ``--max-attempts N [--env K=V]... [--cwd DIR] [--node NODE]`` are taken here, the
+    rest goes to :func:`gristmill.worker.wrapper.main`. A failed try that jobmon will
+    repeat moves its result and logs to ``<file>.try<n>``.
+    """
+    from gristmill.worker import wrapper as worker
+
+    words = list(words)
+    split = words.index("--") if "--" in words else len(words)
+    head, tail = words[:split], words[split:]
+    rest: list[str] = []
+    max_attempts, env, cwd = 1, {}, None
+    it = iter(head)
+    for word in it:
+        if word == "--max-attempts":
+            max_attempts = int(next(it))
+        elif word == "--env":
+            key, _, value = next(it).partition("=")
+            env[key] = value
+        elif word == "--cwd":
+            cwd = next(it)
+        elif word == "--node":  # names the node to jobmon only
+            next(it)
+        else:
+            rest.append(word)
+    os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
+    files = {opt: rest[i + 1] for i, opt in enumerate(rest[:-1])
+             if opt in ("--result", "--stdout", "--stderr")}
+    result = files.get("--result", "")
+    tries = 1
+    folder, name = os.path.split(result)
+    with contextlib.suppress(OSError):
+        tries = 1 + sum(1 for f in os.listdir(folder or ".") if f.startswith(name + ".try"))
+    code = worker.main([*rest, *tail])
+    if code != 0 and tries < max_attempts:
+        for path in files.values():
+            with contextlib.suppress(OSError):
+                os.replace(path, f"{path}.try{tries}")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gristmill.backends.jobmon.driver drive PLAN | attempt ...``."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["attempt"]:
+        return attempt(words[1:])
+    if words[:1] == ["drive"] and len(words) >= 2:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="python -m gristmill.backends.jobmon.driver drive")
+        parser.add_argument("plan", type=Path)
+        parser.add_argument("--generation", type=int, default=1)
+        parser.add_argument("--timeout", type=int, default=7 * 24 * 3600)
+        options = parser.parse_args(words[1:])
+        logger.remove()
+        logger.add(sys.stderr, level="INFO")
+        logger.enable("gristmill")
+        return drive(options.plan, options.generation, options.timeout)
+    sys.stderr.write(
+        "usage: python -m gristmill.backends.jobmon.driver drive PLAN | attempt ARGS\n"
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

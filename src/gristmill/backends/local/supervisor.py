@@ -1,0 +1,276 @@
+"""The local backend's supervisor: one process that runs a LocalBackend's jobs.
+
+:class:`gristmill.backends.local.backend.LocalBackend` starts it once, as a fresh interpreter
+that imports this module without running ``gristmill/__init__.py`` (so it imports
+only this module, the monitor and their leaves). Requests come in as JSON lines on
+one pipe (``{"op": "run", ...}``, ``{"op": "cancel", "ids": [...]}``); events go out on
+another: ``{"id", "pid"}`` when a job starts, ``{"id", "r"}`` (its result, after the
+result file is written) when it ends, ``{"error"}`` if the loop itself fails.
+
+The jobs it holds are *queued* (FIFO, started while cores and memory allow) or
+*running* (a :class:`gristmill.worker.monitor.Monitor` attempt); see the local backend's
+module doc for the policy. On EOF of the request pipe it becomes an orphan: it runs
+what it holds to completion, looks for ``<result>.cancel`` files twice a second, and
+exits when nothing is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+
+from gristmill.states import JobState
+from gristmill.worker.monitor import Monitor, become_subreaper
+from gristmill.worker.procfs import start_time
+from gristmill.worker.result import AttemptResult, write_result
+
+CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
+
+
+def write_marker(path: str, text: str) -> None:
+    """Write a small file next to a result file, making its folder if need be.
+
+    Atomically (a temporary file renamed over it): a reader that saw an empty
+    ``.handle`` would take the job for one that never started and run it again.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+@attrs.define
+class _Job:
+    key: int
+    argv: list[str]
+    out: str
+    err: str
+    res: str
+    mem: int | None
+    runtime: float | None
+    cores: int  # clamped to the machine, so an oversized job runs alone
+    need_mem: int
+    env: dict[str, str] | None
+    cwd: str | None
+
+
+class _Supervisor:
+    """The loop behind a LocalBackend: takes requests, starts jobs as resources allow, reports."""
+
+    def __init__(self, requests: int, events: int, max_cores: int, max_mem: int,
+                 grace: float) -> None:
+        self.requests, self.events = requests, events
+        self.max_cores, self.max_mem = max_cores, max_mem
+        self.monitor = Monitor(grace=grace)
+        self.queue: deque[int] = deque()
+        self.jobs: dict[int, _Job] = {}  # queued and running
+        self.running: set[int] = set()
+        self.used_cores = self.used_mem = 0
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.writing = False  # events fd registered for POLLOUT
+        self.orphan = False  # no engine will send more
+        self.next_scan = 0.0
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, lambda *_: None)  # the wakeup fd brings it to the loop
+        for fd in (requests, events):
+            os.set_inheritable(fd, False)  # tasks must not hold the engine's pipes open
+        os.set_blocking(events, False)
+        self.monitor.poller.register(requests, select.POLLIN)
+        self.monitor.poller.register(self.wake_r, select.POLLIN)
+
+    def run(self) -> int:
+        try:
+            while not (self.orphan and not self.jobs):
+                timeout = max(0.0, self.next_scan - time.monotonic()) if self.orphan else None
+                for fd, _ in self.monitor.wait(timeout):
+                    if fd == self.requests:
+                        self.read_requests()
+                    elif fd == self.wake_r:  # SIGTERM: cancel everything and leave
+                        os.read(self.wake_r, 512)
+                        self.stop_reading()
+                        for key in list(self.jobs):
+                            self.cancel(key)
+                done = [(self.release(key), result) for key, result in self.monitor.service()]
+                if self.orphan and time.monotonic() >= self.next_scan:
+                    self.scan_cancel_files()
+                self.start_ready()  # before reporting, so freed cores do not idle
+                for job, result in done:
+                    self.report(job, result)
+                self.flush()
+        except Exception as exc:  # a bug: fail the jobs loudly rather than leave them hanging
+            reason = f"gristmill local supervisor failed: {type(exc).__name__}: {exc}"
+            for key, result in self.monitor.abort(reason):
+                self.report(self.release(key), result)
+            for key in list(self.jobs):
+                self.report(self.release(key), _unstarted(JobState.FAILED, reason))
+            self.emit({"error": reason})
+            if self.events >= 0:
+                os.set_blocking(self.events, True)
+            self.flush()
+            return 1
+        return 0
+
+    def read_requests(self) -> None:
+        data = os.read(self.requests, 1 << 20)
+        if not data:  # the engine closed us or died: finish what we hold, then exit
+            self.stop_reading()
+            return
+        *lines, self.inbuf = (self.inbuf + data).split(b"\n")
+        for line in lines:
+            message = json.loads(line)
+            if message["op"] == "run":
+                job = _Job(
+                    message["id"], message["argv"], message["out"], message["err"],
+                    message["res"], message["mem"], message["rt"],
+                    min(message["cores"], self.max_cores),
+                    min(message["mem"] or 0, self.max_mem), message["env"], message["cwd"],
+                )
+                self.jobs[job.key] = job
+                self.queue.append(job.key)
+            elif message["op"] == "cancel":
+                for key in message["ids"]:
+                    self.cancel(key)
+
+    def stop_reading(self) -> None:
+        """No engine will send more. Leave ``<result>.handle`` naming each job we hold,
+        for an engine that died before it recorded the job ids."""
+        if self.orphan:
+            return
+        self.monitor.poller.unregister(self.requests)
+        os.close(self.requests)
+        self.orphan = True
+        prefix = f"{os.getpid()}.{start_time(os.getpid()) or 0}."
+        for job in self.jobs.values():
+            with contextlib.suppress(OSError):
+                write_marker(job.res + ".handle", f"{prefix}{job.key}\n")
+
+    def cancel(self, key: int) -> None:
+        if key in self.running:
+            self.monitor.cancel(key)
+        elif key in self.jobs:
+            self.report(self.release(key),
+                        _unstarted(JobState.CANCELLED, "cancelled before it started"))
+
+    def start_ready(self) -> None:
+        while self.queue:
+            key = self.queue[0]
+            job = self.jobs.get(key)
+            if job is None:  # cancelled while queued
+                self.queue.popleft()
+                continue
+            if self.running and (self.used_cores + job.cores > self.max_cores
+                                 or self.used_mem + job.need_mem > self.max_mem):
+                return  # FIFO: nothing overtakes the head of the queue
+            self.queue.popleft()
+            env = None if not job.env else {**self.monitor.environ, **job.env}
+            failed = self.monitor.start(key, job.argv, stdout=job.out, stderr=job.err,
+                                        mem_limit=job.mem, runtime_limit=job.runtime,
+                                        env=env, cwd=job.cwd)
+            if failed is not None:
+                self.report(self.release(key), failed)
+                continue
+            self.running.add(key)
+            self.used_cores += job.cores
+            self.used_mem += job.need_mem
+            self.emit({"id": key, "pid": self.monitor.pid(key)})
+
+    def release(self, key: int) -> _Job:
+        """Forget a job that ended (or will never start) and free what it held."""
+        job = self.jobs.pop(key)
+        if key in self.running:
+            self.running.discard(key)
+            self.used_cores -= job.cores
+            self.used_mem -= job.need_mem
+        return job
+
+    def report(self, job: _Job, result: AttemptResult) -> None:
+        """Write the job's result file, then tell the engine."""
+        message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
+        try:
+            write_result(job.res, result)
+        except OSError as exc:
+            message["werr"] = f"{job.res}: {exc}"
+        if self.orphan:
+            for suffix in (".cancel", ".handle"):
+                with contextlib.suppress(OSError):
+                    os.unlink(job.res + suffix)
+        self.emit(message)
+
+    def scan_cancel_files(self) -> None:
+        """Orphaned: a later engine asks for cancellation with ``<result>.cancel`` files."""
+        self.next_scan = time.monotonic() + CANCEL_SCAN
+        for key, job in list(self.jobs.items()):
+            if os.path.exists(job.res + ".cancel"):
+                self.cancel(key)
+
+    def emit(self, message: dict[str, object]) -> None:
+        if self.events >= 0:
+            self.outbuf += json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+    def flush(self) -> None:
+        """Write what the pipe takes without blocking; the rest waits for POLLOUT."""
+        while self.outbuf and self.events >= 0:
+            try:
+                written = os.write(self.events, self.outbuf)
+            except BlockingIOError:
+                break
+            except OSError:  # the engine is gone: nobody to tell
+                self.outbuf.clear()
+                if self.writing:
+                    self.monitor.poller.unregister(self.events)
+                os.close(self.events)
+                self.events, self.writing = -1, False
+                return
+            del self.outbuf[:written]
+        if bool(self.outbuf) != self.writing:
+            self.writing = not self.writing
+            if self.writing:
+                self.monitor.poller.register(self.events, select.POLLOUT)
+            else:
+                self.monitor.poller.unregister(self.events)
+
+
+def _unstarted(state: JobState, reason: str) -> AttemptResult:
+    now = time.time()
+    return AttemptResult(state, None, None, None, 0.0, os.uname().nodename, now, now, reason)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """The supervisor's entry point; ``LocalBackend`` starts it with its pipes' fds."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gristmill.backends.local.supervisor",
+                                     description="Supervisor of a LocalBackend; not run by hand.")
+    for flag in ("--requests-fd", "--events-fd", "--max-cores", "--max-mem"):
+        parser.add_argument(flag, type=int, required=True)
+    parser.add_argument("--grace", type=float, default=5.0)
+    options = parser.parse_args(args)
+    # Hold nothing of the engine's but our two pipes (posix_spawn passes on every
+    # inheritable fd), nor its stderr once booted: someone may wait for their EOF.
+    low, high = sorted((options.requests_fd, options.events_fd))
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    become_subreaper()  # what an attempt daemonizes comes back to us, to be killed with it
+    return _Supervisor(options.requests_fd, options.events_fd, options.max_cores,
+                       options.max_mem, options.grace).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

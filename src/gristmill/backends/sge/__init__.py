@@ -1,0 +1,1 @@
+"""The Grid Engine backend: ``qsub -t`` arrays, one ``qstat -xml`` per poll."""

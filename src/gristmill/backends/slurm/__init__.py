@@ -1,0 +1,1 @@
+"""The Slurm backend: ``sbatch`` arrays, one ``sacct`` per poll."""

@@ -1,0 +1,454 @@
+"""Slurm backend: ``sbatch --array`` submissions, one ``squeue`` (+ at most one ``sacct``) per poll.
+
+Ready jobs of one task with the same resources become one array (see
+:mod:`gristmill.backends.batch.arrays`); resources are passed as ``sbatch`` options
+on an argv list, never through a shell or ``#SBATCH`` lines, so no value is
+ever re-parsed. Status comes from one ``squeue --states=all`` call for every
+live job; jobs that already left the queue are looked up with one ``sacct``
+call, or — where accounting is not configured — one ``scontrol show job``.
+The worker wrapper's result file is the source of truth where it exists.
+
+Memory limits are classified as OOM whether the site enforces them with
+cgroups (``OUT_OF_MEMORY``) or with jobacct polling (``FAILED`` with
+``JobLaunchFailure``/signal 9 and "exceeded memory limit" in the job's log).
+A time limit or an ``scancel`` reaches the wrapper as SIGTERM; the element
+runner reads slurmstepd's ``*** JOB ... CANCELLED AT ... [DUE TO TIME LIMIT] ***``
+line and records TIMEOUT or CANCELLED accordingly (see :func:`why_stopped`).
+Array elements cancelled while pending leave no record anywhere; the backend
+remembers what it cancelled.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from gristmill.backends.base import JobHandle, JobStatus
+from gristmill.backends.batch.arrays import Array, element_command, throttle
+from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.batch.commands import CommandRunner
+from gristmill.backends.batch.element import log_tail, verdict
+from gristmill.resources import format_duration, format_memory_mb, parse_memory
+from gristmill.states import JobState
+
+_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+           "SUSPENDED", "STOPPED"}
+_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+_FINAL = {
+    "COMPLETED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "REVOKED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.OOM,
+    "TIMEOUT": JobState.TIMEOUT,
+    "DEADLINE": JobState.TIMEOUT,
+    "CANCELLED": JobState.CANCELLED,
+    "PREEMPTED": JobState.LOST,
+}
+_OOM_LINE = "exceeded memory limit"
+
+
+def slurm_state(text: str) -> JobState:
+    """Map a Slurm state (``CANCELLED by 0`` included) to the protocol's states."""
+    word = text.strip().split()[0].rstrip("+") if text.strip() else "PENDING"
+    if word in _QUEUED:
+        return JobState.QUEUED
+    if word in _RUNNING:
+        return JobState.RUNNING
+    return _FINAL.get(word, JobState.FAILED)
+
+
+def parse_exit_code(text: str) -> tuple[int | None, int | None]:
+    """``"3:0"`` → (3, None); ``"0:9"`` → (0, 9); ``"0:125"`` (Slurm's OOM mark) → (0, None)."""
+    code, _, sig = text.strip().partition(":")
+    try:
+        exit_code = int(code)
+        signal = int(sig) if sig else 0
+    except ValueError:
+        return None, None
+    return exit_code, (signal if 0 < signal < 65 else None)
+
+
+def parse_rss(text: str) -> int | None:
+    """sacct's ``MaxRSS`` (``219680K``) in bytes."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return parse_memory(text)
+    except ValueError:
+        return None
+
+
+_RANGE = re.compile(r"^(\d+)_\[([^\]]*)\]$")
+
+
+def expand_ids(job_id: str) -> list[str]:
+    """``"21_[1-3,7%2]"`` (elements folded into one row) → ``["21_1", "21_2", "21_3", "21_7"]``."""
+    match = _RANGE.match(job_id)
+    if not match:
+        return [job_id]
+    array, spec = match.group(1), match.group(2).partition("%")[0]
+    out: list[str] = []
+    for part in filter(None, spec.split(",")):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (last or first).isdigit():
+            out.extend(f"{array}_{t}" for t in range(int(first), int(last or first) + 1))
+    return out
+
+
+def compact_ids(job_ids: Sequence[str]) -> list[str]:
+    """``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``["9", "7_[0-2,5]"]``: one word per array.
+
+    Keeps ``scancel``'s argv short however many elements a run cancels.
+    """
+    runs, plain = element_runs(job_ids)
+    return plain + [
+        f"{array}_[{','.join(str(a) if a == b else f'{a}-{b}' for a, b in spans)}]"
+        for array, spans in runs.items()
+    ]
+
+
+@attrs.frozen
+class SlurmRecord:
+    """What Slurm says about one job (array element)."""
+
+    state: JobState
+    raw_state: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_rss: int | None = None
+    host: str | None = None
+    elapsed: float | None = None
+
+
+def parse_squeue(text: str) -> dict[str, SlurmRecord]:
+    """Lines of ``squeue -h -r -t all -o '%i|%T|%r|%N'``."""
+    out: dict[str, SlurmRecord] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        job_id, state = parts[0], parts[1]
+        reason = parts[2] if len(parts) > 2 else ""
+        host = parts[3] if len(parts) > 3 and parts[3] not in ("", "(null)") else None
+        for one in expand_ids(job_id):
+            out[one] = SlurmRecord(slurm_state(state), state, reason, host=host)
+    return out
+
+
+def parse_elapsed(text: str) -> float | None:
+    """sacct's ``Elapsed`` (``[D-]HH:MM:SS``) in seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    days, _, clock = text.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        while len(parts) < 3:
+            parts.insert(0, 0)
+        hours, minutes, seconds = parts[-3:]
+        return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+    except ValueError:
+        return None
+
+
+#: What :func:`parse_sacct` reads: job lines carry the state, ``.batch`` lines MaxRSS.
+SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed"
+
+
+def parse_sacct(text: str) -> dict[str, SlurmRecord]:
+    """Lines of ``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,Elapsed``.
+
+    Job lines carry the state; the ``.batch`` step line carries MaxRSS and the
+    signal that ended the script (``0:15`` on a timeout, ``0:9`` on a kill).
+    """
+    jobs: dict[str, SlurmRecord] = {}
+    steps: dict[str, tuple[int | None, int | None]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0]:
+            continue
+        job_id, state, exit_text = parts[0], parts[1], parts[2]
+        rss = parse_rss(parts[3]) if len(parts) > 3 else None
+        exit_code, signal = parse_exit_code(exit_text)
+        if "." in job_id:
+            base, _, step = job_id.partition(".")
+            if step == "batch":
+                steps[base] = (rss, signal)
+            continue
+        elapsed = parse_elapsed(parts[4]) if len(parts) > 4 else None
+        for one in expand_ids(job_id):
+            jobs[one] = SlurmRecord(
+                slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
+            )
+    for job_id, (rss, step_signal) in steps.items():
+        record = jobs.get(job_id)
+        if record is not None:
+            jobs[job_id] = attrs.evolve(
+                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal
+            )
+    return jobs
+
+
+_KV = re.compile(r"(\w+)=(\S*)")
+
+
+def parse_scontrol(text: str) -> dict[str, SlurmRecord]:
+    """``scontrol show job -o`` (one line per job; array elements named ``A_T``)."""
+    out: dict[str, SlurmRecord] = {}
+    for line in text.splitlines():
+        fields = dict(_KV.findall(line))
+        if "JobId" not in fields:
+            continue
+        job_id = fields["JobId"]
+        if fields.get("ArrayJobId") and fields.get("ArrayTaskId"):
+            job_id = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+            if not fields["ArrayTaskId"].isdigit():  # pending elements folded: 5_3-4%1
+                job_id = f"{fields['ArrayJobId']}_[{fields['ArrayTaskId']}]"
+        exit_code, signal = parse_exit_code(fields.get("ExitCode", ""))
+        host = fields.get("BatchHost") or None
+        for one in expand_ids(job_id):
+            out[one] = SlurmRecord(
+                slurm_state(fields.get("JobState", "")), fields.get("JobState", ""),
+                fields.get("Reason", ""), exit_code, signal, None, host,
+            )
+    return out
+
+
+_KILL_LINE = re.compile(r"\*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
+
+
+def job_log(log_dir: Path, job_id: str) -> Path:
+    """Where Slurm writes the batch script's own output for array element ``A_T``."""
+    return log_dir / f"slurm-{job_id}.out"
+
+
+#: How the element runner reads :func:`job_log` after a signal (rules for
+#: :func:`gristmill.backends.batch.element.verdict`): jobacct's memory kill first (it
+#: also writes a plain CANCELLED line), then the last kill line slurmstepd wrote.
+STOP_RULES: list[dict[str, Any]] = [
+    {"pattern": re.escape(_OOM_LINE),
+     "outcomes": {"": ["OOM", "Slurm killed the job: exceeded memory limit"]}},
+    {"pattern": _KILL_LINE.pattern,
+     "outcomes": {"TIME LIMIT": ["TIMEOUT", "Slurm cancelled the job: time limit"],
+                  "DEADLINE": ["TIMEOUT", "Slurm cancelled the job: deadline"],
+                  "": ["CANCELLED", "cancelled through Slurm (scancel)"]}},
+]
+
+
+def why_stopped(log: Path) -> tuple[JobState, str] | None:
+    """Why slurmstepd signalled the job, from the line it writes to the job's log first.
+
+    ``*** JOB 11 ON vm CANCELLED AT <time> DUE TO TIME LIMIT ***`` is a TIMEOUT,
+    the same line without ``DUE TO`` an ``scancel``. (``scontrol`` only says
+    COMPLETING by then, and sacct may lag or be off.)
+    """
+    found = verdict(log_tail(log), STOP_RULES)
+    return (JobState(found[0]), found[1]) if found else None
+
+
+def sbatch_argv(
+    array: Array,
+    script: Path,
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    max_concurrent: int | None = None,
+    mem_overhead: int = 0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``sbatch`` command for one array: every value a separate argv word."""
+    res = array.resources
+    array_spec = f"0-{array.size - 1}"
+    limit = throttle(max_concurrent, array.size)
+    if limit is not None:
+        array_spec += f"%{limit}"
+    log = job_log(array.log_dir, "%A_%a")
+    argv = [
+        "sbatch", "--parsable", f"--job-name={array.task}", f"--array={array_spec}",
+        f"--output={log}", f"--error={log}", f"--cpus-per-task={res.cores or 1}",
+    ]
+    if res.mem is not None:
+        argv.append(f"--mem={format_memory_mb(res.mem + mem_overhead)}M")
+    if res.runtime is not None:
+        argv.append(f"--time={format_duration(res.runtime)}")
+    queue = res.queue or partition
+    if queue:
+        argv.append(f"--partition={queue}")
+    project = res.project or account
+    if project:
+        argv.append(f"--account={project}")
+    if res.gpus:
+        argv.append(f"--gres=gpu:{res.gpus}")
+    for flag, value in res.extra:
+        argv.append(f"--{flag.lstrip('-')}" + (f"={value}" if value != "" else ""))
+    argv.extend(extra)
+    argv.append(str(script))
+    return argv
+
+
+def batch_script(manifest: Path, python: str) -> str:
+    """The batch script of an array: run the element named by the array index."""
+    return (
+        "#!/bin/bash\n"
+        "# gristmill array: each element runs one attempt from the manifest\n"
+        + element_command(python, manifest, "SLURM_ARRAY_TASK_ID")
+        + "\n"
+    )
+
+
+class SlurmBackend(ArrayBackend):
+    """Runs attempts as Slurm array jobs. Options come from the spec's ``workflow.options``."""
+
+    name = "slurm"
+    scheduler = "Slurm"
+    id_env = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+    cancel_command = "scancel"
+
+    def __init__(
+        self,
+        *,
+        partition: str | None = None,
+        account: str | None = None,
+        batch_size: int | str = 1000,
+        max_concurrent: int | str | None = None,
+        mem_overhead: str | int = "64M",
+        sbatch_flags: Sequence[str] | str = (),
+        python: str = sys.executable,
+        command_timeout: float | str = 60.0,
+        lost_after: float | str = 180.0,
+        accounting: bool | str | None = None,
+        runner: CommandRunner | None = None,
+    ) -> None:
+        super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
+                         lost_after=lost_after, runner=runner)
+        self.partition = partition
+        self.account = account
+        self.max_concurrent = int(max_concurrent) if max_concurrent else None
+        self.mem_overhead = parse_memory(mem_overhead) if mem_overhead not in (0, "0") else 0
+        self.sbatch_flags = (
+            sbatch_flags.split() if isinstance(sbatch_flags, str) else list(sbatch_flags)
+        )
+        self._config: dict[str, str] | None = None
+        self._accounting = None if accounting is None else str(accounting).lower() in (
+            "1", "true", "yes"
+        )
+
+    # -- cluster configuration ---------------------------------------------------------
+
+    def config(self) -> dict[str, str]:
+        """``scontrol show config`` as a dict, read once."""
+        if self._config is None:
+            proc = self.runner.run(["scontrol", "show", "config"])
+            config: dict[str, str] = {}
+            for line in proc.stdout.splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    config[key.strip()] = value.strip()
+            self._config = config
+        return self._config
+
+    @property
+    def max_array_size(self) -> int:
+        """Elements per array: MaxArraySize bounds the largest index (size - 1)."""
+        try:
+            return max(1, int(self.config().get("MaxArraySize", "1001")))
+        except ValueError:
+            return 1001
+
+    @property
+    def accounting(self) -> bool:
+        if self._accounting is None:
+            storage = self.config().get("AccountingStorageType", "")
+            self._accounting = bool(storage) and not storage.endswith("/none")
+        return self._accounting
+
+    # -- the scheduler's commands ----------------------------------------------------------
+
+    def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]]:
+        return str(job_log(array.log_dir, "{id}")), STOP_RULES
+
+    def batch_script(self, manifest: Path) -> str:
+        return batch_script(manifest, self.python)
+
+    def submit_argv(self, array: Array, script: Path) -> list[str]:
+        return sbatch_argv(
+            array, script, partition=self.partition, account=self.account,
+            max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
+            extra=self.sbatch_flags,
+        )
+
+    def parse_job_id(self, stdout: str) -> str:
+        return stdout.strip().split(";")[0]
+
+    def cancel_argv(self, ids: Sequence[str]) -> list[str]:
+        return ["scancel", *compact_ids(ids)]
+
+    # -- status --------------------------------------------------------------------------
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        if not handles:
+            return {}
+        by_id = {h.job_id: h for h in handles}
+        array_ids = sorted({h.job_id.split("_")[0] for h in handles})
+        proc = self.runner.run(
+            ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%N",
+             f"--jobs={','.join(array_ids)}"],
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+        )
+        queue = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+        records = {job_id: lookup(queue, job_id) for job_id in by_id}
+        gone = [job_id for job_id, record in records.items() if record is None]
+        if gone:
+            finished = self._finished(gone)
+            records.update({job_id: lookup(finished, job_id) for job_id in gone})
+        out: dict[JobHandle, JobStatus] = {}
+        for job_id, handle in by_id.items():
+            record = records[job_id]
+            if record is None:
+                status = self.worker_result(handle) or self.unknown(handle)
+                if status is not None:
+                    out[handle] = status
+                continue
+            self.vanished.seen(job_id)
+            out[handle] = self._status(handle, record)
+        return out
+
+    def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
+        """Jobs no longer in squeue: one sacct call, or scontrol without accounting."""
+        if self.accounting:
+            proc = self.runner.run(
+                ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
+                 f"--jobs={','.join(sorted({j.split('_')[0] for j in job_ids}))}"],
+            )
+            return parse_sacct(proc.stdout)
+        proc = self.runner.run(
+            ["scontrol", "--oneliner", "show", "job"],
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+        )
+        return parse_scontrol(proc.stdout)
+
+    def _status(self, handle: JobHandle, record: SlurmRecord) -> JobStatus:
+        state = record.state
+        reason = record.raw_state if state.finished else record.reason
+        if state in (JobState.FAILED, JobState.CANCELLED) and self._exceeded_memory(handle):
+            state, reason = JobState.OOM, f"{record.raw_state}: exceeded memory limit"
+        elif state is JobState.OOM:
+            reason = "OUT_OF_MEMORY"
+        elif state is JobState.TIMEOUT:
+            reason = f"{record.raw_state}: time limit reached"
+        return JobStatus(state, record.exit_code, record.signal, record.peak_rss,
+                         record.elapsed, record.host, reason)
+
+    def _exceeded_memory(self, handle: JobHandle) -> bool:
+        """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
+        return _OOM_LINE in log_tail(job_log(Path(handle.result_path).parent, handle.job_id))

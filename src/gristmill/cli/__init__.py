@@ -1,0 +1,1 @@
+"""The ``gristmill`` command: the click group (:mod:`.main`) and one module per command family."""

@@ -1,0 +1,5 @@
+"""``python -m gristmill.cli``: the ``gristmill`` command."""
+
+from gristmill.cli.main import main
+
+main()

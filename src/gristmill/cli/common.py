@@ -1,0 +1,36 @@
+"""What every ``gristmill`` command shares: error handling and workflow-argument settings."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from loguru import logger
+
+from gristmill.errors import GristmillError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Commands that take a workflow target pass its parameters through as extra options.
+WF_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def handle_errors(fn: F) -> F:
+    """Turn a :class:`GristmillError` into a message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GristmillError as exc:
+            ctx = click.get_current_context(silent=True)
+            verbose = bool(ctx and ctx.find_root().params.get("verbose"))
+            if verbose:
+                logger.opt(exception=True).info("traceback of the error below")
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]

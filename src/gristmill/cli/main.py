@@ -1,0 +1,34 @@
+"""The ``gristmill`` command: the click group, with every command added explicitly.
+
+User errors (bad spec, bad arguments, unknown target) print one clear message
+without a traceback (unless ``-v``) and exit 2; a run with failed tasks exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from loguru import logger
+
+from gristmill.cli import graph, run, scripts, spec, status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log more: -v INFO, -vv DEBUG.")
+@click.version_option(package_name="gristmill")
+def main(verbose: int) -> None:
+    """gristmill: batch pipelines from click commands, on a laptop or a cluster."""
+    logger.remove()
+    level = ("WARNING", "INFO", "DEBUG")[min(verbose, 2)]
+    logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}")
+    logger.enable("gristmill")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # modules in the working directory import, as with python -m
+
+
+for command in (
+    run.run, run.resume, run.cancel, status.status, status.tasks, status.logs,
+    graph.graph, spec.spec_command, spec.resources_command, scripts.entry_points, scripts.check,
+):
+    main.add_command(command)

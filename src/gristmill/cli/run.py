@@ -1,0 +1,278 @@
+"""``gristmill run``, ``resume`` and ``cancel``: the commands that start or stop work."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
+from gristmill.errors import GristmillError, RunDirError
+from gristmill.resources import Policy
+from gristmill.spec.load import Spec, resources_from_cli
+
+
+def _backend_options(pairs: tuple[str, ...], max_cores: int | None, max_mem: str | None,
+                     strict: bool, dask_scheduler: str | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GristmillError(f"--option {pair!r}: write backend options as KEY=VALUE")
+        options[key.replace("-", "_")] = value
+    if max_cores is not None:
+        options["max_cores"] = max_cores
+    if max_mem is not None:
+        from gristmill.resources import parse_memory
+
+        options["max_mem"] = parse_memory(max_mem, what="--max-mem")
+    if strict:
+        options["strict_resources"] = True
+    if dask_scheduler:
+        options["scheduler"] = dask_scheduler
+    return options
+
+
+def run_options(fn: Any) -> Any:
+    """Options shared by ``run`` and ``resume``."""
+    decorators = [
+        click.option("--backend", help="local, slurm, sge, dask, jobmon (default: the spec's, "
+                     "else local)."),
+        click.option("--max-concurrent", type=click.IntRange(min=1),
+                     help="At most this many jobs at once."),
+        click.option("--fail-fast/--no-fail-fast", default=None,
+                     help="Stop and cancel everything after the first final failure."),
+        click.option("--retries", type=click.IntRange(min=0),
+                     help="Retries per task (overrides decorator and spec)."),
+        click.option("--poll-interval", type=float, help="Longest wait between status polls (s)."),
+        click.option("--max-cores", type=click.IntRange(min=1), help="local: cores to use."),
+        click.option("--max-mem", help="local: memory to use (e.g. 8G)."),
+        click.option("--strict-resources", is_flag=True,
+                     help="local: refuse tasks that ask for more than the machine has."),
+        click.option("--dask-scheduler", metavar="ADDRESS",
+                     help="dask: the scheduler to use (tcp://host:8786); default: a local "
+                     "cluster of this machine."),
+        click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
+                     help="A backend option (repeatable)."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _run_to_exit(call: Callable[[], RunResult], run_dir: Path) -> None:
+    """Run, report and exit; a Ctrl-C once the run's record is complete is dropped.
+
+    A second Ctrl-C, or a terminal's SIGINT to the whole group arriving late, changes
+    nothing then and must not turn the exit into a traceback or a death by SIGINT. While
+    the engine runs, its own guard handles Ctrl-C.
+    """
+    ended: list[float] = []
+
+    def late_ctrl_c(signum: int, frame: object) -> None:
+        if not ended or time.monotonic() - ended[0] > _LATE:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, late_ctrl_c)
+    exiting = True
+    try:
+        result = _interruptible(call, run_dir, ended)
+        ended.append(time.monotonic())
+        _exit_for(result)
+        exiting = False
+    finally:
+        if exiting:  # up to the interpreter's end, then ignored (see _ignore_ctrl_c_at_exit)
+            atexit.register(_ignore_ctrl_c_at_exit)
+        else:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: Seconds after a run ended during which a Ctrl-C is dropped (the process is exiting).
+_LATE = 5.0
+
+
+def _ignore_ctrl_c_at_exit() -> None:
+    """At exit Python puts back the default action of SIGINT (death by signal), which a
+    late Ctrl-C would then hit: ignore it instead, as the run's record is complete."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interruptible(call: Callable[[], RunResult], run_dir: Path, ended: list[float]) -> RunResult:
+    """``call()``, where a Ctrl-C the engine does not handle itself (before it starts, or a
+    second one while it finishes) exits 130 saying how to continue, not click's "Aborted!"."""
+    started = time.time()
+    try:
+        return call()
+    except KeyboardInterrupt:
+        ended.append(time.monotonic())
+        from gristmill.store.db import STORE_NAME
+
+        made = run_dir if (run_dir / STORE_NAME).exists() else (run_dir / "latest").resolve()
+        store = made / STORE_NAME
+        if made == run_dir or (store.exists() and store.stat().st_mtime >= started - 1):
+            click.echo(f"interrupted; continue with: gristmill resume {made}", err=True)
+        else:
+            click.echo("interrupted before the run was recorded; nothing ran", err=True)
+        sys.exit(130)
+
+
+def _exit_for(result: RunResult) -> None:
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
+    click.echo(f"run {result.run_dir}: {'succeeded' if result.ok else 'not complete'} ({counts})")
+    if result.interrupted:
+        click.echo(f"interrupted; continue with: gristmill resume {result.run_dir}", err=True)
+        sys.exit(130)
+    if not result.ok:
+        click.echo(f"see failures with: gristmill status {result.run_dir}", err=True)
+        sys.exit(1)
+
+
+@click.command(context_settings=WF_ARGS)
+@click.argument("target")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML spec with resources and settings per task.")
+@click.option("--run-dir", default="runs", show_default=True, type=click.Path(path_type=Path),
+              help="Root for numbered run directories, or an existing run to resume.")
+@click.option("--mem", help="Memory for every task (overrides everything else).")
+@click.option("--cores", type=int, help="Cores for every task.")
+@click.option("--runtime", help="Runtime limit for every task (e.g. 2h).")
+@click.option("--queue", help="Queue/partition for every task.")
+@click.option("--project", help="Project/account for every task.")
+@run_options
+@click.pass_context
+@handle_errors
+def run(
+    ctx: click.Context, target: str, spec_path: Path | None, run_dir: Path, mem: str | None,
+    cores: int | None, runtime: str | None, queue: str | None, project: str | None,
+    backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
+    retries: int | None, poll_interval: float | None, max_cores: int | None,
+    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
+    backend_option: tuple[str, ...],
+) -> None:
+    """Run the workflow TARGET (module:workflow); its parameters follow as options.
+
+    Example: gristmill run seiir.pipeline:seiir --version v1 --n-draws 1000 --backend slurm
+    """
+    from gristmill.cli.target import build_workflow
+
+    wf = build_workflow(target, ctx.args, prog=f"gristmill run {target}")
+    resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
+                                   project=project)
+    options = _backend_options(backend_option, max_cores, max_mem, strict_resources,
+                               dask_scheduler)
+    _run_to_exit(lambda: run_workflow(
+        wf,
+        backend=backend,
+        run_dir=run_dir,
+        spec=spec_path,
+        resources=resources,
+        policy=Policy(retries=retries),
+        max_concurrent=max_concurrent,
+        fail_fast=fail_fast,
+        poll_interval=poll_interval,
+        argv=sys.argv,
+        backend_options=options,
+    ), run_dir)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@run_options
+@handle_errors
+def resume(
+    run_dir: Path, backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
+    retries: int | None, poll_interval: float | None, max_cores: int | None,
+    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
+    backend_option: tuple[str, ...],
+) -> None:
+    """Continue RUN_DIR: skip DONE nodes, re-adopt live jobs, run the rest."""
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    wf, meta = rebuild_workflow(run_dir)
+    stored_options = meta.get("backend_options") or {}
+    options = {**stored_options, **_backend_options(
+        backend_option, max_cores, max_mem, strict_resources, dask_scheduler
+    )}
+    settings = meta.get("settings") or {}
+    _run_to_exit(lambda: run_workflow(
+        wf,
+        backend=backend or meta.get("backend"),
+        run_dir=run_dir,
+        spec=Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)"),
+        resources=_stored_resources(settings),
+        policy=Policy(retries=retries if retries is not None else settings.get("retries")),
+        max_concurrent=max_concurrent or settings.get("max_concurrent"),
+        fail_fast=fail_fast if fail_fast is not None else settings.get("fail_fast"),
+        poll_interval=poll_interval,
+        argv=sys.argv,
+        backend_options=options,
+    ), run_dir)
+
+
+def _stored_resources(settings: dict[str, Any]) -> Any:
+    from gristmill.resources import Resources
+
+    data = settings.get("resources") or {}
+    return Resources(**data) if data else None
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the engine.")
+@handle_errors
+def cancel(run_dir: Path, timeout: float) -> None:
+    """Stop RUN_DIR: its engine cancels every live job, or (no engine) cancel them directly."""
+    from gristmill.store.lock import is_locked, read_holder
+
+    if is_locked(run_dir):
+        holder = read_holder(run_dir)
+        pid = holder.get("pid")
+        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+            raise RunDirError(
+                f"the engine of {run_dir} runs on host {holder.get('host')} (pid {pid}); "
+                "run gristmill cancel there"
+            )
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while is_locked(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if is_locked(run_dir):
+            raise RunDirError(f"the engine (pid {pid}) did not stop within {timeout:g} s")
+        click.echo(f"engine {pid} stopped; live jobs were cancelled")
+        return
+    cancelled = cancel_orphans(run_dir)
+    click.echo(f"no engine was running; cancelled {cancelled} job(s) it left behind")
+
+
+def cancel_orphans(run_dir: Path) -> int:
+    """Cancel the jobs an engine that died left open (read-only on the store)."""
+    from gristmill.backends.base import JobHandle
+    from gristmill.backends.registry import make_backend
+    from gristmill.store.db import Store
+
+    store = Store.open(run_dir, readonly=True)
+    try:
+        meta = store.meta()
+        open_attempts = [a for a in store.attempts(open_only=True) if a.job_id]
+    finally:
+        store.close()
+    if not open_attempts:
+        return 0
+    backend = make_backend(str(meta.get("backend", "local")), **(meta.get("backend_options") or {}))
+    try:
+        handles = [JobHandle(a.backend, a.job_id or "", a.key, a.result_path)
+                   for a in open_attempts]
+        backend.attach(handles)
+        backend.cancel(handles)
+    finally:
+        backend.close()
+    return len(open_attempts)

@@ -1,0 +1,125 @@
+"""``gristmill spec`` and ``gristmill resources --suggest``: resources as data, both ways.
+
+``spec`` shows what every task of a workflow will ask for after all layers
+(decorator < spec default < spec task < per-call) are merged. ``resources
+--suggest`` reads what finished attempts really used (peak memory, elapsed
+time) and prints a spec that fits them with headroom, so requests follow
+measurements instead of guesses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.resources import format_duration, format_memory
+
+
+def _human(resources: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resources)
+    if "mem" in out:
+        out["mem"] = format_memory(int(out["mem"]))
+    if "runtime" in out:
+        out["runtime"] = format_duration(int(out["runtime"]))
+    return out
+
+
+@click.command("spec", context_settings=WF_ARGS)
+@click.argument("target")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A spec file to layer over the workflow's own.")
+@click.option("--defaults", is_flag=True, help="Only what the decorators say.")
+@click.pass_context
+@handle_errors
+def spec_command(ctx: click.Context, target: str, spec_path: Path | None, defaults: bool) -> None:
+    """Print the resources and policy each task of TARGET will get, as spec YAML."""
+    from gristmill.cli.target import build_workflow
+    from gristmill.engine.runner import BASE_RESOURCES, resolve_spec, unit_plans
+    from gristmill.spec.load import Spec
+
+    wf = build_workflow(target, ctx.args, prog=f"gristmill spec {target}")
+    spec = Spec.empty() if defaults else resolve_spec(wf, spec_path)
+    tasks: dict[str, dict[str, Any]] = {}
+    if defaults:
+        for unit in wf.units:
+            task = unit.task
+            tasks.setdefault(task.name, _human(
+                BASE_RESOURCES.merged_with(task.resources).as_dict()
+            ))
+    else:
+        for unit, plan in zip(wf.units, unit_plans(wf, spec, None, None)):
+            entry = _human(plan.resources.as_dict())
+            if plan.policy.retries is not None:
+                entry["retries"] = plan.policy.retries
+            if plan.policy.max_concurrent is not None:
+                entry["max_concurrent"] = plan.policy.max_concurrent
+            for name, rule in (("on_oom", plan.policy.on_oom),
+                               ("on_timeout", plan.policy.on_timeout)):
+                if rule is not None:
+                    entry[name] = rule.describe()
+            tasks.setdefault(unit.task.name, entry)
+    document: dict[str, Any] = {"tasks": tasks}
+    if not defaults:
+        workflow = spec.to_dict().get("workflow")
+        if workflow:
+            document = {"workflow": workflow, **document}
+    click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
+def suggest(rows: list[tuple[str, int | None, float | None]], *, mem_headroom: float,
+            time_headroom: float) -> dict[str, dict[str, str]]:
+    """Per task: memory and runtime that cover every successful attempt, with headroom."""
+    peaks: dict[str, list[int]] = defaultdict(list)
+    times: dict[str, list[float]] = defaultdict(list)
+    for task, peak, elapsed in rows:
+        if peak:
+            peaks[task].append(peak)
+        if elapsed:
+            times[task].append(elapsed)
+    out: dict[str, dict[str, str]] = {}
+    for task in sorted(set(peaks) | set(times)):
+        entry: dict[str, str] = {}
+        if peaks[task]:
+            mem = max(peaks[task]) * mem_headroom
+            entry["mem"] = format_memory(max(1, math.ceil(mem / 2**20)) * 2**20)
+        if times[task]:
+            seconds = max(60, math.ceil(max(times[task]) * time_headroom / 60) * 60)
+            entry["runtime"] = format_duration(seconds)
+        out[task] = entry
+    return out
+
+
+@click.command("resources")
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--suggest", "do_suggest", is_flag=True, required=True,
+              help="Suggest per-task mem and runtime from successful attempts.")
+@click.option("--mem-headroom", default=1.25, show_default=True, help="Factor over peak memory.")
+@click.option("--time-headroom", default=1.5, show_default=True, help="Factor over longest run.")
+@handle_errors
+def resources_command(run_dirs: tuple[Path, ...], do_suggest: bool, mem_headroom: float,
+                      time_headroom: float) -> None:
+    """Suggest a spec from what the tasks of RUN_DIRS really used."""
+    from gristmill.cli.status import resolve_run_dir
+    from gristmill.store.db import Store
+
+    rows: list[tuple[str, int | None, float | None]] = []
+    for run_dir in run_dirs:
+        store = Store.open(resolve_run_dir(run_dir), readonly=True)
+        try:
+            rows += [(a.task, a.peak_rss, a.elapsed) for a in store.attempts()
+                     if a.state == "SUCCEEDED"]
+        finally:
+            store.close()
+    if not rows:
+        raise click.ClickException("no successful attempts to learn from in the run(s) given")
+    table = suggest(rows, mem_headroom=mem_headroom, time_headroom=time_headroom)
+    click.echo(f"# from {len(rows)} successful attempt(s); mem = peak x{mem_headroom:g}, "
+               f"runtime = longest x{time_headroom:g}")
+    click.echo(yaml.safe_dump({"tasks": table}, sort_keys=False), nl=False)

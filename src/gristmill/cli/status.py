@@ -1,0 +1,235 @@
+"""``gristmill status``, ``tasks`` and ``logs``: read a run directory, never write it.
+
+They read the store with a read-only connection, so they work while the
+engine runs (SQLite WAL readers do not block the writer) and on a finished
+run with no backend at all.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from gristmill.cli.common import handle_errors
+from gristmill.errors import RunDirError
+from gristmill.states import NodeState
+from gristmill.store.db import AttemptRecord, Store
+from gristmill.store.lock import is_locked, read_holder
+
+_STATE_STYLE = {
+    "PENDING": "dim", "READY": "cyan", "SUBMITTED": "blue", "RUNNING": "yellow",
+    "DONE": "green", "FAILED": "bold red", "UPSTREAM_FAILED": "red", "CANCELLED": "magenta",
+}
+_FAILED = (NodeState.FAILED,)
+
+
+def _open(run_dir: Path) -> Store:
+    if (run_dir / "latest").is_symlink() and not (run_dir / "gristmill.db").exists():
+        run_dir = run_dir / "latest"
+    return Store.open(run_dir.resolve() if run_dir.is_symlink() else run_dir, readonly=True)
+
+
+def tail(path: str, lines: int = 10) -> list[str]:
+    """The last ``lines`` lines of a log file ([] when it is missing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode(errors="replace")
+    except OSError:
+        return []
+    return data.splitlines()[-lines:]
+
+
+def failure_report(attempt: AttemptRecord, *, lines: int = 10) -> list[str]:
+    """Why one node failed, its last log lines, and the command to rerun it by hand."""
+    what = attempt.state
+    detail = attempt.reason or (
+        f"exit code {attempt.exit_code}" if attempt.exit_code is not None else ""
+    )
+    out = [f"{attempt.job_name} (task {attempt.task}, attempt {attempt.attempt}): {what}"
+           + (f" — {detail}" if detail else "")]
+    if attempt.peak_rss:
+        out.append(f"  peak memory {attempt.peak_rss / 2**20:.0f} MiB; asked "
+                   + ", ".join(f"{k}={v}" for k, v in attempt.resources.items()))
+    out.append(f"  logs: {attempt.stderr}")
+    last = tail(attempt.stderr, lines)
+    if last:
+        out.append("  last lines of stderr:")
+        out.extend(f"    | {line}" for line in last)
+    out.append(f"  rerun by hand: {shlex.join(attempt.argv)}")
+    return out
+
+
+def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
+    meta = store.meta()
+    counts = store.counts()
+    tasks: dict[str, dict[str, int]] = defaultdict(dict)
+    for (task, state), n in counts.items():
+        tasks[task][state] = n
+    states = [s.name for s in NodeState if any(s.name in c for c in tasks.values())]
+    holder = read_holder(run_dir)
+    engine = (
+        f"engine running (pid {holder.get('pid')} on {holder.get('host')})"
+        if is_locked(run_dir)
+        else "no engine running"
+    )
+    header = Text.assemble(
+        (f"{meta.get('workflow', '?')}", "bold"), f"  {run_dir}  backend {meta.get('backend')}  ",
+        (engine, "italic"),
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("task")
+    for state in states:
+        table.add_column(state, justify="right", style=_STATE_STYLE.get(state, ""))
+    table.add_column("total", justify="right")
+    table.add_column("progress", width=32)
+    total_all: dict[str, int] = defaultdict(int)
+    for task, by_state in tasks.items():
+        total = sum(by_state.values())
+        done = by_state.get("DONE", 0)
+        for state, n in by_state.items():
+            total_all[state] += n
+        table.add_row(
+            task, *(str(by_state.get(s, "")) for s in states), str(total),
+            ProgressBar(total=max(total, 1), completed=done, width=30),
+        )
+    if len(tasks) > 1:
+        table.add_row(
+            Text("all", style="bold"), *(str(total_all.get(s, "")) for s in states),
+            str(sum(total_all.values())), "",
+        )
+    parts: list[object] = [header, table]
+    failed = [a for _, _, _, a in store.last_attempts(_FAILED) if a is not None]
+    if failed:
+        parts.append(Text(f"\n{len(failed)} failed node(s):", style="bold red"))
+        for attempt in failed[:failures]:
+            # Never wrapped: the rerun command must survive a copy and paste.
+            parts.append(Text("\n".join(failure_report(attempt)), no_wrap=True, overflow="ignore"))
+        if len(failed) > failures:
+            parts.append(Text(f"... and {len(failed) - failures} more "
+                              f"(gristmill tasks {run_dir} --state FAILED)"))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--watch", is_flag=True, help="Refresh until the engine stops.")
+@click.option("--interval", default=2.0, show_default=True, help="Refresh period for --watch.")
+@click.option("--failures", default=5, show_default=True, help="How many failures to detail.")
+@handle_errors
+def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
+    """Counts per task and state, progress, and why each failure failed."""
+    run_dir = resolve_run_dir(run_dir)
+    console = Console()
+    store = _open(run_dir)
+    try:
+        if not watch:
+            console.print(_render(run_dir, store, failures=failures), soft_wrap=True)
+            return
+        with Live(_render(run_dir, store, failures=failures), console=console,
+                  refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(_render(run_dir, store, failures=failures))
+                if not is_locked(run_dir):
+                    break
+    finally:
+        store.close()
+
+
+def resolve_run_dir(run_dir: Path) -> Path:
+    if not (run_dir / "gristmill.db").exists() and (run_dir / "latest").exists():
+        run_dir = (run_dir / "latest").resolve()
+    if not (run_dir / "gristmill.db").exists():
+        raise RunDirError(f"{run_dir} is not a gristmill run directory (no gristmill.db)")
+    return run_dir
+
+
+def _node_rows(
+    store: Store, state: str | None
+) -> Iterator[tuple[int, str, str, AttemptRecord | None]]:
+    states = None
+    if state is not None:
+        try:
+            states = [NodeState[state.upper()]]
+        except KeyError:
+            raise click.BadParameter(
+                f"{state!r}; use one of {', '.join(s.name for s in NodeState)}",
+                param_hint="--state",
+            ) from None
+    for node_id, task, node_state, attempt in store.last_attempts(states):
+        yield node_id, task, NodeState(node_state).name, attempt
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--state", help="Only nodes in this state (e.g. FAILED).")
+@click.option("--limit", default=200, show_default=True, help="At most this many rows.")
+@handle_errors
+def tasks(run_dir: Path, state: str | None, limit: int) -> None:
+    """One line per node: job name, state, attempts, last reason."""
+    run_dir = resolve_run_dir(run_dir)
+    store = _open(run_dir)
+    try:
+        for shown, (node_id, task, node_state, attempt) in enumerate(_node_rows(store, state)):
+            if shown >= limit:
+                click.echo("... (more; raise --limit)")
+                break
+            name = attempt.job_name if attempt else f"{task}#{node_id}"
+            tries = attempt.attempt if attempt else 0
+            reason = attempt.reason if attempt and node_state != "DONE" else ""
+            click.echo(f"{name}\t{node_state}\tattempts={tries}\t{reason}".rstrip())
+    finally:
+        store.close()
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("node")
+@click.option("--attempt", type=int, help="Which attempt (default: the last).")
+@click.option("--out", "stream", flag_value="out", help="Only stdout.")
+@click.option("--err", "stream", flag_value="err", help="Only stderr.")
+@handle_errors
+def logs(run_dir: Path, node: str, attempt: int | None, stream: str | None) -> None:
+    """Print the logs of NODE (job name, identity prefix, or attempt key)."""
+    run_dir = resolve_run_dir(run_dir)
+    store = _open(run_dir)
+    try:
+        matches = [
+            a for a in store.attempts()
+            if a.job_name == node or a.identity.startswith(node) or a.key == node
+        ]
+    finally:
+        store.close()
+    if not matches:
+        raise RunDirError(f"no attempt of a node named {node!r} in {run_dir}; "
+                          f"list them with: gristmill tasks {run_dir}")
+    identities = {a.identity for a in matches}
+    if len(identities) > 1:
+        names = sorted({a.job_name for a in matches})
+        raise RunDirError(f"{node!r} matches several nodes: {', '.join(names[:10])}")
+    chosen = [a for a in matches if attempt is None or a.attempt == attempt]
+    if not chosen:
+        raise RunDirError(f"{node!r} has no attempt {attempt}; it has "
+                          f"{', '.join(str(a.attempt) for a in matches)}")
+    record = max(chosen, key=lambda a: a.attempt)
+    for label, path in (("stdout", record.stdout), ("stderr", record.stderr)):
+        if stream is not None and not label.endswith(stream):
+            continue
+        click.secho(f"==> {path} <==", bold=True)
+        try:
+            click.echo(Path(path).read_text(errors="replace"), nl=False)
+        except OSError as exc:
+            click.echo(f"(cannot read: {exc.strerror})")

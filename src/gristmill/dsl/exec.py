@@ -1,0 +1,30 @@
+"""``python -m gristmill.dsl.exec module:task [args...]``: run a task without its console script.
+
+The engine falls back to this when a task's generated console script is not
+installed, so a pipeline still runs straight from a source checkout.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gristmill.dsl.task import get_task
+from gristmill.errors import GristmillError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m gristmill.dsl.exec module:task [task arguments...]\n")
+        return 0 if args else 2
+    try:
+        task = get_task(args[0])
+    except GristmillError as exc:
+        sys.stderr.write(f"gristmill.dsl.exec: {exc}\n")
+        return 2
+    task.command.main(args=args[1:], prog_name=task.script, standalone_mode=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

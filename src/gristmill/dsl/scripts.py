@@ -1,0 +1,296 @@
+"""Console scripts generated from the code, found again at dispatch, and checked for drift.
+
+A task's console script is never hand-written: ``gristmill entry-points PKG``
+derives the ``[project.scripts]`` table from the registry. At dispatch the
+engine looks up the installed script whose *target* is the task (whatever its
+name) and runs it by absolute path; when none is installed it falls back to
+``python -m gristmill.dsl.exec module:task`` and says so once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from gristmill.dsl.registry import registry
+from gristmill.dsl.task import Task
+from gristmill.errors import GristmillError
+
+_FALLBACK_WARNED: set[str] = set()
+_SECTION = "[project.scripts]"
+_INLINE_SCRIPTS = re.compile(r"^\s*scripts\s*=\s*\{", re.MULTILINE)
+_ENTRY_LINE = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=\s*["\']([^"\']+)["\']\s*(#.*)?$')
+
+
+def _console_scripts() -> list[metadata.EntryPoint]:
+    """Every installed console-script entry point (Python 3.9's API included)."""
+    eps: Any = metadata.entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group="console_scripts"))
+    return list(eps.get("console_scripts", ()))  # pragma: no cover - Python < 3.10
+
+
+def _script_path(ep: metadata.EntryPoint) -> str | None:
+    """The absolute path of an entry point's installed script.
+
+    The distribution's RECORD says where pip wrote it, which beats the first
+    match on ``PATH`` (another environment's script, or a pyenv shim that goes
+    through a shell); ``shutil.which`` is the fallback.
+    """
+    dist = getattr(ep, "dist", None)
+    for file in (dist.files or ()) if dist is not None else ():
+        if file.name in (ep.name, ep.name + ".exe") and file.parent.name in ("bin", "Scripts"):
+            located = Path(str(file.locate())).resolve()
+            if located.is_file() and os.access(located, os.X_OK):
+                return str(located)
+    found = shutil.which(ep.name)
+    return None if found is None else str(Path(found).absolute())
+
+
+@functools.lru_cache(maxsize=1)
+def installed_scripts() -> dict[str, list[metadata.EntryPoint]]:
+    """Installed console scripts by target (``module:attr``)."""
+    by_target: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
+    for ep in _console_scripts():
+        by_target[ep.value.replace(" ", "")].append(ep)
+    return dict(by_target)
+
+
+def refresh() -> None:
+    """Forget cached lookups (after an install in the same process)."""
+    installed_scripts.cache_clear()
+    script_prefix.cache_clear()
+
+
+@functools.cache
+def script_prefix(task: Task) -> tuple[str, ...]:
+    """The argv prefix that runs ``task``: its installed script, or the exec fallback."""
+    if task.module == "__main__":
+        raise GristmillError(
+            f"task {task.name!r} is defined in the script being run (__main__); its jobs run "
+            "in new processes, which cannot import that script. Move the task into a module "
+            "of your package (e.g. mypkg/tasks.py) and import it from there"
+        )
+    for ep in installed_scripts().get(task.entry_point, ()):
+        path = _script_path(ep)
+        if path is not None:
+            return (path,)
+    if task.key not in _FALLBACK_WARNED:
+        _FALLBACK_WARNED.add(task.key)
+        logger.warning(
+            "task {}: no installed console script targets {}; running it with "
+            "'{} -m gristmill.dsl.exec {}' instead (add it with: gristmill entry-points {} "
+            "--write pyproject.toml && pip install -e .)",
+            task.name, task.entry_point, sys.executable, task.key,
+            task.module.split(".")[0],
+        )
+    return (sys.executable, "-m", "gristmill.dsl.exec", task.key)
+
+
+def render_argv(task: Task, args: Mapping[str, Any], *, verbose: int = 1) -> list[str]:
+    """The full command of one node as an argv list; no shell ever reads it."""
+    if task.program is not None:
+        return [*task.program, *task.signature.render(args)]
+    flags = ["-" + "v" * verbose] if verbose else []
+    return [*script_prefix(task), *flags, *task.signature.render(args)]
+
+
+def _check_bound(task: Task) -> None:
+    """The console-script target must resolve to the task itself, not to what it wraps."""
+    target: Any = sys.modules.get(task.module)
+    for part in task.qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not task:
+        raise GristmillError(
+            f"task {task.key}: {task.entry_point} would not run the task, because "
+            f"{task.qualname!r} in {task.module} is {type(target).__name__}, not the Task; "
+            f"apply @gm.task directly above the function or click command, or bind the task "
+            f"to that name ({task.qualname} = gm.task(...)({task.qualname}))"
+        )
+
+
+def scripts_table(package: str) -> dict[str, str]:
+    """``{script name: target}`` for every task of a package."""
+    table: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for task in registry().tasks_in(package):
+        if task.program is not None:
+            continue  # runs an external program, not a console script
+        _check_bound(task)
+        if task.script in table:
+            raise GristmillError(
+                f"tasks {owners[task.script]} and {task.key} both want the console script "
+                f"{task.script!r}; give one of them @gm.task(..., script='another-name')"
+            )
+        table[task.script] = task.entry_point
+        owners[task.script] = task.key
+    return dict(sorted(table.items()))
+
+
+def render_table(table: Mapping[str, str]) -> str:
+    """The ``[project.scripts]`` TOML section for a table."""
+    lines = [_SECTION]
+    lines += [f'{_toml_key(name)} = "{target}"' for name, target in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+def _is_task_target(target: str, package: str) -> bool:
+    """Whether ``target`` is (or was) a task's script target in ``package``.
+
+    ``pkg.mod:name.main`` counts unless ``pkg.mod:name`` exists and is not a task
+    (a click group of the package's own CLI), so stale task scripts are found
+    without touching the package's other scripts.
+    """
+    module, _, attr = target.partition(":")
+    if not (module == package or module.startswith(package + ".")):
+        return False
+    if not attr.endswith(".main"):
+        return False
+    obj: Any = sys.modules.get(module)
+    if obj is None:
+        return True  # a module that no longer exists (tasks_in imported every module)
+    for part in attr[: -len(".main")].split("."):
+        obj = getattr(obj, part, None)
+    return obj is None or isinstance(obj, Task)
+
+
+def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
+    """Rewrite the ``[project.scripts]`` section of ``path`` in place.
+
+    Scripts that are not task targets of ``package`` (the package's own CLI) are
+    kept; stale task scripts are removed. Returns (added, removed) script names.
+    """
+    table = scripts_table(package)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GristmillError(f"cannot read {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == _SECTION), None)
+    if start is None and _INLINE_SCRIPTS.search(text):
+        raise GristmillError(
+            f"{path}: [project] declares scripts inline (scripts = {{...}}); move them to a "
+            f"{_SECTION} table so that gristmill can keep the task scripts in it up to date"
+        )
+    existing: dict[str, str] = {}
+    end = start
+    if start is not None:
+        end = start + 1
+        while end < len(lines) and not lines[end].lstrip().startswith("["):
+            match = _ENTRY_LINE.match(lines[end])
+            if match:
+                existing[match.group(2)] = match.group(3)
+            elif lines[end].strip() and not lines[end].lstrip().startswith("#"):
+                raise GristmillError(
+                    f"{path}:{end + 1}: cannot read this [project.scripts] line: "
+                    f"{lines[end].strip()!r}; write entries as name = \"module:attr\""
+                )
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+    kept = {n: t for n, t in existing.items() if not _is_task_target(t, package)}
+    merged = dict(sorted({**kept, **table}.items()))
+    removed = sorted(n for n in existing if n not in merged)
+    added = sorted(n for n in table if existing.get(n) != table[n])
+    section = render_table(merged).rstrip("\n").splitlines()
+    if start is None:
+        new_lines = [*lines, *([""] if lines and lines[-1].strip() else []), *section]
+    else:
+        assert end is not None
+        new_lines = lines[:start] + section + lines[end:]
+    new_text = "\n".join(new_lines) + "\n"
+    if new_text != text:
+        tmp = path.with_name(path.name + ".gristmill-tmp")
+        tmp.write_text(new_text)
+        tmp.replace(path)
+    return added, removed
+
+
+def distributions_of(package: str) -> list[str]:
+    """Installed distributions that provide a top-level package."""
+    top = package.split(".")[0]
+    finder = getattr(metadata, "packages_distributions", None)
+    if finder is not None:
+        return sorted(set(finder().get(top, [])))
+    names = set()  # pragma: no cover - Python 3.9
+    for dist in metadata.distributions():  # pragma: no cover
+        tops = (dist.read_text("top_level.txt") or "").split()
+        tops += [f.parts[0] for f in dist.files or () if f.parts and f.suffix != ".pth"]
+        if top in tops:
+            names.add(dist.metadata["Name"])
+    return sorted(names)  # pragma: no cover
+
+
+def check_installed(package: str) -> list[str]:
+    """Problems between the code's tasks and the installed console scripts (empty: in sync)."""
+    table = scripts_table(package)
+    dists = distributions_of(package)
+    if not dists:
+        return [
+            f"package {package!r} is not installed as a distribution; install it with "
+            "'pip install -e .'"
+        ]
+    installed: dict[str, str] = {}
+    for dist in dists:
+        for ep in metadata.distribution(dist).entry_points:
+            if ep.group == "console_scripts":
+                installed[ep.name] = ep.value.replace(" ", "")
+    problems: list[str] = []
+    names_of: dict[str, list[str]] = defaultdict(list)
+    for name, target in installed.items():
+        names_of[target].append(name)
+    for name, target in table.items():
+        if name in names_of[target]:
+            continue
+        if names_of[target]:
+            problems.append(
+                f"task script {name!r} -> {target} is installed under another name: "
+                f"{', '.join(sorted(names_of[target]))}"
+            )
+        elif name in installed:
+            problems.append(
+                f"task script {name!r} is installed with target {installed[name]}, "
+                f"but the code says {target}"
+            )
+        else:
+            problems.append(f"task script {name!r} -> {target} is not installed")
+    valid_targets = set(table.values())
+    for name, target in sorted(installed.items()):
+        if _is_task_target(target, package) and target not in valid_targets:
+            problems.append(
+                f"installed script {name!r} -> {target} names no task in the code (stale)"
+            )
+    if problems:
+        problems.append(
+            f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+        )
+    return problems
+
+
+def task_for_target(target: str) -> Task | None:
+    """The registered task whose console-script target is ``target``."""
+    module, _, attr = target.partition(":")
+    if not attr.endswith(".main"):
+        return None
+    try:
+        return registry().get(f"{module}:{attr[: -len('.main')]}")
+    except GristmillError:
+        return None
+
+
+def iter_tasks(packages: Iterable[str]) -> list[Task]:
+    return [t for p in packages for t in registry().tasks_in(p)]

@@ -1,0 +1,615 @@
+"""The dispatch loop and the task state machine.
+
+PENDING → READY → SUBMITTED → RUNNING → DONE | FAILED | UPSTREAM_FAILED |
+CANCELLED; a retried attempt goes back to READY. Every transition is written
+to the store before the engine acts on it: an attempt is recorded before it is
+submitted and its job id right after, so a crash at any point leaves a record
+that the next engine can re-adopt (see :meth:`Engine.adopt`).
+
+The loop never busy-waits: it blocks in ``backend.wait`` (the local backend
+wakes as soon as an attempt ends; schedulers are polled on an interval that
+shortens while jobs finish and grows towards ``poll_max`` while idle).
+
+Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from loguru import logger
+
+from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus
+from gristmill.dsl.scripts import render_argv
+from gristmill.engine.dispatch import dag_batch, live_descendants
+from gristmill.engine.faults import FAULT as FAULT  # the runner's hook too
+from gristmill.engine.interrupts import Interrupted as Interrupted  # what run() raises
+from gristmill.engine.interrupts import SignalGuard
+from gristmill.engine.tracker import Tracker
+from gristmill.errors import BackendError, RunDirError
+from gristmill.graph.resolved import Graph
+from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
+from gristmill.states import JobState, NodeState
+from gristmill.store.db import AttemptRecord, Store
+from gristmill.worker.result import read_result
+
+#: Attempts lost by the infrastructure (not the task) are retried this many times
+#: on top of ``retries``.
+LOST_RETRIES = 2
+#: Consecutive transient submission failures before the batch fails for good.
+SUBMIT_RETRIES = 5
+#: Seconds at most between a commit and the checkpoint that makes it durable on disk.
+SYNC_EVERY = 1.0
+
+
+@attrs.frozen
+class EngineConfig:
+    fail_fast: bool = False
+    max_concurrent: int | None = None
+    poll_min: float = 0.2
+    poll_max: float = 30.0
+    batch_size: int = 5000
+
+
+@attrs.frozen
+class UnitPlan:
+    """Resolved per-unit settings: resources before escalation, and the retry policy."""
+
+    resources: Resources
+    policy: Policy
+
+
+@attrs.define
+class Live:
+    node: int
+    attempt: int
+    key: str
+    task: str
+    handle: JobHandle
+    resources: Resources
+    result_path: str
+    state: JobState = JobState.QUEUED
+    adopted: bool = False  # submitted by an earlier engine of this run
+
+
+class Engine:
+    """Runs one resolved graph against one backend, recording everything in the store."""
+
+    def __init__(
+        self,
+        *,
+        graph: Graph,
+        store: Store,
+        backend: Backend,
+        run_dir: Path,
+        config: EngineConfig,
+        plans: Sequence[UnitPlan],
+        states: bytearray,
+        attempts: list[int],
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.backend = backend
+        self.run_dir = run_dir
+        self.config = config
+        self.plans = plans
+        self.tracker = Tracker(graph, states)
+        self.attempts = attempts  # per node: attempts ever made (numbers log files)
+        self.tries: dict[int, int] = defaultdict(int)  # per node: failed attempts this run
+        self.lost: dict[int, int] = defaultdict(int)
+        self.escalated: dict[int, Resources] = {}
+        self.live: dict[str, Live] = {}
+        self.live_per_task: dict[str, int] = defaultdict(int)
+        self.identities = graph.identities()
+        self.stopping = False
+        self._submit_failures = 0
+        self._submit_paused_until = 0.0
+        self.guard = SignalGuard()
+        self._unsynced: float | None = None  # when the oldest commit not yet synced was made
+        self._log_dirs: set[Path] = set()
+        self._attempt_updates: list[dict[str, Any]] = []
+        self._new_attempts: list[AttemptRecord] = []
+        self._attempt_counts: dict[int, int] = {}
+        self.failed_nodes: list[int] = []
+        inflight = getattr(backend, "max_inflight", None)
+        limits = [x for x in (config.max_concurrent, inflight) if x]
+        self.window = min(limits) if limits else 10_000
+        #: The backend runs dependencies and retries itself: it gets every node at once.
+        self.dag = backend.capabilities.dag
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _unit_of(self, node: int) -> tuple[int, int]:
+        return self.graph.locate(node)
+
+    def _task_limit(self, unit: int) -> int | None:
+        return self.plans[unit].policy.max_concurrent
+
+    def _full(self, node: int) -> bool:
+        unit, _ = self._unit_of(node)
+        limit = self._task_limit(unit)
+        if limit is None:
+            return False
+        return self.live_per_task[self.graph.workflow.units[unit].task.key] >= limit
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def signals(self) -> AbstractContextManager[None]:
+        """Ctrl-C and SIGTERM stop the run while inside (see :class:`SignalGuard`)."""
+        return self.guard.handling()
+
+    def defer_signals(self) -> None:
+        """From now on a Ctrl-C or SIGTERM inside :meth:`signals` is dropped (the run ended)."""
+        self.guard.critical = True
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, adopt: Sequence[AttemptRecord] = ()) -> dict[str, int]:
+        """Run until nothing is ready or running; return the final counts by state."""
+        with self.signals():
+            try:
+                arrived = self.adopt(adopt)
+                self.tracker.start()
+                for live, status in arrived:  # ended while no engine watched
+                    self._finish(live, status)
+                self.flush()
+                self._loop()
+            except (Interrupted, KeyboardInterrupt):
+                logger.warning("stopping: cancelling {} live job(s)", len(self.live))
+                self.guard.critical = True  # a second Ctrl-C must not break the cleanup
+                self.cancel_all("the run was interrupted")
+                self.flush()
+                raise Interrupted(
+                    "the run was interrupted; resume it with gristmill resume"
+                ) from None
+        return self.tracker.counts()
+
+    def _loop(self) -> None:
+        # A scheduler backend may ask for a longer shortest interval (one squeue per tick).
+        poll_min = max(self.config.poll_min, float(getattr(self.backend, "poll_min", 0.0)))
+        interval = poll_min
+        while True:
+            submitted = 0 if self.stopping else self.dispatch()
+            self.flush()
+            if not self.live:
+                pause = self._submit_paused_until - time.monotonic()
+                if submitted == 0 and pause <= 0:
+                    return
+                if pause > 0:  # a transient submission failure: wait, then try again
+                    time.sleep(pause)
+                continue
+            self.backend.wait(self._sync(interval))
+            finished = self.collect()
+            self.flush()
+            interval = (
+                poll_min if finished else min(self.config.poll_max, max(interval, 0.05) * 1.5)
+            )
+
+    def _sync(self, interval: float) -> float:
+        """Make what was written durable (SQLite checkpoint, fsync) at most every SYNC_EVERY s;
+        how long the loop may now wait.
+
+        Every commit survives an engine crash at once; this bounds what a machine crash
+        or failing storage can take back to the last second of transitions (their tasks
+        would rerun), and never the run itself.
+        """
+        if self._unsynced is None:
+            return interval
+        due = self._unsynced + SYNC_EVERY - time.monotonic()
+        if due > 0:
+            return min(interval, due)
+        self.store.checkpoint()
+        self._unsynced = None
+        return interval
+
+    def dispatch(self) -> int:
+        """Submit ready nodes up to the window, in batches; return how many."""
+        total = 0
+        if time.monotonic() < self._submit_paused_until:
+            return 0
+        if self.dag:
+            return self._dispatch_dag()
+        while len(self.live) < self.window:
+            batch: list[tuple[int, JobRequest, Resources]] = []
+            room = min(self.window - len(self.live), self.config.batch_size)
+            planned: dict[str, int] = defaultdict(int)
+            full = functools.partial(self._full_with, planned=planned)
+            for node in self.tracker.next_ready(full):
+                request, resources = self._request(node)
+                self.tracker.set(node, NodeState.SUBMITTED)  # an alias is not taken twice
+                unit, _ = self._unit_of(node)
+                planned[self.graph.workflow.units[unit].task.key] += 1
+                batch.append((node, request, resources))
+                if len(batch) >= room:
+                    break
+            if not batch:
+                break
+            self._submit(batch)
+            total += len(batch)
+            if time.monotonic() < self._submit_paused_until:
+                break  # refused for now: the batch waits out the pause
+        return total
+
+    def _dispatch_dag(self) -> int:
+        """Hand a ``dag`` backend every node it can run now, at once (see dag_dispatch)."""
+        ready = list(self.tracker.next_ready(lambda _node: False))
+        if not ready:
+            return 0
+        batch = dag_batch(self.graph, self.tracker.states, set(ready), self._request,
+                          self._max_attempts)
+        for node, _, _ in batch:
+            self.tracker.set(node, NodeState.SUBMITTED)
+        self._submit(batch)
+        return len(batch)
+
+    def _max_attempts(self, node: int) -> int:
+        unit, _ = self._unit_of(node)
+        return (self.plans[unit].policy.retries or 0) + 1
+
+    def _full_with(self, node: int, planned: Mapping[str, int]) -> bool:
+        unit, _ = self._unit_of(node)
+        limit = self._task_limit(unit)
+        if limit is None:
+            return False
+        key = self.graph.workflow.units[unit].task.key
+        return self.live_per_task[key] + planned.get(key, 0) >= limit
+
+    def _request(self, node: int) -> tuple[JobRequest, Resources]:
+        unit_index, element = self._unit_of(node)
+        unit = self.graph.workflow.units[unit_index]
+        task = unit.task
+        attempt = self.attempts[node] + 1
+        self.attempts[node] = attempt
+        self._attempt_counts[node] = attempt
+        job_name = self.graph.job_name(unit_index, element)
+        log_dir = self.run_dir / "logs" / task.name
+        if log_dir not in self._log_dirs:
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirError(
+                    f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
+                    f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
+                ) from None
+            self._log_dirs.add(log_dir)
+        name = f"{job_name}.{attempt}"
+        resources = self.escalated.get(node, self.plans[unit_index].resources)
+        identity = self.identities[node]
+        request = JobRequest(
+            key=f"{identity[:16]}.{attempt}",
+            task=task.name,
+            job_name=job_name,
+            argv=tuple(render_argv(task, unit.element_args(element))),
+            resources=resources,
+            stdout=log_dir / f"{name}.out",
+            stderr=log_dir / f"{name}.err",
+            result_path=log_dir / f"{name}.result.json",
+        )
+        return request, resources
+
+    def _submit(self, batch: list[tuple[int, JobRequest, Resources]]) -> None:
+        now = time.time()
+        records = [
+            AttemptRecord(
+                identity=self.identities[node], attempt=self.attempts[node], key=req.key,
+                task=req.task, job_name=req.job_name, backend=self.backend.name, job_id=None,
+                result_path=str(req.result_path), stdout=str(req.stdout),
+                stderr=str(req.stderr), argv=req.argv, resources=res.as_dict(),
+                state=JobState.QUEUED.value, submitted=now,
+            )
+            for node, req, res in batch
+        ]
+        self._new_attempts.extend(records)
+        self.flush()  # the attempt is on disk before the job can exist
+        if FAULT:
+            FAULT.reached("submit")
+        with self.guard.section():
+            try:
+                handles = list(self.backend.submit([req for _, req, _ in batch]))
+            except BackendError as exc:
+                self._submission_failed(batch, exc)
+                return
+            self._submit_failures = 0
+            if len(handles) != len(batch):
+                raise BackendError(
+                    f"backend {self.backend.name} returned {len(handles)} handles for "
+                    f"{len(batch)} jobs"
+                )
+            if FAULT:
+                FAULT.reached("after_submit")
+            with self.store.transaction() as cur:
+                self.store.set_job_ids(cur, [(h.key, h.job_id) for h in handles])
+        for (node, req, res), handle in zip(batch, handles):
+            self._track(node, self.attempts[node], req.task, handle, res, str(req.result_path))
+
+    def _track(
+        self, node: int, attempt: int, task: str, handle: JobHandle, res: Resources, result: str,
+        *, adopted: bool = False,
+    ) -> None:
+        unit, _ = self._unit_of(node)
+        task_key = self.graph.workflow.units[unit].task.key
+        self.live[handle.key] = Live(
+            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted
+        )
+        self.live_per_task[task_key] += 1
+
+    def collect(self) -> int:
+        """Poll every live job once; handle what finished. Returns how many finished."""
+        handles = [live.handle for live in self.live.values()]
+        if not handles:
+            return 0
+        try:
+            statuses = self.backend.poll(handles)
+        except BackendError as exc:
+            logger.warning("polling {} failed, will retry: {}", self.backend.name, exc)
+            return 0
+        finished = 0
+        for handle, status in statuses.items():
+            live = self.live.get(handle.key)
+            if live is None:
+                continue
+            if not status.state.finished:
+                if status.state is JobState.RUNNING and live.state is not JobState.RUNNING:
+                    live.state = JobState.RUNNING
+                    self.tracker.set(live.node, NodeState.RUNNING)
+                continue
+            finished += 1
+            self._finish(live, self._authoritative(live, status))
+        return finished
+
+    def _submission_failed(
+        self, batch: list[tuple[int, JobRequest, Resources]], exc: BackendError
+    ) -> None:
+        """A transient refusal puts the batch back with a growing pause; others fail it."""
+        self._submit_failures += 1
+        final = not exc.transient or self._submit_failures > SUBMIT_RETRIES
+        logger.error("submission failed{}: {}", "" if final else ", will retry", exc)
+        for node, req, _ in batch:
+            self._attempt_ended(node, req.key, JobStatus(JobState.FAILED, reason=str(exc)))
+            if final:
+                self._final_failure(node, NodeState.FAILED)
+            else:
+                self.tracker.requeue(node)
+        if not final:
+            self._submit_paused_until = time.monotonic() + min(60.0, 2.0**self._submit_failures)
+
+    def _authoritative(self, live: Live, status: JobStatus) -> JobStatus:
+        """The worker wrapper's record wins over what the scheduler says, when present.
+
+        Except for how the job was stopped: a scheduler's OOM, TIMEOUT or CANCELLED
+        explains a wrapper that saw its task die of a signal (or was itself stopped).
+        """
+        try:
+            result = read_result(live.result_path)
+        except BackendError as exc:
+            logger.warning("{}", exc)
+            return status
+        if result is None:
+            return status
+        merged = result.to_status()
+        stopped = merged.state is JobState.CANCELLED or (
+            merged.state is JobState.FAILED and merged.signal is not None
+        )
+        if stopped and status.state in (JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED):
+            return attrs.evolve(merged, state=status.state, reason=status.reason or merged.reason)
+        if status.state is JobState.OOM and merged.state is JobState.FAILED:
+            return attrs.evolve(merged, state=JobState.OOM, reason=status.reason or merged.reason)
+        return merged
+
+    def _finish(self, live: Live, status: JobStatus) -> None:
+        del self.live[live.key]
+        self.live_per_task[live.task] -= 1
+        node = live.node
+        self._attempt_ended(node, live.key, status)
+        if self.tracker.states[node] == NodeState.CANCELLED:
+            return
+        if status.state is JobState.SUCCEEDED:
+            self.tracker.node_done(node)
+            return
+        if status.state is JobState.CANCELLED:
+            if live.adopted and not self.stopping:
+                # Cancelled while no engine ran (``gristmill cancel``); resuming means run it.
+                self.tracker.requeue(node)
+                return
+            self.tracker.set(node, NodeState.CANCELLED)
+            return
+        self._retry_or_fail(live, status)
+
+    def _retry_or_fail(self, live: Live, status: JobStatus) -> None:
+        node = live.node
+        unit, _ = self._unit_of(node)
+        plan = self.plans[unit]
+        if status.state is JobState.LOST and self.lost[node] < LOST_RETRIES:
+            self.lost[node] += 1
+            logger.warning("attempt {} was lost ({}); retrying", live.key, status.reason)
+            self.tracker.requeue(node)
+            return
+        self.tries[node] += 1
+        retries = plan.policy.retries or 0
+        if self.tries[node] > retries or self.stopping or self.dag:  # a dag backend retried
+            self._final_failure(node, NodeState.FAILED)
+            return
+        if status.state in (JobState.OOM, JobState.TIMEOUT):
+            rule = (
+                plan.policy.on_oom or DEFAULT_ON_OOM
+                if status.state is JobState.OOM
+                else plan.policy.on_timeout or DEFAULT_ON_TIMEOUT
+            )
+            grown = rule.apply(live.resources, plan.resources)
+            if grown is None:
+                logger.warning(
+                    "{} of {}: {} is at its cap ({}); not retrying",
+                    status.state.value, live.key, rule.resource, rule.describe(),
+                )
+                self._final_failure(node, NodeState.FAILED)
+                return
+            logger.info(
+                "{} of {}: retrying with {}", status.state.value, live.key, grown.describe()
+            )
+            self.escalated[node] = grown
+        self.tracker.requeue(node)
+
+    def _final_failure(self, node: int, state: NodeState) -> None:
+        self.failed_nodes.append(node)
+        blocked = self.tracker.node_failed(node, state)
+        if self.dag:
+            blocked += self._drop_live_descendants(node)
+        if blocked:
+            logger.info("{} node(s) downstream of node {} cannot run", blocked, node)
+        if self.config.fail_fast and not self.stopping:
+            self.stopping = True
+            logger.warning("fail_fast: stopping after the first failure")
+            self.cancel_all("fail_fast after another node failed")
+
+    def _drop_live_descendants(self, node: int) -> int:
+        """Nodes handed to a ``dag`` backend below a failed one: it will not run them."""
+        by_node = {live.node: live for live in self.live.values()}
+        dropped = live_descendants(self.graph, node, by_node)
+        for n in dropped:
+            live = by_node[n]
+            del self.live[live.key]
+            self.live_per_task[live.task] -= 1
+            self._attempt_ended(n, live.key, JobStatus(
+                JobState.CANCELLED, reason=f"not run: upstream node {node} failed"))
+            self.tracker.set(n, NodeState.UPSTREAM_FAILED)
+        return len(dropped)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every live job, after one poll: what already ended keeps its real outcome."""
+        if not self.live:
+            return
+        self.collect()
+        if not self.live:
+            return
+        handles = [live.handle for live in self.live.values()]
+        try:
+            self.backend.cancel(handles)
+        except BackendError as exc:
+            logger.error("cancelling failed: {}", exc)
+        for live in list(self.live.values()):
+            del self.live[live.key]
+            self.live_per_task[live.task] -= 1
+            self._attempt_ended(live.node, live.key, JobStatus(JobState.CANCELLED, reason=reason))
+            self.tracker.set(live.node, NodeState.CANCELLED)
+
+    def _attempt_ended(self, node: int, key: str, status: JobStatus) -> None:
+        self._attempt_updates.append(
+            {
+                "key": key, "state": status.state.value, "exit_code": status.exit_code,
+                "signal": status.signal, "peak_rss": status.peak_rss, "elapsed": status.elapsed,
+                "host": status.host, "reason": status.reason, "ended": time.time(),
+            }
+        )
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every pending change in one transaction.
+
+        Signals wait until it is done, and a failed write keeps the changes for the
+        next flush: a transition lost here would make a resume rerun a finished node.
+        """
+        with self.guard.section():
+            singles, ranges = self.tracker.drain_changes()
+            if not (singles or ranges or self._new_attempts or self._attempt_updates):
+                return
+            try:
+                with self.store.transaction() as cur:
+                    if self._new_attempts:
+                        self.store.add_attempts(cur, self._new_attempts)
+                    if self._attempt_updates:
+                        self.store.finish_attempts(cur, self._attempt_updates)
+                    self.store.set_states(cur, singles, ranges)
+                    if self._attempt_counts:
+                        self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
+                    if FAULT:
+                        FAULT.reached("status")
+            except BaseException:
+                self.tracker.single_changes[:0] = singles
+                self.tracker.range_changes[:0] = ranges
+                raise
+            self._new_attempts = []
+            self._attempt_updates = []
+            self._attempt_counts = {}
+            if self._unsynced is None:
+                self._unsynced = time.monotonic()
+
+    # -- resume --------------------------------------------------------------------------------
+
+    def adopt(self, records: Sequence[AttemptRecord]) -> list[tuple[Live, JobStatus]]:
+        """Re-adopt attempts an earlier engine left open (it crashed or was killed).
+
+        Returns the adopted attempts that already ended (their result file is
+        written), with how they ended; the caller finishes them once readiness is known.
+        """
+        if not records:
+            return []
+        index = {identity: node for node, identity in enumerate(self.identities)}
+        handles: list[JobHandle] = []
+        arrived: list[tuple[Live, JobStatus]] = []
+        for record in records:
+            node = index.get(record.identity)
+            if node is None:
+                self._attempt_ended(-1, record.key, JobStatus(JobState.CANCELLED,
+                                    reason="node no longer in the workflow"))
+                continue
+            self.attempts[node] = max(self.attempts[node], record.attempt)
+            try:
+                result = read_result(record.result_path)
+            except BackendError as exc:
+                logger.warning("{}", exc)
+                result = None
+            job_id = record.job_id or _handle_marker(record.result_path)
+            if job_id is None and result is None:
+                # Submitted but never confirmed: it cannot have started, so run it again.
+                self._attempt_ended(node, record.key, JobStatus(
+                    JobState.LOST, reason="submission not confirmed before the engine stopped"
+                ))
+                self.tracker.states[node] = NodeState.PENDING
+                continue
+            handle = JobHandle(self.backend.name, job_id or "", record.key, record.result_path)
+            resources = Resources(**{k: v for k, v in record.resources.items()})
+            self.tracker.states[node] = NodeState.SUBMITTED
+            self._track(node, record.attempt, record.task, handle, resources, record.result_path,
+                        adopted=True)
+            if result is not None:  # nothing left to watch: no need to ask the backend
+                arrived.append((self.live[handle.key], result.to_status()))
+            else:
+                handles.append(handle)
+        if handles:
+            logger.info("re-adopting {} job(s) left running by an earlier engine", len(handles))
+            self.backend.attach(handles)
+        return arrived
+
+
+def _handle_marker(result_path: str) -> str | None:
+    """A backend may leave ``<result>.handle`` holding the job id as soon as a job starts."""
+    try:
+        with open(result_path + ".handle") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def engine_pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,1 @@
+"""The resolved graph of a recorded workflow: node ids, edges, identities, renderings."""

@@ -1,0 +1,323 @@
+"""Spec text to spec values: strict YAML, cattrs structuring, errors that name their YAML path.
+
+cattrs does the shape (mappings, unknown keys: a misspelt key is an error, never
+"ignored"); hooks parse the values (``10G``, ``2h``, ``x1.5``). cattrs collects every
+problem it finds, and :func:`structure_spec` reports them all at once, each as
+``tasks.fit.mem: '10 gigs' is not a memory size``.
+"""
+
+# cattrs evaluates the private *Doc annotations at runtime, so they must spell Optional[...]
+# to work on Python 3.9:
+# ruff: noqa: UP045
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, NewType, Optional, TypeVar
+
+import attrs
+import cattrs
+import yaml
+from cattrs.gen import make_dict_structure_fn
+
+from gristmill.errors import SpecError
+from gristmill.resources import Policy, Resources, escalation, parse_duration, parse_memory
+from gristmill.spec.settings import TaskSettings, WorkflowSettings
+
+#: covid_shared spellings accepted in a task's settings, and the key each stands for.
+ALIASES = {"max_runtime_seconds": "runtime", "m_mem_free": "mem", "num_cores": "cores"}
+
+#: The source of a spec that did not come from a file; messages then name no file.
+NO_SOURCE = "<spec>"
+_T = TypeVar("_T")
+
+
+def structure_spec(
+    data: object, source: str = NO_SOURCE
+) -> tuple[WorkflowSettings, TaskSettings, dict[str, TaskSettings]]:
+    """Parsed YAML as (workflow, default, tasks), with workflow ``project``/``queue`` folded
+    into the default; every problem found is reported at once, each with its path."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            f"{source_prefix(source)}the spec must be a mapping with keys workflow, default, "
+            f"tasks; got {_describe(data)}"
+        )
+    try:
+        doc = _CONVERTER.structure(data, _SpecDoc)
+    except (cattrs.BaseValidationError, SpecError) as exc:  # cattrs groups every error found
+        lines = [f"{source_prefix(source)}{_join(path)}{msg}" for path, msg in _flatten(exc, ())]
+        raise SpecError("\n".join(lines)) from None
+    flow = doc.workflow or _WorkflowDoc()
+    lowest = TaskSettings(Resources(project=flow.project, queue=flow.queue))
+    workflow = WorkflowSettings(
+        backend=flow.backend,
+        max_concurrent=flow.max_concurrent,
+        fail_fast=flow.fail_fast,
+        poll_interval=flow.poll_interval,
+        backend_options=flow.options or (),
+    )
+    tasks = {name: settings or TaskSettings() for name, settings in (doc.tasks or {}).items()}
+    return workflow, lowest.merged_with(doc.default), tasks
+
+
+def parse_yaml(text: str, name: str) -> object:
+    """YAML text from the file ``name``; a key given twice or bad syntax is a ``SpecError``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader that refuses duplicate keys
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise SpecError(f"{where}: invalid YAML: {exc.problem or exc.context}{context}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{name}: invalid YAML: {exc}") from None
+
+
+def source_prefix(source: str) -> str:
+    """``"spec.yaml: "`` to start a message about that file; nothing without a file."""
+    return "" if source == NO_SOURCE else f"{source}: "
+
+
+def strip_label(what: str, exc: SpecError) -> str:
+    """Drop the ``what: `` that gristmill.resources puts first, so the YAML path replaces it."""
+    message = str(exc)
+    return message[len(what) + 2 :] if message.startswith(f"{what}: ") else message
+
+
+_Memory = NewType("_Memory", int)
+_Duration = NewType("_Duration", int)
+_Cores = NewType("_Cores", int)
+_Gpus = NewType("_Gpus", int)
+_Retries = NewType("_Retries", int)
+_Limit = NewType("_Limit", int)
+_Text = NewType("_Text", str)
+_Flag = NewType("_Flag", bool)
+_Seconds = NewType("_Seconds", float)
+_Factor = NewType("_Factor", float)
+_Flags = NewType("_Flags", tuple[tuple[str, str], ...])
+_Tasks = NewType("_Tasks", dict[str, Optional[TaskSettings]])
+
+
+@attrs.frozen
+class _OnOomDoc:
+    mem: _Factor
+    max: Optional[_Memory] = None
+
+
+@attrs.frozen
+class _OnTimeoutDoc:
+    runtime: _Factor
+    max: Optional[_Duration] = None
+
+
+@attrs.frozen
+class _TaskDoc:
+    mem: Optional[_Memory] = None
+    cores: Optional[_Cores] = None
+    runtime: Optional[_Duration] = None
+    queue: Optional[_Text] = None
+    gpus: Optional[_Gpus] = None
+    project: Optional[_Text] = None
+    extra: Optional[_Flags] = None
+    retries: Optional[_Retries] = None
+    max_concurrent: Optional[_Limit] = None
+    on_oom: Optional[_OnOomDoc] = None
+    on_timeout: Optional[_OnTimeoutDoc] = None
+
+
+@attrs.frozen
+class _WorkflowDoc:
+    backend: Optional[_Text] = None
+    project: Optional[_Text] = None
+    queue: Optional[_Text] = None
+    max_concurrent: Optional[_Limit] = None
+    fail_fast: Optional[_Flag] = None
+    poll_interval: Optional[_Seconds] = None
+    options: Optional[_Flags] = None
+
+
+@attrs.frozen
+class _SpecDoc:
+    workflow: Optional[_WorkflowDoc] = None
+    default: Optional[TaskSettings] = None
+    tasks: Optional[_Tasks] = None
+
+
+_EXAMPLES = {
+    _TaskDoc: "{mem: 10G, runtime: 2h}",
+    _OnOomDoc: "{mem: x1.5, max: 64G}",
+    _OnTimeoutDoc: "{runtime: x2, max: 24h}",
+    _WorkflowDoc: "{backend: slurm, queue: all.q}",
+    _SpecDoc: "{workflow: ..., default: ..., tasks: ...}",
+}
+_REQUIRED = {_OnOomDoc: "mem", _OnTimeoutDoc: "runtime"}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return repr(value)
+
+
+def _join(path: tuple[str, ...]) -> str:
+    return f"{'.'.join(path)}: " if path else ""
+
+
+def _value(what: str, parse: Callable[[], _T]) -> _T:
+    try:
+        return parse()
+    except SpecError as exc:
+        raise SpecError(strip_label(what, exc)) from None
+
+
+def _flags(value: object, _: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"must be a mapping of flag to value, e.g. {{constraint: haswell}}; "
+            f"got {_describe(value)}"
+        )
+    flags = {}
+    for key, item in value.items():
+        if item is None or isinstance(item, (Mapping, list, tuple)):
+            raise SpecError(f"the value of {key!r} must be a string or number; got {item!r}")
+        flags[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    return tuple(sorted(flags.items()))
+
+
+def _tasks(value: object, _: object) -> dict[str, TaskSettings | None]:
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"must be a mapping of task name to settings, e.g. {{fit: {{mem: 10G}}}}; "
+            f"got {_describe(value)}"
+        )
+    return _CONVERTER.structure(value, dict[str, Optional[TaskSettings]])
+
+
+def _text(value: object, _: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{value!r} must be a non-empty string")
+    return value
+
+
+def _flag(value: object, _: object) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{value!r} must be true or false")
+    return value
+
+
+def _seconds(value: object, _: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return float(_value("poll_interval", lambda: parse_duration(value, what="poll_interval")))  # type: ignore[arg-type]
+
+
+def _strict(cl: type[Any]) -> Callable[[object, object], Any]:
+    """cattrs' generated hook, after a mapping check, aliases and required keys."""
+    inner = make_dict_structure_fn(
+        cl, _CONVERTER, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+    )
+
+    def hook(value: object, _: object) -> Any:
+        if not isinstance(value, Mapping):
+            raise SpecError(f"must be a mapping like {_EXAMPLES[cl]}; got {_describe(value)}")
+        data = dict(value)
+        for alias, key in ALIASES.items() if cl is _TaskDoc else ():
+            if alias in data:
+                if key in data:
+                    raise SpecError(
+                        f"both {alias!r} and {key!r} are given; {alias!r} is the "
+                        f"covid_shared name for {key!r}, keep only one"
+                    )
+                data[key] = data.pop(alias)
+        required = _REQUIRED.get(cl)
+        if required is not None and required not in data:
+            raise SpecError(
+                f"the key inside must be {required!r}, as in {_EXAMPLES[cl]}; "
+                f"got {', '.join(map(repr, data)) or 'nothing'}"
+            )
+        return inner(data, cl)
+
+    return hook
+
+
+def _task_settings(value: object, _: object) -> TaskSettings:
+    doc: _TaskDoc = _CONVERTER.structure(value, _TaskDoc)
+    oom, timeout = doc.on_oom, doc.on_timeout
+    on_oom = escalation("mem", oom.mem, oom.max) if oom else None
+    on_timeout = escalation("runtime", timeout.runtime, timeout.max) if timeout else None
+    fields = {key: getattr(doc, key) for key in ("mem", "cores", "runtime", "queue", "gpus")}
+    resources = Resources(**fields, project=doc.project, extra=dict(doc.extra or ()))
+    policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout)
+    return TaskSettings(resources, policy)
+
+
+_CONVERTER = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {
+    _Memory: lambda v, _: _value("mem", lambda: parse_memory(v)),
+    _Duration: lambda v, _: _value("runtime", lambda: parse_duration(v)),
+    _Cores: lambda v, _: _value("cores", lambda: Resources(cores=v).cores),
+    _Gpus: lambda v, _: _value("gpus", lambda: Resources(gpus=v).gpus),
+    _Retries: lambda v, _: _value("retries", lambda: Policy(retries=v).retries),
+    _Limit: lambda v, _: _value("max_concurrent", lambda: Policy(max_concurrent=v).max_concurrent),
+    _Factor: lambda v, _: escalation("mem", v).factor,
+    _Text: _text,
+    _Flag: _flag,
+    _Seconds: _seconds,
+    _Flags: _flags,
+    _Tasks: _tasks,
+    TaskSettings: _task_settings,
+}
+for _type, _hook in _HOOKS.items():
+    _CONVERTER.register_structure_hook(_type, _hook)
+for _doc in _EXAMPLES:
+    _CONVERTER.register_structure_hook(_doc, _strict(_doc))
+
+
+def _allowed(cl: type[Any]) -> list[str]:
+    return sorted(f.name for f in attrs.fields(cl))
+
+
+def _flatten(exc: BaseException, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every leaf error in a cattrs error tree, with its YAML path."""
+    if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            step = note.name if isinstance(note, cattrs.AttributeValidationNote) else note.index
+            yield from _flatten(sub, (*path, str(step)))
+        for sub in without:
+            yield from _flatten(sub, path)
+    elif isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        allowed = _allowed(exc.cl)
+        aliases = list(ALIASES) if exc.cl is _TaskDoc else []
+        tip = "; backend-specific keys go under workflow.options" if exc.cl is _WorkflowDoc else ""
+        for key in sorted(exc.extra_fields, key=str):
+            close = difflib.get_close_matches(str(key), allowed + aliases, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            yield (
+                (*path, str(key)),
+                f"unknown key {key!r}{hint}; allowed keys: " + ", ".join(allowed) + tip,
+            )
+    elif isinstance(exc, KeyError):
+        yield path, f"required key {exc.args[0]!r} is missing"
+    else:
+        yield path, str(exc)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    twice = f"key {key_node.value!r} is given twice (first on line {seen[key]})"
+                    raise yaml.constructor.ConstructorError(
+                        problem=twice, problem_mark=key_node.start_mark
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,448 @@
+"""The run store: one SQLite database (WAL) per run, written only by the engine.
+
+It holds the DAG (units and nodes by identity), every state transition with a
+timestamp, and every attempt with what the worker wrapper measured. Writes are
+batched into one transaction per engine cycle, so a million nodes persist with
+a handful of statements, and readers (``gristmill status``) never block the
+engine. Transitions that move a whole group at once are stored as one event
+over an id range, keeping groups compact in the store as in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from gristmill.errors import StoreError
+from gristmill.states import NodeState
+from gristmill.store.check import check_store, diagnose, open_readonly, write_error
+from gristmill.store.schema import SCHEMA, SCHEMA_VERSION
+
+STORE_NAME = "gristmill.db"
+#: :meth:`Store.node_progress` reads values 0.._MAX_CHAR as the characters 48..255.
+_MAX_CHAR = 255 - 48
+_FROM_CHAR = bytes((i - 48) % 256 for i in range(256))
+
+
+@attrs.frozen
+class AttemptRecord:
+    """One attempt of one node, as the store keeps it."""
+
+    identity: str
+    attempt: int
+    key: str
+    task: str
+    job_name: str
+    backend: str
+    job_id: str | None
+    result_path: str
+    stdout: str
+    stderr: str
+    argv: tuple[str, ...]
+    resources: Mapping[str, Any]
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_rss: int | None = None
+    elapsed: float | None = None
+    host: str | None = None
+    reason: str = ""
+    submitted: float = 0.0
+    ended: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
+        data = dict(row)
+        data["argv"] = tuple(json.loads(data["argv"]))
+        data["resources"] = json.loads(data["resources"])
+        return cls(**data)
+
+
+_ATTEMPT_COLUMNS = [f.name for f in attrs.fields(AttemptRecord)]
+
+
+class Store:
+    """A run's SQLite database. Open it with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self._pending_events: list[tuple[float, int, int, int, str]] = []
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
+        path = run_dir / STORE_NAME
+        if path.exists():
+            raise StoreError(f"{path} already exists; open it instead of creating it")
+        conn = cls._connect(path)
+        try:  # one transaction: a crash leaves a whole store or an empty one, never half
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
+                + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.close()
+            for suffix in ("", "-wal", "-shm"):  # ours and empty; a later open would refuse it
+                with contextlib.suppress(OSError):
+                    path.with_name(path.name + suffix).unlink()
+            raise StoreError(
+                f"cannot create the run store {path}: {exc} ({diagnose(path)})"
+            ) from exc
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, run_dir: Path, *, readonly: bool = False, check: bool = True) -> Store:
+        """Open an existing store; a corrupt or newer one raises and is left byte-for-byte as is.
+
+        ``check=False`` skips the checks :meth:`check` just made.
+        """
+        path = cls.check(run_dir) if check else run_dir / STORE_NAME
+        conn = cls._connect(path, readonly=readonly)
+        if not readonly:  # stores made before the index existed get it (attempts by key)
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS attempts_key ON attempts (key)")
+        return cls(path, conn)
+
+    @classmethod
+    def check(cls, run_dir: Path, *, full: bool = True) -> Path:
+        """Refuse a missing, corrupt or newer store (read-only: nothing is written); its path.
+
+        ``full=False`` leaves out the integrity check of every page (``PRAGMA
+        quick_check``), for a reader that only needs the store's metadata; whatever
+        writes to the store makes the full check first.
+        """
+        path = run_dir / STORE_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
+        check_store(path, full)  # through a read-only connection: switching to WAL would write
+        return path
+
+    @classmethod
+    def check_in_background(cls, run_dir: Path) -> Callable[[], Path]:
+        """Start :meth:`check` in a thread; the returned function waits for it (and raises).
+
+        The check reads the whole file (``PRAGMA quick_check``: 0.6 s for a run of a
+        million nodes) with the GIL released, so work done meanwhile, such as hashing
+        the workflow's identities, hides it on a second core.
+        """
+        outcome: list[Path | BaseException] = []
+
+        def check() -> None:
+            try:
+                outcome.append(cls.check(run_dir))
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                outcome.append(exc)
+
+        thread = threading.Thread(target=check, name="gristmill-store-check")
+        thread.start()
+
+        def wait() -> Path:
+            thread.join()  # no thread is left behind once the answer is in
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]
+            return outcome[0]
+
+        return wait
+
+    @staticmethod
+    def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
+        try:
+            if readonly:
+                conn = open_readonly(path)
+            else:
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writing (engine only) -------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def write_dag(
+        self,
+        units: Sequence[tuple[int, str, str, bool, int, int, int, str]],
+        identities: Sequence[str],
+        unit_of_node: Iterable[int],
+        states: bytes | None = None,
+        attempts: Sequence[int] | None = None,
+    ) -> None:
+        """Replace the DAG: units, then nodes in batches (one transaction)."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM units")
+            cur.execute("DELETE FROM nodes")
+            cur.executemany(
+                "INSERT INTO units (id, task, task_key, is_group, size, start, owned, "
+                "definition) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                units,
+            )
+            if states is None:
+                cur.executemany(
+                    "INSERT INTO nodes (id, identity, unit) VALUES (?, ?, ?)",
+                    zip(range(len(identities)), identities, unit_of_node),
+                )
+            else:
+                cur.executemany(
+                    "INSERT INTO nodes (id, identity, unit, state, attempts) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    zip(range(len(identities)), identities, unit_of_node, states,
+                        attempts or [0] * len(identities)),
+                )
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the store, syncing both to disk.
+
+        Commits are not synced one by one (``synchronous=NORMAL``): they survive the
+        engine's death at once and a machine's or disk's after a checkpoint.
+        """
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise write_error(self.path, exc) from exc
+
+    def set_meta(self, cur: sqlite3.Cursor, key: str, value: Any) -> None:
+        cur.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (key, json.dumps(value, default=str)),
+        )
+
+    def set_states(
+        self,
+        cur: sqlite3.Cursor,
+        singles: Sequence[tuple[int, int]],
+        ranges: Sequence[tuple[int, int, int]] = (),
+        note: str = "",
+    ) -> None:
+        """Record transitions: ``singles`` as (node, state), ``ranges`` as (lo, hi, state)."""
+        now = time.time()
+        if ranges:
+            cur.executemany(
+                "UPDATE nodes SET state = ? WHERE id BETWEEN ? AND ?",
+                [(s, lo, hi) for lo, hi, s in ranges],
+            )
+            cur.executemany(
+                "INSERT INTO events (ts, node_lo, node_hi, state, note) VALUES (?, ?, ?, ?, ?)",
+                [(now, lo, hi, s, note) for lo, hi, s in ranges],
+            )
+        if singles:
+            cur.executemany("UPDATE nodes SET state = ? WHERE id = ?", [(s, n) for n, s in singles])
+            cur.executemany(
+                "INSERT INTO events (ts, node_lo, node_hi, state, note) VALUES (?, ?, ?, ?, ?)",
+                [(now, n, n, s, note) for n, s in singles],
+            )
+
+    def add_attempts(self, cur: sqlite3.Cursor, records: Sequence[AttemptRecord]) -> None:
+        placeholders = ", ".join("?" for _ in _ATTEMPT_COLUMNS)
+        cur.executemany(
+            f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+            f"VALUES ({placeholders})",
+            [_attempt_row(r) for r in records],
+        )
+
+    def set_job_ids(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[str, str]]) -> None:
+        """(attempt key, job id) pairs from a submission."""
+        cur.executemany("UPDATE attempts SET job_id = ? WHERE key = ?", [(j, k) for k, j in pairs])
+
+    def finish_attempts(
+        self, cur: sqlite3.Cursor, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Close attempts with what the backend or the worker reported."""
+        cur.executemany(
+            "UPDATE attempts SET state = :state, exit_code = :exit_code, signal = :signal, "
+            "peak_rss = :peak_rss, elapsed = :elapsed, host = :host, reason = :reason, "
+            "ended = :ended WHERE key = :key",
+            rows,
+        )
+
+    def set_attempt_counts(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, int]]) -> None:
+        cur.executemany("UPDATE nodes SET attempts = ? WHERE id = ?", [(a, n) for n, a in pairs])
+
+    # -- reading (anyone) ----------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.conn.execute("SELECT key, value FROM meta"):
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+        return out
+
+    def identities(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT identity FROM nodes ORDER BY id")]
+
+    def node_states(self) -> tuple[list[str], bytearray, list[int]]:
+        """(identities, states, attempt counts) of every node, by id."""
+        identities: list[str] = []
+        states = bytearray()
+        attempts: list[int] = []
+        cursor = self.conn.execute("SELECT identity, state, attempts FROM nodes ORDER BY id")
+        while True:
+            rows = cursor.fetchmany(100_000)
+            if not rows:
+                break
+            for identity, state, count in rows:
+                identities.append(identity)
+                states.append(state)
+                attempts.append(count)
+        return identities, states, attempts
+
+    def unit_digests(self) -> list[tuple[int, int, str | None]]:
+        """(first node id, nodes owned, digest) of every unit, by id.
+
+        The digest lives in the unit's definition; a store written before digests were
+        kept has None there, so a resume reads its identities instead.
+        """
+        out: list[tuple[int, int, str | None]] = []
+        for start, owned, definition in self.conn.execute(
+            "SELECT start, owned, definition FROM units ORDER BY id"
+        ):
+            try:
+                found = json.loads(definition).get("digest")
+            except (ValueError, AttributeError):
+                found = None
+            out.append((start, owned, found if isinstance(found, str) else None))
+        return out
+
+    def node_progress(self) -> tuple[bytearray, list[int]] | None:
+        """(states, attempt counts) of every node, by id, without their identities.
+
+        SQLite folds the table into two strings, a character per node each, which is
+        several times faster than a row per node. None when the ids are not 0..n-1 or a
+        value does not fit a character: :meth:`node_states` reads those.
+        """
+        low, high = self.conn.execute(
+            "SELECT (SELECT min(id) FROM nodes), (SELECT max(id) FROM nodes)"
+        ).fetchone()
+        if low is None:
+            return bytearray(), []
+        # NOT INDEXED: a scan of the table itself, whose rows come in id order.
+        states, attempts = self.conn.execute(
+            "SELECT group_concat(char(48 + state), ''), group_concat(char(48 + attempts), '') "
+            "FROM nodes NOT INDEXED"
+        ).fetchone()
+        if low != 0 or len(states) != high + 1:
+            return None
+        try:
+            state_bytes = states.encode("latin-1").translate(_FROM_CHAR)
+            attempt_bytes = attempts.encode("latin-1").translate(_FROM_CHAR)
+        except UnicodeEncodeError:  # a value above _MAX_CHAR
+            return None
+        if max(state_bytes) > _MAX_CHAR or max(attempt_bytes) > _MAX_CHAR:  # below 0
+            return None
+        return bytearray(state_bytes), list(attempt_bytes)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(task, state name) -> number of nodes."""
+        rows = self.conn.execute(
+            "SELECT u.task, n.state, COUNT(*) FROM nodes n JOIN units u ON n.unit = u.id "
+            "GROUP BY u.task, n.state"
+        )
+        return {(task, NodeState(state).name): count for task, state, count in rows}
+
+    def units(self) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM units ORDER BY id"))
+
+    def attempts(
+        self, *, open_only: bool = False, identity: str | None = None
+    ) -> list[AttemptRecord]:
+        sql = "SELECT * FROM attempts"
+        args: list[Any] = []
+        clauses = []
+        if open_only:
+            clauses.append("ended IS NULL")
+        if identity is not None:
+            clauses.append("identity = ?")
+            args.append(identity)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY submitted, attempt"
+        return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
+        tuple[int, str, int, AttemptRecord | None]
+    ]:
+        """(node id, task, state, its latest attempt) for nodes in ``states``."""
+        sql = (
+            "SELECT n.id, u.task, n.state, n.identity FROM nodes n JOIN units u ON n.unit = u.id"
+        )
+        args: list[Any] = []
+        if states is not None:
+            sql += f" WHERE n.state IN ({', '.join('?' for _ in states)})"
+            args = [int(s) for s in states]
+        for node_id, task, state, identity in self.conn.execute(sql + " ORDER BY n.id", args):
+            row = self.conn.execute(
+                "SELECT * FROM attempts WHERE identity = ? ORDER BY attempt DESC LIMIT 1",
+                (identity,),
+            ).fetchone()
+            yield node_id, task, state, (AttemptRecord.from_row(row) if row else None)
+
+
+def _attempt_row(record: AttemptRecord) -> tuple[Any, ...]:
+    values = []
+    for name in _ATTEMPT_COLUMNS:
+        value = getattr(record, name)
+        if name == "argv":
+            value = json.dumps(list(value))
+        elif name == "resources":
+            value = json.dumps(dict(value))
+        values.append(value)
+    return tuple(values)
+
+
+class _Transaction:
+    """``with store.transaction() as cur``: BEGIN IMMEDIATE … COMMIT, errors as StoreError."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cur: sqlite3.Cursor | None = None
+
+    def __enter__(self) -> sqlite3.Cursor:
+        try:
+            self.cur = self.store.conn.cursor()
+            self.cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the run store {self.store.path}: {exc}") from exc
+        return self.cur
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self.cur is not None
+        if exc_type is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.cur.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise write_error(self.store.path, exc) from exc
+            return
+        try:
+            self.cur.execute("COMMIT")
+        except sqlite3.Error as commit_exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.cur.execute("ROLLBACK")
+            raise write_error(self.store.path, commit_exc) from commit_exc
+
+

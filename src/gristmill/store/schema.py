@@ -1,0 +1,35 @@
+"""The store's tables and the format version they carry.
+
+Bump :data:`SCHEMA_VERSION` with any change to :data:`SCHEMA`: a store newer than
+this gristmill is refused (nothing changed) rather than misread.
+"""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+    id INTEGER PRIMARY KEY, task TEXT NOT NULL, task_key TEXT NOT NULL,
+    is_group INTEGER NOT NULL, size INTEGER NOT NULL, start INTEGER NOT NULL,
+    owned INTEGER NOT NULL, definition TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY, identity TEXT NOT NULL, unit INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE attempts (
+    identity TEXT NOT NULL, attempt INTEGER NOT NULL, key TEXT NOT NULL,
+    task TEXT NOT NULL, job_name TEXT NOT NULL, backend TEXT NOT NULL,
+    job_id TEXT, result_path TEXT NOT NULL, stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    argv TEXT NOT NULL, resources TEXT NOT NULL, state TEXT NOT NULL,
+    exit_code INTEGER, signal INTEGER, peak_rss INTEGER, elapsed REAL, host TEXT,
+    reason TEXT NOT NULL DEFAULT '', submitted REAL NOT NULL, ended REAL,
+    PRIMARY KEY (identity, attempt)
+);
+CREATE INDEX attempts_open ON attempts (ended) WHERE ended IS NULL;
+CREATE UNIQUE INDEX attempts_key ON attempts (key);
+CREATE TABLE events (
+    ts REAL NOT NULL, node_lo INTEGER NOT NULL, node_hi INTEGER NOT NULL,
+    state INTEGER NOT NULL, note TEXT NOT NULL DEFAULT ''
+);
+"""

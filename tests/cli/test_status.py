@@ -1,0 +1,161 @@
+"""``gristmill status``, ``tasks`` and ``logs``: read a run, explain its failures, write nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from loguru import logger
+
+from gristmill.cli.main import main
+from gristmill.engine.runner import run_workflow
+from gristmill.resources import Policy
+from gristmill.store.db import STORE_NAME
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SRC = Path(__file__).resolve().parents[2] / "src"
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[None]:
+    """engine_tasks importable here and in children, for the whole module (runs are shared)."""
+    mp = pytest.MonkeyPatch()
+    mp.syspath_prepend(str(FIXTURES))
+    path = [str(FIXTURES), str(SRC), os.environ.get("PYTHONPATH", "")]
+    mp.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    yield
+    mp.undo()
+    logger.remove()  # `main` added a sink on CliRunner's stderr, which is closed now
+    logger.disable("gristmill")
+
+
+@pytest.fixture(scope="module")
+def failed_run(env: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run with three failures: exit code 3, OOM, TIMEOUT."""
+    import engine_tasks
+
+    root = tmp_path_factory.mktemp("status") / "runs"
+    result = run_workflow(engine_tasks.three_failures(), run_dir=root, policy=Policy(retries=0))
+    assert result.counts == {"FAILED": 3}
+    return result.run_dir
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_status_counts_tasks_by_state_and_explains_each_failure(failed_run: Path) -> None:
+    result = cli("status", str(failed_run))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "three_failures" in out
+    assert "no engine running" in out
+    for task in ("exit_with", "hog", "slow"):
+        assert any(line.startswith(task) and "│      1 │" in line for line in out.splitlines())
+    assert "3 failed node(s)" in out
+    assert "exit_with (task exit_with, attempt 1): FAILED — exit code 3" in out
+    assert "| about to exit with code 3" in out  # the last lines of its log
+    assert "hog (task hog, attempt 1): OOM — exceeded memory limit 200M" in out
+    assert "peak memory" in out
+    assert "slow (task slow, attempt 1): TIMEOUT — exceeded runtime 00:00:01" in out
+    assert out.count("rerun by hand: ") == 3
+
+
+def test_the_printed_rerun_command_reproduces_the_failure(failed_run: Path) -> None:
+    out = cli("status", str(failed_run)).stdout
+    commands = [line.split("rerun by hand: ", 1)[1] for line in out.splitlines()
+                if "rerun by hand: " in line]
+    (command,) = [c for c in commands if "engine_tasks:exit_with" in c]
+    done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3
+    assert "about to exit with code 3" in done.stderr
+
+
+def test_tasks_lists_nodes_filtered_by_state(failed_run: Path) -> None:
+    failed = cli("tasks", str(failed_run), "--state", "failed")
+    assert failed.exit_code == 0, failed.output
+    rows = sorted(line.split("\t") for line in failed.stdout.splitlines())
+    assert [row[:3] for row in rows] == [
+        ["exit_with", "FAILED", "attempts=1"], ["hog", "FAILED", "attempts=1"],
+        ["slow", "FAILED", "attempts=1"],
+    ]  # fmt: skip
+    assert rows[0][3] == "exit code 3"
+    assert cli("tasks", str(failed_run), "--state", "DONE").stdout == ""
+    bad = cli("tasks", str(failed_run), "--state", "BROKEN")
+    assert bad.exit_code == 2
+    assert "UPSTREAM_FAILED" in bad.stderr  # the message lists the states
+    assert "Traceback" not in bad.output
+
+
+def test_logs_prints_a_nodes_logs(failed_run: Path) -> None:
+    both = cli("logs", str(failed_run), "exit_with")
+    assert both.exit_code == 0, both.output
+    assert "exit_with.1.out <==" in both.stdout
+    assert "exit_with.1.err <==" in both.stdout
+    assert "about to exit with code 3" in both.stdout
+    out_only = cli("logs", str(failed_run), "exit_with", "--out")
+    assert "exit_with.1.err" not in out_only.stdout
+    for args, fragment in (
+        (["nosuch"], "no attempt of a node named 'nosuch'"),
+        (["exit_with", "--attempt", "7"], "has no attempt 7"),
+    ):
+        missing = cli("logs", str(failed_run), *args)
+        assert missing.exit_code == 2
+        assert fragment in missing.stderr
+        assert "Traceback" not in missing.output
+
+
+def test_reading_a_run_changes_nothing_and_works_from_its_root(failed_run: Path) -> None:
+    store = failed_run / STORE_NAME
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
+    from_root = cli("status", str(failed_run.parent))  # through the `latest` link
+    assert from_root.exit_code == 0, from_root.output
+    assert "3 failed node(s)" in from_root.stdout
+    cli("tasks", str(failed_run))
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before
+
+
+def test_status_of_a_directory_that_is_no_run_exits_2(tmp_path: Path) -> None:
+    result = cli("status", str(tmp_path))
+    assert result.exit_code == 2
+    assert "not a gristmill run directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_status_reads_a_run_while_its_engine_runs(env: None, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [*GRISTMILL, "run", "engine_tasks:sleepers", "--pidfile", str(tmp_path / "pid"),
+         "--pause", "20", "--release", str(release), "--run-dir", str(tmp_path / "runs")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "pid.0").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run_dir = (tmp_path / "runs" / "latest").resolve()
+        deadline = time.monotonic() + 5
+        while True:  # the engine records RUNNING at its next poll
+            out = cli("status", str(run_dir)).stdout
+            if "RUNNING" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert f"engine running (pid {proc.pid}" in out
+        assert "RUNNING" in out
+        release.touch()
+        watch = cli("status", str(run_dir), "--watch", "--interval", "0.2")  # ends with the run
+        assert watch.exit_code == 0, watch.output
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,0 +1,120 @@
+"""Handing a whole graph to a backend that runs dependencies itself (Capabilities.dag)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from gristmill.backends.base import JobRequest
+from gristmill.backends.registry import BACKENDS
+from gristmill.engine.dispatch import dag_batch, live_descendants
+from gristmill.engine.runner import run_workflow
+from gristmill.resources import Resources
+from gristmill.spec.load import Spec
+from gristmill.states import NodeState
+from gristmill.store.db import Store
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+SRC = Path(__file__).parents[2] / "src"
+
+
+@pytest.fixture
+def et(et: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The engine's fixture tasks, and the test backend that runs dependencies itself."""
+    monkeypatch.setitem(BACKENDS, "dagtest", "gm_dag_backend:DagLocalBackend")
+    return et
+
+
+def fake_request(node: int) -> tuple[JobRequest, Resources]:
+    res = Resources()
+    path = Path(f"/nowhere/{node}")
+    return JobRequest(f"k{node}", "t", f"n{node}", ("true",), res, path, path, path), res
+
+
+def test_every_node_goes_at_once_in_topological_order_naming_its_upstreams(
+    et: ModuleType,
+) -> None:
+    graph = et.layered(path="p", marker="m").graph()
+    states = bytearray(graph.n_nodes)
+    batch = dag_batch(graph, states, set(range(graph.n_nodes)), fake_request, lambda n: 3)
+    assert len(batch) == graph.n_nodes == 8
+    order = {req.key: i for i, (_, req, _) in enumerate(batch)}
+    by_ident = {graph.args(node).get("ident", "bad"): req for node, req, _ in batch}
+    assert sorted(by_ident[4].after) == sorted(by_ident[i].key for i in (1, 2, 3))
+    assert by_ident[5].after == by_ident[6].after == (by_ident[4].key,)
+    assert by_ident[7].after == (by_ident["bad"].key,)
+    assert by_ident[1].after == ()
+    for _, req, _ in batch:
+        assert req.max_attempts == 3
+        assert all(order[up] < order[req.key] for up in req.after)
+
+
+def test_done_upstreams_are_left_out_and_failed_ones_hold_their_descendants_back(
+    et: ModuleType,
+) -> None:
+    graph = et.layered(path="p", marker="m").graph()
+    states = bytearray(graph.n_nodes)
+    names = {graph.args(n).get("ident", "bad"): n for n in range(graph.n_nodes)}
+    for ident in (1, 2, 3):
+        states[names[ident]] = NodeState.DONE
+    states[names["bad"]] = NodeState.FAILED
+    states[names[4]] = NodeState.READY
+    batch = dag_batch(graph, states, {names[4]}, fake_request, lambda n: 1)
+    got = {graph.args(node)["ident"]: req for node, req, _ in batch}
+    assert sorted(got) == [4, 5, 6]  # 7 waits on a failed node: not handed over
+    assert got[4].after == ()
+    # a READY node the tracker did not hand out is not taken either
+    assert dag_batch(graph, states, set(), fake_request, lambda n: 1) == []
+
+
+def test_live_descendants_are_those_below_the_node_only(et: ModuleType) -> None:
+    graph = et.layered(path="p", marker="m").graph()
+    names = {graph.args(n).get("ident", "bad"): n for n in range(graph.n_nodes)}
+    live = set(range(graph.n_nodes))
+    assert live_descendants(graph, names["bad"], live) == [names[7]]
+    assert sorted(live_descendants(graph, names[1], live)) == sorted(names[i] for i in (4, 5, 6))
+    assert live_descendants(graph, names[1], {names[1]}) == []
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_dag_backend_gets_the_graph_in_one_submit_and_retries_by_itself(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    import gm_dag_backend
+
+    close = gm_dag_backend.DagLocalBackend.close
+
+    def spy(self: Any) -> None:
+        made.append(self)
+        close(self)
+
+    monkeypatch.setattr(gm_dag_backend.DagLocalBackend, "close", spy)
+    path, marker = tmp_path / "out", tmp_path / "marker"
+    spec = Spec.from_dict({"tasks": {"exit_with": {"retries": 1}}})
+    result = run_workflow(et.layered(path=str(path), marker=str(marker)), backend="dagtest",
+                          run_dir=tmp_path / "runs", spec=spec, poll_interval=0.2)
+    assert not result.ok
+    assert sorted(lines(path), key=int) == ["1", "2", "3", "4", "5", "6"]
+    assert lines(marker) == ["exit_with 3", "exit_with 3"]  # the backend retried, once
+    backend = made[0]
+    assert [len(s) for s in backend.submits] == [8]
+    store = Store.open(result.run_dir, readonly=True)
+    try:
+        records = store.attempts()
+    finally:
+        store.close()
+    assert len(records) == 8
+    assert {r.attempt for r in records} == {1}
+    states = collections.Counter(r.state for r in records)
+    assert states == {"SUCCEEDED": 6, "FAILED": 1, "CANCELLED": 1}, states
+    (dropped,) = [r for r in records if r.state == "CANCELLED"]
+    assert "upstream node" in dropped.reason
+    assert result.counts == {"DONE": 6, "FAILED": 1, "UPSTREAM_FAILED": 1}
