@@ -142,7 +142,7 @@ def test_exit_codes_signals_and_result_files(tmp_path: Path, backend: LocalBacke
     for handle, status in final.items():
         result = read_result(handle.result_path)
         assert result is not None
-        assert result.to_status() == status
+        assert JobStatus.from_result(result) == status
     # Reported once; asked again, the result file answers.
     again = backend.poll(handles)
     assert {h.key: s.state for h, s in again.items()}["three"] is JobState.FAILED

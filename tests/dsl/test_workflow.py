@@ -11,8 +11,8 @@ from gm_tasks import fit, forecast, record, validate
 from gm_testing import run_python
 
 import gristmill as gm
+from gristmill.dsl.context import current_recorder
 from gristmill.dsl.nodes import Node, NodeGroup
-from gristmill.dsl.recording import current_recorder
 from gristmill.dsl.workflow import Workflow
 from gristmill.errors import GraphError, NotInWorkflowError, TaskArgumentError
 from gristmill.resources import Resources

@@ -25,7 +25,7 @@ def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
     assert read_result(path) == result
     assert os.listdir(path.parent) == ["r.json"]  # no temporary left behind
     assert AttemptResult.from_json(result.to_json()) == result
-    assert result.to_status() == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
+    assert JobStatus.from_result(result) == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
                                            "exceeded memory limit 100M (peak 480M)")
 
 

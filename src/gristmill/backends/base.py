@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
 from gristmill.resources import Resources
 from gristmill.states import JobState
+
+if TYPE_CHECKING:
+    from gristmill.worker.result import AttemptResult
 
 
 @attrs.frozen
@@ -65,6 +68,15 @@ class JobStatus:
     elapsed: float | None = None  # seconds
     host: str | None = None
     reason: str = ""
+
+    @classmethod
+    def from_result(cls, result: AttemptResult) -> JobStatus:
+        """What a finished attempt's result file says, as a backend reports it."""
+        return cls(
+            state=result.state, exit_code=result.exit_code, signal=result.signal,
+            peak_rss=result.peak_rss, elapsed=result.elapsed, host=result.host,
+            reason=result.reason,
+        )
 
 
 @attrs.frozen

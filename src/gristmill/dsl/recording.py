@@ -1,9 +1,10 @@
 """Recording a workflow: the :class:`Recorder` that task calls reach while its function runs.
 
 A task call inside ``@gm.workflow`` finds the recorder of the workflow being built
-(:func:`current_recorder`, held in a context variable). It checks the arguments
-against the task's click parameters, merges a call recorded twice into one unit,
-and hands back a :class:`gristmill.dsl.nodes.Node` or :class:`gristmill.dsl.nodes.NodeGroup`.
+(:func:`gristmill.dsl.context.current_recorder`, held in a context variable). It
+checks the arguments against the task's click parameters, merges a call recorded
+twice into one unit, and hands back a :class:`~gristmill.dsl.nodes.Node` or
+:class:`~gristmill.dsl.nodes.NodeGroup`.
 Argument columns are checked without copying where that is safe, so recording a
 huge map stays cheap.
 """
@@ -11,7 +12,6 @@ huge map stays cheap.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
+from gristmill.dsl.context import RECORDER
 from gristmill.dsl.nodes import Node, NodeGroup, Product, Ref, Unit
 from gristmill.dsl.params import FAST_TYPES, Param, canonical
 from gristmill.errors import TaskArgumentError
@@ -28,16 +29,6 @@ from gristmill.resources import Resources
 if TYPE_CHECKING:
     from gristmill.dsl.task import After, Task
     from gristmill.dsl.workflow import Workflow
-
-
-_RECORDER: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
-    "gristmill_recorder", default=None
-)
-
-
-def current_recorder() -> Recorder | None:
-    """The recorder of the workflow being built in this context, if any."""
-    return _RECORDER.get()
 
 
 def _column(task: Task, name: str, values: Any) -> Sequence[Any]:
@@ -228,7 +219,7 @@ def recorder_for(workflow: Workflow) -> Iterator[Recorder]:
     of 100,000 individual calls.
     """
     recorder = Recorder(workflow)
-    token = _RECORDER.set(recorder)
+    token = RECORDER.set(recorder)
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -236,4 +227,4 @@ def recorder_for(workflow: Workflow) -> Iterator[Recorder]:
     finally:
         if collecting:
             gc.enable()
-        _RECORDER.reset(token)
+        RECORDER.reset(token)

@@ -25,6 +25,7 @@ from loguru import logger
 from gristmill.dsl.registry import registry
 from gristmill.dsl.task import Task
 from gristmill.errors import GristmillError
+from gristmill.worker.atomic import write_atomic
 
 _FALLBACK_WARNED: set[str] = set()
 _SECTION = "[project.scripts]"
@@ -214,9 +215,7 @@ def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
         new_lines = lines[:start] + section + lines[end:]
     new_text = "\n".join(new_lines) + "\n"
     if new_text != text:
-        tmp = path.with_name(path.name + ".gristmill-tmp")
-        tmp.write_text(new_text)
-        tmp.replace(path)
+        write_atomic(path, new_text)
     return added, removed
 
 

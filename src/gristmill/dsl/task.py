@@ -19,6 +19,7 @@ import attrs
 import click
 from loguru import logger
 
+from gristmill.dsl.context import current_recorder
 from gristmill.dsl.params import Signature
 from gristmill.dsl.registry import registry
 from gristmill.errors import NotInWorkflowError, TaskArgumentError
@@ -131,8 +132,6 @@ class Task:
         self, *args: Any, after: After = None, resources: Resources | None = None, **kwargs: Any
     ) -> Node:
         """Inside a workflow: record one node. Outside: an error (use ``.fn``)."""
-        from gristmill.dsl.recording import current_recorder
-
         if args:
             raise TaskArgumentError(
                 f"task {self.name!r} takes keyword arguments only (they become command-line "
@@ -154,8 +153,6 @@ class Task:
         **kwargs: Any,
     ) -> NodeGroup:
         """Record one compact group: iterables vary (zipped), scalars stay constant."""
-        from gristmill.dsl.recording import current_recorder
-
         recorder = current_recorder()
         if recorder is None:
             raise NotInWorkflowError(self._outside_message())

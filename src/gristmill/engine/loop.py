@@ -395,7 +395,7 @@ class Engine:
             return status
         if result is None:
             return status
-        merged = result.to_status()
+        merged = JobStatus.from_result(result)
         stopped = merged.state is JobState.CANCELLED or (
             merged.state is JobState.FAILED and merged.signal is not None
         )
@@ -582,7 +582,7 @@ class Engine:
             self._track(node, record.attempt, record.task, handle, resources, record.result_path,
                         adopted=True)
             if result is not None:  # nothing left to watch: no need to ask the backend
-                arrived.append((self.live[handle.key], result.to_status()))
+                arrived.append((self.live[handle.key], JobStatus.from_result(result)))
             else:
                 handles.append(handle)
         if handles:

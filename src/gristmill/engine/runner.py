@@ -15,7 +15,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from loguru import logger
@@ -23,7 +23,6 @@ from loguru import logger
 from gristmill import runs
 from gristmill.backends.registry import make_backend
 from gristmill.dsl.scripts import script_prefix
-from gristmill.dsl.workflow import Workflow
 from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted
 from gristmill.engine.loop import Engine, EngineConfig, UnitPlan
@@ -34,6 +33,9 @@ from gristmill.spec.load import Spec, load_spec
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
 from gristmill.store.lock import RunLock
+
+if TYPE_CHECKING:
+    from gristmill.dsl.workflow import Workflow
 
 #: The floor under every task's resources: one core, nothing else assumed.
 BASE_RESOURCES = Resources(cores=1)

@@ -8,7 +8,6 @@ Python, argv and the final state counts.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
 import getpass
@@ -17,7 +16,6 @@ import importlib.machinery
 import importlib.metadata
 import os
 import platform
-import secrets
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import yaml
 from loguru import logger
 
 from gristmill.errors import GristmillError, RunDirError
+from gristmill.worker.atomic import write_atomic
 
 PathLike = Union[str, "os.PathLike[str]"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -148,16 +147,9 @@ class RunMetadata:
                 f"run metadata for {run_dir} holds a value YAML cannot write ({exc}); "
                 "keep `extra` to str, int, float, bool, None, lists and dicts"
             ) from exc
-        tmp = path.with_name(f".{METADATA_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, text, make_dirs=False)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise RunDirError(
                 f"cannot write {path}: {exc.strerror}; check that {run_dir} exists and is writable"
             ) from exc

@@ -15,9 +15,9 @@ from typing import Any, Union
 
 import attrs
 
-from gristmill.backends.base import JobStatus
 from gristmill.errors import BackendError
 from gristmill.states import JobState
+from gristmill.worker.atomic import write_atomic
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -48,12 +48,6 @@ class AttemptResult:
     started: float  # epoch seconds
     ended: float
     reason: str  # for people: "exit code 3", "exceeded runtime 00:00:02"
-
-    def to_status(self) -> JobStatus:
-        return JobStatus(
-            state=self.state, exit_code=self.exit_code, signal=self.signal,
-            peak_rss=self.peak_rss, elapsed=self.elapsed, host=self.host, reason=self.reason,
-        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -87,21 +81,8 @@ class AttemptResult:
 
 
 def write_result(path: PathLike, result: AttemptResult) -> None:
-    """Write ``result`` atomically: a reader sees the old file, no file, or the whole new one.
-
-    No fsync: the crash this guards against is the engine's, not the machine's.
-    """
-    target = os.fspath(path)
-    tmp = f"{target}.tmp.{os.getpid()}"
-    data = result.to_json().encode()
-    fd = open_retrying(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    """Write ``result`` atomically: a reader sees no file or the whole result, never a part."""
+    write_atomic(path, result.to_json())
 
 
 def read_result(path: PathLike) -> AttemptResult | None:

@@ -220,7 +220,7 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         if result is None:
             return None
         self.vanished.seen(handle.job_id)
-        return result.to_status()
+        return JobStatus.from_result(result)
 
     def unknown(self, handle: JobHandle) -> JobStatus | None:
         """A job no status source lists and with no result: cancelled, LOST, or not yet."""

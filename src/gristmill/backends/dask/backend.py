@@ -56,10 +56,10 @@ from gristmill.backends.dask.task import (
     run_attempt,
     stop_orphans,
 )
-from gristmill.backends.local.supervisor import write_marker
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import parse_memory
 from gristmill.states import JobState
+from gristmill.worker.atomic import write_atomic
 from gristmill.worker.procfs import mem_total
 from gristmill.worker.result import AttemptResult, write_result
 
@@ -280,7 +280,7 @@ class DaskBackend:
             if os.path.exists(handle.result_path):
                 continue
             try:
-                write_marker(cancel_marker(handle.result_path), "")
+                write_atomic(cancel_marker(handle.result_path), "")
             except OSError as exc:
                 logger.warning("cannot ask job {} to stop ({}); it will run to its end",
                                handle.key, exc)
@@ -415,7 +415,7 @@ class DaskBackend:
             write_result(result_path, result)
         except OSError as exc:
             logger.warning("cannot write {}: {}", result_path, exc)
-        self._early[key] = result.to_status()
+        self._early[key] = JobStatus.from_result(result)
         if job.task not in self._warned:
             self._warned.add(job.task)
             logger.error("{}", reason)

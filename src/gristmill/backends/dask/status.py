@@ -39,7 +39,7 @@ def file_status(handle: JobHandle) -> JobStatus | None:
         result = read_result(handle.result_path)
     except BackendError as exc:
         return JobStatus(JobState.LOST, reason=str(exc))
-    return None if result is None else result.to_status()
+    return None if result is None else JobStatus.from_result(result)
 
 
 def ended(handle: JobHandle, future: Any, state: str, cancelled: bool) -> JobStatus | None:
@@ -50,7 +50,7 @@ def ended(handle: JobHandle, future: Any, state: str, cancelled: bool) -> JobSta
         return status
     if state == "finished":  # the result file is not visible here (yet): ask the worker
         with contextlib.suppress(Exception):
-            return AttemptResult.from_dict(future.result(timeout=30)).to_status()
+            return JobStatus.from_result(AttemptResult.from_dict(future.result(timeout=30)))
         return None
     if state == "error":
         return JobStatus(JobState.FAILED, reason=explain(future.exception(timeout=30)))

@@ -74,6 +74,7 @@ from gristmill.backends.jobmon.translate import (
 )
 from gristmill.errors import BackendError, SpecError
 from gristmill.states import JobState
+from gristmill.worker.atomic import write_atomic
 
 URL_ENV = "JOBMON__HTTP__SERVICE_URL"
 #: jobmon's client defaults (30 s heartbeat, 10 s distributor poll) suit a cluster; its
@@ -195,9 +196,7 @@ class JobmonBackend(SleepingWaitMixin):
                 tasks=merge(old.tasks if old else (), new),
             )
             run.root.mkdir(parents=True, exist_ok=True)
-            tmp = run.plan_path.with_suffix(".tmp")
-            tmp.write_text(run.plan.to_json())
-            os.replace(tmp, run.plan_path)
+            write_atomic(run.plan_path, run.plan.to_json())
             run.cancelled.difference_update(job.key for job in group)
             run.pending = True
             self._ensure_driver(run)

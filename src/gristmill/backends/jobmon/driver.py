@@ -30,6 +30,7 @@ from loguru import logger
 
 from gristmill.backends.jobmon.translate import WorkflowPlan, templates
 from gristmill.errors import BackendError
+from gristmill.worker.atomic import write_atomic
 
 
 def proc_start(pid: int) -> str | None:
@@ -67,9 +68,7 @@ def cmdline(pid: int) -> str:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -44,10 +44,11 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
-from gristmill.backends.local.supervisor import CANCEL_SCAN, write_marker
+from gristmill.backends.local.supervisor import CANCEL_SCAN
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import format_memory, parse_memory
 from gristmill.states import JobState
+from gristmill.worker.atomic import write_atomic
 from gristmill.worker.monitor import human_size
 from gristmill.worker.procfs import alive, mem_total, start_time, stat_fields
 from gristmill.worker.result import AttemptResult, read_result
@@ -228,7 +229,7 @@ class LocalBackend:
                     ids.append(seq)
             elif not os.path.exists(handle.result_path):
                 try:  # adopted, or ours after close(): the orphaned supervisor looks for it
-                    write_marker(handle.result_path + ".cancel", "")
+                    write_atomic(handle.result_path + ".cancel", "")
                 except OSError as exc:
                     logger.warning("cannot ask for job {} to be cancelled: {}", handle.key, exc)
         if ids:
@@ -351,7 +352,7 @@ class LocalBackend:
         if "r" in message:
             self._outstanding.pop(seq, None)
             self._pids.pop(seq, None)
-            self._news[seq] = AttemptResult.from_dict(message["r"]).to_status()
+            self._news[seq] = JobStatus.from_result(AttemptResult.from_dict(message["r"]))
             if "werr" in message:
                 logger.warning("could not write a job's result file: {}", message["werr"])
         elif "pid" in message and seq in self._outstanding:
@@ -402,7 +403,7 @@ class LocalBackend:
             result = read_result(handle.result_path)
         except BackendError as exc:
             return JobStatus(JobState.LOST, reason=str(exc))
-        return None if result is None else result.to_status()
+        return None if result is None else JobStatus.from_result(result)
 
     def _adopted_status(self, handle: JobHandle) -> JobStatus:
         status = self._file_status(handle)

@@ -29,24 +29,12 @@ from collections.abc import Sequence
 import attrs
 
 from gristmill.states import JobState
+from gristmill.worker.atomic import write_atomic
 from gristmill.worker.monitor import Monitor, become_subreaper
 from gristmill.worker.procfs import start_time
 from gristmill.worker.result import AttemptResult, write_result
 
 CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
-
-
-def write_marker(path: str, text: str) -> None:
-    """Write a small file next to a result file, making its folder if need be.
-
-    Atomically (a temporary file renamed over it): a reader that saw an empty
-    ``.handle`` would take the job for one that never started and run it again.
-    """
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 @attrs.define
@@ -155,7 +143,7 @@ class _Supervisor:
         prefix = f"{os.getpid()}.{start_time(os.getpid()) or 0}."
         for job in self.jobs.values():
             with contextlib.suppress(OSError):
-                write_marker(job.res + ".handle", f"{prefix}{job.key}\n")
+                write_atomic(job.res + ".handle", f"{prefix}{job.key}\n")
 
     def cancel(self, key: int) -> None:
         if key in self.running:
