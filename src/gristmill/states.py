@@ -10,7 +10,10 @@ import enum
 
 
 class NodeState(enum.IntEnum):
-    """The task state machine of DESIGN.md; a retried attempt goes back to READY."""
+    """A node's state; a retried attempt goes back to READY.
+
+    The transitions and when each happens: docs/architecture.md, "Node states".
+    """
 
     PENDING = 0
     READY = 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from gm_testing import run_python
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ from gristmill.backends.jobmon.translate import (
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import Resources
 from gristmill.states import JobState
+from gristmill.worker.result import read_result
 
 RUN = Path("/runs/2026_11_29.01")
 
@@ -146,6 +148,28 @@ def test_the_wrapper_carries_result_logs_limits_and_attempts() -> None:
     assert words[words.index("--runtime") + 1] == "90"
     assert words[words.index("--env") + 1] == "A=1"
     assert words[words.index("--cwd") + 1] == "/w"
+
+
+def test_the_driver_path_of_gristmill_0_1_still_runs_attempts(tmp_path: Path) -> None:
+    """jobmon keeps each task's command in its database, and resuming a workflow that
+    gristmill 0.1 made runs it: the wrapper words as 0.1's ``wrapper_argv`` wrote them."""
+    logs = tmp_path / "logs"
+    done = run_python(
+        "-m", "gristmill.backends.jobmon_driver", "attempt", "--result", str(logs / "r.json"),
+        "--stdout", str(logs / "o"), "--stderr", str(logs / "e"), "--max-attempts", "1",
+        "--env", "GM_X=7", "--cwd", str(tmp_path), "--", "sh", "-c", 'echo "$GM_X $(pwd -P)"',
+    )
+    assert done.returncode == 0, done.stderr
+    result = read_result(logs / "r.json")
+    assert result is not None
+    assert result.state is JobState.SUCCEEDED
+    assert (logs / "o").read_text() == f"7 {tmp_path.resolve()}\n"
+
+
+def test_the_driver_path_of_gristmill_0_1_prints_its_usage() -> None:
+    done = run_python("-m", "gristmill.backends.jobmon_driver")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: python -m gristmill.backends.jobmon.driver drive PLAN")
 
 
 def test_after_keys_become_upstream_nodes_and_must_be_in_the_call() -> None:

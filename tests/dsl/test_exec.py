@@ -54,3 +54,18 @@ def test_in_process_run_exits_through_click() -> None:
     with pytest.raises(SystemExit) as info:
         main(["gm_tasks:_legacy_command", "--n", "2"])
     assert info.value.code == 0
+
+
+def test_the_module_path_of_gristmill_0_1_runs_tasks_too() -> None:
+    """``python -m gristmill.exec`` is what 0.1 ran for a task without a console script:
+    its job scripts and array manifests say so, and ``gristmill status`` of its runs shows
+    it as the command to rerun a failed node by hand."""
+    done = run_python("-m", "gristmill.exec", "gm_tasks:record", "--text", "x", "--", "-p")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["paths"] == ["-p"]
+    failed = run_python("-m", "gristmill.exec", "gm_tasks:_legacy_command", "--n", "-3")
+    assert failed.returncode == 1
+    assert "ValueError: n must not be negative, got -3" in failed.stderr
+    unknown = run_python("-m", "gristmill.exec", "gm_tasks:nope")
+    assert unknown.returncode == 2
+    assert "'gm_tasks:nope' is not a registered task" in unknown.stderr

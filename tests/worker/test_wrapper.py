@@ -194,8 +194,8 @@ def _cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-def _cli(tmp_path: Path, *argv: str) -> list[str]:
-    return [sys.executable, "-m", "gristmill.worker.wrapper", "--result", str(tmp_path / "r.json"),
+def _cli(tmp_path: Path, *argv: str, module: str = "gristmill.worker.wrapper") -> list[str]:
+    return [sys.executable, "-m", module, "--result", str(tmp_path / "r.json"),
             "--stdout", str(tmp_path / "o"), "--stderr", str(tmp_path / "e"), *argv]
 
 
@@ -207,6 +207,22 @@ def test_cli_runs_the_attempt_and_exits_as_it_did(tmp_path: Path) -> None:
     assert result is not None
     assert (result.state, result.exit_code) == (JobState.FAILED, 3)
     assert (tmp_path / "o").read_text() == "hi\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "state"),
+    [(["true"], 0, JobState.SUCCEEDED), (["sh", "-c", "exit 3"], 3, JobState.FAILED)],
+)
+def test_cli_runs_under_the_module_path_of_gristmill_0_1(
+    tmp_path: Path, argv: list[str], code: int, state: JobState
+) -> None:
+    """``python -m gristmill.worker`` (the package now) is the wrapper's path in 0.1."""
+    done = subprocess.run(_cli(tmp_path, "--", *argv, module="gristmill.worker"),
+                          env=_cli_env(), timeout=20, check=False)
+    assert done.returncode == code
+    result = read_result(tmp_path / "r.json")
+    assert result is not None
+    assert (result.state, result.exit_code) == (state, code)
 
 
 def test_cli_sigterm_cancels_the_attempt(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ class Capabilities:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Where attempts run. See DESIGN.md, "Backend protocol"."""
+    """Where attempts run. See docs/architecture.md, "The backend protocol"."""
 
     name: str
     capabilities: Capabilities
