@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 import gristmill as gm
-from gristmill.engine import runner
+from gristmill.engine.plan import RunOptions, make_plan
 from gristmill.store.db import Store
 
 MAP_SIZE = 1_000_000
@@ -103,12 +103,12 @@ def floor_chain(n: int) -> int:
 
 def persist(wf: Any) -> float:
     """Seconds to write the workflow's DAG into a new run store, as a new run does."""
-    graph = wf.graph()
+    plan = make_plan(wf, RunOptions())
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create(Path(tmp), {"function": wf.function, "args": wf.args})
         try:
             seconds, _ = timed(lambda: store.write_dag(
-                runner._unit_rows(graph), graph.identities(), runner._unit_of_nodes(graph)
+                plan.unit_rows(), plan.identities, plan.unit_of_nodes()
             ))
         finally:
             store.close()

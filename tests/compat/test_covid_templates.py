@@ -22,7 +22,7 @@ from cs_flows import (
 )
 
 from gristmill.compat.covid_shared import workflow
-from gristmill.engine.runner import unit_plans
+from gristmill.engine.plan import unit_plans
 from gristmill.errors import GraphError, SpecError, TaskArgumentError
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec

@@ -15,14 +15,8 @@ import pytest
 import yaml
 
 import gristmill as gm
-from gristmill.engine.runner import (
-    RunResult,
-    prepare_run_dir,
-    rebuild_workflow,
-    resolve_spec,
-    run_workflow,
-    unit_plans,
-)
+from gristmill.engine.plan import resolve_spec, unit_plans
+from gristmill.engine.runner import RunResult, prepare_run_dir, rebuild_workflow, run_workflow
 from gristmill.errors import BackendError, RunDirError, SpecError, StoreError
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import load_spec

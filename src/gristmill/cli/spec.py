@@ -40,7 +40,7 @@ def _human(resources: dict[str, Any]) -> dict[str, Any]:
 def spec_command(ctx: click.Context, target: str, spec_path: Path | None, defaults: bool) -> None:
     """Print the resources and policy each task of TARGET will get, as spec YAML."""
     from gristmill.cli.target import build_workflow
-    from gristmill.engine.runner import BASE_RESOURCES, resolve_spec, unit_plans
+    from gristmill.engine.plan import BASE_RESOURCES, resolve_spec, unit_plans
     from gristmill.spec.load import Spec
 
     wf = build_workflow(target, ctx.args, prog=f"gristmill spec {target}")

@@ -31,13 +31,12 @@ from loguru import logger
 from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus
 from gristmill.dsl.scripts import render_argv
 from gristmill.engine.dispatch import dag_batch, live_descendants
-from gristmill.engine.faults import FAULT as FAULT  # the runner's hook too
-from gristmill.engine.interrupts import Interrupted as Interrupted  # what run() raises
-from gristmill.engine.interrupts import SignalGuard
+from gristmill.engine.faults import FAULT
+from gristmill.engine.interrupts import Interrupted, SignalGuard
+from gristmill.engine.plan import Plan
 from gristmill.engine.tracker import Tracker
 from gristmill.errors import BackendError, RunDirError
-from gristmill.graph.resolved import Graph
-from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
+from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
 from gristmill.worker.result import read_result
@@ -49,23 +48,6 @@ LOST_RETRIES = 2
 SUBMIT_RETRIES = 5
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
-
-
-@attrs.frozen
-class EngineConfig:
-    fail_fast: bool = False
-    max_concurrent: int | None = None
-    poll_min: float = 0.2
-    poll_max: float = 30.0
-    batch_size: int = 5000
-
-
-@attrs.frozen
-class UnitPlan:
-    """Resolved per-unit settings: resources before escalation, and the retry policy."""
-
-    resources: Resources
-    policy: Policy
 
 
 @attrs.define
@@ -87,21 +69,19 @@ class Engine:
     def __init__(
         self,
         *,
-        graph: Graph,
+        plan: Plan,
         store: Store,
         backend: Backend,
         run_dir: Path,
-        config: EngineConfig,
-        plans: Sequence[UnitPlan],
         states: bytearray,
         attempts: list[int],
     ) -> None:
-        self.graph = graph
+        self.graph = graph = plan.graph
         self.store = store
         self.backend = backend
         self.run_dir = run_dir
-        self.config = config
-        self.plans = plans
+        self.config = config = plan.config
+        self.plans = plan.units
         self.tracker = Tracker(graph, states)
         self.attempts = attempts  # per node: attempts ever made (numbers log files)
         self.tries: dict[int, int] = defaultdict(int)  # per node: failed attempts this run
@@ -109,7 +89,7 @@ class Engine:
         self.escalated: dict[int, Resources] = {}
         self.live: dict[str, Live] = {}
         self.live_per_task: dict[str, int] = defaultdict(int)
-        self.identities = graph.identities()
+        self.identities = plan.identities
         self.stopping = False
         self._submit_failures = 0
         self._submit_paused_until = 0.0

@@ -8,12 +8,10 @@ checked before anything is written, so bad input leaves no half-made run.
 from __future__ import annotations
 
 import importlib
-import itertools
-import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,25 +19,21 @@ import attrs
 from loguru import logger
 
 from gristmill import runs
+from gristmill.backends.base import Backend
 from gristmill.backends.registry import make_backend
-from gristmill.dsl.scripts import script_prefix
 from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted
-from gristmill.engine.loop import Engine, EngineConfig, UnitPlan
-from gristmill.errors import GristmillError, RunDirError, SpecError, TaskArgumentError
-from gristmill.graph.resolved import Graph
+from gristmill.engine.loop import Engine
+from gristmill.engine.plan import Plan, RunOptions, make_plan
+from gristmill.errors import GristmillError, RunDirError, SpecError
 from gristmill.resources import Policy, Resources
-from gristmill.spec.load import Spec, load_spec
+from gristmill.spec.load import Spec
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
 from gristmill.store.lock import RunLock
 
 if TYPE_CHECKING:
     from gristmill.dsl.workflow import Workflow
-
-#: The floor under every task's resources: one core, nothing else assumed.
-BASE_RESOURCES = Resources(cores=1)
-
 
 @attrs.frozen
 class RunResult:
@@ -53,112 +47,6 @@ class RunResult:
     @property
     def failed(self) -> int:
         return self.counts.get("FAILED", 0) + self.counts.get("UPSTREAM_FAILED", 0)
-
-
-def resolve_spec(wf: Workflow, spec: Spec | str | os.PathLike[str] | None) -> Spec:
-    """The workflow's own spec with the given one layered on top; task names checked."""
-    merged = wf.spec or Spec.empty()
-    if spec is not None:
-        merged = merged.merged_with(spec if isinstance(spec, Spec) else load_spec(spec))
-    merged.check_tasks({u.task.name for u in wf.units})
-    return merged
-
-
-def unit_plans(
-    wf: Workflow, spec: Spec, cli_resources: Resources | None, cli_policy: Policy | None
-) -> list[UnitPlan]:
-    """decorator < spec default < spec task < per-call resources= < CLI flags."""
-    plans = []
-    cache: dict[str, tuple[Resources, Policy]] = {}
-    for unit in wf.units:
-        task = unit.task
-        if task.key not in cache:
-            settings = spec.settings_for(task.name)
-            cache[task.key] = (
-                BASE_RESOURCES.merged_with(task.resources).merged_with(settings.resources),
-                task.policy.merged_with(settings.policy).merged_with(cli_policy),
-            )
-        resources, policy = cache[task.key]
-        resources = resources.merged_with(unit.resources).merged_with(cli_resources)
-        plans.append(UnitPlan(resources, policy))
-    return plans
-
-
-def _unit_rows(graph: Graph) -> list[tuple[int, str, str, bool, int, int, int, str]]:
-    rows = []
-    digests = graph.unit_digests()
-    for unit in graph.workflow.units:
-        columns = {
-            name: (
-                {"range": [col.start, col.stop, col.step]}
-                if isinstance(col, range)
-                else list(col)
-            )
-            for name, col in unit.columns.items()
-        }
-        definition = json.dumps(
-            {
-                "const": unit.const,
-                "columns": columns,
-                "product": unit.is_product,
-                "after": unit.after,
-                "resources": unit.resources.as_dict() if unit.resources else None,
-                "digest": digests[unit.index],
-            },
-            default=str,
-        )
-        rows.append(
-            (
-                unit.index, unit.task.name, unit.task.key, unit.is_group, unit.size,
-                graph.starts[unit.index], graph.owned[unit.index], definition,
-            )
-        )
-    return rows
-
-
-def _unit_of_nodes(graph: Graph) -> Iterator[int]:
-    nodes = itertools.chain.from_iterable(
-        itertools.repeat(u, graph.owned[u]) for u in range(len(graph.members))
-    )
-    return _faulty(nodes) if FAULT else nodes
-
-
-def _faulty(nodes: Iterator[int]) -> Iterator[int]:
-    """The test hook of a DAG write: it fires once the transaction has begun."""
-    assert FAULT is not None
-    FAULT.reached("persist")
-    yield from nodes
-
-
-def preflight(wf: Workflow) -> None:
-    """Refuse what would only fail once jobs run, before anything is written.
-
-    Resolves each task's command (a task defined in ``__main__`` cannot run in a new
-    process; the lookup is cached for dispatch) and refuses NUL bytes in argument values,
-    which no command line can carry.
-    """
-    for task in {unit.task.key: unit.task for unit in wf.units}.values():
-        if task.program is None:
-            script_prefix(task)
-    for unit in wf.units:
-        columns: list[tuple[str, Sequence[Any]]] = [(n, [v]) for n, v in unit.const.items()]
-        columns += [(n, c) for n, c in unit.columns.items() if not isinstance(c, range)]
-        for name, column in columns:
-            if any(map(_has_nul, column)):  # about 60 ns a value
-                value = next(v for v in column if _has_nul(v))
-                raise TaskArgumentError(
-                    f"task {unit.task.name!r}: argument {name!r} = {value!r} is not valid: it "
-                    "holds a NUL byte, which no command line can carry; remove it (pass "
-                    "binary data in a file)"
-                )
-
-
-def _has_nul(value: Any) -> bool:
-    if type(value) is str:
-        return "\0" in value
-    if isinstance(value, (tuple, list)):
-        return any(map(_has_nul, value))
-    return False
 
 
 def prepare_run_dir(run_dir: Path | str, *, resume: bool) -> tuple[Path, bool]:
@@ -198,93 +86,56 @@ def run_workflow(
     backend_options: Mapping[str, Any] | None = None,
     **more_backend_options: Any,
 ) -> RunResult:
-    """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume)."""
-    full_spec = resolve_spec(wf, spec)
-    graph = wf.graph()  # cycle and argument errors surface before anything is written
-    preflight(wf)
-    plans = unit_plans(wf, full_spec, resources, policy)
-    settings = full_spec.workflow
-    backend_name = backend or settings.backend or "local"
-    # Backend options may also come as one mapping, so that an option named like an
-    # engine setting (max_concurrent: the Slurm array throttle) cannot collide with it.
-    options = {
-        **dict(settings.backend_options), **(backend_options or {}), **more_backend_options
-    }
-    config = EngineConfig(
-        fail_fast=wf.fail_fast if fail_fast is None and settings.fail_fast is None
-        else bool(fail_fast if fail_fast is not None else settings.fail_fast),
-        max_concurrent=max_concurrent or settings.max_concurrent or wf.max_concurrent,
-        poll_max=poll_interval or settings.poll_interval or 30.0,
-    )
-    settings_meta = {
-        "resources": resources.as_dict() if resources else None,
-        "retries": policy.retries if policy else None,
-        "max_concurrent": max_concurrent,
-        "fail_fast": fail_fast,
-    }
-    backend_obj = make_backend(backend_name, **options)  # unknown backend: error, nothing written
+    """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume).
+
+    Backend options may come as one mapping (``backend_options``) as well as keywords.
+    """
+    plan = make_plan(wf, RunOptions(
+        backend=backend, spec=spec, resources=resources, policy=policy,
+        max_concurrent=max_concurrent, fail_fast=fail_fast, poll_interval=poll_interval,
+        backend_options={**(backend_options or {}), **more_backend_options},
+    ))
+    return run_plan(plan, run_dir, resume=resume, argv=argv)
+
+
+def run_plan(
+    plan: Plan, run_dir: Path | str, *, resume: bool = True, argv: list[str] | None = None
+) -> RunResult:
+    """Run a plan: its backend, a run directory, the lock, the store, the engine."""
+    backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)
         if existing:  # a damaged or newer store is refused before even the lock file
             checked = Store.check_in_background(path)
-            graph.identities()  # needed anyway: hashing them hides the check's read of the store
+            plan.identities  # noqa: B018 -- needed anyway: hashing hides the check's read
             checked()
         with RunLock(path):
-            return _run_locked(
-                wf, graph, path, existing, backend_obj, config, plans, full_spec, argv,
-                options, settings_meta,
-            )
+            return _run_locked(plan, path, existing, backend, argv)
     finally:
-        backend_obj.close()  # again after a run: close is idempotent
+        backend.close()  # again after a run: close is idempotent
 
 
 def _run_locked(
-    wf: Workflow,
-    graph: Graph,
-    path: Path,
-    existing: bool,
-    backend: Any,
-    config: EngineConfig,
-    plans: list[UnitPlan],
-    spec: Spec,
-    argv: list[str] | None,
-    options: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    plan: Plan, path: Path, existing: bool, backend: Backend, argv: list[str] | None
 ) -> RunResult:
-    identities = graph.identities()
-    meta = {
-        "workflow": wf.name,
-        "function": wf.function,
-        "args": wf.args,
-        "backend": backend.name,
-        "backend_options": dict(options),
-        "spec": spec.to_dict(),
-        "settings": dict(settings),
-        "nodes": graph.n_nodes,
-    }
+    meta = plan.meta(backend.name)
     store = Store.open(path, check=False) if existing else Store.create(path, meta)
     try:
         if existing:
-            states, attempts, open_attempts = _reconcile(store, graph, identities)
+            states, attempts, open_attempts = _reconcile(store, plan)
             with store.transaction() as cur:  # `resume` rebuilds what ran last, not first
                 for key, value in meta.items():
                     store.set_meta(cur, key, value)
         else:
-            states = bytearray(graph.n_nodes)
-            attempts = [0] * graph.n_nodes
-            store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph))
+            states = bytearray(plan.graph.n_nodes)
+            attempts = [0] * plan.graph.n_nodes
+            store.write_dag(plan.unit_rows(), plan.identities, plan.unit_of_nodes())
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
-        try:
-            metadata = runs.RunMetadata.collect(package=_package_of(wf.function), argv=argv)
-        except GristmillError:
-            metadata = runs.RunMetadata.collect(package=None, argv=argv)
-        metadata.extra.update({"workflow": wf.name, "backend": backend.name})
+        metadata = _collect_metadata(plan, backend.name, argv)
         metadata.dump(path)
-        engine = Engine(
-            graph=graph, store=store, backend=backend, run_dir=path, config=config,
-            plans=plans, states=states, attempts=attempts,
-        )
+        engine = Engine(plan=plan, store=store, backend=backend, run_dir=path, states=states,
+                        attempts=attempts)
         interrupted = False
         with engine.signals():  # held until the run's record is complete
             try:
@@ -293,7 +144,7 @@ def _run_locked(
                 interrupted = True
                 counts = engine.tracker.counts()
             engine.defer_signals()  # the run is over: another Ctrl-C must not cut the record
-            ok = counts.get(NodeState.DONE.name, 0) == graph.n_nodes
+            ok = counts.get(NodeState.DONE.name, 0) == plan.graph.n_nodes
             status: runs.RunStatus = (
                 "succeeded" if ok else ("cancelled" if interrupted else "failed")
             )
@@ -311,9 +162,17 @@ def _run_locked(
     return RunResult(ok=ok, run_dir=path, counts=counts, interrupted=interrupted)
 
 
-def _reconcile(
-    store: Store, graph: Graph, identities: list[str]
-) -> tuple[bytearray, list[int], list[Any]]:
+def _collect_metadata(plan: Plan, backend: str, argv: list[str] | None) -> runs.RunMetadata:
+    try:
+        metadata = runs.RunMetadata.collect(package=_package_of(plan.workflow.function),
+                                            argv=argv)
+    except GristmillError:
+        metadata = runs.RunMetadata.collect(package=None, argv=argv)
+    metadata.extra.update({"workflow": plan.workflow.name, "backend": backend})
+    return metadata
+
+
+def _reconcile(store: Store, plan: Plan) -> tuple[bytearray, list[int], list[Any]]:
     """Carry DONE states over by identity; everything else runs again or is re-adopted.
 
     When every unit's digest and id range match the store's, so do the identities,
@@ -321,7 +180,8 @@ def _reconcile(
     (another workflow, or a store without digests) nodes are matched by identity and
     the DAG is written again.
     """
-    layout = [(graph.starts[u], graph.owned[u], d) for u, d in enumerate(graph.unit_digests())]
+    graph, identities = plan.graph, plan.identities
+    layout = plan.layout()
     stored_layout = store.unit_digests()
     if stored_layout == layout:
         progress = store.node_progress()
@@ -343,7 +203,7 @@ def _reconcile(
         if found is not None:
             states[node] = done if found[0] == done else 0
             attempts[node] = found[1]
-    store.write_dag(_unit_rows(graph), identities, _unit_of_nodes(graph), bytes(states),
+    store.write_dag(plan.unit_rows(), identities, plan.unit_of_nodes(), bytes(states),
                     attempts)
     return states, attempts, store.attempts(open_only=True)
 

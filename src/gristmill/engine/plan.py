@@ -1,0 +1,246 @@
+"""One pass from a recorded workflow to a plan: what the store persists and the engine runs.
+
+:func:`make_plan` visits each layer once, in the order the data flows: the spec (the
+workflow's own, then the caller's), the resolved graph (ids, edges; identities and
+unit digests on first use, cached by the graph), the settings of each unit (decorator
+< spec default < spec task < per-call ``resources=`` < CLI flags), and the engine's
+and backend's settings. Everything that can be wrong with the user's input surfaces
+here, before a run directory exists. The :class:`Plan` is then handed to the store
+(:meth:`Plan.meta`, :meth:`Plan.unit_rows`) and to the engine, neither of which goes
+back to the workflow, the spec or the graph builder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from gristmill.dsl.scripts import script_prefix
+from gristmill.engine.faults import FAULT
+from gristmill.errors import TaskArgumentError
+from gristmill.graph.resolved import Graph
+from gristmill.resources import Policy, Resources
+from gristmill.spec.load import Spec, load_spec
+
+if TYPE_CHECKING:
+    from gristmill.dsl.workflow import Workflow
+
+#: The floor under every task's resources: one core, nothing else assumed.
+BASE_RESOURCES = Resources(cores=1)
+#: The default longest wait between two polls of the backend, in seconds.
+POLL_MAX = 30.0
+
+
+@attrs.frozen
+class EngineConfig:
+    """How the engine loop behaves for this run (not per task)."""
+
+    fail_fast: bool = False
+    max_concurrent: int | None = None
+    poll_min: float = 0.2
+    poll_max: float = POLL_MAX
+    batch_size: int = 5000
+
+
+@attrs.frozen
+class UnitPlan:
+    """Resolved per-unit settings: resources before escalation, and the retry policy."""
+
+    resources: Resources
+    policy: Policy
+
+
+@attrs.frozen
+class RunOptions:
+    """What the caller asked for on top of the workflow and its spec (API or CLI)."""
+
+    backend: str | None = None
+    spec: Spec | str | os.PathLike[str] | None = None
+    resources: Resources | None = None
+    policy: Policy | None = None
+    max_concurrent: int | None = None
+    fail_fast: bool | None = None
+    poll_interval: float | None = None
+    #: Backend options; an option named like an engine setting (``max_concurrent``:
+    #: the Slurm array throttle) cannot collide with it, living in its own mapping.
+    backend_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def requested(self) -> dict[str, Any]:
+        """The overrides as the store keeps them, so ``resume`` applies them again."""
+        return {
+            "resources": self.resources.as_dict() if self.resources else None,
+            "retries": self.policy.retries if self.policy else None,
+            "max_concurrent": self.max_concurrent,
+            "fail_fast": self.fail_fast,
+        }
+
+
+@attrs.frozen(eq=False)
+class Plan:
+    """A workflow resolved for one run: graph, per-unit settings, engine and backend settings."""
+
+    workflow: Workflow
+    graph: Graph
+    spec: Spec
+    units: tuple[UnitPlan, ...]
+    config: EngineConfig
+    backend: str
+    backend_options: Mapping[str, Any]
+    requested: Mapping[str, Any]
+
+    @property
+    def identities(self) -> list[str]:
+        """One identity per node (hashed once, by the graph, on first use)."""
+        return self.graph.identities()
+
+    @property
+    def digests(self) -> list[str]:
+        """One digest per unit, made in the same pass as the identities (never hashed twice)."""
+        self.graph.identities()
+        return self.graph.unit_digests()
+
+    def layout(self) -> list[tuple[int, int, str | None]]:
+        """(first node, nodes owned, digest) per unit: equal layouts mean equal identities."""
+        graph = self.graph
+        return [(graph.starts[u], graph.owned[u], d) for u, d in enumerate(self.digests)]
+
+    def meta(self, backend_name: str) -> dict[str, Any]:
+        """What the store keeps about the run, enough for ``gristmill resume`` to rebuild it."""
+        wf = self.workflow
+        return {
+            "workflow": wf.name,
+            "function": wf.function,
+            "args": wf.args,
+            "backend": backend_name,
+            "backend_options": dict(self.backend_options),
+            "spec": self.spec.to_dict(),
+            "settings": dict(self.requested),
+            "nodes": self.graph.n_nodes,
+        }
+
+    def unit_rows(self) -> list[tuple[int, str, str, bool, int, int, int, str]]:
+        """The store's ``units`` rows: each unit's definition, digest and node id range."""
+        graph = self.graph
+        digests = self.digests
+        rows = []
+        for unit in self.workflow.units:
+            columns = {
+                name: ({"range": [col.start, col.stop, col.step]} if isinstance(col, range)
+                       else list(col))
+                for name, col in unit.columns.items()
+            }
+            definition = json.dumps(
+                {
+                    "const": unit.const,
+                    "columns": columns,
+                    "product": unit.is_product,
+                    "after": unit.after,
+                    "resources": unit.resources.as_dict() if unit.resources else None,
+                    "digest": digests[unit.index],
+                },
+                default=str,
+            )
+            rows.append((unit.index, unit.task.name, unit.task.key, unit.is_group, unit.size,
+                         graph.starts[unit.index], graph.owned[unit.index], definition))
+        return rows
+
+    def unit_of_nodes(self) -> Iterator[int]:
+        """The unit of every node, in node order (the store's ``nodes.unit`` column)."""
+        graph = self.graph
+        nodes = itertools.chain.from_iterable(
+            itertools.repeat(u, graph.owned[u]) for u in range(len(graph.members))
+        )
+        return _faulty(nodes) if FAULT else nodes
+
+
+def _faulty(nodes: Iterator[int]) -> Iterator[int]:
+    """The test hook of a DAG write: it fires once the transaction has begun."""
+    assert FAULT is not None
+    FAULT.reached("persist")
+    yield from nodes
+
+
+def make_plan(wf: Workflow, options: RunOptions) -> Plan:
+    """Resolve ``wf`` for a run; raises for bad input before anything is written."""
+    spec = resolve_spec(wf, options.spec)
+    graph = wf.graph()  # cycle and argument errors surface here
+    preflight(wf)
+    units = tuple(unit_plans(wf, spec, options.resources, options.policy))
+    settings = spec.workflow
+    fail_fast = options.fail_fast if options.fail_fast is not None else settings.fail_fast
+    config = EngineConfig(
+        fail_fast=wf.fail_fast if fail_fast is None else bool(fail_fast),
+        max_concurrent=options.max_concurrent or settings.max_concurrent or wf.max_concurrent,
+        poll_max=options.poll_interval or settings.poll_interval or POLL_MAX,
+    )
+    return Plan(
+        workflow=wf, graph=graph, spec=spec, units=units, config=config,
+        backend=options.backend or settings.backend or "local",
+        backend_options={**dict(settings.backend_options), **options.backend_options},
+        requested=options.requested(),
+    )
+
+
+def resolve_spec(wf: Workflow, spec: Spec | str | os.PathLike[str] | None) -> Spec:
+    """The workflow's own spec with the given one layered on top; task names checked."""
+    merged = wf.spec or Spec.empty()
+    if spec is not None:
+        merged = merged.merged_with(spec if isinstance(spec, Spec) else load_spec(spec))
+    merged.check_tasks({u.task.name for u in wf.units})
+    return merged
+
+
+def unit_plans(
+    wf: Workflow, spec: Spec, cli_resources: Resources | None, cli_policy: Policy | None
+) -> list[UnitPlan]:
+    """decorator < spec default < spec task < per-call resources= < CLI flags."""
+    plans = []
+    cache: dict[str, tuple[Resources, Policy]] = {}
+    for unit in wf.units:
+        task = unit.task
+        if task.key not in cache:
+            settings = spec.settings_for(task.name)
+            cache[task.key] = (
+                BASE_RESOURCES.merged_with(task.resources).merged_with(settings.resources),
+                task.policy.merged_with(settings.policy).merged_with(cli_policy),
+            )
+        resources, policy = cache[task.key]
+        resources = resources.merged_with(unit.resources).merged_with(cli_resources)
+        plans.append(UnitPlan(resources, policy))
+    return plans
+
+
+def preflight(wf: Workflow) -> None:
+    """Refuse what would only fail once jobs run, before anything is written.
+
+    Resolves each task's command (a task defined in ``__main__`` cannot run in a new
+    process; the lookup is cached for dispatch) and refuses NUL bytes in argument values,
+    which no command line can carry.
+    """
+    for task in {unit.task.key: unit.task for unit in wf.units}.values():
+        if task.program is None:
+            script_prefix(task)
+    for unit in wf.units:
+        columns: list[tuple[str, Sequence[Any]]] = [(n, [v]) for n, v in unit.const.items()]
+        columns += [(n, c) for n, c in unit.columns.items() if not isinstance(c, range)]
+        for name, column in columns:
+            if any(map(_has_nul, column)):  # about 60 ns a value
+                value = next(v for v in column if _has_nul(v))
+                raise TaskArgumentError(
+                    f"task {unit.task.name!r}: argument {name!r} = {value!r} is not valid: it "
+                    "holds a NUL byte, which no command line can carry; remove it (pass "
+                    "binary data in a file)"
+                )
+
+
+def _has_nul(value: Any) -> bool:
+    if type(value) is str:
+        return "\0" in value
+    if isinstance(value, (tuple, list)):
+        return any(map(_has_nul, value))
+    return False
