@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner, Result
 from gm_testing import InstalledPackage, run_python
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 
-CLI = "import sys; from gristmill.cli.main import main; main(prog_name='gristmill')"
+CLI = "import sys; from gristmill.cli.app import main; main(prog_name='gristmill')"
 
 
 def gristmill(*args: str) -> Result:

@@ -15,12 +15,12 @@ from click.testing import CliRunner, Result
 from gm_testing import fixtures_importable, pid_gone, wait_for
 from loguru import logger
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 from gristmill.store.db import Store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner, Result
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 from gristmill.cli.spec import suggest
 
 SEIIR = ["gm_flows:seiir", "--version", "v1", "--n-draws", "4", "--location-ids", "1,2"]

@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner, Result
 from loguru import logger
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 from gristmill.engine.runner import run_workflow
 from gristmill.resources import Policy
 from gristmill.store.db import STORE_NAME
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
 
 
 @pytest.fixture(scope="module")

@@ -334,7 +334,7 @@ def run_check(site: Path) -> subprocess.CompletedProcess[str]:
     env = subprocess_env()
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(SRC)])
     return run_python(
-        "-c", "import sys; from gristmill.cli.main import main; main(prog_name='gristmill')",
+        "-c", "import sys; from gristmill.cli.app import main; main(prog_name='gristmill')",
         "check", "gm_fixture_pkg", env=env,
     )
 

@@ -30,7 +30,7 @@ from gristmill.store.db import STORE_NAME, AttemptRecord, Store
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
 #: ``gristmill`` run as this interpreter (the console-script shim may be another one).
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
 
 
 def written(path: Path) -> bool:

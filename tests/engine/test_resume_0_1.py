@@ -36,7 +36,7 @@ from gristmill.store.db import Store
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "run_0_1"
 RUN = Path("pipeline", "2026_12_07.01")
 #: ``gristmill`` run as this interpreter (the console-script shim may be another one).
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
 #: What gristmill 0.1's run left in ``work/side_effects.log`` (one line per attempt).
 FIRST_RUN = ["prepare", "produce 1", "produce 0", "produce 2"]
 

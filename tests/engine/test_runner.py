@@ -306,3 +306,22 @@ def test_rebuild_needs_an_importable_workflow(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RunDirError, match="cannot import 'no_such_module_xyz'"):
         rebuild_workflow(tmp_path)
+
+
+def test_attempt_paths_are_absolute_and_do_not_go_through_latest(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = run_workflow(et.appends(path=str(tmp_path / "out"), n=2, pause=0.0), run_dir="runs")
+    assert first.ok
+    assert first.run_dir.is_absolute()
+    again = run_workflow(et.appends(path=str(tmp_path / "out"), n=3, pause=0.0),
+                         run_dir="runs/latest")
+    assert again.run_dir == first.run_dir  # the run latest pointed at, not the link
+    store = Store.open(first.run_dir, readonly=True)
+    try:
+        paths = [p for a in store.attempts() for p in (a.stdout, a.stderr, a.result_path)]
+    finally:
+        store.close()
+    assert len(paths) == 9
+    assert all(Path(p).is_absolute() and "latest" not in Path(p).parts for p in paths)

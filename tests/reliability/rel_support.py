@@ -22,7 +22,7 @@ from gristmill.store.db import AttemptRecord, Store
 #: Where gristmill's own modules are: no frame of them belongs in a user's error.
 OWN_CODE = str(Path(store_module.__file__).parent)
 #: ``gristmill`` run by this interpreter (a console-script shim may be another one).
-GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()"]
+GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
 
 
 def lines(path: Path) -> list[str]:

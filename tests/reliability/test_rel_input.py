@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from gm_testing import subprocess_env
 from rel_support import assert_user_error, tree
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 
 
 @pytest.fixture
@@ -314,14 +314,14 @@ def test_a_task_without_a_console_script_runs_through_gristmill_exec_and_says_so
     rt: ModuleType, tmp_path: Path
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()", "run",
+        [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()", "run",
          "rel_tasks:stages", "--path", str(tmp_path / "shared"), "--n", "1",
          "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "console script" in line]
     assert warnings == []  # a program= task needs none
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from gristmill.cli.main import main; main()", "run",
+        [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()", "run",
          "rel_tasks:echoes", "--out", str(tmp_path / "o"), "--text", "t", "--items", "a,b",
          "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -36,7 +36,7 @@ from rel_support import (
     wait_while_running,
 )
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 from gristmill.store.db import STORE_NAME, Store
 from gristmill.store.schema import SCHEMA_VERSION
 

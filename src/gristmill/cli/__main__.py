@@ -1,5 +1,5 @@
 """``python -m gristmill.cli``: the ``gristmill`` command."""
 
-from gristmill.cli.main import main
+from gristmill.cli.app import main
 
 main()

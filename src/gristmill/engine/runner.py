@@ -50,8 +50,13 @@ class RunResult:
 
 
 def prepare_run_dir(run_dir: Path | str, *, resume: bool) -> tuple[Path, bool]:
-    """(run directory, whether it already holds a run). A root gets a new numbered run."""
-    path = Path(run_dir)
+    """(run directory, whether it already holds a run). A root gets a new numbered run.
+
+    The path is made absolute with links resolved (``runs/latest`` is the run it points
+    at now), so the paths the store records stay right from any working directory and
+    after ``latest`` moves on.
+    """
+    path = Path(run_dir).resolve()
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--run-dir {path} is a file; give a directory (a root for runs)")
     if (path / STORE_NAME).exists():
