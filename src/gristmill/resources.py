@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from gristmill.errors import SpecError
+from gristmill.merge import merge_fields
 
 MemoryLike = Union[int, float, str]
 DurationLike = Union[int, float, str]
@@ -24,6 +25,10 @@ _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.I
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])", re.IGNORECASE)
 _DUR_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?\s*$")
+
+
+def _join_extra(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(base) | dict(override)
 
 
 def parse_memory(value: MemoryLike, *, what: str = "mem") -> int:
@@ -203,16 +208,7 @@ class Resources:
 
     def merged_with(self, override: Resources | None) -> Resources:
         """Return these resources with every field that ``override`` sets replaced."""
-        if override is None:
-            return self
-        changes: dict[str, Any] = {
-            f.name: getattr(override, f.name)
-            for f in attrs.fields(Resources)
-            if f.name != "extra" and getattr(override, f.name) is not None
-        }
-        if override.extra:
-            changes["extra"] = dict(self.extra) | dict(override.extra)
-        return attrs.evolve(self, **changes) if changes else self
+        return merge_fields(self, override, {"extra": _join_extra})
 
     def as_dict(self) -> dict[str, object]:
         """The set fields only, in the units the store and the spec file use."""
@@ -332,11 +328,4 @@ class Policy:
 
     def merged_with(self, override: Policy | None) -> Policy:
         """Return this policy with every field that ``override`` sets replaced."""
-        if override is None:
-            return self
-        changes: dict[str, Any] = {
-            f.name: getattr(override, f.name)
-            for f in attrs.fields(Policy)
-            if getattr(override, f.name) is not None
-        }
-        return attrs.evolve(self, **changes) if changes else self
+        return merge_fields(self, override)

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from gristmill.merge import merge_fields
 from gristmill.resources import Policy, Resources
 
 
@@ -22,11 +23,15 @@ class TaskSettings:
 
     def merged_with(self, other: TaskSettings | None) -> TaskSettings:
         """Field-wise merge: every field ``other`` sets wins."""
-        if other is None:
-            return self
-        return TaskSettings(
-            self.resources.merged_with(other.resources), self.policy.merged_with(other.policy)
-        )
+        return merge_fields(self, other, {"resources": Resources.merged_with,
+                                          "policy": Policy.merged_with})
+
+
+
+def _join_options(
+    base: tuple[tuple[str, Any], ...], override: tuple[tuple[str, Any], ...]
+) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((dict(base) | dict(override)).items()))
 
 
 @attrs.frozen
@@ -42,14 +47,4 @@ class WorkflowSettings:
 
     def merged_with(self, other: WorkflowSettings | None) -> WorkflowSettings:
         """Field-wise merge: every field ``other`` sets wins; options merge key by key."""
-        if other is None:
-            return self
-        changes: dict[str, Any] = {
-            f.name: getattr(other, f.name)
-            for f in attrs.fields(WorkflowSettings)
-            if f.name != "backend_options" and getattr(other, f.name) is not None
-        }
-        if other.backend_options:
-            options = dict(self.backend_options) | dict(other.backend_options)
-            changes["backend_options"] = tuple(sorted(options.items()))
-        return attrs.evolve(self, **changes) if changes else self
+        return merge_fields(self, other, {"backend_options": _join_options})

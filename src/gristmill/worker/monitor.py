@@ -38,7 +38,7 @@ import attrs
 
 from gristmill.resources import format_duration
 from gristmill.states import JobState
-from gristmill.worker.procfs import children, environ_has
+from gristmill.worker.procfs import children, environ_has, pids, stat_fields
 from gristmill.worker.result import AttemptResult, PathLike, open_retrying
 
 _RESET_SIGNALS = tuple(
@@ -71,26 +71,17 @@ def sample_interval(age: float) -> float:
 def group_rss(pgids: Sequence[int]) -> dict[int, int]:
     """Resident bytes of every process in each process group, from one /proc scan."""
     totals = dict.fromkeys(pgids, 0)
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return totals  # no procfs: the watchdog sees nothing
     page = os.sysconf("SC_PAGE_SIZE")
-    for name in names:
-        if not name.isdigit():
-            continue
+    for pid in pids():  # no procfs: none, and the watchdog sees nothing
+        fields = stat_fields(pid)
+        if fields is None:
+            continue  # the process ended while we looked
         try:
-            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                data = os.read(fd, 2048)
-            finally:
-                os.close(fd)
-            fields = data[data.rindex(b")") + 2 :].split()
             pgrp = int(fields[2])
             if pgrp in totals:
                 totals[pgrp] += int(fields[21]) * page
-        except (OSError, ValueError, IndexError):
-            continue  # the process ended while we looked
+        except (ValueError, IndexError):
+            continue
     return totals
 
 

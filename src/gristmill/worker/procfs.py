@@ -1,9 +1,9 @@
-"""What /proc says about a process and the machine, for the local backend.
+"""What /proc says about processes and the machine: the one reader of /proc.
 
 A process is named by its pid *and* its start time: a pid is reused once its
-process is gone, a (pid, start time) pair is not. Both halves of the local backend
-use this, the engine side to tell whether a supervisor still runs, the supervisor
-to name its jobs.
+process is gone, a (pid, start time) pair is not. The local backend's two halves,
+the monitor's memory watchdog, the jobmon and dask backends' orphan hunts all read
+/proc through here. Standard library only (the worker wrapper imports it).
 """
 
 from __future__ import annotations
@@ -11,14 +11,58 @@ from __future__ import annotations
 import os
 
 
-def stat_fields(pid: int) -> list[bytes] | None:
-    """Fields 3 onwards of /proc/<pid>/stat (state, ppid, pgrp, ...); ``None`` if gone."""
+def pids() -> list[int]:
+    """Every process /proc lists now ([] without a procfs)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    return [int(name) for name in names if name.isdigit()]
+
+
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (state, ppid, pgrp, ...); ``None`` if gone.
+
+    One ``os.open``/``os.read`` (no buffered file object): the memory watchdog calls
+    this for every process on the machine at each sample.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
         return data[data.rindex(b")") + 2 :].split()
     except (OSError, ValueError):
         return None
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is not None and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+            members.append(pid)
+    return members
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, words joined by spaces ("" if gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def environ(pid: int) -> list[bytes]:
+    """The ``KEY=value`` entries process ``pid`` started with ([] if gone or not ours)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def start_time(pid: int) -> int | None:
@@ -38,11 +82,7 @@ def children(pid: int) -> list[int]:
 
 def environ_has(pid: int, entry: bytes) -> bool:
     """Whether ``KEY=value`` ``entry`` is in the environment process ``pid`` started with."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return entry in handle.read().split(b"\0")
-    except OSError:
-        return False
+    return entry in environ(pid)
 
 
 def alive(pid: int, start: int) -> bool:

@@ -29,6 +29,7 @@ import attrs
 from gristmill.errors import BackendError
 from gristmill.states import JobState
 from gristmill.worker.monitor import Monitor
+from gristmill.worker.procfs import environ, pids
 from gristmill.worker.result import AttemptResult, read_result, write_result
 
 #: Seconds between looks for the ``.cancel`` marker of a running attempt.
@@ -119,23 +120,11 @@ def stop_orphans(keys: set[str]) -> dict[str, list[int]]:
     """
     prefix = KEY_VAR.encode() + b"="
     found: dict[str, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                entries = handle.read().split(b"\0")
-        except OSError:
-            continue
-        key = next((e[len(prefix):].decode(errors="replace") for e in entries
+    for pid in pids():
+        key = next((e[len(prefix):].decode(errors="replace") for e in environ(pid)
                     if e.startswith(prefix)), None)
         if key not in keys:
             continue
-        pid = int(name)
         with contextlib.suppress(OSError):
             if os.getpgid(pid) == pid:
                 os.killpg(pid, signal.SIGKILL)

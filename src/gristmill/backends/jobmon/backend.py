@@ -50,10 +50,7 @@ from gristmill.backends.base import (
     SleepingWaitMixin,
 )
 from gristmill.backends.jobmon.driver import (
-    cmdline,
-    group_members,
     launch,
-    proc_start,
     read_json,
     write_json,
 )
@@ -75,6 +72,13 @@ from gristmill.backends.jobmon.translate import (
 from gristmill.errors import BackendError, SpecError
 from gristmill.states import JobState
 from gristmill.worker.atomic import write_atomic
+from gristmill.worker.procfs import cmdline, group_members, start_time
+
+
+def _start(pid: int) -> str | None:
+    """A live process's start time as the driver's info file keeps it (a string)."""
+    started = start_time(pid)
+    return None if started is None else str(started)
 
 URL_ENV = "JOBMON__HTTP__SERVICE_URL"
 #: jobmon's client defaults (30 s heartbeat, 10 s distributor poll) suit a cluster; its
@@ -263,7 +267,7 @@ class JobmonBackend(SleepingWaitMixin):
     def _driver_alive(self, run: _Run) -> bool:
         info = read_json(run.root / "driver.json")
         pid = info.get("pid")
-        return isinstance(pid, int) and proc_start(pid) == info.get("start")
+        return isinstance(pid, int) and _start(pid) == info.get("start")
 
     def _ensure_driver(self, run: _Run) -> None:
         """Start a driver for a changed plan once no earlier driver of the run is alive."""
@@ -281,7 +285,7 @@ class JobmonBackend(SleepingWaitMixin):
                 str(run.plan_path), "--generation", str(generation), "--timeout", str(self.timeout)]
         pid = launch(argv, env=env, cwd=run.root, log=log)
         write_json(run.root / "driver.json", {
-            "pid": pid, "start": proc_start(pid), "generation": generation, "log": str(log)})
+            "pid": pid, "start": _start(pid), "generation": generation, "log": str(log)})
         run.pending = False
         logger.info("jobmon driver {} started (pid {}), log {}", generation, pid, log)
 

@@ -33,40 +33,6 @@ from gristmill.errors import BackendError
 from gristmill.worker.atomic import write_atomic
 
 
-def proc_start(pid: int) -> str | None:
-    """The start time of a live (not zombie) process, to tell it from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (from /proc)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     write_atomic(path, json.dumps(data))
 
