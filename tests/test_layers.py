@@ -33,7 +33,8 @@ FORBIDDEN = [
     ("gristmill.backends.batch", "gristmill.backends.sge"),
 ]
 #: The leaves: they import no other gristmill module.
-LEAVES = ("gristmill.states", "gristmill.errors", "gristmill.merge", "gristmill.worker.atomic")
+LEAVES = ("gristmill.states", "gristmill.errors", "gristmill.merge", "gristmill.logs",
+          "gristmill.worker.atomic")
 BACKENDS = ("local", "slurm", "sge", "dask", "jobmon")
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import click
-from loguru import logger
 
 from gristmill.cli import graph, run, scripts, spec, status
+from gristmill.logs import CLI_FORMAT, configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,10 +19,7 @@ from gristmill.cli import graph, run, scripts, spec, status
 @click.version_option(package_name="gristmill")
 def main(verbose: int) -> None:
     """gristmill: batch pipelines from click commands, on a laptop or a cluster."""
-    logger.remove()
-    level = ("WARNING", "INFO", "DEBUG")[min(verbose, 2)]
-    logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}")
-    logger.enable("gristmill")
+    configure_logging(verbose, fmt=CLI_FORMAT)
     if "" not in sys.path:
         sys.path.insert(0, "")  # modules in the working directory import, as with python -m
 

@@ -23,6 +23,7 @@ from gristmill.dsl.context import current_recorder
 from gristmill.dsl.params import Signature
 from gristmill.dsl.registry import registry
 from gristmill.errors import NotInWorkflowError, TaskArgumentError
+from gristmill.logs import configure_logging
 from gristmill.resources import DurationLike, MemoryLike, Policy, Resources
 
 if TYPE_CHECKING:
@@ -30,21 +31,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 After = Union["Node", "NodeGroup", Iterable[Union["Node", "NodeGroup"]], None]
-
-_LOG_LEVELS = ("WARNING", "INFO", "DEBUG")
-
-
-def configure_logging(verbose: int) -> None:
-    """Send loguru output to stderr at WARNING, INFO (-v) or DEBUG (-vv).
-
-    gristmill's own records are enabled too: the traceback of a failing task is
-    logged by gristmill and must reach the attempt's log even without ``-v``.
-    """
-    logger.remove()
-    level = _LOG_LEVELS[min(max(verbose, 0), len(_LOG_LEVELS) - 1)]
-    logger.add(sys.stderr, level=level, backtrace=False, diagnose=False)
-    logger.enable("gristmill")
-
 
 def run_handled(fn: Callable[..., Any], kwargs: Mapping[str, Any], *, with_debugger: bool) -> Any:
     """Run a task body: log an uncaught exception with its traceback and exit 1.

@@ -30,6 +30,7 @@ from loguru import logger
 
 from gristmill.backends.jobmon.translate import WorkflowPlan, templates
 from gristmill.errors import BackendError
+from gristmill.logs import configure_logging
 from gristmill.worker.atomic import write_atomic
 
 
@@ -223,9 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--generation", type=int, default=1)
         parser.add_argument("--timeout", type=int, default=7 * 24 * 3600)
         options = parser.parse_args(words[1:])
-        logger.remove()
-        logger.add(sys.stderr, level="INFO")
-        logger.enable("gristmill")
+        configure_logging(1)
         return drive(options.plan, options.generation, options.timeout)
     sys.stderr.write(
         "usage: python -m gristmill.backends.jobmon.driver drive PLAN | attempt ARGS\n"
