@@ -242,9 +242,6 @@ class Resources:
 #: The resources a task gets when nothing at all is said about it.
 DEFAULT_RESOURCES = Resources(mem="1G", cores=1, runtime="1h")
 
-Cause = Literal["oom", "timeout"]
-
-
 def _factor(value: object) -> float:
     text = str(value).strip().lower()
     if text.startswith("x"):

@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -280,16 +280,3 @@ def check_installed(package: str) -> list[str]:
     return problems
 
 
-def task_for_target(target: str) -> Task | None:
-    """The registered task whose console-script target is ``target``."""
-    module, _, attr = target.partition(":")
-    if not attr.endswith(".main"):
-        return None
-    try:
-        return registry().get(f"{module}:{attr[: -len('.main')]}")
-    except GristmillError:
-        return None
-
-
-def iter_tasks(packages: Iterable[str]) -> list[Task]:
-    return [t for p in packages for t in registry().tasks_in(p)]

@@ -16,8 +16,6 @@ Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -113,13 +111,6 @@ class Engine:
 
     def _task_limit(self, unit: int) -> int | None:
         return self.plans[unit].policy.max_concurrent
-
-    def _full(self, node: int) -> bool:
-        unit, _ = self._unit_of(node)
-        limit = self._task_limit(unit)
-        if limit is None:
-            return False
-        return self.live_per_task[self.graph.workflow.units[unit].task.key] >= limit
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -581,15 +572,3 @@ def _handle_marker(result_path: str) -> str | None:
     return text or None
 
 
-def engine_pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

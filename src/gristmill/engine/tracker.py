@@ -203,8 +203,8 @@ class Tracker:
     def next_ready(self, full: Callable[[int], bool]) -> Iterator[int]:
         """READY nodes to dispatch, retries first, skipping units whose task is ``full``.
 
-        A node handed out is no longer queued: the caller dispatches it or calls
-        :meth:`push_back`. A full task's group is skipped without expanding it.
+        A node handed out is no longer queued: the caller dispatches it. A full task's
+        group is skipped without expanding it.
         """
         for _ in range(len(self.retry)):
             node = self.retry.popleft()
@@ -229,10 +229,6 @@ class Tracker:
                 continue
             cursor.take()
             yield peeked
-
-    def push_back(self, node: int) -> None:
-        """Return a node that could not be dispatched now; it comes first next time."""
-        self.retry.appendleft(node)
 
     def requeue(self, node: int) -> None:
         """A failed attempt that will be retried goes back to READY."""

@@ -75,7 +75,6 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
-        self._pending_events: list[tuple[float, int, int, int, str]] = []
 
     # -- opening -----------------------------------------------------------------
 
