@@ -27,18 +27,29 @@ from gristmill.resources import Escalation, Policy, Resources
 
 if TYPE_CHECKING:
     from gristmill import runs
+    from gristmill.engine.runner import RunResult
+    from gristmill.spec.load import Spec
 
 __version__ = "0.1.0"
 
+#: Public names imported on first use: a task process, which only records or runs one
+#: command, never pays for the run-directory, spec (YAML, cattrs) or engine code.
+_LAZY = {
+    "runs": ("gristmill.runs", None),
+    "Spec": ("gristmill.spec.load", "Spec"),
+    "RunResult": ("gristmill.engine.runner", "RunResult"),
+}
+
 
 def __getattr__(name: str) -> Any:
-    """``gm.runs`` on first use: a task process that never makes a run directory does
-    not pay for importing it (and its YAML and provenance code) at every start."""
-    if name == "runs":
-        import importlib
+    """``gm.runs``, ``gm.Spec`` and ``gm.RunResult``, imported on first use (see _LAZY)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gristmill' has no attribute {name!r}")
+    import importlib
 
-        return importlib.import_module("gristmill.runs.directory")
-    raise AttributeError(f"module 'gristmill' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
 
 logger.disable("gristmill")
 
@@ -53,6 +64,8 @@ __all__ = [
     "Policy",
     "Resources",
     "RunDirError",
+    "RunResult",
+    "Spec",
     "SpecError",
     "StoreError",
     "Task",

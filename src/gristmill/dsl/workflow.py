@@ -4,13 +4,14 @@ Calling a :class:`WorkflowFunction` runs its function with a recorder in place
 (:mod:`gristmill.dsl.recording`), so each task call adds a unit to a :class:`Workflow`
 and runs nothing. Recording is cheap on purpose: a ``task.map`` over a million draws
 is one :class:`Unit`, and :class:`Node`/:class:`NodeGroup` are thin views over it
-(:mod:`gristmill.dsl.nodes`). Those names are re-exported here.
+(:mod:`gristmill.dsl.nodes`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, overload
@@ -22,6 +23,7 @@ from gristmill.dsl.recording import recorder_for
 from gristmill.errors import TaskArgumentError
 
 if TYPE_CHECKING:
+    from gristmill.engine.runner import RunResult
     from gristmill.graph.resolved import Graph
     from gristmill.spec.load import Spec
 
@@ -82,14 +84,18 @@ class Workflow:
 
     def run(
         self,
-        backend: Any = None,
+        backend: str | None = None,
         *,
-        run_dir: Any = "runs",
-        spec: Any = None,
+        run_dir: str | os.PathLike[str] = "runs",
+        spec: Spec | str | os.PathLike[str] | None = None,
         resume: bool = True,
         **backend_options: Any,
-    ) -> Any:
-        """Run to completion in a (new or reused) run directory; return a ``RunResult``."""
+    ) -> RunResult:
+        """Run to completion in a (new or reused) run directory; task failures are in the result.
+
+        The engine is imported here, on first use: recording a workflow (what every task
+        process and ``gristmill graph`` do) never loads it.
+        """
         from gristmill.engine.runner import run_workflow
 
         return run_workflow(
