@@ -49,7 +49,7 @@ class RunResult:
         return self.counts.get("FAILED", 0) + self.counts.get("UPSTREAM_FAILED", 0)
 
 
-def prepare_run_dir(run_dir: Path | str, *, resume: bool) -> tuple[Path, bool]:
+def prepare_run_dir(run_dir: str | os.PathLike[str], *, resume: bool) -> tuple[Path, bool]:
     """(run directory, whether it already holds a run). A root gets a new numbered run.
 
     The path is made absolute with links resolved (``runs/latest`` is the run it points
@@ -79,7 +79,7 @@ def run_workflow(
     wf: Workflow,
     *,
     backend: str | None = None,
-    run_dir: Path | str = "runs",
+    run_dir: str | os.PathLike[str] = "runs",
     spec: Spec | str | os.PathLike[str] | None = None,
     resume: bool = True,
     resources: Resources | None = None,
@@ -104,7 +104,8 @@ def run_workflow(
 
 
 def run_plan(
-    plan: Plan, run_dir: Path | str, *, resume: bool = True, argv: list[str] | None = None
+    plan: Plan, run_dir: str | os.PathLike[str], *, resume: bool = True,
+    argv: list[str] | None = None,
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine."""
     backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
