@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -67,18 +67,47 @@ class JobStatus:
     reason: str = ""
 
 
+def _at_least(least: float) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+        if value is not None and value < least:
+            raise ValueError(f"Capabilities.{attribute.name}={value!r}: give at least {least:g}")
+
+    return check
+
+
 @attrs.frozen
 class Capabilities:
-    """What a backend can do, declared as data (as Snakemake's executor settings do)."""
+    """Everything the engine reads from a backend besides the protocol's methods.
 
-    arrays: bool = False  # packs similar jobs into one scheduler call
-    reattach: bool = True  # can re-adopt live jobs after an engine restart
-    enforces_memory: bool = False
-    enforces_runtime: bool = False
+    Declared as data (as Snakemake's executor settings and Parsl's
+    ``status_polling_interval`` are) so that a plugin says what it needs instead of the
+    engine probing for attributes; the engine honours every field. A backend whose
+    values depend on its options (the local backend's window follows its cores) builds
+    its own in ``__init__`` with ``attrs.evolve``.
+    """
+
+    #: Can re-adopt live jobs after an engine restart (``attach``). When False, a resumed
+    #: run never calls ``attach``: attempts an earlier engine left open count as LOST and
+    #: run again, unless their result file says how they ended.
+    reattach: bool = False
     #: Runs dependencies and retries itself (jobmon): the engine hands it every node
     #: left to run in one ``submit``, with ``after`` and ``max_attempts`` filled in,
     #: and then only mirrors the states it reports.
     dag: bool = False
+    #: Seconds the engine leaves at least between two ``poll`` calls: the shortest
+    #: interval worth a scheduler query (one ``squeue`` per tick).
+    poll_min: float = attrs.field(default=0.0, validator=_at_least(0))
+    #: At most this many jobs handed over and not yet reported finished (None: only the
+    #: engine's own limits apply). Keeps each engine cycle cheap while the backend
+    #: always has the next jobs queued.
+    max_inflight: int | None = attrs.field(default=None, validator=_at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.dag and self.max_inflight is not None:
+            raise ValueError(
+                "Capabilities(dag=True, max_inflight=...): a dag backend is handed every "
+                "node at once, so it limits how many run itself; drop max_inflight"
+            )
 
 
 @runtime_checkable
@@ -86,6 +115,7 @@ class Backend(Protocol):
     """Where attempts run. See DESIGN.md, "Backend protocol"."""
 
     name: str
+    #: What the engine may rely on; read once, when the engine starts.
     capabilities: Capabilities
 
     def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
@@ -101,7 +131,10 @@ class Backend(Protocol):
         ...
 
     def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Re-adopt jobs submitted by an earlier engine on the same run."""
+        """Re-adopt jobs submitted by an earlier engine on the same run.
+
+        Called only when ``capabilities.reattach`` is True; otherwise it may raise.
+        """
         ...
 
     def wait(self, timeout: float) -> None:

@@ -16,7 +16,7 @@ import click
 
 from gristmill.cli.common import WF_ARGS, handle_errors
 from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
-from gristmill.errors import GristmillError, RunDirError
+from gristmill.errors import BackendError, GristmillError, RunDirError
 from gristmill.resources import Policy
 from gristmill.spec.load import Spec, resources_from_cli
 
@@ -254,7 +254,11 @@ def cancel(run_dir: Path, timeout: float) -> None:
 
 
 def cancel_orphans(run_dir: Path) -> int:
-    """Cancel the jobs an engine that died left open (read-only on the store)."""
+    """Cancel the jobs an engine that died left open (read-only on the store).
+
+    Only a backend that can re-adopt jobs (``Capabilities.reattach``) knows them again;
+    for any other, this says so rather than pretend to have cancelled them.
+    """
     from gristmill.backends.base import JobHandle
     from gristmill.backends.registry import make_backend
     from gristmill.store.db import Store
@@ -267,8 +271,15 @@ def cancel_orphans(run_dir: Path) -> int:
         store.close()
     if not open_attempts:
         return 0
-    backend = make_backend(str(meta.get("backend", "local")), **(meta.get("backend_options") or {}))
+    name = str(meta.get("backend") or "local")
+    backend = make_backend(name, **(meta.get("backend_options") or {}))
     try:
+        if not backend.capabilities.reattach:
+            raise BackendError(
+                f"backend {name} cannot re-adopt the {len(open_attempts)} job(s) the engine of "
+                f"{run_dir} left open, so it cannot cancel them; stop them with the "
+                "scheduler's own tools"
+            )
         handles = [JobHandle(a.backend, a.job_id or "", a.key, a.result_path)
                    for a in open_attempts]
         backend.attach(handles)

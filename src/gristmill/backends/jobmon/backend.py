@@ -142,9 +142,8 @@ class JobmonBackend(SleepingWaitMixin):
     """
 
     name = "jobmon"
-    capabilities = Capabilities(arrays=False, reattach=True, enforces_memory=True,
-                                enforces_runtime=True, dag=True)
-    poll_min = 0.5
+    #: One status request every 0.5 s at most: each asks the server for every task.
+    capabilities = Capabilities(reattach=True, dag=True, poll_min=0.5)
 
     def __init__(
         self, *, cluster: str = "sequential", tool: str = "gristmill", queue: str | None = None,
