@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from gristmill.resources import Resources
+from gristmill.resources import Resources, parse_memory
 from gristmill.states import JobState
 
 
@@ -110,6 +110,49 @@ class Capabilities:
             )
 
 
+SettingKind = Literal["str", "int", "float", "bool", "memory"]
+
+
+@attrs.frozen
+class BackendSetting:
+    """One option a backend's constructor takes, declared so the CLI can offer it.
+
+    ``gristmill run`` and ``resume`` make a flag of every setting of every registered
+    backend (as Snakemake does from an executor's settings class): ``--<backend>-<name>``
+    unless ``flag`` names another (the local backend keeps ``--max-cores``). A value
+    given on the command line reaches the backend as the keyword ``name``; the same
+    options can also come as text from ``--option KEY=VALUE`` or the spec, which each
+    backend parses itself.
+    """
+
+    #: The constructor's keyword, e.g. ``"max_cores"``.
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"[a-z_][a-z0-9_]*"))
+    help: str
+    #: How the command line parses it: ``memory`` takes "8G" and gives bytes; ``bool``
+    #: makes a ``--flag/--no-flag`` pair.
+    kind: SettingKind = "str"
+    #: The backend's default, shown in the help; None when there is none or it is
+    #: computed (the help then says how).
+    default: str | int | float | bool | None = None
+    #: The smallest value accepted (``int`` and ``float``).
+    minimum: int | float | None = None
+    #: The flag, when not ``--<backend>-<name>``.
+    flag: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(
+            attrs.validators.matches_re(r"--[a-z0-9][a-z0-9-]*"))
+    )
+
+    def flag_for(self, backend: str) -> str:
+        """The command-line flag of this setting of ``backend``."""
+        return self.flag or f"--{backend}-{self.name}".replace("_", "-")
+
+    def convert(self, value: Any, backend: str) -> Any:
+        """A flag's value as the backend takes it (memory sizes in bytes)."""
+        if self.kind == "memory" and isinstance(value, str):
+            return parse_memory(value, what=self.flag_for(backend))
+        return value
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Where attempts run. See DESIGN.md, "Backend protocol"."""
@@ -117,6 +160,8 @@ class Backend(Protocol):
     name: str
     #: What the engine may rely on; read once, when the engine starts.
     capabilities: Capabilities
+    #: The options ``__init__`` takes, for the command line (may be empty).
+    settings: ClassVar[tuple[BackendSetting, ...]]
 
     def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
         """Start every job; one handle per job, in order. May pack arrays."""

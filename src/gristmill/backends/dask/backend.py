@@ -47,6 +47,7 @@ from gristmill.backends.dask.resources import (
     restrictions,
     workers_from_info,
 )
+from gristmill.backends.dask.settings import SETTINGS
 from gristmill.backends.dask.status import RUNNING, Tracker, ended, file_status, key_of, lost
 from gristmill.backends.dask.task import (
     TOPIC,
@@ -117,6 +118,7 @@ class DaskBackend:
     name = "dask"
     #: ``max_inflight`` follows the cluster's threads: each instance sets its own.
     capabilities = Capabilities(reattach=True)
+    settings = SETTINGS
 
     def __init__(
         self, *, scheduler: str | None = None, n_workers: int | str | None = None,

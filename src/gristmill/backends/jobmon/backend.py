@@ -57,6 +57,7 @@ from gristmill.backends.jobmon.driver import (
     read_json,
     write_json,
 )
+from gristmill.backends.jobmon.settings import SETTINGS
 from gristmill.backends.jobmon.translate import (
     LOCAL_CLUSTERS,
     STATES,
@@ -144,6 +145,7 @@ class JobmonBackend(SleepingWaitMixin):
     name = "jobmon"
     #: One status request every 0.5 s at most: each asks the server for every task.
     capabilities = Capabilities(reattach=True, dag=True, poll_min=0.5)
+    settings = SETTINGS
 
     def __init__(
         self, *, cluster: str = "sequential", tool: str = "gristmill", queue: str | None = None,

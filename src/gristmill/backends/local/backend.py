@@ -45,6 +45,7 @@ import attrs
 from loguru import logger
 
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
+from gristmill.backends.local.settings import SETTINGS
 from gristmill.backends.local.supervisor import CANCEL_SCAN, write_marker
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import format_memory, parse_memory
@@ -95,6 +96,7 @@ class LocalBackend:
     name = "local"
     #: ``max_inflight`` follows ``max_cores``: each instance sets its own (``__init__``).
     capabilities = Capabilities(reattach=True)
+    settings = SETTINGS
 
     def __init__(
         self, *, max_cores: int | str | None = None, max_mem: int | str | None = None,
