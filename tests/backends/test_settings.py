@@ -63,6 +63,11 @@ def test_a_setting_refuses_a_name_or_flag_no_command_line_can_carry(
         BackendSetting(name, "Help.", flag=flag)
 
 
+def test_a_setting_refuses_a_kind_the_command_line_cannot_parse() -> None:
+    with pytest.raises(ValueError, match="'kind' must be in"):
+        BackendSetting("when", "Help.", kind="date")  # type: ignore[arg-type]
+
+
 def test_the_backend_classes_import_without_their_heavy_dependencies() -> None:
     """The CLI imports every backend class for its settings: distributed and jobmon wait
     until a backend is built."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 
@@ -68,6 +68,8 @@ class JobStatus:
 
 
 def _at_least(least: float) -> Any:
+    """A validator refusing a number below ``least`` (None passes: the field is unset)."""
+
     def check(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
         if value is not None and value < least:
             raise ValueError(f"Capabilities.{attribute.name}={value!r}: give at least {least:g}")
@@ -130,7 +132,9 @@ class BackendSetting:
     help: str
     #: How the command line parses it: ``memory`` takes "8G" and gives bytes; ``bool``
     #: makes a ``--flag/--no-flag`` pair.
-    kind: SettingKind = "str"
+    kind: SettingKind = attrs.field(
+        default="str", validator=attrs.validators.in_(get_args(SettingKind))
+    )
     #: The backend's default, shown in the help; None when there is none or it is
     #: computed (the help then says how).
     default: str | int | float | bool | None = None
