@@ -55,6 +55,7 @@ class InstantBackend:
 
     name = "instant"
     capabilities = Capabilities(reattach=False)
+    settings = ()
 
     def __init__(self, **options: Any) -> None:
         self._next = 0

@@ -113,8 +113,9 @@ def test_it_is_a_backend_with_its_capabilities() -> None:
         assert isinstance(instance, Backend)
         assert instance.name == "local"
         caps = instance.capabilities
-        assert (caps.arrays, caps.reattach, caps.enforces_memory, caps.enforces_runtime) == (
-            False, True, True, True)
+        assert (caps.reattach, caps.dag, caps.poll_min, caps.max_inflight) == (
+            True, False, 0.0, 16)  # the window: 4 x its cores, at least 16
+        assert LocalBackend(max_cores=8).capabilities.max_inflight == 32
         assert instance.max_mem > 0
 
 

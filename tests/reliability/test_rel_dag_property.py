@@ -150,6 +150,7 @@ class DoubleBackend(SleepingWaitMixin):
 
     name = "double"
     capabilities = Capabilities(reattach=True)
+    settings = ()
 
     def __init__(self, lost: frozenset[int], seed: int) -> None:
         self.lost = set(lost)

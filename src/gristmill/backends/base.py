@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 
-from gristmill.resources import Resources
+from gristmill.resources import Resources, parse_memory
 from gristmill.states import JobState
 
 if TYPE_CHECKING:
@@ -79,18 +79,94 @@ class JobStatus:
         )
 
 
+def _at_least(least: float) -> Any:
+    """A validator refusing a number below ``least`` (None passes: the field is unset)."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+        if value is not None and value < least:
+            raise ValueError(f"Capabilities.{attribute.name}={value!r}: give at least {least:g}")
+
+    return check
+
+
 @attrs.frozen
 class Capabilities:
-    """What a backend can do, declared as data (as Snakemake's executor settings do)."""
+    """Everything the engine reads from a backend besides the protocol's methods.
 
-    arrays: bool = False  # packs similar jobs into one scheduler call
-    reattach: bool = True  # can re-adopt live jobs after an engine restart
-    enforces_memory: bool = False
-    enforces_runtime: bool = False
+    Declared as data (as Snakemake's executor settings and Parsl's
+    ``status_polling_interval`` are) so that a plugin says what it needs instead of the
+    engine probing for attributes; the engine honours every field. A backend whose
+    values depend on its options (the local backend's window follows its cores) builds
+    its own in ``__init__`` with ``attrs.evolve``.
+    """
+
+    #: Can re-adopt live jobs after an engine restart (``attach``). When False, a resumed
+    #: run never calls ``attach``: attempts an earlier engine left open count as LOST and
+    #: run again, unless their result file says how they ended.
+    reattach: bool = False
     #: Runs dependencies and retries itself (jobmon): the engine hands it every node
     #: left to run in one ``submit``, with ``after`` and ``max_attempts`` filled in,
     #: and then only mirrors the states it reports.
     dag: bool = False
+    #: Seconds the engine leaves at least between two ``poll`` calls: the shortest
+    #: interval worth a scheduler query (one ``squeue`` per tick).
+    poll_min: float = attrs.field(default=0.0, validator=_at_least(0))
+    #: At most this many jobs handed over and not yet reported finished (None: only the
+    #: engine's own limits apply). Keeps each engine cycle cheap while the backend
+    #: always has the next jobs queued.
+    max_inflight: int | None = attrs.field(default=None, validator=_at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.dag and self.max_inflight is not None:
+            raise ValueError(
+                "Capabilities(dag=True, max_inflight=...): a dag backend is handed every "
+                "node at once, so it limits how many run itself; drop max_inflight"
+            )
+
+
+SettingKind = Literal["str", "int", "float", "bool", "memory"]
+
+
+@attrs.frozen
+class BackendSetting:
+    """One option a backend's constructor takes, declared so the CLI can offer it.
+
+    ``gristmill run`` and ``resume`` make a flag of every setting of every registered
+    backend (as Snakemake does from an executor's settings class): ``--<backend>-<name>``
+    unless ``flag`` names another (the local backend keeps ``--max-cores``). A value
+    given on the command line reaches the backend as the keyword ``name``; the same
+    options can also come as text from ``--option KEY=VALUE`` or the spec, which each
+    backend parses itself.
+    """
+
+    #: The constructor's keyword, e.g. ``"max_cores"``.
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"[a-z_][a-z0-9_]*"))
+    help: str
+    #: How the command line parses it: ``memory`` takes "8G" and gives bytes; ``bool``
+    #: makes a ``--flag/--no-flag`` pair.
+    kind: SettingKind = attrs.field(
+        default="str", validator=attrs.validators.in_(get_args(SettingKind))
+    )
+    #: The backend's default, shown in the help; None when there is none or it is
+    #: computed (the help then says how).
+    default: str | int | float | bool | None = None
+    #: The smallest value accepted (``int`` and ``float``).
+    minimum: int | float | None = None
+    #: The flag, when not ``--<backend>-<name>``.
+    flag: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(
+            attrs.validators.matches_re(r"--[a-z0-9][a-z0-9-]*"))
+    )
+
+    def flag_for(self, backend: str) -> str:
+        """The command-line flag of this setting of ``backend``."""
+        return self.flag or f"--{backend}-{self.name}".replace("_", "-")
+
+    def convert(self, value: Any, backend: str) -> Any:
+        """A flag's value as the backend takes it (memory sizes in bytes)."""
+        if self.kind == "memory" and isinstance(value, str):
+            return parse_memory(value, what=self.flag_for(backend))
+        return value
 
 
 @runtime_checkable
@@ -98,7 +174,10 @@ class Backend(Protocol):
     """Where attempts run. See docs/architecture.md, "The backend protocol"."""
 
     name: str
+    #: What the engine may rely on; read once, when the engine starts.
     capabilities: Capabilities
+    #: The options ``__init__`` takes, for the command line (may be empty).
+    settings: ClassVar[tuple[BackendSetting, ...]]
 
     def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
         """Start every job; one handle per job, in order. May pack arrays."""
@@ -113,7 +192,10 @@ class Backend(Protocol):
         ...
 
     def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Re-adopt jobs submitted by an earlier engine on the same run."""
+        """Re-adopt jobs submitted by an earlier engine on the same run.
+
+        Called only when ``capabilities.reattach`` is True; otherwise it may raise.
+        """
         ...
 
     def wait(self, timeout: float) -> None:

@@ -14,39 +14,38 @@ from typing import Any
 
 import click
 
+from gristmill.backends.registry import DEFAULT_BACKEND
+from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.engine.plan import resolve_spec
 from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
-from gristmill.errors import GristmillError, RunDirError
+from gristmill.errors import BackendError, GristmillError, RunDirError
 from gristmill.resources import Policy
 from gristmill.spec.load import Spec, resources_from_cli
 
 
-def _backend_options(pairs: tuple[str, ...], max_cores: int | None, max_mem: str | None,
-                     strict: bool, dask_scheduler: str | None = None) -> dict[str, Any]:
+def _generic_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs: text for the backend to parse (any backend, any key)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise GristmillError(f"--option {pair!r}: write backend options as KEY=VALUE")
         options[key.replace("-", "_")] = value
-    if max_cores is not None:
-        options["max_cores"] = max_cores
-    if max_mem is not None:
-        from gristmill.resources import parse_memory
-
-        options["max_mem"] = parse_memory(max_mem, what="--max-mem")
-    if strict:
-        options["strict_resources"] = True
-    if dask_scheduler:
-        options["scheduler"] = dask_scheduler
     return options
 
 
+def backend_options(ctx: click.Context, backend: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """The options the command line gives ``backend``: ``--option`` pairs, then its flags."""
+    return {**_generic_options(pairs), **options_for(backend, given_backend_flags(ctx))}
+
+
 def run_options(fn: Any) -> Any:
-    """Options shared by ``run`` and ``resume``."""
+    """Options shared by ``run`` and ``resume``; each backend's own flags come from its
+    declared settings (:class:`~gristmill.cli.backend_flags.BackendFlagsCommand`)."""
     decorators = [
-        click.option("--backend", help="local, slurm, sge, dask, jobmon (default: the spec's, "
-                     "else local)."),
+        click.option("--backend", help="Where tasks run: local, slurm, sge, dask, jobmon or a "
+                     "plugin's (default: the spec's, else local)."),
         click.option("--max-concurrent", type=click.IntRange(min=1),
                      help="At most this many jobs at once."),
         click.option("--fail-fast/--no-fail-fast", default=None,
@@ -54,15 +53,9 @@ def run_options(fn: Any) -> Any:
         click.option("--retries", type=click.IntRange(min=0),
                      help="Retries per task (overrides decorator and spec)."),
         click.option("--poll-interval", type=float, help="Longest wait between status polls (s)."),
-        click.option("--max-cores", type=click.IntRange(min=1), help="local: cores to use."),
-        click.option("--max-mem", help="local: memory to use (e.g. 8G)."),
-        click.option("--strict-resources", is_flag=True,
-                     help="local: refuse tasks that ask for more than the machine has."),
-        click.option("--dask-scheduler", metavar="ADDRESS",
-                     help="dask: the scheduler to use (tcp://host:8786); default: a local "
-                     "cluster of this machine."),
         click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
-                     help="A backend option (repeatable)."),
+                     help="A backend option (repeatable), for any backend; text the backend "
+                     "parses."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -136,7 +129,7 @@ def _exit_for(result: RunResult) -> None:
         sys.exit(1)
 
 
-@click.command(context_settings=WF_ARGS)
+@click.command(cls=BackendFlagsCommand, context_settings=WF_ARGS)
 @click.argument("target")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML spec with resources and settings per task.")
@@ -154,9 +147,7 @@ def run(
     ctx: click.Context, target: str, spec_path: Path | None, run_dir: Path, mem: str | None,
     cores: int | None, runtime: str | None, queue: str | None, project: str | None,
     backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
-    retries: int | None, poll_interval: float | None, max_cores: int | None,
-    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
-    backend_option: tuple[str, ...],
+    retries: int | None, poll_interval: float | None, backend_option: tuple[str, ...],
 ) -> None:
     """Run the workflow TARGET (module:workflow); its parameters follow as options.
 
@@ -167,8 +158,9 @@ def run(
     wf = build_workflow(target, ctx.args, prog=f"gristmill run {target}")
     resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
                                    project=project)
-    options = _backend_options(backend_option, max_cores, max_mem, strict_resources,
-                               dask_scheduler)
+    if backend is None and given_backend_flags(ctx):  # which backend the flags must be for
+        backend = resolve_spec(wf, spec_path).workflow.backend or DEFAULT_BACKEND
+    options = backend_options(ctx, backend or DEFAULT_BACKEND, backend_option)
     _run_to_exit(lambda: run_workflow(
         wf,
         backend=backend,
@@ -184,28 +176,27 @@ def run(
     ), run_dir)
 
 
-@click.command()
+@click.command(cls=BackendFlagsCommand)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @run_options
+@click.pass_context
 @handle_errors
 def resume(
-    run_dir: Path, backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
-    retries: int | None, poll_interval: float | None, max_cores: int | None,
-    max_mem: str | None, strict_resources: bool, dask_scheduler: str | None,
+    ctx: click.Context, run_dir: Path, backend: str | None, max_concurrent: int | None,
+    fail_fast: bool | None, retries: int | None, poll_interval: float | None,
     backend_option: tuple[str, ...],
 ) -> None:
     """Continue RUN_DIR: skip DONE nodes, re-adopt live jobs, run the rest."""
     if "" not in sys.path:
         sys.path.insert(0, "")
     wf, meta = rebuild_workflow(run_dir)
+    backend = backend or str(meta.get("backend") or DEFAULT_BACKEND)
     stored_options = meta.get("backend_options") or {}
-    options = {**stored_options, **_backend_options(
-        backend_option, max_cores, max_mem, strict_resources, dask_scheduler
-    )}
+    options = {**stored_options, **backend_options(ctx, backend, backend_option)}
     settings = meta.get("settings") or {}
     _run_to_exit(lambda: run_workflow(
         wf,
-        backend=backend or meta.get("backend"),
+        backend=backend,
         run_dir=run_dir,
         spec=Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)"),
         resources=_stored_resources(settings),
@@ -254,7 +245,11 @@ def cancel(run_dir: Path, timeout: float) -> None:
 
 
 def cancel_orphans(run_dir: Path) -> int:
-    """Cancel the jobs an engine that died left open (read-only on the store)."""
+    """Cancel the jobs an engine that died left open (read-only on the store).
+
+    Only a backend that can re-adopt jobs (``Capabilities.reattach``) knows them again;
+    for any other, this says so rather than pretend to have cancelled them.
+    """
     from gristmill.backends.base import JobHandle
     from gristmill.backends.registry import make_backend
     from gristmill.store.db import Store
@@ -267,8 +262,15 @@ def cancel_orphans(run_dir: Path) -> int:
         store.close()
     if not open_attempts:
         return 0
-    backend = make_backend(str(meta.get("backend", "local")), **(meta.get("backend_options") or {}))
+    name = str(meta.get("backend") or DEFAULT_BACKEND)
+    backend = make_backend(name, **(meta.get("backend_options") or {}))
     try:
+        if not backend.capabilities.reattach:
+            raise BackendError(
+                f"backend {name} cannot re-adopt the {len(open_attempts)} job(s) the engine of "
+                f"{run_dir} left open, so it cannot cancel them; stop them with the "
+                "scheduler's own tools"
+            )
         handles = [JobHandle(a.backend, a.job_id or "", a.key, a.result_path)
                    for a in open_attempts]
         backend.attach(handles)

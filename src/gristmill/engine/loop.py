@@ -98,11 +98,13 @@ class Engine:
         self._new_attempts: list[AttemptRecord] = []
         self._attempt_counts: dict[int, int] = {}
         self.failed_nodes: list[int] = []
-        inflight = getattr(backend, "max_inflight", None)
-        limits = [x for x in (config.max_concurrent, inflight) if x]
+        #: What the backend declared; read once, each field honoured below.
+        self.capabilities = caps = backend.capabilities
+        limits = [x for x in (config.max_concurrent, caps.max_inflight) if x]
         self.window = min(limits) if limits else 10_000
         #: The backend runs dependencies and retries itself: it gets every node at once.
-        self.dag = backend.capabilities.dag
+        self.dag = caps.dag
+        self._polled_at = 0.0  # when ``poll`` was last called (time.monotonic())
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class Engine:
 
     def _loop(self) -> None:
         # A scheduler backend may ask for a longer shortest interval (one squeue per tick).
-        poll_min = max(self.config.poll_min, float(getattr(self.backend, "poll_min", 0.0)))
+        poll_min = max(self.config.poll_min, self.capabilities.poll_min)
         interval = poll_min
         while True:
             submitted = 0 if self.stopping else self.dispatch()
@@ -158,12 +160,26 @@ class Engine:
                 if pause > 0:  # a transient submission failure: wait, then try again
                     time.sleep(pause)
                 continue
-            self.backend.wait(self._sync(interval))
+            self._pause(interval)
             finished = self.collect()
             self.flush()
             interval = (
                 poll_min if finished else min(self.config.poll_max, max(interval, 0.05) * 1.5)
             )
+
+    def _pause(self, interval: float) -> None:
+        """Wait for news at most ``interval`` s, and until the backend's poll floor passed.
+
+        The local backend's ``wait`` returns as soon as an attempt ends, and a due
+        checkpoint (:meth:`_sync`) cuts a wait short; neither may make the engine poll a
+        backend sooner than its declared ``poll_min`` after the last poll. The rest of
+        the floor is slept here: news cannot be acted on before the next poll anyway.
+        """
+        self.backend.wait(self._sync(interval))
+        rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
+        while rest > 0:
+            time.sleep(self._sync(rest))
+            rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
 
     def _sync(self, interval: float) -> float:
         """Make what was written durable (SQLite checkpoint, fsync) at most every SYNC_EVERY s;
@@ -318,6 +334,7 @@ class Engine:
         handles = [live.handle for live in self.live.values()]
         if not handles:
             return 0
+        self._polled_at = time.monotonic()
         try:
             statuses = self.backend.poll(handles)
         except BackendError as exc:
@@ -527,6 +544,7 @@ class Engine:
         index = {identity: node for node, identity in enumerate(self.identities)}
         handles: list[JobHandle] = []
         arrived: list[tuple[Live, JobStatus]] = []
+        orphans = 0  # open attempts a backend that cannot reattach leaves to run again
         for record in records:
             node = index.get(record.identity)
             if node is None:
@@ -540,11 +558,16 @@ class Engine:
                 logger.warning("{}", exc)
                 result = None
             job_id = record.job_id or _handle_marker(record.result_path)
+            lost = ""
             if job_id is None and result is None:
                 # Submitted but never confirmed: it cannot have started, so run it again.
-                self._attempt_ended(node, record.key, JobStatus(
-                    JobState.LOST, reason="submission not confirmed before the engine stopped"
-                ))
+                lost = "submission not confirmed before the engine stopped"
+            elif result is None and not self.capabilities.reattach:
+                orphans += 1
+                lost = (f"backend {self.backend.name} cannot re-adopt jobs of an earlier "
+                        "engine (Capabilities.reattach is False)")
+            if lost:
+                self._attempt_ended(node, record.key, JobStatus(JobState.LOST, reason=lost))
                 self.tracker.states[node] = NodeState.PENDING
                 continue
             handle = JobHandle(self.backend.name, job_id or "", record.key, record.result_path)
@@ -556,7 +579,10 @@ class Engine:
                 arrived.append((self.live[handle.key], JobStatus.from_result(result)))
             else:
                 handles.append(handle)
-        if handles:
+        if orphans:
+            logger.warning("backend {} cannot re-adopt jobs: {} attempt(s) an earlier engine "
+                           "left open run again", self.backend.name, orphans)
+        if handles:  # only ever filled when the backend declared reattach
             logger.info("re-adopting {} job(s) left running by an earlier engine", len(handles))
             self.backend.attach(handles)
         return arrived

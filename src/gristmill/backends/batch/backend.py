@@ -85,10 +85,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     wrapper_runtime = False  # the worker wrapper enforces each task's runtime (see arrays)
     #: The environment variables in which an element finds its job id and task id.
     id_env: tuple[str, str] = ("", "")
-    capabilities = Capabilities(
-        arrays=True, reattach=True, enforces_memory=True, enforces_runtime=True
-    )
-    poll_min = 2.0
+    #: One status query every 2 s at most: each is a scheduler command (squeue, qstat).
+    capabilities = Capabilities(reattach=True, poll_min=2.0)
 
     def __init__(
         self,

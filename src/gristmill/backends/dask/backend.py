@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
-import distributed as _distributed
 from loguru import logger
 
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
@@ -48,6 +47,7 @@ from gristmill.backends.dask.resources import (
     restrictions,
     workers_from_info,
 )
+from gristmill.backends.dask.settings import SETTINGS
 from gristmill.backends.dask.status import RUNNING, Tracker, ended, file_status, key_of, lost
 from gristmill.backends.dask.task import (
     TOPIC,
@@ -65,9 +65,18 @@ from gristmill.worker.result import AttemptResult, write_result
 
 _WORKERS_TTL = 2.0  # seconds a look at the workers' resources stays good for submit
 _N = TypeVar("_N", int, float)
-#: distributed is only partly typed (mypy --strict rejects calls into it) and absent where
-#: the type check runs without the extra, so it is used untyped.
-_dd: Any = _distributed
+
+
+def _dd() -> Any:
+    """The distributed package, imported when a backend is built, not with this module.
+
+    The CLI imports every backend class for its settings, and distributed takes 0.3 s to
+    import (or is not installed: then building the backend says what to install). It
+    is only partly typed (mypy --strict rejects calls into it), so it is used untyped.
+    """
+    import distributed
+
+    return distributed
 
 
 def _number(kind: type[_N], value: str | float, what: str, least: float) -> _N:
@@ -107,9 +116,9 @@ class DaskBackend:
     """
 
     name = "dask"
-    capabilities = Capabilities(
-        arrays=False, reattach=True, enforces_memory=True, enforces_runtime=True
-    )
+    #: ``max_inflight`` follows the cluster's threads: each instance sets its own.
+    capabilities = Capabilities(reattach=True)
+    settings = SETTINGS
 
     def __init__(
         self, *, scheduler: str | None = None, n_workers: int | str | None = None,
@@ -145,7 +154,8 @@ class DaskBackend:
         self.address: str = self._client.scheduler.address
         self._tracker = Tracker(self.address, lost_after)
         self._client.subscribe_topic(TOPIC, self._on_started)
-        self.max_inflight = inflight or max(16, 4 * sum(w.nthreads for w in self._workers()))
+        self.capabilities = attrs.evolve(DaskBackend.capabilities, max_inflight=(
+            inflight or max(16, 4 * sum(w.nthreads for w in self._workers()))))
 
     def _start_cluster(
         self, n_workers: int | str | None, cores: int | str | None, memory: int | str | None
@@ -159,7 +169,7 @@ class DaskBackend:
         total = (os.cpu_count() or 1) if cores is None else _number(int, cores, "cores", 1)
         mem = mem_total() if memory is None else parse_memory(memory, what="memory")
         each = max(1, total // workers)
-        return _dd.LocalCluster(
+        return _dd().LocalCluster(
             n_workers=workers, threads_per_worker=each, processes=False,
             resources={CORES: each, MEMORY: mem // workers}, memory_limit=0,
             dashboard_address="127.0.0.1:0",  # its HTTP server (health routes) starts anyway
@@ -169,11 +179,11 @@ class DaskBackend:
     def _connect(self, scheduler: str | None, timeout: float) -> Any:
         try:
             if self._cluster is not None:
-                return _dd.Client(self._cluster, set_as_default=False)
+                return _dd().Client(self._cluster, set_as_default=False)
             if os.path.isfile(scheduler or ""):
-                return _dd.Client(scheduler_file=scheduler, timeout=timeout,
+                return _dd().Client(scheduler_file=scheduler, timeout=timeout,
                                   set_as_default=False)
-            return _dd.Client(scheduler, timeout=timeout, set_as_default=False)
+            return _dd().Client(scheduler, timeout=timeout, set_as_default=False)
         except (OSError, ValueError) as exc:
             if self._cluster is not None:
                 self._cluster.close()
@@ -214,7 +224,7 @@ class DaskBackend:
                 self._watch.update(s.key for s in specs)
                 futures = self._client.map(run_attempt, specs, key=[s.key for s in specs],
                                            resources=dict(asked) or None, pure=False)
-                _dd.fire_and_forget(futures)
+                _dd().fire_and_forget(futures)
                 sent.extend(futures)
                 for spec, future in zip(specs, futures):
                     self._futures[spec.key] = _Live(future, spec.result)

@@ -54,6 +54,7 @@ from gristmill.backends.jobmon.driver import (
     read_json,
     write_json,
 )
+from gristmill.backends.jobmon.settings import SETTINGS
 from gristmill.backends.jobmon.translate import (
     LOCAL_CLUSTERS,
     STATES,
@@ -147,9 +148,9 @@ class JobmonBackend(SleepingWaitMixin):
     """
 
     name = "jobmon"
-    capabilities = Capabilities(arrays=False, reattach=True, enforces_memory=True,
-                                enforces_runtime=True, dag=True)
-    poll_min = 0.5
+    #: One status request every 0.5 s at most: each asks the server for every task.
+    capabilities = Capabilities(reattach=True, dag=True, poll_min=0.5)
+    settings = SETTINGS
 
     def __init__(
         self, *, cluster: str = "sequential", tool: str = "gristmill", queue: str | None = None,

@@ -41,9 +41,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 from loguru import logger
 
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
+from gristmill.backends.local.settings import SETTINGS
 from gristmill.backends.local.supervisor import CANCEL_SCAN
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import format_memory, parse_memory
@@ -93,9 +95,9 @@ class LocalBackend:
     """
 
     name = "local"
-    capabilities = Capabilities(
-        arrays=False, reattach=True, enforces_memory=True, enforces_runtime=True
-    )
+    #: ``max_inflight`` follows ``max_cores``: each instance sets its own (``__init__``).
+    capabilities = Capabilities(reattach=True)
+    settings = SETTINGS
 
     def __init__(
         self, *, max_cores: int | str | None = None, max_mem: int | str | None = None,
@@ -107,9 +109,6 @@ class LocalBackend:
         )
         self.max_mem = mem_total() if max_mem is None else parse_memory(max_mem, what="max_mem")
         self.grace = _number(float, grace, "grace")
-        # The engine keeps at most this many jobs handed over: enough that the supervisor
-        # always has the next one queued, few enough that each engine cycle stays cheap.
-        self.max_inflight = max(16, 4 * self.max_cores)
         if self.max_cores < 1 or self.max_mem < 1 or self.grace < 0:
             raise SpecError(
                 f"LocalBackend(max_cores={max_cores!r}, max_mem={max_mem!r}, grace={grace!r}): "
@@ -118,6 +117,11 @@ class LocalBackend:
         if isinstance(strict_resources, str):
             strict_resources = strict_resources.strip().lower() in ("1", "true", "yes", "on")
         self.strict_resources = strict_resources
+        # The engine keeps at most this many jobs handed over: enough that the supervisor
+        # always has the next one queued, few enough that each engine cycle stays cheap.
+        self.capabilities = attrs.evolve(
+            LocalBackend.capabilities, max_inflight=max(16, 4 * self.max_cores)
+        )
         self._seq = 0
         self._outstanding: dict[int, str] = {}  # ours not finished -> result file
         self._pids: dict[int, int] = {}  # ours running -> pid (= its process group)

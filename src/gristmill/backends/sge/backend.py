@@ -44,6 +44,7 @@ from gristmill.backends.base import JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
 from gristmill.backends.batch.commands import CommandRunner
+from gristmill.backends.sge.settings import SETTINGS
 from gristmill.errors import BackendError
 from gristmill.resources import format_memory_mb, parse_memory
 from gristmill.states import JobState
@@ -323,6 +324,7 @@ class SgeBackend(ArrayBackend):
     scheduler = "Grid Engine"
     id_env = ("JOB_ID", "SGE_TASK_ID")
     cancel_command = "qdel"
+    settings = SETTINGS
     first_index = 1
     # At h_rt, sge_shepherd SIGKILLs the job's process group only; the task runs in a
     # group of its own (so the wrapper can stop all of it), and would outlive the job.

@@ -33,6 +33,7 @@ from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import log_tail, verdict
+from gristmill.backends.slurm.settings import SETTINGS
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
@@ -313,6 +314,7 @@ class SlurmBackend(ArrayBackend):
     scheduler = "Slurm"
     id_env = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
     cancel_command = "scancel"
+    settings = SETTINGS
 
     def __init__(
         self,

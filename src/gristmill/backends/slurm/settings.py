@@ -1,0 +1,23 @@
+"""The Slurm backend's settings: its options, declared for the command line.
+
+A module of its own, importing nothing heavy, so the CLI can list them cheaply.
+"""
+
+from __future__ import annotations
+
+from gristmill.backends.base import BackendSetting
+from gristmill.backends.batch.settings import BATCH_SETTINGS
+
+SETTINGS = (
+    BackendSetting("partition", "Partition for tasks whose resources name no queue."),
+    BackendSetting("account", "Account for tasks whose resources name no project."),
+    BackendSetting("max_concurrent", "Elements of one array running at once (sbatch "
+                   "--array=...%N).", kind="int", minimum=1),
+    BackendSetting("mem_overhead", "Memory added to each request for the wrapper, e.g. 64M "
+                   "(0: none).", default="64M"),
+    BackendSetting("sbatch_flags", "More sbatch flags, space-separated (e.g. "
+                   "'--qos=high --exclusive')."),
+    BackendSetting("accounting", "Ask sacct about finished jobs (default: when the cluster "
+                   "has accounting storage).", kind="bool"),
+    *BATCH_SETTINGS,
+)

@@ -1,0 +1,182 @@
+"""The engine honours every field of a backend's Capabilities, and nothing else.
+
+Each run uses real tasks on the real local backend, seen through :class:`Declared`: a
+backend that declares the capabilities a test gives it and records what the engine
+asks of it (how many jobs it had handed over at once, when it polled, what it had to
+re-adopt).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pytest
+from gm_testing import attempts
+
+import gristmill.engine.runner
+from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
+from gristmill.backends.local.backend import LocalBackend
+from gristmill.backends.registry import BACKENDS
+from gristmill.cli.run import cancel_orphans
+from gristmill.engine.runner import run_workflow
+from gristmill.errors import BackendError
+from gristmill.states import NodeState
+from gristmill.store.db import STORE_NAME, AttemptRecord, Store
+
+
+class Declared:
+    """The local backend under capabilities a test declares, recording the engine's calls."""
+
+    name = "local"
+    settings = ()
+
+    def __init__(self, capabilities: Capabilities, **options: Any) -> None:
+        self.inner = LocalBackend(**options)
+        self.capabilities = capabilities
+        self.attached: list[JobHandle] = []
+        self.polled: list[float] = []
+        self.outstanding: set[str] = set()
+        self.most_outstanding = 0
+
+    def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        handles = self.inner.submit(jobs)
+        self.outstanding.update(h.key for h in handles)
+        self.most_outstanding = max(self.most_outstanding, len(self.outstanding))
+        return handles
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        self.polled.append(time.monotonic())
+        statuses = self.inner.poll(handles)
+        self.outstanding.difference_update(h.key for h, s in statuses.items() if s.state.finished)
+        return statuses
+
+    def cancel(self, handles: Sequence[JobHandle]) -> None:
+        self.inner.cancel(handles)
+
+    def attach(self, handles: Sequence[JobHandle]) -> None:
+        assert self.capabilities.reattach, "attach was called on a backend that cannot reattach"
+        self.attached.extend(handles)
+        self.inner.attach(handles)
+
+    def wait(self, timeout: float) -> None:
+        self.inner.wait(timeout)  # wakes as soon as an attempt ends: any floor is the engine's
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@attrs.define
+class Backends:
+    """The capabilities the next run's backend declares, and every backend made."""
+
+    next: Capabilities = attrs.Factory(Capabilities)
+    made: list[Declared] = attrs.Factory(list)
+
+
+@pytest.fixture
+def backends(et: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backends]:
+    state = Backends()
+
+    def make(name: str, **options: Any) -> Declared:
+        state.made.append(Declared(state.next, **{"max_cores": 4, **options}))
+        return state.made[-1]
+
+    monkeypatch.setattr(gristmill.engine.runner, "make_backend", make)
+    yield state
+    for backend in state.made:
+        backend.inner.shutdown(cancel=True)
+
+
+def lines(path: Path) -> list[str]:
+    return sorted(path.read_text().split()) if path.exists() else []
+
+
+def reopen(run_dir: Path, node: int) -> AttemptRecord:
+    """Make the store look as if the engine died while ``node``'s job ran: its attempt
+    open, with its job id, and no result file."""
+    store = Store.open(run_dir, readonly=True)
+    try:
+        (record,) = store.attempts(identity=store.identities()[node])
+    finally:
+        store.close()
+    with sqlite3.connect(run_dir / STORE_NAME) as conn:
+        conn.execute("UPDATE attempts SET ended = NULL, state = 'RUNNING' WHERE key = ?",
+                     (record.key,))
+        conn.execute("UPDATE nodes SET state = ? WHERE id = ?", (int(NodeState.RUNNING), node))
+    conn.close()
+    Path(record.result_path).unlink()
+    return record
+
+
+@pytest.mark.parametrize("reattach", [False, True])
+def test_only_a_backend_that_can_reattach_is_asked_to_and_open_attempts_rerun(
+    et: ModuleType, backends: Backends, tmp_path: Path, reattach: bool
+) -> None:
+    backends.next = Capabilities(reattach=reattach)
+    out = tmp_path / "out"
+    first = run_workflow(et.appends(path=str(out), n=2, pause=0.0), run_dir=tmp_path / "runs")
+    assert first.ok
+    record = reopen(first.run_dir, 1)
+    again = run_workflow(et.appends(path=str(out), n=2, pause=0.0), run_dir=first.run_dir)
+    assert again.ok, again.counts
+    assert lines(out) == ["0", "1", "1"]  # node 1 ran again; node 0 stayed done
+    mine = [a for a in attempts(first.run_dir) if a.identity == record.identity]
+    assert [(a.attempt, a.state) for a in mine] == [(1, "LOST"), (2, "SUCCEEDED")]
+    resumed = backends.made[1]
+    if reattach:  # the local backend re-adopts it, finds its supervisor gone: LOST
+        assert [h.key for h in resumed.attached] == [record.key]
+    else:
+        assert resumed.attached == []
+        assert "cannot re-adopt" in mine[0].reason
+
+
+def test_cancel_without_an_engine_says_a_backend_that_cannot_reattach_cannot_cancel(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(BACKENDS, "dagtest", "gm_dag_backend:DagLocalBackend")
+    first = run_workflow(et.appends(path=str(tmp_path / "out"), n=2, pause=0.0),
+                         backend="dagtest", run_dir=tmp_path / "runs")
+    assert first.ok
+    reopen(first.run_dir, 1)
+    with pytest.raises(BackendError, match="backend dagtest cannot re-adopt the 1 job"):
+        cancel_orphans(first.run_dir)
+
+
+def test_the_engine_hands_over_at_most_max_inflight_jobs(
+    et: ModuleType, backends: Backends, tmp_path: Path
+) -> None:
+    backends.next = Capabilities(max_inflight=2)
+    result = run_workflow(et.spans(stamps=str(tmp_path / "stamps"), n=6, pause=0.2),
+                          run_dir=tmp_path / "runs")
+    assert result.ok
+    assert backends.made[0].most_outstanding == 2  # 4 cores would have run 4 at once
+
+
+def test_polls_are_never_closer_than_poll_min_even_when_the_backend_wakes_early(
+    et: ModuleType, backends: Backends, tmp_path: Path
+) -> None:
+    backends.next = Capabilities(poll_min=0.4)
+    result = run_workflow(et.appends(path=str(tmp_path / "out"), n=8, pause=0.0),
+                          run_dir=tmp_path / "runs")
+    assert result.ok
+    polled = backends.made[0].polled
+    gaps = [b - a for a, b in zip(polled, polled[1:])]
+    assert gaps, polled
+    assert min(gaps) >= 0.4 - 0.01, gaps
+
+
+def test_capabilities_refuse_what_the_engine_could_not_honour() -> None:
+    with pytest.raises(ValueError, match="a dag backend is handed every node"):
+        Capabilities(dag=True, max_inflight=4)
+    with pytest.raises(ValueError, match="poll_min=-1"):
+        Capabilities(poll_min=-1)
+    with pytest.raises(ValueError, match="max_inflight=0"):
+        Capabilities(max_inflight=0)
+    assert Capabilities() == Capabilities(reattach=False, dag=False, poll_min=0.0,
+                                          max_inflight=None)  # claims nothing by default
