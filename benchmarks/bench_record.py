@@ -28,7 +28,8 @@ from typing import Any
 import click
 
 import gristmill as gm
-from gristmill.engine.plan import RunOptions, make_plan
+from gristmill.engine.plan import EngineConfig, Plan
+from gristmill.spec.load import Spec
 from gristmill.store.db import Store
 
 MAP_SIZE = 1_000_000
@@ -103,7 +104,9 @@ def floor_chain(n: int) -> int:
 
 def persist(wf: Any) -> float:
     """Seconds to write the workflow's DAG into a new run store, as a new run does."""
-    plan = make_plan(wf, RunOptions())
+    # The plan's store rows alone: its preflight would refuse tasks defined in __main__.
+    plan = Plan(workflow=wf, graph=wf.graph(), spec=Spec.empty(), units=(),
+                config=EngineConfig(), backend="local", backend_options={}, requested={})
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create(Path(tmp), {"function": wf.function, "args": wf.args})
         try:
