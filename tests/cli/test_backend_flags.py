@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner, Result
 from gm_testing import fixtures_importable, plugin_site
-from gristmill.cli.app import main
 from loguru import logger
 
+from gristmill.cli.app import main
 from gristmill.store.db import Store
 
 

@@ -28,20 +28,19 @@ from loguru import logger
 
 from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus
 from gristmill.dsl.scripts import render_argv
+from gristmill.engine.adopt import adopt as adopt_attempts
 from gristmill.engine.dispatch import dag_batch, live_descendants
 from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
+from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
 from gristmill.engine.tracker import Tracker
 from gristmill.errors import BackendError, RunDirError
-from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Resources
+from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
 from gristmill.worker.result import read_result
 
-#: Attempts lost by the infrastructure (not the task) are retried this many times
-#: on top of ``retries``.
-LOST_RETRIES = 2
 #: Consecutive transient submission failures before the batch fails for good.
 SUBMIT_RETRIES = 5
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
@@ -130,7 +129,7 @@ class Engine:
         """Run until nothing is ready or running; return the final counts by state."""
         with self.signals():
             try:
-                arrived = self.adopt(adopt)
+                arrived = adopt_attempts(self, adopt)
                 self.tracker.start()
                 for live, status in arrived:  # ended while no engine watched
                     self._finish(live, status)
@@ -371,27 +370,13 @@ class Engine:
             self._submit_paused_until = time.monotonic() + min(60.0, 2.0**self._submit_failures)
 
     def _authoritative(self, live: Live, status: JobStatus) -> JobStatus:
-        """The worker wrapper's record wins over what the scheduler says, when present.
-
-        Except for how the job was stopped: a scheduler's OOM, TIMEOUT or CANCELLED
-        explains a wrapper that saw its task die of a signal (or was itself stopped).
-        """
+        """How the attempt ended, by :func:`.outcome.authoritative` (the result file wins)."""
         try:
             result = read_result(live.result_path)
         except BackendError as exc:
             logger.warning("{}", exc)
             return status
-        if result is None:
-            return status
-        merged = JobStatus.from_result(result)
-        stopped = merged.state is JobState.CANCELLED or (
-            merged.state is JobState.FAILED and merged.signal is not None
-        )
-        if stopped and status.state in (JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED):
-            return attrs.evolve(merged, state=status.state, reason=status.reason or merged.reason)
-        if status.state is JobState.OOM and merged.state is JobState.FAILED:
-            return attrs.evolve(merged, state=JobState.OOM, reason=status.reason or merged.reason)
-        return merged
+        return authoritative(status, result)
 
     def _finish(self, live: Live, status: JobStatus) -> None:
         del self.live[live.key]
@@ -416,34 +401,24 @@ class Engine:
         node = live.node
         unit, _ = self._unit_of(node)
         plan = self.plans[unit]
-        if status.state is JobState.LOST and self.lost[node] < LOST_RETRIES:
+        if status.state is not JobState.LOST or self.lost[node] >= LOST_RETRIES:
+            self.tries[node] += 1
+        verdict = decide(status, policy=plan.policy, base=plan.resources,
+                         current=live.resources, tries=self.tries[node], lost=self.lost[node],
+                         no_retry=self.stopping or self.dag)  # a dag backend retried already
+        if verdict.action is Action.RETRY_LOST:
             self.lost[node] += 1
             logger.warning("attempt {} was lost ({}); retrying", live.key, status.reason)
-            self.tracker.requeue(node)
-            return
-        self.tries[node] += 1
-        retries = plan.policy.retries or 0
-        if self.tries[node] > retries or self.stopping or self.dag:  # a dag backend retried
+        elif verdict.action is Action.FAIL:
+            if verdict.why:
+                logger.warning("{} of {}: {}; not retrying", status.state.value, live.key,
+                               verdict.why)
             self._final_failure(node, NodeState.FAILED)
             return
-        if status.state in (JobState.OOM, JobState.TIMEOUT):
-            rule = (
-                plan.policy.on_oom or DEFAULT_ON_OOM
-                if status.state is JobState.OOM
-                else plan.policy.on_timeout or DEFAULT_ON_TIMEOUT
-            )
-            grown = rule.apply(live.resources, plan.resources)
-            if grown is None:
-                logger.warning(
-                    "{} of {}: {} is at its cap ({}); not retrying",
-                    status.state.value, live.key, rule.resource, rule.describe(),
-                )
-                self._final_failure(node, NodeState.FAILED)
-                return
-            logger.info(
-                "{} of {}: retrying with {}", status.state.value, live.key, grown.describe()
-            )
-            self.escalated[node] = grown
+        elif verdict.resources is not None:
+            logger.info("{} of {}: retrying with {}", status.state.value, live.key,
+                        verdict.resources.describe())
+            self.escalated[node] = verdict.resources
         self.tracker.requeue(node)
 
     def _final_failure(self, node: int, state: NodeState) -> None:
@@ -530,71 +505,3 @@ class Engine:
             self._attempt_counts = {}
             if self._unsynced is None:
                 self._unsynced = time.monotonic()
-
-    # -- resume --------------------------------------------------------------------------------
-
-    def adopt(self, records: Sequence[AttemptRecord]) -> list[tuple[Live, JobStatus]]:
-        """Re-adopt attempts an earlier engine left open (it crashed or was killed).
-
-        Returns the adopted attempts that already ended (their result file is
-        written), with how they ended; the caller finishes them once readiness is known.
-        """
-        if not records:
-            return []
-        index = {identity: node for node, identity in enumerate(self.identities)}
-        handles: list[JobHandle] = []
-        arrived: list[tuple[Live, JobStatus]] = []
-        orphans = 0  # open attempts a backend that cannot reattach leaves to run again
-        for record in records:
-            node = index.get(record.identity)
-            if node is None:
-                self._attempt_ended(-1, record.key, JobStatus(JobState.CANCELLED,
-                                    reason="node no longer in the workflow"))
-                continue
-            self.attempts[node] = max(self.attempts[node], record.attempt)
-            try:
-                result = read_result(record.result_path)
-            except BackendError as exc:
-                logger.warning("{}", exc)
-                result = None
-            job_id = record.job_id or _handle_marker(record.result_path)
-            lost = ""
-            if job_id is None and result is None:
-                # Submitted but never confirmed: it cannot have started, so run it again.
-                lost = "submission not confirmed before the engine stopped"
-            elif result is None and not self.capabilities.reattach:
-                orphans += 1
-                lost = (f"backend {self.backend.name} cannot re-adopt jobs of an earlier "
-                        "engine (Capabilities.reattach is False)")
-            if lost:
-                self._attempt_ended(node, record.key, JobStatus(JobState.LOST, reason=lost))
-                self.tracker.states[node] = NodeState.PENDING
-                continue
-            handle = JobHandle(self.backend.name, job_id or "", record.key, record.result_path)
-            resources = Resources(**{k: v for k, v in record.resources.items()})
-            self.tracker.states[node] = NodeState.SUBMITTED
-            self._track(node, record.attempt, record.task, handle, resources, record.result_path,
-                        adopted=True)
-            if result is not None:  # nothing left to watch: no need to ask the backend
-                arrived.append((self.live[handle.key], JobStatus.from_result(result)))
-            else:
-                handles.append(handle)
-        if orphans:
-            logger.warning("backend {} cannot re-adopt jobs: {} attempt(s) an earlier engine "
-                           "left open run again", self.backend.name, orphans)
-        if handles:  # only ever filled when the backend declared reattach
-            logger.info("re-adopting {} job(s) left running by an earlier engine", len(handles))
-            self.backend.attach(handles)
-        return arrived
-
-
-def _handle_marker(result_path: str) -> str | None:
-    """A backend may leave ``<result>.handle`` holding the job id as soon as a job starts."""
-    try:
-        with open(result_path + ".handle") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return text or None
-
-

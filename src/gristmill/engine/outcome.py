@@ -1,0 +1,78 @@
+"""What an ended attempt means for its node: which record to believe, then retry or fail.
+
+Pure functions of the attempt's statuses, the node's retry policy and its counters,
+so the rules (the wrapper's result wins; LOST is the infrastructure's fault and gets
+retries of its own; OOM and TIMEOUT grow the resources up to a cap) are testable
+without an engine, and the engine loop only applies what they decide.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from gristmill.backends.base import JobStatus
+from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
+from gristmill.states import JobState
+from gristmill.worker.result import AttemptResult
+
+#: Attempts lost by the infrastructure (not the task) are retried this many times
+#: on top of ``retries``.
+LOST_RETRIES = 2
+
+
+def authoritative(status: JobStatus, result: AttemptResult | None) -> JobStatus:
+    """The worker wrapper's record wins over what the scheduler says, when present.
+
+    Except for how the job was stopped: a scheduler's OOM, TIMEOUT or CANCELLED
+    explains a wrapper that saw its task die of a signal (or was itself stopped).
+    """
+    if result is None:
+        return status
+    merged = JobStatus.from_result(result)
+    stopped = merged.state is JobState.CANCELLED or (
+        merged.state is JobState.FAILED and merged.signal is not None
+    )
+    if stopped and status.state in (JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED):
+        return attrs.evolve(merged, state=status.state, reason=status.reason or merged.reason)
+    if status.state is JobState.OOM and merged.state is JobState.FAILED:
+        return attrs.evolve(merged, state=JobState.OOM, reason=status.reason or merged.reason)
+    return merged
+
+
+class Action(enum.Enum):
+    RETRY_LOST = "retry lost"  # the infrastructure lost it: again, as it was
+    RETRY = "retry"  # again, with ``resources`` when they grew
+    FAIL = "fail"  # for good
+
+
+@attrs.frozen
+class Verdict:
+    action: Action
+    resources: Resources | None = None  # grown for an OOM or TIMEOUT retry
+    why: str = ""  # for the log, when it is not obvious
+
+
+def decide(
+    status: JobStatus, *, policy: Policy, base: Resources, current: Resources, tries: int,
+    lost: int, no_retry: bool,
+) -> Verdict:
+    """What to do with a node whose attempt ended ``status`` (not SUCCEEDED, not CANCELLED).
+
+    ``tries`` counts the failed attempts of this run *including* this one, ``lost`` the
+    lost ones before it; ``no_retry`` is set while the run stops, or when the backend
+    retried by itself (a DAG backend's failure is final).
+    """
+    if status.state is JobState.LOST and lost < LOST_RETRIES:
+        return Verdict(Action.RETRY_LOST)
+    if tries > (policy.retries or 0) or no_retry:
+        return Verdict(Action.FAIL)
+    if status.state not in (JobState.OOM, JobState.TIMEOUT):
+        return Verdict(Action.RETRY)
+    rule = (policy.on_oom or DEFAULT_ON_OOM) if status.state is JobState.OOM else (
+        policy.on_timeout or DEFAULT_ON_TIMEOUT)
+    grown = rule.apply(current, base)
+    if grown is None:
+        return Verdict(Action.FAIL, why=f"{rule.resource} is at its cap ({rule.describe()})")
+    return Verdict(Action.RETRY, resources=grown)

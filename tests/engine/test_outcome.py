@@ -1,0 +1,68 @@
+"""Tests for gristmill.engine.outcome: which record wins, then retry, escalate or fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from gristmill.backends.base import JobStatus
+from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
+from gristmill.resources import Escalation, Policy, Resources
+from gristmill.states import JobState
+from gristmill.worker.result import AttemptResult
+
+G = 2**30
+
+
+def result(state: JobState, signal: int | None = None, code: int | None = 1) -> AttemptResult:
+    return AttemptResult(state, code, signal, 10, 1.0, "h", 0.0, 1.0, f"wrapper: {state.value}")
+
+
+def test_the_result_file_wins_but_the_scheduler_says_why_a_signal_came() -> None:
+    assert authoritative(JobStatus(JobState.FAILED), None) == JobStatus(JobState.FAILED)
+    ok = authoritative(JobStatus(JobState.LOST), result(JobState.SUCCEEDED, code=0))
+    assert (ok.state, ok.peak_rss) == (JobState.SUCCEEDED, 10)
+    killed = result(JobState.FAILED, signal=9, code=None)
+    timeout = authoritative(JobStatus(JobState.TIMEOUT, reason="time limit"), killed)
+    assert (timeout.state, timeout.reason, timeout.signal) == (JobState.TIMEOUT, "time limit", 9)
+    oom = authoritative(JobStatus(JobState.OOM, reason="oom-kill"), result(JobState.FAILED))
+    assert (oom.state, oom.reason) == (JobState.OOM, "oom-kill")
+    # a plain exit code is the task's own verdict, whatever the scheduler thinks
+    plain = authoritative(JobStatus(JobState.CANCELLED), result(JobState.FAILED))
+    assert plain.state is JobState.FAILED
+
+
+def verdict(state: JobState, *, retries: int = 2, tries: int = 1, lost: int = 0,
+            current: Resources | None = None, no_retry: bool = False,
+            policy: Policy | None = None) -> tuple[Action, Resources | None]:
+    base = Resources(mem="1G", runtime=60)
+    got = decide(JobStatus(state), policy=policy or Policy(retries=retries), base=base,
+                 current=current or base, tries=tries, lost=lost, no_retry=no_retry)
+    return got.action, got.resources
+
+
+def test_lost_attempts_have_retries_of_their_own() -> None:
+    assert verdict(JobState.LOST, retries=0, lost=0)[0] is Action.RETRY_LOST
+    assert verdict(JobState.LOST, retries=0, lost=LOST_RETRIES)[0] is Action.FAIL
+    assert verdict(JobState.LOST, retries=1, lost=LOST_RETRIES, tries=1)[0] is Action.RETRY
+
+
+@pytest.mark.parametrize("state", [JobState.FAILED, JobState.OOM, JobState.TIMEOUT])
+def test_retries_run_out_and_a_stopping_run_retries_nothing(state: JobState) -> None:
+    assert verdict(state, retries=2, tries=3)[0] is Action.FAIL
+    assert verdict(state, retries=2, tries=2, no_retry=True)[0] is Action.FAIL
+    assert verdict(state, retries=2, tries=2)[0] is Action.RETRY
+
+
+def test_oom_and_timeout_grow_their_resource_up_to_the_cap() -> None:
+    action, grown = verdict(JobState.OOM)
+    assert action is Action.RETRY
+    assert grown is not None
+    assert grown.mem == int(1.5 * G)
+    action, grown = verdict(JobState.TIMEOUT)
+    assert action is Action.RETRY
+    assert grown is not None
+    assert grown.runtime == 120
+    capped = Policy(retries=3, on_oom=Escalation("mem", 2.0, 2 * G))
+    assert verdict(JobState.OOM, policy=capped, current=Resources(mem="2G", runtime=60))[0] \
+        is Action.FAIL
+    assert verdict(JobState.FAILED)[1] is None  # an exit code changes no resource
