@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from gm_testing import pid_gone
 from loguru import logger
 
 import gristmill
@@ -85,20 +86,6 @@ def wait_for(
         assert status is None or not status.state.finished, status
         assert time.monotonic() < deadline, f"{handle.key} never reached {state}"
         backend.wait(0.5)
-
-
-def stopped(pid: int, within: float = 3.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            return True
-        if data[data.rindex(b")") + 2 :].split()[0] in (b"Z", b"X"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -248,7 +235,7 @@ def test_children_left_behind_are_killed(tmp_path: Path, backend: LocalBackend) 
     job = request(tmp_path, "fork", ["sh", "-c", 'sleep 1000 & echo $! > "$0"', str(pid_file)])
     final = run_all(backend, backend.submit([job]))
     assert next(iter(final.values())).state is JobState.SUCCEEDED
-    assert stopped(int(pid_file.read_text()))
+    assert pid_gone(int(pid_file.read_text()), timeout=3.0)
 
 
 def test_argv_env_and_cwd_reach_the_program(tmp_path: Path, backend: LocalBackend) -> None:
@@ -309,7 +296,7 @@ def test_a_dead_supervisor_makes_its_jobs_lost(tmp_path: Path) -> None:
     status = run_all(backend, [handle], timeout=5)[handle]
     assert status.state is JobState.LOST
     assert f"pid {backend.supervisor_pid}" in status.reason
-    assert stopped(int(pid_file.read_text()))  # not left running unsupervised
+    assert pid_gone(int(pid_file.read_text()), timeout=3.0)  # not left running unsupervised
     with pytest.raises(BackendError, match="supervisor"):
         backend.submit([request(tmp_path, "y", ["true"])])
     backend.close()
@@ -382,4 +369,4 @@ def test_a_new_engine_reattaches_after_a_crash(tmp_path: Path) -> None:
     assert (tmp_path / "a.out").read_text() == "x\n"
     assert final[b].state is JobState.CANCELLED
     assert not marker.exists()
-    assert stopped(old_pid)  # the orphaned supervisor exits once its jobs are done
+    assert pid_gone(old_pid, timeout=3.0)  # the orphaned supervisor exits once its jobs are done

@@ -7,28 +7,15 @@ is refused before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from gm_testing import fixtures_importable, plugin_site
-from loguru import logger
+from gm_testing import plugin_site
 
 from gristmill.cli.app import main
 from gristmill.store.db import Store
-
-
-@pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The fixture tasks, importable here and in every child; logging reset afterwards."""
-    fixtures_importable(monkeypatch)
-    import engine_tasks
-
-    yield engine_tasks
-    logger.remove()  # `main` added a sink on CliRunner's stderr, which is closed now
-    logger.disable("gristmill")
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from gm_testing import fixtures_importable, pid_gone, wait_for
-from loguru import logger
+from gm_testing import pid_gone, wait_for
 
 from gristmill.cli.app import main
 from gristmill.store.db import Store
@@ -21,17 +20,6 @@ from gristmill.store.db import Store
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
 GRISTMILL = [sys.executable, "-c", "import sys; from gristmill.cli.app import main; main()"]
-
-
-@pytest.fixture
-def et(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The fixture tasks, importable here and in every child; logging reset afterwards."""
-    fixtures_importable(monkeypatch)
-    import engine_tasks
-
-    yield engine_tasks
-    logger.remove()  # `main` added a sink on CliRunner's stderr, which is closed now
-    logger.disable("gristmill")
 
 
 def cli(*args: str) -> Result:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gm_testing import pid_gone
 
 import gristmill
 from gristmill.states import JobState
@@ -26,21 +27,6 @@ HOG = "import sys, time; x = bytearray(int(sys.argv[1]) << 20); time.sleep(30)"
 def run(tmp_path: Path, argv: list[str], **options: object) -> AttemptResult:
     logs = tmp_path / "logs"
     return run_attempt(argv, stdout=logs / "out", stderr=logs / "err", **options)  # type: ignore[arg-type]
-
-
-def gone(pid: int, within: float = 2.0) -> bool:
-    """Whether ``pid`` stopped running (gone, or a zombie nobody reaped yet)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            return True
-        if data[data.rindex(b")") + 2 :].split()[0] in (b"Z", b"X"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize(
@@ -109,7 +95,7 @@ def test_children_left_behind_are_killed(tmp_path: Path) -> None:
     pid_file = tmp_path / "bg.pid"
     result = run(tmp_path, ["sh", "-c", 'sleep 1000 & echo $! > "$0"', str(pid_file)])
     assert result.state is JobState.SUCCEEDED
-    assert gone(int(pid_file.read_text()))
+    assert pid_gone(int(pid_file.read_text()), timeout=2.0)
 
 
 @pytest.mark.parametrize("program", ["/nonexistent/program", "gristmill-no-such-command"])
