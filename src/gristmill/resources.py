@@ -20,6 +20,10 @@ from gristmill.merge import merge_fields
 MemoryLike = Union[int, float, str]
 DurationLike = Union[int, float, str]
 
+#: The longest runtime (or any duration) accepted: a year. Every wait on one is clamped
+#: where it is used, but no scheduler keeps a job longer, and a bigger number is a typo.
+MAX_DURATION = 366 * 86400
+
 _MEM_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])", re.IGNORECASE)
@@ -52,16 +56,27 @@ def parse_memory(value: MemoryLike, *, what: str = "mem") -> int:
 def parse_duration(value: DurationLike, *, what: str = "runtime") -> int:
     """Parse seconds, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or ``"01:30:00"`` into seconds."""
     if isinstance(value, bool):
-        raise SpecError(f"{what}: {value!r} is not a duration; use e.g. \"2h\" or 3600")
+        raise SpecError(f"{what}: {_cut(value)} is not a duration; use e.g. \"2h\" or 3600")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         seconds = _parse_duration_text(value, what)
     else:
-        raise SpecError(f"{what}: {value!r} is not a duration; use e.g. \"2h\" or 3600")
+        raise SpecError(f"{what}: {_cut(value)} is not a duration; use e.g. \"2h\" or 3600")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise SpecError(f"{what}: {value!r} must be a positive duration; use e.g. \"2h\" or 3600")
+        raise SpecError(f"{what}: {_cut(value)} must be a positive duration; use e.g. \"2h\" or 3600")
+    if seconds > MAX_DURATION:
+        raise SpecError(
+            f"{what}: {_cut(value)} is more than the longest duration gristmill accepts, "
+            f"{MAX_DURATION // 86400} days ({MAX_DURATION} s); give a shorter one"
+        )
     return math.ceil(seconds)
+
+
+def _cut(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never prints a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def _parse_duration_text(text: str, what: str) -> float:

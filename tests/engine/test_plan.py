@@ -84,3 +84,13 @@ def test_a_run_and_its_resume_hash_each_unit_once(
     again = run_workflow(rebuilt, run_dir=result.run_dir)
     assert again.counts == {"DONE": 8}
     assert len(calls) == len(rebuilt.units)
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.01, -5.0, float("inf"), float("nan"), 1e12])
+def test_a_poll_interval_the_engine_would_spin_on_or_overflow_is_refused(
+    et: ModuleType, tmp_path: Path, interval: float
+) -> None:
+    wf = et.appends(path=str(tmp_path / "out"), n=2, pause=0.0)
+    with pytest.raises(SpecError, match=r"--poll-interval = .*give seconds between 0.1"):
+        make_plan(wf, RunOptions(poll_interval=interval))
+    assert make_plan(wf, RunOptions(poll_interval=0.1)).config.poll_max == 0.1

@@ -230,3 +230,10 @@ def test_cli_needs_the_command_after_double_dash(tmp_path: Path) -> None:
                           text=True, timeout=20, check=False)
     assert done.returncode == 2
     assert "after `--`" in done.stderr
+
+
+def test_a_runtime_longer_than_poll_can_wait_is_waited_for_in_steps(tmp_path: Path) -> None:
+    """poll() takes a C int of milliseconds (~596 h): a year-long limit must not overflow it."""
+    result = run_attempt(["sleep", "0.2"], stdout=tmp_path / "out", stderr=tmp_path / "err",
+                         runtime_limit=366 * 86400.0)
+    assert result.state is JobState.SUCCEEDED

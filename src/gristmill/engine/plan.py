@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,9 @@ import attrs
 
 from gristmill.dsl.scripts import script_prefix
 from gristmill.engine.faults import FAULT
-from gristmill.errors import TaskArgumentError
+from gristmill.errors import SpecError, TaskArgumentError
 from gristmill.graph.resolved import Graph
-from gristmill.resources import Policy, Resources
+from gristmill.resources import MAX_DURATION, Policy, Resources
 from gristmill.spec.load import Spec, load_spec
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 BASE_RESOURCES = Resources(cores=1)
 #: The default longest wait between two polls of the backend, in seconds.
 POLL_MAX = 30.0
+#: The shortest poll interval a user may ask for, in seconds.
+POLL_FLOOR = 0.1
 
 
 @attrs.frozen
@@ -172,6 +175,9 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
     preflight(wf)
     units = tuple(unit_plans(wf, spec, options.resources, options.policy))
     settings = spec.workflow
+    for where, value in (("--poll-interval", options.poll_interval),
+                         ("the spec's workflow.poll_interval", settings.poll_interval)):
+        check_poll_interval(where, value)
     fail_fast = options.fail_fast if options.fail_fast is not None else settings.fail_fast
     config = EngineConfig(
         fail_fast=wf.fail_fast if fail_fast is None else bool(fail_fast),
@@ -184,6 +190,17 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
         backend_options={**dict(settings.backend_options), **options.backend_options},
         requested=options.requested(),
     )
+
+
+def check_poll_interval(where: str, value: float | None) -> None:
+    """Refuse a poll interval the engine would spin on, or overflow a wait with."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and POLL_FLOOR <= value <= MAX_DURATION):
+        raise SpecError(
+            f"{where} = {value!r}: give seconds between {POLL_FLOOR:g} (shorter makes the "
+            f"engine spin) and {MAX_DURATION} (a year), e.g. 30"
+        )
 
 
 def resolve_spec(wf: Workflow, spec: Spec | str | os.PathLike[str] | None) -> Spec:

@@ -85,6 +85,9 @@ def group_rss(pgids: Sequence[int]) -> dict[int, int]:
     return totals
 
 
+#: The longest single wait, in seconds: every deadline further off is waited for in steps.
+MAX_WAIT = 3600.0
+
 #: Environment variable naming the attempt a process belongs to (inherited by its children).
 TOKEN_VAR = "GRISTMILL_ATTEMPT"
 
@@ -289,6 +292,8 @@ class Monitor:
         due = self.timeout()
         if due is None or (timeout is not None and timeout < due):
             due = timeout
+        if due is not None:  # poll() takes a C int of milliseconds (~596 h); wake and re-check
+            due = min(due, MAX_WAIT)
         events = self.poller.poll(None if due is None else math.ceil(due * 1000))
         mine = []
         for fd, event in events:

@@ -51,7 +51,7 @@ from gristmill.errors import BackendError, SpecError
 from gristmill.resources import format_memory, parse_memory
 from gristmill.states import JobState
 from gristmill.worker.atomic import write_atomic
-from gristmill.worker.monitor import human_size
+from gristmill.worker.monitor import MAX_WAIT, human_size
 from gristmill.worker.procfs import alive, mem_total, start_time, stat_fields
 from gristmill.worker.result import AttemptResult, read_result
 
@@ -255,7 +255,7 @@ class LocalBackend:
         if self._drain():
             return
         on_disk = self._adopted or (self._closed and self._ids)
-        limit = max(0.0, min(timeout, CANCEL_SCAN) if on_disk else timeout)
+        limit = max(0.0, min(timeout, CANCEL_SCAN) if on_disk else min(timeout, MAX_WAIT))
         if self._events < 0:
             time.sleep(limit)
         else:
