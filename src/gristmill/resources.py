@@ -64,7 +64,9 @@ def parse_duration(value: DurationLike, *, what: str = "runtime") -> int:
     else:
         raise SpecError(f"{what}: {_cut(value)} is not a duration; use e.g. \"2h\" or 3600")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise SpecError(f"{what}: {_cut(value)} must be a positive duration; use e.g. \"2h\" or 3600")
+        raise SpecError(
+            f"{what}: {_cut(value)} must be a positive duration; use e.g. \"2h\" or 3600"
+        )
     if seconds > MAX_DURATION:
         raise SpecError(
             f"{what}: {_cut(value)} is more than the longest duration gristmill accepts, "
