@@ -280,3 +280,17 @@ def test_gm_runs_offers_the_names_of_both_its_modules() -> None:
     for name in ("make_run_directory", "mark_best", "mark_latest", "mark_production",
                  "LATEST_LINK", "BEST_LINK", "latest_run", "list_runs"):
         assert getattr(gm.runs, name) is getattr(runs, name)
+
+
+@pytest.mark.parametrize("blocker", ["file", "full directory"])
+def test_a_refused_run_leaves_no_numbered_directory_behind(tmp_path: Path, blocker: str) -> None:
+    latest = tmp_path / "latest"
+    if blocker == "file":
+        latest.write_text("x")
+    else:
+        latest.mkdir()
+        (latest / "keep").write_text("x")
+    with pytest.raises(RunDirError, match="move it away"):
+        runs.make_run_directory(tmp_path)
+    assert runs.list_runs(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["latest"]

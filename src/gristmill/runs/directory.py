@@ -58,6 +58,7 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
     concurrent callers always get distinct directories.
     """
     root_path = _ensure_root(Path(root).absolute())
+    _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
     day = (date or datetime.date.today()).strftime("%Y_%m_%d")
     numbers = [n for d, n in (_parse_run_name(p.name) for p in _iterdir(root_path)) if d == day]
     number = max(numbers, default=0) + 1
@@ -73,11 +74,17 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
                 f"cannot create run directory {run_dir}: {exc.strerror}; "
                 "choose a root you can write to or fix its permissions"
             ) from exc
-    with _root_lock(root_path):
-        # A concurrent caller may already have made a later run of the same day: keep it latest.
-        current = _parse_run_name(_read_link(root_path / LATEST_LINK))
-        if not (current[0] == day and current[1] > number):
-            _replace_link(root_path / LATEST_LINK, run_dir)
+    try:
+        with _root_lock(root_path):
+            # A concurrent caller may already have made a later run of the same day: keep
+            # it latest.
+            current = _parse_run_name(_read_link(root_path / LATEST_LINK))
+            if not (current[0] == day and current[1] > number):
+                _replace_link(root_path / LATEST_LINK, run_dir)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a refused run leaves no empty directory behind
+            run_dir.rmdir()
+        raise
     logger.info("created run directory {}", run_dir)
     return run_dir
 
@@ -195,6 +202,18 @@ def _existing_run(run_dir: PathLike) -> Path:
     if not run.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist; pass an existing run")
     return run
+
+
+def _check_link_place(link: Path) -> None:
+    """Refuse a ``link`` that is a file, or a directory with something in it."""
+    if link.is_symlink() or not link.exists():
+        return
+    if not link.is_dir():
+        raise RunDirError(f"{link} is a file, not a link; move it away so it can be a link")
+    if any(link.iterdir()):
+        raise RunDirError(
+            f"{link} is a real directory, not a link; move it away so it can be a link"
+        )
 
 
 def _replace_link(link: Path, target: Path) -> Path:
