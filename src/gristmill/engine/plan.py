@@ -16,14 +16,14 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from gristmill.dsl.scripts import script_prefix
 from gristmill.engine.faults import FAULT
-from gristmill.errors import SpecError, TaskArgumentError
+from gristmill.engine.preflight import preflight
+from gristmill.errors import SpecError
 from gristmill.graph.resolved import Graph
 from gristmill.resources import MAX_DURATION, Policy, Resources
 from gristmill.spec.load import Spec, load_spec
@@ -230,34 +230,3 @@ def unit_plans(
         resources = resources.merged_with(unit.resources).merged_with(cli_resources)
         plans.append(UnitPlan(resources, policy))
     return plans
-
-
-def preflight(wf: Workflow) -> None:
-    """Refuse what would only fail once jobs run, before anything is written.
-
-    Resolves each task's command (a task defined in ``__main__`` cannot run in a new
-    process; the lookup is cached for dispatch) and refuses NUL bytes in argument values,
-    which no command line can carry.
-    """
-    for task in {unit.task.key: unit.task for unit in wf.units}.values():
-        if task.program is None:
-            script_prefix(task)
-    for unit in wf.units:
-        columns: list[tuple[str, Sequence[Any]]] = [(n, [v]) for n, v in unit.const.items()]
-        columns += [(n, c) for n, c in unit.columns.items() if not isinstance(c, range)]
-        for name, column in columns:
-            if any(map(_has_nul, column)):  # about 60 ns a value
-                value = next(v for v in column if _has_nul(v))
-                raise TaskArgumentError(
-                    f"task {unit.task.name!r}: argument {name!r} = {value!r} is not valid: it "
-                    "holds a NUL byte, which no command line can carry; remove it (pass "
-                    "binary data in a file)"
-                )
-
-
-def _has_nul(value: Any) -> bool:
-    if type(value) is str:
-        return "\0" in value
-    if isinstance(value, (tuple, list)):
-        return any(map(_has_nul, value))
-    return False
