@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gristmill.errors import RunDirError
-from gristmill.store.lock import LOCK_NAME, RunLock, is_locked, read_holder
+from gristmill.store.lock import LOCK_NAME, RunLock, is_locked, read_holder, verified_engine
+from gristmill.worker.procfs import start_time
 
 HOLD = (
     "import sys; from pathlib import Path; from gristmill.store.lock import RunLock\n"
@@ -84,7 +85,7 @@ def test_the_lock_file_names_the_holder(tmp_path: Path) -> None:
     assert not is_locked(tmp_path)
     with RunLock(tmp_path):
         data = json.loads((tmp_path / LOCK_NAME).read_text())
-        assert set(data) == {"host", "pid", "since"}
+        assert set(data) == {"host", "pid", "start", "since"}
     (tmp_path / LOCK_NAME).write_text("not json")
     assert read_holder(tmp_path) == {}
 
@@ -95,3 +96,46 @@ def test_a_run_dir_that_cannot_hold_a_lock_file_is_an_error(tmp_path: Path) -> N
     with pytest.raises(RunDirError, match=r"cannot lock the run directory .*writable"), \
             RunLock(blocker / "run"):
         pass
+
+
+# -- who holds it: what `gristmill cancel` may signal -------------------------------------------
+
+
+def test_the_engine_holding_the_lock_is_verified(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        assert verified_engine(tmp_path) == (os.getpid(), "")
+        assert read_holder(tmp_path)["start"] == start_time(os.getpid())
+
+
+@pytest.fixture
+def victim() -> Iterator[subprocess.Popen[bytes]]:
+    """An innocent process of this user, which a forged lock file names."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def forge(run_dir: Path, **fields: object) -> None:
+    holder = read_holder(run_dir)
+    holder.update(fields)
+    (run_dir / LOCK_NAME).write_text(json.dumps(holder))
+
+
+@pytest.mark.parametrize("lie", ["pid", "pid and start", "host", "no start", "pid 1"])
+def test_a_forged_lock_file_names_no_verified_engine(
+    tmp_path: Path, holder: subprocess.Popen[str], victim: subprocess.Popen[bytes], lie: str
+) -> None:
+    fields: dict[str, object] = {
+        "pid": {"pid": victim.pid},
+        "pid and start": {"pid": victim.pid, "start": start_time(victim.pid)},
+        "host": {"host": "elsewhere"},
+        "no start": {"start": None},
+        "pid 1": {"pid": 1},
+    }[lie]
+    assert verified_engine(tmp_path) == (holder.pid, "")
+    forge(tmp_path, **fields)
+    pid, why = verified_engine(tmp_path)
+    assert pid is None
+    assert why
+    assert victim.poll() is None

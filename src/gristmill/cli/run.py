@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -222,15 +221,14 @@ def _stored_resources(settings: dict[str, Any]) -> Any:
 @handle_errors
 def cancel(run_dir: Path, timeout: float) -> None:
     """Stop RUN_DIR: its engine cancels every live job, or (no engine) cancel them directly."""
-    from gristmill.store.lock import is_locked, read_holder
+    from gristmill.store.lock import is_locked, verified_engine
 
     if is_locked(run_dir):
-        holder = read_holder(run_dir)
-        pid = holder.get("pid")
-        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        pid, why = verified_engine(run_dir)
+        if pid is None:
             raise RunDirError(
-                f"the engine of {run_dir} runs on host {holder.get('host')} (pid {pid}); "
-                "run gristmill cancel there"
+                f"an engine holds {run_dir}, but gristmill cannot verify which process it is: "
+                f"{why}; nothing was signalled"
             )
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -253,6 +251,7 @@ def cancel_orphans(run_dir: Path) -> int:
     from gristmill.backends.base import JobHandle
     from gristmill.backends.registry import make_backend
     from gristmill.store.db import Store
+    from gristmill.store.paths import confined
 
     store = Store.open(run_dir, readonly=True)
     try:
@@ -260,6 +259,11 @@ def cancel_orphans(run_dir: Path) -> int:
         open_attempts = [a for a in store.attempts(open_only=True) if a.job_id]
     finally:
         store.close()
+    foreign = [a for a in open_attempts if not confined(run_dir, a.result_path)]
+    if foreign:
+        click.echo(f"warning: {len(foreign)} open attempt(s) in the store name files outside "
+                   f"{run_dir} (e.g. {foreign[0].result_path}); they are left alone", err=True)
+        open_attempts = [a for a in open_attempts if a not in foreign]
     if not open_attempts:
         return 0
     name = str(meta.get("backend") or DEFAULT_BACKEND)

@@ -19,6 +19,7 @@ from gristmill.errors import BackendError
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord
+from gristmill.store.paths import confined
 from gristmill.worker.result import read_result
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ def adopt(engine: Engine, records: Sequence[AttemptRecord]) -> list[tuple[Live, 
                                 reason="node no longer in the workflow"))
             continue
         engine.attempts[node] = max(engine.attempts[node], record.attempt)
+        if not confined(engine.run_dir, record.result_path):
+            # A crafted or moved store: never read, watch or mark files outside the run.
+            engine._attempt_ended(node, record.key, JobStatus(
+                JobState.LOST, reason=f"its files ({record.result_path}) are outside the run "
+                "directory; run again"))
+            engine.tracker.states[node] = NodeState.PENDING
+            continue
         try:
             result = read_result(record.result_path)
         except BackendError as exc:

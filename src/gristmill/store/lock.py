@@ -2,7 +2,9 @@
 
 ``flock`` is released when the holder exits for any reason (``kill -9``
 included), so a stale lock never blocks a resume; the file also names the
-holder's host and pid for the message a second engine gets.
+holder's host, pid and process start time, for the message a second engine gets
+and for :func:`verified_engine`, which ``gristmill cancel`` asks before it signals
+anything: a lock file is data anyone could have written.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gristmill.errors import RunDirError
+from gristmill.worker.procfs import open_files, start_time
 
 LOCK_NAME = ".gristmill.lock"
 
@@ -43,6 +46,30 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def verified_engine(run_dir: Path) -> tuple[int | None, str]:
+    """(pid of the engine holding ``run_dir``'s lock, "") or (None, why it is not verified).
+
+    A pid is trusted only when it runs on this host, started when the lock file says
+    (a pid is reused, a pid with its start time is not), and has the lock file open.
+    """
+    holder = read_holder(run_dir)
+    pid, start, host = holder.get("pid"), holder.get("start"), holder.get("host")
+    if host != socket.gethostname():
+        return None, f"the lock file names host {host!r}; run gristmill cancel there"
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return None, f"the lock file names no valid pid ({pid!r})"
+    if not isinstance(start, int) or start_time(pid) != start:
+        return None, (f"process {pid} is not the engine that took the lock (its start time "
+                      "differs, or the lock file does not record one)")
+    try:
+        lock = os.stat(run_dir / LOCK_NAME)
+    except OSError as exc:
+        return None, f"cannot read the lock file: {exc.strerror}"
+    if (lock.st_dev, lock.st_ino) not in open_files(pid):
+        return None, f"process {pid} does not hold the lock file open"
+    return pid, ""
 
 
 class RunLock:
@@ -80,6 +107,7 @@ class RunLock:
             {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "start": start_time(os.getpid()),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         )

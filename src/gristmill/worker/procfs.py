@@ -47,6 +47,22 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def open_files(pid: int) -> set[tuple[int, int]]:
+    """(device, inode) of every file process ``pid`` has open (empty if not ours to see)."""
+    found: set[tuple[int, int]] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for name in names:
+        try:
+            info = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        found.add((info.st_dev, info.st_ino))
+    return found
+
+
 def cmdline(pid: int) -> str:
     """The command line of ``pid``, words joined by spaces ("" if gone)."""
     try:
