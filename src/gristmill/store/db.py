@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -83,6 +84,10 @@ class Store:
         path = run_dir / STORE_NAME
         if path.exists():
             raise StoreError(f"{path} already exists; open it instead of creating it")
+        # SQLite makes new databases 0644 whatever the umask; an empty file made first
+        # keeps the user's umask, and SQLite gives its -wal and -shm files the same mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
         conn = cls._connect(path)
         try:  # one transaction: a crash leaves a whole store or an empty one, never half
             conn.execute("BEGIN IMMEDIATE")

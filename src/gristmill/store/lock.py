@@ -81,7 +81,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # umask applies
         except OSError as exc:
             raise RunDirError(
                 f"cannot lock the run directory {self.path.parent}: {exc.strerror}; "
