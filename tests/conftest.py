@@ -73,6 +73,53 @@ def installed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installe
     entrypoints.refresh()
 
 
+#: The scheduler clients a unit test must never reach (they may be installed here: CI
+#: installs Slurm and Grid Engine for the cluster sessions).
+SCHEDULER_COMMANDS = (
+    "sbatch", "squeue", "sacct", "scontrol", "scancel", "sinfo", "srun", "salloc", "sacctmgr",
+    "qsub", "qstat", "qacct", "qdel", "qconf", "qhost", "qalter", "qmod", "qrls", "qhold",
+)
+_GUARD_STUB = """#!/bin/sh
+echo "$(basename "$0") $*" >> "${GM_SCHEDULER_GUARD_LOG:-/dev/null}"
+echo "gristmill tests: a unit test reached the real scheduler command $(basename "$0"); \
+fake it (see tests/backends/test_slurm.py)" >&2
+exit 127
+"""
+
+
+@pytest.fixture(scope="session")
+def _scheduler_guard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bin_dir = tmp_path_factory.mktemp("scheduler_guard")
+    for name in SCHEDULER_COMMANDS:
+        stub = bin_dir / name
+        stub.write_text(_GUARD_STUB)
+        stub.chmod(0o755)
+    return bin_dir
+
+
+@pytest.fixture(autouse=True)
+def _no_real_scheduler(
+    request: pytest.FixtureRequest, _scheduler_guard_dir: Path, tmp_path_factory:
+    pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[None]:
+    """Outside the cluster sessions, every scheduler client on PATH is a stub that fails.
+
+    A unit test fakes each command it calls, ahead of these on PATH; one it forgot to fake
+    reaches the stub, which records it, and the test fails at teardown, whether or not a
+    real Slurm or Grid Engine is installed on the machine.
+    """
+    if any(request.node.get_closest_marker(m) for m in ("slurm", "sge")):
+        yield
+        return
+    log = tmp_path_factory.mktemp("guard") / "calls"
+    monkeypatch.setenv("PATH", f"{_scheduler_guard_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("GM_SCHEDULER_GUARD_LOG", str(log))
+    yield
+    if log.exists() and log.read_text().strip():
+        pytest.fail(f"the test ran real scheduler commands it should have faked:\n"
+                    f"{log.read_text()}")
+
+
 @pytest.fixture(autouse=True)
 def _reset_loguru() -> Iterator[None]:
     """Undo what a task or CLI command run in-process did to loguru's global state.

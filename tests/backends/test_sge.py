@@ -258,7 +258,7 @@ def test_poll_asks_qacct_only_for_gone_jobs_without_a_result(
 ) -> None:
     bin_dir = fake_commands(tmp_path, qstat=read("qstat_array_running.xml"),
                             qacct=read("qacct_qdel.txt"))
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     backend = SgeBackend(runner=CommandRunner(attempts=1))
     running = JobHandle("sge", "5_3", "a.1", str(tmp_path / "a.1.result.json"))
     killed = JobHandle("sge", "9_1", "b.1", str(tmp_path / "b.1.result.json"))
@@ -274,7 +274,7 @@ def test_a_job_nobody_knows_is_lost_after_the_grace_time(
 ) -> None:
     bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"),
                             qacct=read("qacct_missing.txt"), qdel="")
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     backend = SgeBackend(lost_after=0, runner=CommandRunner(attempts=1))
     gone = JobHandle("sge", "40_1", "c.1", str(tmp_path / "c.1.result.json"))
     assert backend.poll([gone])[gone].state is JobState.LOST
@@ -304,7 +304,7 @@ def test_a_task_in_error_state_fails_with_its_reason_and_is_deleted(
         f"if [ \"$1\" = -j ]; then cat {bin_dir}/qstat.j; else cat {bin_dir}/qstat.xml; fi\n"
     )
     (bin_dir / "qstat").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     backend = SgeBackend(runner=CommandRunner(attempts=1))
     handles = [JobHandle("sge", f"161_{t}", f"k{t}.1", str(tmp_path / f"k{t}.json"))
                for t in (1, 2)]
