@@ -209,11 +209,17 @@ def test_strict_resources_refuses_an_oversized_job(tmp_path: Path) -> None:
 
 def test_cancel_running_and_queued_jobs(tmp_path: Path) -> None:
     with LocalBackend(max_cores=1, grace=0.3) as backend:
+        ready = tmp_path / "trap.set"  # written after the trap: RUNNING alone is too early
         stubborn, queued = backend.submit([
-            request(tmp_path, "stubborn", ["sh", "-c", "trap '' TERM; sleep 30"]),
+            request(tmp_path, "stubborn",
+                    ["sh", "-c", "trap '' TERM; touch \"$0\"; sleep 30", str(ready)]),
             request(tmp_path, "queued", ["true"]),
         ])
         wait_for(backend, stubborn, JobState.RUNNING)
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the stubborn job never set its trap"
+            time.sleep(0.01)
         assert queued not in backend.poll([queued])  # unchanged: still queued
         backend.cancel([queued])
         wait_for(backend, queued, JobState.CANCELLED, timeout=2)
