@@ -53,10 +53,11 @@ def installed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installe
     if done.returncode != 0:
         pytest.fail(f"pip could not install the fixture package:\n{done.stdout}\n{done.stderr}")
     # Where pip put things depends on the install scheme (Debian adds local/, dist-packages).
-    installed = {p.name: p for p in prefix.rglob("*") if p.name in ("fx-echo", "gm_fixture_pkg")}
-    assert installed.keys() == {"fx-echo", "gm_fixture_pkg"}, sorted(prefix.rglob("*"))[:20]
+    script = "gm-fixture-pkg-fx-echo"
+    installed = {p.name: p for p in prefix.rglob("*") if p.name in (script, "gm_fixture_pkg")}
+    assert installed.keys() == {script, "gm_fixture_pkg"}, sorted(prefix.rglob("*"))[:20]
     site_packages = installed["gm_fixture_pkg"].parent
-    bin_dir = installed["fx-echo"].parent
+    bin_dir = installed[script].parent
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         mp.setenv(

@@ -114,9 +114,9 @@ def test_entry_points_prints_the_scripts_table(installed_pkg: InstalledPackage) 
     assert result.exit_code == 0, result.output
     assert result.output == (
         "[project.scripts]\n"
-        'fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"\n'
-        'fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"\n'
         'fx-renamed = "gm_fixture_pkg.tasks:fx_words.main"\n'
+        'gm-fixture-pkg-fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"\n'
+        'gm-fixture-pkg-fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"\n'
     )
 
 
@@ -130,7 +130,8 @@ def test_entry_points_write_reports_what_changed(
     result = gristmill("entry-points", "gm_fixture_pkg", "--write", str(path))
     assert result.exit_code == 0, result.output
     assert result.output == (
-        f"{path}: 3 script(s) added or changed, 1 removed (fx-echo, fx-legacy, fx-renamed, old)\n"
+        f"{path}: 3 script(s) added or changed, 1 removed (fx-renamed, gm-fixture-pkg-fx-echo, "
+        "gm-fixture-pkg-fx-legacy, old)\n"
         "reinstall the package (pip install -e .) so the scripts exist\n"
     )
     again = gristmill("entry-points", "gm_fixture_pkg", "--write", str(path))

@@ -31,7 +31,7 @@ def test_task_failures_exit_1_with_the_traceback_in_stderr() -> None:
 def test_bad_task_arguments_exit_2_like_any_click_command() -> None:
     done = run_python("-m", "gristmill.dsl.exec", "gm_tasks:fit", "--draw", "x")
     assert done.returncode == 2
-    assert "Usage: fit [OPTIONS]" in done.stderr
+    assert "Usage: gm-tasks-fit [OPTIONS]" in done.stderr  # its console script's name
     assert "'x' is not a valid integer" in done.stderr
 
 

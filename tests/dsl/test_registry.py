@@ -52,6 +52,15 @@ def test_tasks_in_imports_every_submodule(tmp_package: Path) -> None:
     assert registry().tasks_in("gm_reg_pkg.sub") == tasks[:1]
 
 
+def test_tasks_in_does_not_run_the_packages_main_modules(tmp_package: Path) -> None:
+    """``python -m pkg`` code (``pkg/__main__.py``, ``pkg/sub/__main__.py``) is a program."""
+    for where in (tmp_package, tmp_package / "sub"):
+        (where / "__main__.py").write_text("raise SystemExit('the program ran')\n")
+    tasks = registry().tasks_in("gm_reg_pkg")
+    assert [t.key for t in tasks] == ["gm_reg_pkg.sub.more:beta", "gm_reg_pkg.tasks:alpha"]
+    assert not [m for m in sys.modules if m.endswith("__main__") and "gm_reg_pkg" in m]
+
+
 def test_get_imports_the_module_of_a_key(tmp_package: Path) -> None:
     assert "gm_reg_pkg.tasks" not in sys.modules
     assert registry().get("gm_reg_pkg.tasks:alpha").name == "alpha"

@@ -10,10 +10,23 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gm_testing import FIXTURE_PKG, SRC, InstalledPackage, run_python, subprocess_env
+from gm_testing import (
+    FIXTURE_PKG,
+    SRC,
+    InstalledPackage,
+    Prefix,
+    pip_install,
+    run_in_site,
+    run_python,
+    run_within,
+    script_dist,
+    subprocess_env,
+    write_package,
+)
 from loguru import logger
 
 import gristmill as gm
@@ -34,15 +47,16 @@ except ImportError:  # pragma: no cover - Python < 3.11
     tomllib = None  # type: ignore[assignment]
 
 EXPECTED_TABLE = {
-    "fx-echo": "gm_fixture_pkg.tasks:fx_echo.main",
-    "fx-legacy": "gm_fixture_pkg.tasks:fx_legacy.main",
-    "fx-renamed": "gm_fixture_pkg.tasks:fx_words.main",
+    "fx-renamed": "gm_fixture_pkg.tasks:fx_words.main",  # @gm.task(script="fx-renamed")
+    "gm-fixture-pkg-fx-echo": "gm_fixture_pkg.tasks:fx_echo.main",
+    "gm-fixture-pkg-fx-legacy": "gm_fixture_pkg.tasks:fx_legacy.main",
 }
+ECHO = "gm-fixture-pkg-fx-echo"
 
 
 def test_install_is_quick(installed_pkg: InstalledPackage) -> None:
     assert installed_pkg.seconds < 30  # measured: about 1 s with hatchling present
-    assert (installed_pkg.bin_dir / "fx-echo").is_file()
+    assert (installed_pkg.bin_dir / ECHO).is_file()
 
 
 # --- the generated table ---------------------------------------------------------------------
@@ -52,9 +66,9 @@ def test_scripts_table_lists_every_task_of_the_package(installed_pkg: InstalledP
     assert scripts_table("gm_fixture_pkg") == EXPECTED_TABLE
     assert render_table(EXPECTED_TABLE) == (
         "[project.scripts]\n"
-        'fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"\n'
-        'fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"\n'
         'fx-renamed = "gm_fixture_pkg.tasks:fx_words.main"\n'
+        'gm-fixture-pkg-fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"\n'
+        'gm-fixture-pkg-fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"\n'
     )
 
 
@@ -63,7 +77,7 @@ def test_the_fixture_pyproject_is_in_sync_with_its_code(installed_pkg: Installed
     """Its pyproject.toml was written by `gristmill entry-points gm_fixture_pkg --write`."""
     data = tomllib.loads((FIXTURE_PKG / "pyproject.toml").read_text())
     scripts = data["project"]["scripts"]
-    assert {k: v for k, v in scripts.items() if not k.startswith("gm-")} == EXPECTED_TABLE
+    assert {k: v for k, v in scripts.items() if ".tasks:" in v} == EXPECTED_TABLE
     assert scripts["gm-fixture-cli"] == "gm_fixture_pkg.cli:main"
     assert scripts["gm-fixture-admin"] == "gm_fixture_pkg.cli:admin.main"
 
@@ -129,8 +143,8 @@ def test_write_updates_the_scripts_table_and_keeps_everything_else(
     path = tmp_path / "pyproject.toml"
     path.write_text(PYPROJECT)
     added, removed = update_pyproject(path, "gm_fixture_pkg")
-    assert added == ["fx-legacy", "fx-renamed"]
-    assert removed == ["fx-old-module", "fx-stale"]
+    assert added == ["fx-renamed", ECHO, "gm-fixture-pkg-fx-legacy"]
+    assert removed == ["fx-echo", "fx-old-module", "fx-stale"]
     text = path.read_text()
     assert text == PYPROJECT.replace(
         """\
@@ -145,11 +159,11 @@ other-tool = 'elsewhere.cli:main'
 """,
         """\
 [project.scripts]
-fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"
-fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"
 fx-renamed = "gm_fixture_pkg.tasks:fx_words.main"
 gm-fixture-admin = "gm_fixture_pkg.cli:admin.main"
 gm-fixture-cli = "gm_fixture_pkg.cli:main"
+gm-fixture-pkg-fx-echo = "gm_fixture_pkg.tasks:fx_echo.main"
+gm-fixture-pkg-fx-legacy = "gm_fixture_pkg.tasks:fx_legacy.main"
 other-tool = "elsewhere.cli:main"
 """,
     )
@@ -200,7 +214,7 @@ def test_the_installed_script_is_found_by_its_target_whatever_its_name(
 ) -> None:
     from gm_fixture_pkg.tasks import fx_echo, fx_words
 
-    assert script_prefix(fx_echo) == (str((installed_pkg.bin_dir / "fx-echo").resolve()),)
+    assert script_prefix(fx_echo) == (str((installed_pkg.bin_dir / ECHO).resolve()),)
     assert script_prefix(fx_words) == (str((installed_pkg.bin_dir / "fx-renamed").resolve()),)
     argv = render_argv(fx_words, {"words": ("a",)})
     assert Path(argv[0]).is_absolute()
@@ -235,7 +249,7 @@ def test_rendered_argv_delivers_the_exact_value_to_the_installed_script(
         fx_echo(value=value, count=2, tag=[value, "x"], loud=True)
 
     (node,) = gm.workflow(body)().nodes()
-    assert node.argv[0] == str((installed_pkg.bin_dir / "fx-echo").resolve())
+    assert node.argv[0] == str((installed_pkg.bin_dir / ECHO).resolve())
     done = subprocess.run(
         node.argv, capture_output=True, text=True, check=False, timeout=30, cwd=tmp_path
     )
@@ -270,7 +284,7 @@ def test_an_existing_click_command_runs_through_its_script(
     installed_pkg: InstalledPackage,
 ) -> None:
     done = subprocess.run(
-        [str(installed_pkg.bin_dir / "fx-legacy"), "--n", "-1"],
+        [str(installed_pkg.bin_dir / "gm-fixture-pkg-fx-legacy"), "--n", "-1"],
         capture_output=True, text=True, check=False,
     )
     assert done.returncode == 1
@@ -299,6 +313,34 @@ def test_fallback_when_no_script_is_installed_warns_once() -> None:
     assert len(messages) == 1
     assert "no installed console script targets gm_tasks:validate.main" in messages[0]
     assert "gristmill entry-points gm_tasks --write pyproject.toml" in messages[0]
+
+
+def test_a_launcher_gristmill_cannot_read_is_used_only_as_pip_recorded_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script of another form (a binary launcher) runs the task only while it is byte for
+    byte what its distribution's RECORD lists; rewritten, the task falls back, saying so."""
+    from gm_tasks import validate
+
+    content = b"\x7fELF\x00 a launcher written by some other installer\n"
+    script_dist(tmp_path / "site", tmp_path / "bin", "gm-tasks-validate", content,
+                target="gm_tasks:validate.main")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    entrypoints.refresh()
+    entrypoints._FALLBACK_WARNED.discard(validate.key)
+    launcher = (tmp_path / "bin" / "gm-tasks-validate").resolve()
+    try:
+        assert script_prefix(validate) == (str(launcher),)
+        launcher.write_bytes(content + b"rewritten\n")
+        entrypoints.refresh()
+        messages = warnings_of(lambda: script_prefix(validate))
+        assert script_prefix(validate)[1:] == ("-m", "gristmill.dsl.exec", "gm_tasks:validate")
+    finally:
+        entrypoints.refresh()
+    (message,) = messages
+    assert f"the console script {launcher}, which distribution gm-fake installed for " \
+        "gm_tasks:validate.main, now runs something gristmill cannot read as a console " \
+        "script;" in message
 
 
 def test_the_fallback_command_runs_the_task() -> None:
@@ -344,7 +386,7 @@ def test_check_fails_when_installed_metadata_and_code_disagree(
 ) -> None:
     site = drifted_site(installed_pkg, tmp_path, (
         "[console_scripts]\n"
-        "fx-legacy = gm_fixture_pkg.tasks:fx_legacy.main\n"
+        "gm-fixture-pkg-fx-legacy = gm_fixture_pkg.tasks:fx_legacy.main\n"
         "fx-words = gm_fixture_pkg.tasks:fx_words.main\n"
         "fx-gone = gm_fixture_pkg.tasks:gone.main\n"
         "gm-fixture-admin = gm_fixture_pkg.cli:admin.main\n"
@@ -353,9 +395,10 @@ def test_check_fails_when_installed_metadata_and_code_disagree(
     done = run_check(site)
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [
-        "task script 'fx-echo' -> gm_fixture_pkg.tasks:fx_echo.main is not installed",
         "task script 'fx-renamed' -> gm_fixture_pkg.tasks:fx_words.main is installed under "
         "another name: fx-words",
+        "task script 'gm-fixture-pkg-fx-echo' -> gm_fixture_pkg.tasks:fx_echo.main is not "
+        "installed",
         "installed script 'fx-gone' -> gm_fixture_pkg.tasks:gone.main names no task in the "
         "code (stale)",
         "fix: gristmill entry-points gm_fixture_pkg --write pyproject.toml && pip install -e .",
@@ -376,3 +419,134 @@ def test_check_of_a_package_that_is_not_installed() -> None:
         "package 'gm_flows' is not installed as a distribution; install it with "
         "'pip install -e .'"
     ]
+
+
+# --- two packages, one script name ------------------------------------------------------------
+
+CLASH_TASKS = '''\
+"""A task {package}.tasks:fit that writes which package's code ran."""
+
+import click
+
+import gristmill as gm
+
+
+@gm.task({script})
+@click.option("--out", required=True)
+def fit(out: str) -> None:
+    """Write this package's name to OUT."""
+    with open(out, "w") as fh:
+        fh.write("{package}")
+'''
+
+
+@pytest.fixture(scope="module")
+def clash_prefix(tmp_path_factory: pytest.TempPathFactory) -> Prefix:
+    """Two distributions that both declare a console script ``fit``, installed in one prefix:
+    gm-clash-a (``@gm.task(script="fit")``), then gm-clash-b, whose pyproject an older
+    gristmill wrote with the unprefixed default name. pip lets b overwrite ``bin/fit``."""
+    root = tmp_path_factory.mktemp("clash")
+    prefix = root / "prefix"
+    for package, script in (("gm_clash_a", "script='fit'"), ("gm_clash_b", "")):
+        tasks = CLASH_TASKS.format(package=package, script=script)
+        project = write_package(root / "src", package, tasks, {"fit": f"{package}.tasks:fit.main"})
+        installed = pip_install(prefix, project)
+    return installed
+
+
+@pytest.fixture
+def clash(clash_prefix: Prefix, monkeypatch: pytest.MonkeyPatch) -> Iterator[Prefix]:
+    """The clashing packages importable here and in task processes, their scripts on PATH."""
+    monkeypatch.setenv("PATH", f"{clash_prefix.bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(clash_prefix.site_packages), str(SRC), os.environ.get("PYTHONPATH")])
+    ))
+    monkeypatch.syspath_prepend(str(clash_prefix.site_packages))
+    entrypoints.refresh()
+    entrypoints._FALLBACK_WARNED.difference_update({"gm_clash_a.tasks:fit", "gm_clash_b.tasks:fit"})
+    yield clash_prefix
+    entrypoints.refresh()
+
+
+def warnings_of(call: Callable[[], object]) -> list[str]:
+    """The WARNING messages gristmill logs while ``call`` runs."""
+    messages: list[str] = []
+    logger.enable("gristmill")
+    sink = logger.add(messages.append, level="WARNING", format="{message}")
+    try:
+        call()
+    finally:
+        logger.remove(sink)
+        logger.disable("gristmill")
+    return messages
+
+
+def test_a_script_another_package_overwrote_is_not_used(clash: Prefix) -> None:
+    """bin/fit carries a's entry point in a's metadata, but its file runs b's code."""
+    from gm_clash_a.tasks import fit as fit_a
+    from gm_clash_b.tasks import fit as fit_b
+
+    script = str((clash.bin_dir / "fit").resolve())
+    assert "gm_clash_a.tasks:fit.main" in entrypoints.installed_scripts()  # the name is there
+    prefixes: list[tuple[str, ...]] = []
+    messages = warnings_of(lambda: prefixes.extend(script_prefix(fit_a) for _ in range(2)))
+    assert prefixes == [(sys.executable, "-m", "gristmill.dsl.exec", "gm_clash_a.tasks:fit")] * 2
+    assert len(messages) == 1  # once per task, however often it is asked
+    (message,) = messages
+    assert f"the console script {script}, which distribution gm-clash-a installed" in message
+    assert "now runs the entry point gm_clash_b.tasks:fit.main of distribution gm-clash-b" in (
+        message
+    )
+    assert "gm_clash_a.tasks:fit' instead" in message
+    assert "'gristmill check gm_clash_a' lists such clashes" in message
+    # b's task runs through the file, which is its own.
+    assert warnings_of(lambda: prefixes.append(script_prefix(fit_b))) == []
+    assert prefixes[-1] == (script,)
+
+
+def test_old_installs_keep_their_scripts_whatever_the_new_default_names(clash: Prefix) -> None:
+    """gm-clash-b was installed with the unprefixed name ``fit``; its code now says
+    ``gm-clash-b-fit``. Dispatch finds the script by its target, not by its name."""
+    from gm_clash_b.tasks import fit as fit_b
+
+    assert fit_b.script == "gm-clash-b-fit"
+    assert not (clash.bin_dir / "gm-clash-b-fit").exists()
+    argv = render_argv(fit_b, {"out": "x"})
+    assert argv == [str((clash.bin_dir / "fit").resolve()), "-v", "--out", "x"]
+
+
+def test_the_run_executes_each_tasks_own_code(clash: Prefix, tmp_path: Path) -> None:
+    """A real run of both tasks: each output names its own package."""
+    from gm_clash_a.tasks import fit as fit_a
+    from gm_clash_b.tasks import fit as fit_b
+
+    def both() -> None:
+        fit_a(out=str(tmp_path / "a"))
+        fit_b(out=str(tmp_path / "b"))
+
+    result = run_within(60, gm.workflow(both)(), run_dir=tmp_path / "runs")
+    assert result.ok, result
+    assert (tmp_path / "a").read_text() == "gm_clash_a"
+    assert (tmp_path / "b").read_text() == "gm_clash_b"
+
+
+@pytest.mark.parametrize(("package", "other"), [("gm_clash_a", "gm-clash-b"),
+                                                ("gm_clash_b", "gm-clash-a")])
+def test_check_fails_when_another_distribution_claims_a_script_name(
+    clash: Prefix, package: str, other: str
+) -> None:
+    done = run_in_site(clash, "check", package)
+    assert done.returncode == 1, done.stderr
+    other_target = f"{other.replace('-', '_')}.tasks:fit.main"
+    assert f"script 'fit' ({package}.tasks:fit.main) is also declared by distribution {other} " \
+        f"(-> {other_target}); both install bin/fit" in done.stderr
+    assert done.stderr.rstrip().endswith(
+        f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+    )
+
+
+def test_check_names_the_script_file_that_runs_another_packages_code(clash: Prefix) -> None:
+    done = run_in_site(clash, "check", "gm_clash_a")
+    path = (clash.bin_dir / "fit").resolve()
+    assert f"{path} runs gm_clash_b.tasks:fit.main, not gm_clash_a.tasks:fit.main: another " \
+        "package's script 'fit' was installed over it" in done.stderr.splitlines()

@@ -12,7 +12,7 @@ from gm_testing import run_python
 
 import gristmill as gm
 from gristmill.dsl.registry import registry
-from gristmill.dsl.task import Task, get_task
+from gristmill.dsl.task import Task, default_script_name, get_task
 from gristmill.errors import NotInWorkflowError, SpecError, TaskArgumentError
 from gristmill.resources import Policy, Resources
 
@@ -29,7 +29,7 @@ def test_task_over_a_function_with_click_params() -> None:
     assert fit.resources == Resources(mem="10G", cores=1, runtime=1000)
     assert fit.key == "gm_tasks:fit"
     assert fit.entry_point == "gm_tasks:fit.main"
-    assert fit.script == "fit"
+    assert fit.script == "gm-tasks-fit"  # prefixed by its package: PATH is shared
     assert fit.job_name is None
     assert fit.signature.names == ["output_version", "draw"]
     assert isinstance(fit.command, click.Command)
@@ -66,10 +66,26 @@ def test_bare_decorator_and_default_script_name() -> None:
         """Make the tables."""
 
     assert isinstance(make_tables, Task)
-    assert make_tables.script == "make-tables"
+    assert make_tables.script == f"{make_tables.module.split('.')[0].replace('_', '-')}-make-tables"
     assert make_tables.command.name == "make-tables"
     assert make_tables.resources == Resources(cores=1)
     assert make_tables.key.endswith(".<locals>.make_tables")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "script"),
+    [
+        ("seiir_like.tasks", "fit", "seiir-like-fit"),
+        ("seiir_like.stages.fit", "fit_draw", "seiir-like-fit-draw"),
+        ("seiir", "seiir_fit", "seiir-fit"),  # not prefixed twice
+        ("seiir.tasks", "seiir", "seiir"),
+        ("seiir.tasks", "seiirish", "seiir-seiirish"),
+        ("_private.tasks", "fit", "private-fit"),
+        ("__main__", "fit", "fit"),  # a script run directly has no package to name
+    ],
+)
+def test_default_script_names_carry_the_package(module: str, name: str, script: str) -> None:
+    assert default_script_name(module, name) == script
 
 
 def test_task_without_click_params() -> None:

@@ -65,7 +65,10 @@ class Registry:
 
 
 def import_package(package: str) -> None:
-    """Import a package and all its submodules, so that their tasks register."""
+    """Import a package and all its submodules, so that their tasks register.
+
+    ``__main__`` modules are left out: importing one runs the package's program.
+    """
     try:
         root = importlib.import_module(package)
     except ImportError as exc:
@@ -76,6 +79,8 @@ def import_package(package: str) -> None:
     if paths is None:
         return
     for info in pkgutil.walk_packages(paths, prefix=package + ".", onerror=_cannot_import):
+        if info.name.rpartition(".")[2] == "__main__":
+            continue
         try:
             importlib.import_module(info.name)
         except Exception as exc:

@@ -1,18 +1,21 @@
 """Console scripts generated from the code, found again at dispatch, and checked for drift.
 
 A task's console script is never hand-written: ``gristmill entry-points PKG``
-derives the ``[project.scripts]`` table from the registry. At dispatch the
-engine looks up the installed script whose *target* is the task (whatever its
-name) and runs it by absolute path; when none is installed it falls back to
-``python -m gristmill.dsl.exec module:task`` and says so once.
+derives the ``[project.scripts]`` table from the registry, with names prefixed
+by the package (``seiir-like-fit``) because ``PATH`` is shared by every
+installed package. At dispatch the engine looks up the installed script whose
+*target* is the task (whatever its name, so installs made under older names keep
+working), checks that the file really runs that target (another package's
+script of the same name may have overwritten it), and runs it by absolute
+path; otherwise it falls back to ``python -m gristmill.dsl.exec module:task``
+and says why, once.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import shutil
+import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,6 +25,7 @@ from typing import Any
 
 from loguru import logger
 
+from gristmill.dsl import installed
 from gristmill.dsl.registry import registry
 from gristmill.dsl.task import Task
 from gristmill.errors import GristmillError
@@ -33,37 +37,12 @@ _INLINE_SCRIPTS = re.compile(r"^\s*scripts\s*=\s*\{", re.MULTILINE)
 _ENTRY_LINE = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=\s*["\']([^"\']+)["\']\s*(#.*)?$')
 
 
-def _console_scripts() -> list[metadata.EntryPoint]:
-    """Every installed console-script entry point (Python 3.9's API included)."""
-    eps: Any = metadata.entry_points()
-    if hasattr(eps, "select"):
-        return list(eps.select(group="console_scripts"))
-    return list(eps.get("console_scripts", ()))  # pragma: no cover - Python < 3.10
-
-
-def _script_path(ep: metadata.EntryPoint) -> str | None:
-    """The absolute path of an entry point's installed script.
-
-    The distribution's RECORD says where pip wrote it, which beats the first
-    match on ``PATH`` (another environment's script, or a pyenv shim that goes
-    through a shell); ``shutil.which`` is the fallback.
-    """
-    dist = getattr(ep, "dist", None)
-    for file in (dist.files or ()) if dist is not None else ():
-        if file.name in (ep.name, ep.name + ".exe") and file.parent.name in ("bin", "Scripts"):
-            located = Path(str(file.locate())).resolve()
-            if located.is_file() and os.access(located, os.X_OK):
-                return str(located)
-    found = shutil.which(ep.name)
-    return None if found is None else str(Path(found).absolute())
-
-
 @functools.lru_cache(maxsize=1)
 def installed_scripts() -> dict[str, list[metadata.EntryPoint]]:
     """Installed console scripts by target (``module:attr``)."""
     by_target: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
-    for ep in _console_scripts():
-        by_target[ep.value.replace(" ", "")].append(ep)
+    for ep in installed.console_scripts():
+        by_target[installed.target(ep)].append(ep)
     return dict(by_target)
 
 
@@ -75,27 +54,59 @@ def refresh() -> None:
 
 @functools.cache
 def script_prefix(task: Task) -> tuple[str, ...]:
-    """The argv prefix that runs ``task``: its installed script, or the exec fallback."""
+    """The argv prefix that runs ``task``: its installed script, or the exec fallback.
+
+    A script counts only if the file runs the task's entry point: a name is no proof.
+    """
     if task.module == "__main__":
         raise GristmillError(
             f"task {task.name!r} is defined in the script being run (__main__); its jobs run "
             "in new processes, which cannot import that script. Move the task into a module "
             "of your package (e.g. mypkg/tasks.py) and import it from there"
         )
+    taken: tuple[metadata.EntryPoint, Path] | None = None
     for ep in installed_scripts().get(task.entry_point, ()):
-        path = _script_path(ep)
-        if path is not None:
-            return (path,)
+        path = installed.script_path(ep)
+        if path is not None and installed.script_runs(ep, path):
+            return (str(path),)
+        if path is not None and taken is None:
+            taken = (ep, path)
+    fallback = (sys.executable, "-m", "gristmill.dsl.exec", task.key)
     if task.key not in _FALLBACK_WARNED:
         _FALLBACK_WARNED.add(task.key)
-        logger.warning(
-            "task {}: no installed console script targets {}; running it with "
-            "'{} -m gristmill.dsl.exec {}' instead (add it with: gristmill entry-points {} "
-            "--write pyproject.toml && pip install -e .)",
-            task.name, task.entry_point, sys.executable, task.key,
-            task.module.split(".")[0],
-        )
-    return (sys.executable, "-m", "gristmill.dsl.exec", task.key)
+        run_instead = f"running it with {shlex.join(fallback)!r} instead"
+        if taken is None:
+            logger.warning(
+                "task {}: no installed console script targets {}; {} (add it with: gristmill "
+                "entry-points {} --write pyproject.toml && pip install -e .)",
+                task.name, task.entry_point, run_instead, task.module.split(".")[0],
+            )
+        else:
+            logger.warning(_taken_message(task, *taken, run_instead))
+    return fallback
+
+
+def _taken_message(task: Task, ep: metadata.EntryPoint, path: Path, run_instead: str) -> str:
+    """Why the task's own script cannot be used: another package's script sits in its place."""
+    package = task.module.split(".")[0]
+    ours = installed.dist_name(ep) or "an unknown distribution"
+    found = installed.script_target(path)
+    if found is None:
+        other = "something gristmill cannot read as a console script"
+        owners = [d for d in installed.declarers(ep.name) if d != ours]
+    else:
+        other = f"the entry point {found}"
+        owners = installed.declarers(path.name, found) or installed.declarers(ep.name, found)
+    if owners:
+        other += f" of distribution {', '.join(owners)} (each declares a script named " \
+                 f"{ep.name!r}, and the one installed last wrote the file)"
+    return (
+        f"task {task.name} ({task.key}): the console script {path}, which distribution {ours} "
+        f"installed for {task.entry_point}, now runs {other}; {run_instead}. Give the scripts "
+        f"distinct names (@gm.task(script=...), or the default names, which carry the "
+        f"package: gristmill entry-points {package} --write pyproject.toml) and reinstall; "
+        f"'gristmill check {package}' lists such clashes"
+    )
 
 
 def render_argv(task: Task, args: Mapping[str, Any], *, verbose: int = 1) -> list[str]:
@@ -219,38 +230,41 @@ def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
     return added, removed
 
 
-def distributions_of(package: str) -> list[str]:
-    """Installed distributions that provide a top-level package."""
-    top = package.split(".")[0]
-    finder = getattr(metadata, "packages_distributions", None)
-    if finder is not None:
-        return sorted(set(finder().get(top, [])))
-    names = set()  # pragma: no cover - Python 3.9
-    for dist in metadata.distributions():  # pragma: no cover
-        tops = (dist.read_text("top_level.txt") or "").split()
-        tops += [f.parts[0] for f in dist.files or () if f.parts and f.suffix != ".pth"]
-        if top in tops:
-            names.add(dist.metadata["Name"])
-    return sorted(names)  # pragma: no cover
-
-
 def check_installed(package: str) -> list[str]:
-    """Problems between the code's tasks and the installed console scripts (empty: in sync)."""
+    """Problems between the code's tasks and the installed console scripts (empty: in sync).
+
+    Besides drift (a script missing, stale, renamed or retargeted), another
+    distribution declaring one of the package's script names is a problem: both
+    write ``bin/NAME``, and whichever is installed last silently wins.
+    """
     table = scripts_table(package)
-    dists = distributions_of(package)
+    dists = installed.distributions_of(package)
     if not dists:
         return [
             f"package {package!r} is not installed as a distribution; install it with "
             "'pip install -e .'"
         ]
-    installed: dict[str, str] = {}
+    ours: dict[str, metadata.EntryPoint] = {}
     for dist in dists:
         for ep in metadata.distribution(dist).entry_points:
             if ep.group == "console_scripts":
-                installed[ep.name] = ep.value.replace(" ", "")
+                ours[ep.name] = ep
+    installed_targets = {name: installed.target(ep) for name, ep in ours.items()}
+    problems = _drift(package, table, installed_targets)
+    problems += _clashes(package, table, ours, {installed.normalize(d) for d in dists})
+    if problems:
+        problems.append(
+            f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+        )
+    return problems
+
+
+def _drift(package: str, table: Mapping[str, str], installed_targets: Mapping[str, str]
+           ) -> list[str]:
+    """Where the installed metadata and the code's table disagree."""
     problems: list[str] = []
     names_of: dict[str, list[str]] = defaultdict(list)
-    for name, target in installed.items():
+    for name, target in installed_targets.items():
         names_of[target].append(name)
     for name, target in table.items():
         if name in names_of[target]:
@@ -260,23 +274,47 @@ def check_installed(package: str) -> list[str]:
                 f"task script {name!r} -> {target} is installed under another name: "
                 f"{', '.join(sorted(names_of[target]))}"
             )
-        elif name in installed:
+        elif name in installed_targets:
             problems.append(
-                f"task script {name!r} is installed with target {installed[name]}, "
+                f"task script {name!r} is installed with target {installed_targets[name]}, "
                 f"but the code says {target}"
             )
         else:
             problems.append(f"task script {name!r} -> {target} is not installed")
     valid_targets = set(table.values())
-    for name, target in sorted(installed.items()):
+    for name, target in sorted(installed_targets.items()):
         if _is_task_target(target, package) and target not in valid_targets:
             problems.append(
                 f"installed script {name!r} -> {target} names no task in the code (stale)"
             )
-    if problems:
-        problems.append(
-            f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
-        )
     return problems
 
 
+def _clashes(package: str, table: Mapping[str, str], ours: Mapping[str, metadata.EntryPoint],
+             our_dists: set[str]) -> list[str]:
+    """Task script names that another distribution also declares, and task scripts whose
+    file now runs something else."""
+    problems: list[str] = []
+    names = set(table) | {n for n, ep in ours.items() if installed.target(ep) in
+                          set(table.values())}
+    for ep in installed.console_scripts():
+        other = installed.dist_name(ep)
+        if ep.name in names and other is not None and installed.normalize(other) not in our_dists:
+            mine = table.get(ep.name) or installed.target(ours[ep.name])
+            problems.append(
+                f"script {ep.name!r} ({mine}) is also declared by distribution {other} "
+                f"(-> {installed.target(ep)}); both install bin/{ep.name} and the one installed "
+                f"last wins; give the task another script name (the default, which carries "
+                f"the package, or @gm.task(script=...)) or uninstall {other}"
+            )
+    for name in sorted(n for n in table if n in ours and installed.target(ours[n]) == table[n]):
+        path = installed.script_path(ours[name])
+        if path is None:
+            problems.append(f"installed script {name!r} is missing from disk (not on PATH)")
+        elif not installed.script_runs(ours[name], path):
+            found = installed.script_target(path) or "something gristmill cannot read"
+            problems.append(
+                f"{path} runs {found}, not {installed.target(ours[name])}: another package's "
+                f"script {name!r} was installed over it"
+            )
+    return problems

@@ -251,9 +251,11 @@ def task(
 
     ``name`` is the job-name template (``"forecast_{location_id}"``); the task's
     own name is the function's. Works bare (``@gm.task``) or called.
-    ``program`` makes a task that runs an external program (``["Rscript",
-    "fit.R"]``) with the task's options appended, instead of its console script:
-    the click params still check arguments at record time.
+    ``script`` names the task's console script (default: the package, then the
+    task, ``seiir-like-fit``; see ``default_script_name``). ``program`` makes a
+    task that runs an external program (``["Rscript", "fit.R"]``) with the task's
+    options appended, instead of its console script: the click params still check
+    arguments at record time.
     """
     if callable(mem) or isinstance(mem, click.Command):
         return task()(mem)
@@ -281,7 +283,7 @@ def task(
             command=command,
             module=fn_for_name.__module__,
             qualname=fn_for_name.__qualname__,
-            script=script or task_name.replace("_", "-"),
+            script=script or default_script_name(fn_for_name.__module__, task_name),
             resources=resources,
             policy=policy,
             job_name=name,
@@ -291,6 +293,21 @@ def task(
         return made
 
     return decorate
+
+
+def default_script_name(module: str, name: str) -> str:
+    """``<package>-<task>`` with ``_`` as ``-`` (``seiir_like.tasks:fit`` -> ``seiir-like-fit``).
+
+    Every installed package shares ``PATH``: two packages' ``fit`` scripts would
+    overwrite each other's ``bin/fit``, so the top-level package names the
+    script too. A task name that already starts with the package's is not
+    prefixed twice (``seiir.tasks:seiir_fit`` -> ``seiir-fit``).
+    """
+    base = name.replace("_", "-")
+    prefix = "" if module == "__main__" else module.split(".")[0].strip("_").replace("_", "-")
+    if not prefix or base == prefix or base.startswith(prefix + "-"):
+        return base
+    return f"{prefix}-{base}"
 
 
 def get_task(key: str) -> Task:
