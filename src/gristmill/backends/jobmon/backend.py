@@ -74,6 +74,7 @@ from gristmill.errors import BackendError, SpecError
 from gristmill.states import JobState
 from gristmill.worker.atomic import write_atomic
 from gristmill.worker.procfs import cmdline, group_members, start_time
+from gristmill.worker.result import read_result
 
 
 def _start(pid: int) -> str | None:
@@ -232,8 +233,8 @@ class JobmonBackend(SleepingWaitMixin):
                     rest[handle] = JobStatus(state)
                 elif alive:
                     rest[handle] = JobStatus(JobState.QUEUED)
-                else:
-                    rest[handle] = self._orphan(run, node, failed)
+                else:  # the attempt's own record, when it finished before jobmon heard of it
+                    rest[handle] = self._recorded(handle) or self._orphan(run, node, failed)
         return {**failed_first, **rest}
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
@@ -266,9 +267,24 @@ class JobmonBackend(SleepingWaitMixin):
         return out
 
     def _driver_alive(self, run: _Run) -> bool:
+        """Whether the run's driver still drives its jobmon workflow.
+
+        A driver whose exit file exists has seen its workflow run end; when its process
+        lingers anyway (jobmon's distributor can hang while it stops, with the driver
+        waiting on it), what is left of its group is killed, not waited for.
+        """
         info = read_json(run.root / "driver.json")
         pid = info.get("pid")
-        return isinstance(pid, int) and _start(pid) == info.get("start")
+        if not (isinstance(pid, int) and _start(pid) == info.get("start")):
+            return False
+        if not (run.root / f"driver-{info.get('generation', 0)}.exit.json").exists():
+            return True
+        logger.warning("jobmon driver {} ended its workflow run but did not exit; killing its "
+                       "group", pid)
+        for member in group_members(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+        return False
 
     def _ensure_driver(self, run: _Run) -> None:
         """Start a driver for a changed plan once no earlier driver of the run is alive."""
@@ -317,6 +333,15 @@ class JobmonBackend(SleepingWaitMixin):
                 if member != pid:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(member, signum)
+
+    @staticmethod
+    def _recorded(handle: JobHandle) -> JobStatus | None:
+        try:
+            result = read_result(handle.result_path)
+        except BackendError as exc:
+            logger.warning("{}", exc)
+            return None
+        return None if result is None else JobStatus.from_result(result)
 
     def _orphan(self, run: _Run, node: str, failed: set[str]) -> JobStatus:
         """A task jobmon will not finish now that no driver runs it."""

@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,6 +73,43 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: Seconds jobmon may take to stop its distributor once the workflow run has ended.
+STOP_GRACE = 20.0
+
+
+class _StopWatch(logging.Handler):
+    """Ends a driver that jobmon leaves hanging while it stops its distributor.
+
+    After a workflow run ends (fail_fast, say), jobmon's ``Workflow.run`` stops the
+    distributor and waits for its reply; a distributor signalled mid-task can leave it
+    waiting forever, and the run's tasks would never be reported. Once jobmon logs that
+    it is stopping, a timer gives it ``STOP_GRACE`` seconds; then the exit file is
+    written and the driver's process group (distributor and workers) is killed.
+    """
+
+    def __init__(self, exit_path: Path, end: dict[str, Any]) -> None:
+        super().__init__(level=logging.INFO)
+        self.exit_path, self.end = exit_path, end
+        self.timer: threading.Timer | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.timer is None and "Stopping Distributor" in record.getMessage():
+            self.timer = threading.Timer(STOP_GRACE, self._give_up)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _give_up(self) -> None:
+        end = {**self.end, "status": "S",
+               "error": f"jobmon did not stop its distributor within {STOP_GRACE:g} s"}
+        with contextlib.suppress(OSError):
+            write_json(self.exit_path, end)
+        sys.stderr.write(f"gristmill: {end['error']}; ending the driver\n")
+        sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # the driver leads its own group
+        os._exit(1)
+
+
 def drive(plan_path: Path, generation: int, timeout: int) -> int:
     """Build the plan's jobmon workflow and run it to the end (blocks); 0 when all is done.
 
@@ -94,8 +133,12 @@ def drive(plan_path: Path, generation: int, timeout: int) -> int:
             _reap_orphaned_runs(wf, timeout=300)
         # jobmon sleeps resume_timeout / 10 before it looks again whether the workflow
         # may resume; orphaned runs are already ended above, so a short wait suffices.
+        watch = _StopWatch(root / f"driver-{generation}.exit.json", end)
+        logging.getLogger("jobmon.client.workflow").addHandler(watch)
         end["status"] = wf.run(fail_fast=plan.fail_fast, resume=True, resume_timeout=10,
                                seconds_until_timeout=timeout, configure_logging=True)
+        if watch.timer is not None:
+            watch.timer.cancel()
     except WorkflowAlreadyComplete:
         end["status"] = "D"
     except KeyboardInterrupt:
