@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 import yaml
+from loguru import logger
 
 import gristmill as gm
 from gristmill.engine.plan import resolve_spec, unit_plans
@@ -196,6 +197,28 @@ def test_resources_and_policy_layer_in_the_documented_order(et: ModuleType, tmp_
     cli = unit_plans(wf, spec, Resources(mem="50M"), Policy(retries=0))
     assert {p.resources.mem for p in cli} == {50 * M}  # CLI flags beat everything
     assert {p.policy.retries for p in cli} == {0}
+
+
+def test_an_escalation_rule_that_can_never_apply_is_warned_about(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text("tasks:\n  exit_with: {on_timeout: {runtime: x2}}\n")
+    warnings: list[str] = []
+    logger.enable("gristmill")
+    logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING",
+               filter=lambda r: "retries" in r["message"])
+
+    assert run_workflow(et.one_exit(code=0), run_dir=tmp_path / "runs", spec=spec_path).ok
+    assert warnings == [
+        "task 'exit_with': on_timeout (runtime x2) does nothing while retries is 0, as it grows "
+        "the resources of a retry; set retries (e.g. `retries: 2` under tasks.exit_with in the "
+        "spec, or --retries 2)"
+    ]
+    warnings.clear()
+    assert run_workflow(et.one_exit(code=0), run_dir=tmp_path / "runs", spec=spec_path,
+                        policy=Policy(retries=1)).ok
+    assert warnings == []
 
 
 # -- resume --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from gristmill.engine.plan import Plan, RunOptions, make_plan
 from gristmill.errors import GristmillError, RunDirError, SpecError
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec
+from gristmill.spec.settings import idle_escalations
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
 from gristmill.store.lock import RunLock
@@ -108,6 +109,10 @@ def run_plan(
     argv: list[str] | None = None,
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine."""
+    for task, policy in {u.task.name: p.policy for u, p in zip(plan.workflow.units, plan.units)
+                         }.items():
+        if warning := idle_escalations(task, policy):
+            logger.warning(warning)
     backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)

@@ -27,6 +27,24 @@ class TaskSettings:
                                           "policy": Policy.merged_with})
 
 
+def idle_escalations(task: str, policy: Policy) -> str | None:
+    """Why ``on_oom``/``on_timeout`` can never apply to ``task``, or None when they can.
+
+    A rule grows the resources of the *retry* after an OOM or a TIMEOUT; with
+    ``retries`` 0 (or unset) there is no retry, so a rule someone wrote does nothing.
+    """
+    rules = [f"{name} ({rule.describe()})"
+             for name, rule in (("on_oom", policy.on_oom), ("on_timeout", policy.on_timeout))
+             if rule is not None]
+    if not rules or policy.retries:
+        return None
+    one = len(rules) == 1
+    return (
+        f"task {task!r}: {' and '.join(rules)} {'does' if one else 'do'} nothing while retries "
+        f"is 0, as {'it grows' if one else 'they grow'} the resources of a retry; set retries "
+        f"(e.g. `retries: 2` under tasks.{task} in the spec, or --retries 2)"
+    )
+
 
 def _join_options(
     base: tuple[tuple[str, Any], ...], override: tuple[tuple[str, Any], ...]
