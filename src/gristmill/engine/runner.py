@@ -144,6 +144,8 @@ def _run_locked(
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
         metadata = _collect_metadata(plan, backend.name, argv)
+        if existing:  # the command that started the run stays; this resume is appended
+            metadata = runs.resumed_metadata(path, metadata)
         metadata.dump(path)
         engine = Engine(plan=plan, store=store, backend=backend, run_dir=path, states=states,
                         attempts=attempts)
