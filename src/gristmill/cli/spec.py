@@ -19,10 +19,11 @@ import yaml
 from loguru import logger
 
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.resources import format_duration, format_memory
 
 
-@click.command("spec", context_settings=WF_ARGS)
+@click.command("spec", cls=WorkflowCommand, context_settings=WF_ARGS)
 @click.argument("target")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A spec file to layer over the workflow's own.")
@@ -35,13 +36,12 @@ def spec_command(ctx: click.Context, target: str, spec_path: Path | None, defaul
     The output is a spec file: give it back with --spec (or to gristmill run) and every
     task gets the same again.
     """
-    from gristmill.cli.target import build_workflow
     from gristmill.engine.plan import BASE_RESOURCES, resolve_spec, unit_plans
     from gristmill.spec.load import Spec
     from gristmill.spec.render import task_dict
     from gristmill.spec.settings import TaskSettings, idle_escalations
 
-    wf = build_workflow(target, ctx.args, prog=f"gristmill spec {target}")
+    wf = recorded_workflow(ctx)
     spec = Spec.empty() if defaults else resolve_spec(wf, spec_path)
     settings: dict[str, TaskSettings] = {}
     if defaults:
