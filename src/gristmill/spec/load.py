@@ -23,10 +23,9 @@ import attrs
 from loguru import logger
 
 from gristmill.errors import SpecError
-from gristmill.resources import Resources
+from gristmill.resources import Resources, parse_memory_with_unit
 from gristmill.spec.parse import (
     NO_SOURCE,
-    memory_with_unit,
     parse_yaml,
     source_prefix,
     strip_label,
@@ -184,7 +183,7 @@ def resources_from_cli(
             one: dict[str, Any] = {key: value}
             try:
                 if key == "mem":
-                    memory_with_unit(value)
+                    parse_memory_with_unit(value)
                 Resources(**one)
             except SpecError as exc:
                 raise SpecError(f"--{key}: {strip_label(key, exc)}") from None

@@ -13,7 +13,6 @@ problem it finds, and :func:`structure_spec` reports them all at once, each as
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, NewType, Optional, TypeVar
 
@@ -23,7 +22,14 @@ import yaml
 from cattrs.gen import make_dict_structure_fn
 
 from gristmill.errors import SpecError
-from gristmill.resources import Policy, Resources, escalation, parse_duration, parse_memory
+from gristmill.resources import (
+    Policy,
+    Resources,
+    escalation,
+    parse_duration,
+    parse_memory,
+    parse_memory_with_unit,
+)
 from gristmill.spec.settings import TaskSettings, WorkflowSettings
 
 #: covid_shared spellings accepted in a task's settings, and the key each stands for.
@@ -178,30 +184,6 @@ def _value(what: str, parse: Callable[[], _T]) -> _T:
         raise SpecError(strip_label(what, exc)) from None
 
 
-_BARE_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
-
-
-def memory_with_unit(value: object, what: str = "mem") -> int:
-    """A memory size that names its unit: ``mem: 100`` is refused, not read as 100 bytes.
-
-    Bytes are almost never what a bare number in a spec or on a command line means
-    (schedulers disagree, too: Slurm reads ``--mem=100`` as megabytes, Grid Engine
-    ``h_vmem=100`` as bytes), so a size must say which: ``"100G"``, ``"100M"``, ``"100B"``.
-    """
-    size = parse_memory(value, what=what)  # type: ignore[arg-type]  # it refuses other types
-    bare = isinstance(value, (int, float)) or (
-        isinstance(value, str) and _BARE_NUMBER.fullmatch(value) is not None
-    )
-    if bare:
-        number = str(value).strip()
-        raise SpecError(
-            f"{what}: {value!r} has no unit; a bare number would mean {number} bytes, "
-            f'which is almost never meant: write e.g. "{number}G" or "{number}M" '
-            f'("{number}B" if you do mean bytes)'
-        )
-    return size
-
-
 def _flags(value: object, _: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping):
         raise SpecError(
@@ -330,7 +312,7 @@ def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
     return converter
 
 
-_CONVERTER = _make_converter(memory_with_unit)
+_CONVERTER = _make_converter(parse_memory_with_unit)
 #: For a run's stored spec, where older versions wrote a size not a whole KiB as bare bytes.
 _STORED_CONVERTER = _make_converter(parse_memory)
 
