@@ -52,10 +52,8 @@ def spec_command(ctx: click.Context, target: str, spec_path: Path | None, defaul
     else:
         for unit, plan in zip(wf.units, unit_plans(wf, spec, None, None)):
             settings.setdefault(unit.task.name, TaskSettings(plan.resources, plan.policy))
-        for name, task_settings in settings.items():
-            warning = idle_escalations(name, task_settings.policy)
-            if warning:
-                logger.warning(warning)
+        for warning in idle_escalations((name, s.policy) for name, s in settings.items()):
+            logger.warning(warning)
     document: dict[str, Any] = {"tasks": {name: task_dict(s) for name, s in settings.items()}}
     workflow = spec.to_dict().get("workflow")
     if workflow:

@@ -109,10 +109,9 @@ def run_plan(
     argv: list[str] | None = None,
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine."""
-    for task, policy in {u.task.name: p.policy for u, p in zip(plan.workflow.units, plan.units)
-                         }.items():
-        if warning := idle_escalations(task, policy):
-            logger.warning(warning)
+    for warning in idle_escalations((u.task.name, p.policy)
+                                    for u, p in zip(plan.workflow.units, plan.units)):
+        logger.warning(warning)
     backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)
