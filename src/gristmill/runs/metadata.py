@@ -184,6 +184,9 @@ def resumed_metadata(run_dir: PathLike, now: RunMetadata) -> RunMetadata:
     A run without readable metadata (made by a version that wrote none, or whose file
     was damaged) continues with ``now``: what was there cannot be kept.
     """
+    if not (Path(run_dir) / METADATA_FILE).exists():
+        logger.info("{} has no {}; it starts with this resume", run_dir, METADATA_FILE)
+        return now
     try:
         metadata = load_run_metadata(run_dir)
     except RunDirError as exc:
