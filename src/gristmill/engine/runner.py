@@ -270,4 +270,6 @@ def rebuild_workflow(run_dir: Path) -> tuple[Workflow, dict[str, Any]]:
     args = meta.get("args") or {}
     if not isinstance(args, dict):
         raise SpecError(f"{run_dir}: stored workflow arguments are not a mapping")
+    source = f"{run_dir} (stored spec)"  # as written by any version, in today's units:
+    meta["spec"] = Spec.from_stored(meta.get("spec") or {}, source).to_dict()
     return wf_fn(**args), meta
