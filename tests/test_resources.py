@@ -20,6 +20,7 @@ from gristmill.resources import (
     format_memory_mb,
     parse_duration,
     parse_memory,
+    parse_memory_with_unit,
 )
 
 K, M, G, T = 2**10, 2**20, 2**30, 2**40
@@ -60,6 +61,18 @@ def test_parse_memory_rejects_garbage_with_an_example(value: object) -> None:
 def test_parse_memory_rejects_zero_negative_and_non_finite(value: object) -> None:
     with pytest.raises(SpecError, match=r'must be a positive memory size; use e\.g\. "10G"'):
         parse_memory(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [100, 1.5, "100", " 64 ", ".5"])
+def test_parse_memory_with_unit_refuses_a_bare_number(value: object) -> None:
+    assert parse_memory(value) > 0  # type: ignore[arg-type]  # what would be read as bytes
+    with pytest.raises(SpecError, match=r"^--max-mem: .* has no unit; a bare number would mean"):
+        parse_memory_with_unit(value, what="--max-mem")
+
+
+@pytest.mark.parametrize("value", ["100B", "100K", "1.5G", "2 TiB", "64gb"])
+def test_parse_memory_with_unit_reads_what_names_a_unit(value: str) -> None:
+    assert parse_memory_with_unit(value) == parse_memory(value)
 
 
 def test_parse_memory_names_the_field_it_parses() -> None:

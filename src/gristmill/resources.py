@@ -53,6 +53,31 @@ def parse_memory(value: MemoryLike, *, what: str = "mem") -> int:
     return math.ceil(number)
 
 
+_BARE_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
+
+
+def parse_memory_with_unit(value: object, *, what: str = "mem") -> int:
+    """:func:`parse_memory` for sizes people type: a bare number (``100``, ``"100"``) is
+    refused rather than read as bytes.
+
+    Bytes are almost never what a bare number in a spec or on a command line means
+    (schedulers disagree, too: Slurm reads ``--mem=100`` as megabytes, Grid Engine
+    ``h_vmem=100`` as bytes), so a size must say which: ``"100G"``, ``"100M"``, ``"100B"``.
+    """
+    size = parse_memory(value, what=what)  # type: ignore[arg-type]  # refuses other types
+    bare = isinstance(value, (int, float)) or (
+        isinstance(value, str) and _BARE_NUMBER.fullmatch(value) is not None
+    )
+    if bare:
+        number = str(value).strip()
+        raise SpecError(
+            f"{what}: {value!r} has no unit; a bare number would mean {number} bytes, "
+            f'which is almost never meant: write e.g. "{number}G" or "{number}M" '
+            f'("{number}B" if you do mean bytes)'
+        )
+    return size
+
+
 def parse_duration(value: DurationLike, *, what: str = "runtime") -> int:
     """Parse seconds, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or ``"01:30:00"`` into seconds."""
     if isinstance(value, bool):

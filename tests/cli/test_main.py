@@ -14,7 +14,7 @@ CLI = "import sys; from gristmill.cli.app import main; main(prog_name='gristmill
 
 
 def gristmill(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return CliRunner().invoke(main, list(args), prog_name="gristmill", catch_exceptions=False)
 
 
 SEIIR = ["gm_flows:seiir", "--version", "v1", "--n-draws", "1000", "--location-ids", "1,2,3"]

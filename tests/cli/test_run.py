@@ -127,6 +127,20 @@ def test_a_spec_naming_an_unknown_task_exits_2_and_writes_nothing(
     assert list(root.iterdir()) == []
 
 
+def test_an_escalation_rule_without_retries_is_warned_about(et: ModuleType, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("tasks:\n  exit_with: {on_oom: {mem: x2, max: 4G}}\n")
+    result = cli("run", "engine_tasks:one_exit", "--code", "0", "--spec", str(spec),
+                 "--run-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert ("WARNING task 'exit_with': on_oom (mem x2 up to 4G) does nothing while retries is 0"
+            in result.stderr)
+    quiet = cli("run", "engine_tasks:one_exit", "--code", "0", "--spec", str(spec),
+                "--retries", "1", "--run-dir", str(tmp_path / "runs"))
+    assert quiet.exit_code == 0, quiet.output
+    assert "retries is 0" not in quiet.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

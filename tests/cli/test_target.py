@@ -16,6 +16,7 @@ from gristmill.cli.target import (
     CommaList,
     build_workflow,
     load_target,
+    parameter_docs,
     parse_workflow_args,
     workflow_options,
 )
@@ -85,6 +86,34 @@ def test_parameters_become_options_typed_from_annotations() -> None:
     assert params["limit"].type is click.INT  # Optional[int]
     assert isinstance(params["mode"].type, click.Choice)
     assert list(params["mode"].type.choices) == ["a", "b"]
+
+
+def test_options_are_named_with_a_prefix_but_keep_their_parameter_and_flag() -> None:
+    params = workflow_options(gm_flows.options, name_prefix="wf_")
+
+    assert [(p.name, p.parameter, p.opts) for p in params][:2] == [
+        ("wf_n", "n", ["--n"]), ("wf_scale", "scale", ["--scale"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("docstring", "expected"),
+    [
+        ("Summary.\n\n    Args:\n        n: how many,\n            at most 9.\n"
+         "        label (str): a label.\n\n    Returns:\n        nothing\n",
+         {"n": "how many, at most 9.", "label": "a label."}),
+        ("Summary.\n\nParameters:\n    n: how many\nNotes: n is not documented here\n",
+         {"n": "how many"}),
+        ("Summary.\n\n:param n: how many\n:param str label: a\n    label\n:returns: nothing",
+         {"n": "how many", "label": "a label"}),
+        ("Summary; n: not a parameter section.", {}),
+        ("", {}),
+    ],
+)
+def test_parameter_docs_read_google_and_sphinx_styles(
+    docstring: str, expected: dict[str, str]
+) -> None:
+    assert parameter_docs(docstring) == expected
 
 
 def test_parse_workflow_args_converts_values() -> None:

@@ -13,13 +13,14 @@ from types import ModuleType
 
 import pytest
 import yaml
+from loguru import logger
 
 import gristmill as gm
 from gristmill.engine.plan import resolve_spec, unit_plans
 from gristmill.engine.runner import RunResult, prepare_run_dir, rebuild_workflow, run_workflow
 from gristmill.errors import BackendError, RunDirError, SpecError, StoreError
 from gristmill.resources import Policy, Resources
-from gristmill.spec.load import load_spec
+from gristmill.spec.load import Spec, load_spec
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
 
@@ -198,6 +199,28 @@ def test_resources_and_policy_layer_in_the_documented_order(et: ModuleType, tmp_
     assert {p.policy.retries for p in cli} == {0}
 
 
+def test_an_escalation_rule_that_can_never_apply_is_warned_about(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text("tasks:\n  exit_with: {on_timeout: {runtime: x2}}\n")
+    warnings: list[str] = []
+    logger.enable("gristmill")
+    logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING",
+               filter=lambda r: "retries" in r["message"])
+
+    assert run_workflow(et.one_exit(code=0), run_dir=tmp_path / "runs", spec=spec_path).ok
+    assert warnings == [
+        "task 'exit_with': on_timeout (runtime x2) does nothing while retries is 0, as it grows "
+        "the resources of a retry; set retries (e.g. `retries: 2` under tasks.exit_with in the "
+        "spec, or --retries 2)"
+    ]
+    warnings.clear()
+    assert run_workflow(et.one_exit(code=0), run_dir=tmp_path / "runs", spec=spec_path,
+                        policy=Policy(retries=1)).ok
+    assert warnings == []
+
+
 # -- resume --------------------------------------------------------------------------------
 
 
@@ -299,6 +322,26 @@ def test_run_metadata_records_how_the_run_ended(et: ModuleType, tmp_path: Path) 
         data = yaml.safe_load((result.run_dir / "run_metadata.yaml").read_text())
         assert data["status"] == status
         assert data["counts"] == dict(result.counts)
+
+
+def test_rebuild_reads_the_bare_bytes_an_older_version_stored_in_the_spec(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text("tasks:\n  exit_with: {mem: 0.3G}\n")  # not a whole KiB
+    first = run_workflow(et.one_exit(code=0), run_dir=tmp_path / "runs", spec=spec_path)
+    store = Store.open(first.run_dir, check=False)
+    try:
+        assert store.meta()["spec"] == {"tasks": {"exit_with": {"mem": "322122548B"}}}
+        with store.transaction() as cur:  # what versions before units were required wrote
+            store.set_meta(cur, "spec", {"tasks": {"exit_with": {"mem": 322122548}}})
+    finally:
+        store.close()
+
+    _, meta = rebuild_workflow(first.run_dir)
+
+    assert meta["spec"] == {"tasks": {"exit_with": {"mem": "322122548B"}}}
+    assert Spec.from_dict(meta["spec"]).tasks["exit_with"].resources.mem == 322122548
 
 
 def test_rebuild_needs_an_importable_workflow(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gm_testing import fixtures_importable
 
 import gristmill.runs.metadata as provenance
 import gristmill.runs.directory as runs
@@ -200,6 +201,104 @@ def test_load_missing_and_corrupt_metadata(tmp_path: Path) -> None:
         with pytest.raises(RunDirError, match=match) as info:
             provenance.load_run_metadata(tmp_path)
         assert str(path) in str(info.value)
+
+
+def test_a_resume_keeps_the_origin_and_appends_to_history() -> None:
+    first = provenance.RunMetadata(argv=["gristmill", "run", "m:wf"], user="ann", host="a",
+                                   started_at="2026-11-29T08:00:00+00:00",
+                                   extra={"workflow": "wf", "backend": "slurm"})
+    first.finish("failed", {"DONE": 3, "FAILED": 1})
+    resume = provenance.RunMetadata(argv=["gristmill", "resume", "runs/x"], user="bob",
+                                    host="b", cwd="/w", git_commit="abc", git_dirty=True,
+                                    started_at="2026-11-30T09:00:00+00:00",
+                                    extra={"backend": "local"})
+
+    first.record_resume(resume)
+
+    assert (first.argv, first.user, first.host) == (["gristmill", "run", "m:wf"], "ann", "a")
+    assert first.started_at == "2026-11-29T08:00:00+00:00"
+    assert (first.status, first.ended_at) == ("running", None)
+    assert first.extra == {"workflow": "wf", "backend": "local"}
+    assert first.history == [{
+        "started_at": "2026-11-30T09:00:00+00:00", "argv": ["gristmill", "resume", "runs/x"],
+        "user": "bob", "host": "b", "cwd": "/w", "tool_version": None,
+        "package_version": None, "git_commit": "abc", "git_dirty": True,
+    }]
+    assert provenance.RunMetadata.from_dict(first.to_dict()) == first
+
+
+def test_metadata_written_before_history_existed_loads_and_resumes(tmp_path: Path) -> None:
+    old = provenance.RunMetadata(argv=["gristmill", "run", "m:wf"]).to_dict()
+    del old["history"]
+    (tmp_path / "run_metadata.yaml").write_text(yaml.safe_dump(old))
+    now = provenance.RunMetadata(argv=["gristmill", "resume", str(tmp_path)])
+
+    resumed = provenance.resumed_metadata(tmp_path, now)
+
+    assert provenance.load_run_metadata(tmp_path).history == []
+    assert resumed.argv == ["gristmill", "run", "m:wf"]
+    assert [entry["argv"] for entry in resumed.history] == [now.argv]
+
+
+def test_a_run_without_readable_metadata_resumes_with_new_metadata(tmp_path: Path) -> None:
+    now = provenance.RunMetadata(argv=["gristmill", "resume", str(tmp_path)])
+
+    assert provenance.resumed_metadata(tmp_path, now) is now  # no file: a 0.1 run directory
+    (tmp_path / "run_metadata.yaml").write_text("status: [unclosed\n")
+    assert provenance.resumed_metadata(tmp_path, now) is now
+
+
+@pytest.mark.parametrize(
+    "history",
+    ["resumed twice", ["a"], [{"argv": "gristmill resume"}], [{"colour": "red"}],
+     [{"git_dirty": "yes"}]],
+)
+def test_a_bad_history_is_refused(tmp_path: Path, history: object) -> None:
+    (tmp_path / "run_metadata.yaml").write_text(yaml.safe_dump({"history": history}))
+
+    with pytest.raises(RunDirError, match="field 'history' has an invalid value"):
+        provenance.load_run_metadata(tmp_path)
+
+
+def test_a_real_run_and_its_resumes_keep_the_first_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixtures_importable(monkeypatch)
+    control, out = tmp_path / "control", tmp_path / "out"
+    control.touch()  # the flaky task fails while this exists
+    run = ["run", "engine_tasks:fix_and_resume", "--path", str(out), "--control", str(control),
+           "--n", "2", "--run-dir", str(tmp_path / "runs")]
+
+    assert gristmill(*run).returncode == 1
+    run_dir = (tmp_path / "runs" / "latest").resolve()
+    first = provenance.load_run_metadata(run_dir)
+    assert first.argv[1:] == run
+    assert (first.status, first.history) == ("failed", [])
+    old = yaml.safe_load((run_dir / "run_metadata.yaml").read_text())
+    del old["history"]  # as a version before history wrote it
+    (run_dir / "run_metadata.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+
+    assert gristmill("resume", str(run_dir)).returncode == 1  # still failing
+    control.unlink()
+    assert gristmill("resume", str(run_dir), "--retries", "1").returncode == 0
+
+    final = provenance.load_run_metadata(run_dir)
+    assert final.argv == first.argv
+    assert (final.started_at, final.user, final.host) == (first.started_at, first.user,
+                                                         first.host)
+    assert (final.status, final.counts) == ("succeeded", {"DONE": 3})
+    assert [entry["argv"][1:] for entry in final.history] == [
+        ["resume", str(run_dir)], ["resume", str(run_dir), "--retries", "1"],
+    ]
+    for entry in final.history:
+        assert (entry["user"], entry["host"]) == (first.user, first.host)
+        assert str(entry["started_at"]) >= first.started_at
+    assert final.history[0]["started_at"] <= final.history[1]["started_at"]
+
+
+def gristmill(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gristmill.cli", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
 
 
 def test_from_dict_fills_missing_keys_with_defaults() -> None:

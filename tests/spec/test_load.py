@@ -160,7 +160,7 @@ def test_values_accept_numbers_clock_times_and_flags() -> None:
             "workflow": {"poll_interval": "1m", "fail_fast": True},
             "tasks": {
                 "fit": {
-                    "mem": 1024,
+                    "mem": "1024B",
                     "runtime": "01:30:00",
                     "cores": "4",
                     "gpus": 0,
@@ -238,6 +238,58 @@ def test_bad_value_errors_start_with_the_yaml_path(data: object, expected: str) 
     assert "\n" not in message  # one problem, one line; no duplicated field-name prefix
     assert ": mem: " not in message
     assert ": cores: " not in message
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "value"),
+    [
+        ({"tasks": {"fit": {"mem": 100}}}, "tasks.fit.mem", "100"),
+        ({"tasks": {"fit": {"mem": "100"}}}, "tasks.fit.mem", "'100'"),
+        ({"default": {"mem": 1.5}}, "default.mem", "1.5"),
+        ({"tasks": {"fit": {"m_mem_free": 64}}}, "tasks.fit.m_mem_free", "64"),
+        ({"default": {"on_oom": {"mem": "x2", "max": 64}}}, "default.on_oom.max", "64"),
+        ({"tasks": {"fit": {"on_oom": {"mem": 2, "max": " 8 "}}}}, "tasks.fit.on_oom.max", "' 8 '"),
+    ],
+)
+def test_a_memory_size_without_a_unit_is_refused_with_its_path(
+    data: object, path: str, value: str
+) -> None:
+    message = spec_error(data, "spec.yaml")
+
+    assert message.startswith(f"spec.yaml: {path}: {value} has no unit; a bare number would "
+                              "mean"), message
+    assert "bytes, which is almost never meant" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("size", ["100B", "100b", "1.5G", "100 M", "64GiB"])
+def test_a_memory_size_with_a_unit_is_read(size: str) -> None:
+    spec = Spec.from_dict({"default": {"mem": size, "on_oom": {"mem": 2, "max": size}}})
+
+    assert spec.default.resources.mem == Resources(mem=size).mem
+
+
+def test_a_stored_spec_of_an_older_version_keeps_its_bare_bytes() -> None:
+    """Older versions kept a size that is not a whole KiB as a bare number in the store."""
+    stored = {"tasks": {"fit": {"mem": 322122548, "on_oom": {"mem": "x2", "max": 1000}}}}
+
+    spec = Spec.from_stored(stored, "run (stored spec)")
+
+    assert spec.tasks["fit"].resources.mem == 322122548
+    assert spec.tasks["fit"].policy.on_oom == escalation("mem", 2, 1000)
+    assert Spec.from_dict(spec.to_dict()) == spec  # written with units from now on
+    with pytest.raises(SpecError, match="has no unit"):
+        Spec.from_dict(stored)
+
+
+def test_an_error_under_an_alias_names_the_key_the_spec_wrote() -> None:
+    message = spec_error({"tasks": {"fit": {"num_cores": 0, "max_runtime_seconds": "soon"}}})
+
+    assert sorted(message.splitlines()) == [
+        "tasks.fit.max_runtime_seconds: 'soon' is not a duration; use seconds or e.g. \"90s\", "
+        "\"30m\", \"2h\", \"1h30m\", \"01:30:00\"",
+        "tasks.fit.num_cores: 0 must be at least 1; use e.g. 1",
+    ]
 
 
 def test_memory_error_message_matches_the_design() -> None:
@@ -528,6 +580,7 @@ def test_resources_from_cli() -> None:
         ({"cores": 0}, "--cores: 0 must be at least 1"),
         ({"runtime": "later"}, "--runtime: 'later' is not a duration"),
         ({"queue": ""}, "--queue: '' must be a non-empty string"),
+        ({"mem": "100"}, "--mem: '100' has no unit; a bare number would mean 100 bytes"),
     ],
 )
 def test_resources_from_cli_errors_name_the_option(

@@ -20,6 +20,7 @@ from loguru import logger
 
 from gristmill.backends.base import BackendSetting
 from gristmill.backends.registry import BACKENDS, DEFAULT_BACKEND, backend_settings
+from gristmill.cli.common import SectionedCommand
 from gristmill.errors import BackendError, GristmillError
 
 _GIVEN = "gristmill.backend_flags"  # ctx.meta key: the flags given, in order
@@ -40,7 +41,7 @@ class BackendOption(click.Option):
             ctx.meta.setdefault(_GIVEN, []).append((self.backend, self.setting, value))
 
 
-class BackendFlagsCommand(click.Command):
+class BackendFlagsCommand(SectionedCommand):
     """A click command that also takes every registered backend's settings as flags.
 
     The flags are remade when the set of registered backends changed (a plugin put on
@@ -60,19 +61,10 @@ class BackendFlagsCommand(click.Command):
             self._made_for = registered
         return super().get_params(ctx)
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None or isinstance(param, click.Argument):
-                continue
-            heading = (f"Options of backend {param.backend}"
-                       if isinstance(param, BackendOption) else "Options")
-            sections.setdefault(heading, []).append(record)
-        for heading, records in sections.items():
-            if records:
-                with formatter.section(heading):
-                    formatter.write_dl(records)
+    def help_section(self, ctx: click.Context, param: click.Parameter) -> str:
+        if isinstance(param, BackendOption):
+            return f"Options of backend {param.backend}"
+        return super().help_section(ctx, param)
 
 
 def backend_options(taken: set[str]) -> list[BackendOption]:

@@ -1,4 +1,5 @@
-"""What every ``gristmill`` command shares: error handling and workflow-argument settings."""
+"""What every ``gristmill`` command shares: error handling, workflow-argument settings, and
+help that lists options in sections."""
 
 from __future__ import annotations
 
@@ -34,3 +35,24 @@ def handle_errors(fn: F) -> F:
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+class SectionedCommand(click.Command):
+    """A command whose help lists its options in sections: its own first, then one section
+    per source of options (the workflow's, each backend's); see :meth:`help_section`."""
+
+    def help_section(self, ctx: click.Context, param: click.Parameter) -> str:
+        """The heading ``param`` is listed under in the help."""
+        return "Options"
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or isinstance(param, click.Argument):
+                continue
+            sections.setdefault(self.help_section(ctx, param), []).append(record)
+        for heading, records in sections.items():
+            if records:
+                with formatter.section(heading):
+                    formatter.write_dl(records)

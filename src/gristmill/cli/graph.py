@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 
 
-@click.command(context_settings=WF_ARGS)
+@click.command(cls=WorkflowCommand, context_settings=WF_ARGS)
 @click.argument("target")
 @click.option(
     "--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "summary"]), default="dot",
@@ -20,10 +21,9 @@ def graph(ctx: click.Context, target: str, fmt: str) -> None:
 
     Map groups are drawn as one box with their count.
     """
-    from gristmill.cli.target import build_workflow
     from gristmill.graph.render import to_svg
 
-    wf = build_workflow(target, ctx.args, prog=f"gristmill graph {target}")
+    wf = recorded_workflow(ctx)
     if fmt == "dot":
         click.echo(wf.to_dot(), nl=False)
     elif fmt == "mermaid":

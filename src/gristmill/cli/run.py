@@ -16,6 +16,7 @@ import click
 from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.engine.plan import resolve_spec
 from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
 from gristmill.errors import BackendError, GristmillError, RunDirError
@@ -128,7 +129,11 @@ def _exit_for(result: RunResult) -> None:
         sys.exit(1)
 
 
-@click.command(cls=BackendFlagsCommand, context_settings=WF_ARGS)
+class RunCommand(WorkflowCommand, BackendFlagsCommand):
+    """``gristmill run``: the workflow's options and every backend's flags, in --help too."""
+
+
+@click.command(cls=RunCommand, context_settings=WF_ARGS)
 @click.argument("target")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML spec with resources and settings per task.")
@@ -152,9 +157,7 @@ def run(
 
     Example: gristmill run seiir.pipeline:seiir --version v1 --n-draws 1000 --backend slurm
     """
-    from gristmill.cli.target import build_workflow
-
-    wf = build_workflow(target, ctx.args, prog=f"gristmill run {target}")
+    wf = recorded_workflow(ctx)
     resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
                                    project=project)
     if backend is None and given_backend_flags(ctx):  # which backend the flags must be for

@@ -16,21 +16,14 @@ from typing import Any
 
 import click
 import yaml
+from loguru import logger
 
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.resources import format_duration, format_memory
 
 
-def _human(resources: dict[str, Any]) -> dict[str, Any]:
-    out = dict(resources)
-    if "mem" in out:
-        out["mem"] = format_memory(int(out["mem"]))
-    if "runtime" in out:
-        out["runtime"] = format_duration(int(out["runtime"]))
-    return out
-
-
-@click.command("spec", context_settings=WF_ARGS)
+@click.command("spec", cls=WorkflowCommand, context_settings=WF_ARGS)
 @click.argument("target")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A spec file to layer over the workflow's own.")
@@ -38,37 +31,33 @@ def _human(resources: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 @handle_errors
 def spec_command(ctx: click.Context, target: str, spec_path: Path | None, defaults: bool) -> None:
-    """Print the resources and policy each task of TARGET will get, as spec YAML."""
-    from gristmill.cli.target import build_workflow
+    """Print the resources and policy each task of TARGET will get, as spec YAML.
+
+    The output is a spec file: give it back with --spec (or to gristmill run) and every
+    task gets the same again.
+    """
     from gristmill.engine.plan import BASE_RESOURCES, resolve_spec, unit_plans
     from gristmill.spec.load import Spec
+    from gristmill.spec.render import task_dict
+    from gristmill.spec.settings import TaskSettings, idle_escalations
 
-    wf = build_workflow(target, ctx.args, prog=f"gristmill spec {target}")
+    wf = recorded_workflow(ctx)
     spec = Spec.empty() if defaults else resolve_spec(wf, spec_path)
-    tasks: dict[str, dict[str, Any]] = {}
+    settings: dict[str, TaskSettings] = {}
     if defaults:
         for unit in wf.units:
             task = unit.task
-            tasks.setdefault(task.name, _human(
-                BASE_RESOURCES.merged_with(task.resources).as_dict()
-            ))
+            settings.setdefault(task.name, TaskSettings(
+                BASE_RESOURCES.merged_with(task.resources), task.policy))
     else:
         for unit, plan in zip(wf.units, unit_plans(wf, spec, None, None)):
-            entry = _human(plan.resources.as_dict())
-            if plan.policy.retries is not None:
-                entry["retries"] = plan.policy.retries
-            if plan.policy.max_concurrent is not None:
-                entry["max_concurrent"] = plan.policy.max_concurrent
-            for name, rule in (("on_oom", plan.policy.on_oom),
-                               ("on_timeout", plan.policy.on_timeout)):
-                if rule is not None:
-                    entry[name] = rule.describe()
-            tasks.setdefault(unit.task.name, entry)
-    document: dict[str, Any] = {"tasks": tasks}
-    if not defaults:
-        workflow = spec.to_dict().get("workflow")
-        if workflow:
-            document = {"workflow": workflow, **document}
+            settings.setdefault(unit.task.name, TaskSettings(plan.resources, plan.policy))
+        for warning in idle_escalations((name, s.policy) for name, s in settings.items()):
+            logger.warning(warning)
+    document: dict[str, Any] = {"tasks": {name: task_dict(s) for name, s in settings.items()}}
+    workflow = spec.to_dict().get("workflow")
+    if workflow:
+        document = {"workflow": workflow, **document}
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
 
 

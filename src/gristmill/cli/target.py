@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 import traceback
 import types
@@ -148,13 +149,31 @@ def _param_type(annotation: Any) -> tuple[AnyType | None, bool]:
     return None, False
 
 
-def workflow_options(wf_fn: WorkflowFunction[Any]) -> list[click.Parameter]:
-    """Click options for every parameter of a workflow function."""
+class WorkflowOption(click.Option):
+    """The option of one parameter of a workflow function (``n_draws`` -> ``--n-draws``).
+
+    ``parameter`` is the function's parameter; the click name may carry a prefix, so that
+    it never collides with a command's own parameter of the same name.
+    """
+
+    def __init__(self, parameter: str, decls: list[str], **kwargs: Any) -> None:
+        super().__init__(decls, **kwargs)
+        self.parameter = parameter
+
+
+def workflow_options(
+    wf_fn: WorkflowFunction[Any], *, name_prefix: str = ""
+) -> list[WorkflowOption]:
+    """Click options for every parameter of a workflow function.
+
+    Each is named ``name_prefix + parameter`` in click's values (its flag is unchanged).
+    """
     try:
         hints = typing.get_type_hints(wf_fn.fn)
     except Exception:
         hints = {}
-    params: list[click.Parameter] = []
+    docs = parameter_docs(wf_fn.fn.__doc__ or "")
+    params: list[WorkflowOption] = []
     for name, p in wf_fn.signature.parameters.items():
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
@@ -166,36 +185,83 @@ def workflow_options(wf_fn: WorkflowFunction[Any]) -> list[click.Parameter]:
             ptype = click.STRING
         flag = "--" + name.replace("_", "-")
         required = p.default is inspect.Parameter.empty
-        extra: dict[str, Any] = {"required": required, "help": f"workflow parameter {name}"}
+        extra: dict[str, Any] = {"required": required, "help": docs.get(name, "")}
         if not required:  # click tells "no default" from an explicit None default
             default = p.default
             if isinstance(ptype, CommaList) and isinstance(default, (list, tuple)):
                 default = ",".join(map(str, default))
             extra.update(default=default, show_default=True)
+        ident = name_prefix + name
         if is_bool:
-            params.append(click.Option([f"{flag}/--no-{name.replace('_', '-')}"], **extra))
+            flags = f"{flag}/--no-{name.replace('_', '-')}"
+            params.append(WorkflowOption(name, [flags, ident], **extra))
         else:
-            params.append(click.Option([flag], type=ptype, **extra))
+            params.append(WorkflowOption(name, [flag, ident], type=ptype, **extra))
     return params
+
+
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params)\s*:\s*$")
+_GOOGLE_ITEM = re.compile(r"^(\s*)(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SPHINX_ITEM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+
+
+def parameter_docs(docstring: str) -> dict[str, str]:
+    """What a docstring says of each parameter, for ``--help``.
+
+    Reads a Google-style ``Args:`` section (``n_draws: how many draws``, continuation
+    lines indented further) and Sphinx ``:param n_draws: how many draws`` lines.
+    """
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(docstring).splitlines()
+    current: str | None = None
+    indent: int | None = None
+    in_section = False
+    for line in lines:
+        width = len(line) - len(line.lstrip())
+        sphinx = _SPHINX_ITEM.match(line)
+        if sphinx:
+            current, indent, in_section = sphinx.group(1), width, False
+            docs[current] = sphinx.group(2).strip()
+            continue
+        if _SECTION.match(line):
+            in_section, current, indent = True, None, None
+            continue
+        if not line.strip():
+            current = None
+            continue
+        item = _GOOGLE_ITEM.match(line) if in_section else None
+        if item and (indent is None or width == indent):
+            indent, current = width, item.group(2)
+            docs[current] = item.group(3).strip()
+        elif current is not None and (indent is None or width > indent):
+            docs[current] = f"{docs[current]} {line.strip()}".strip()
+        else:
+            in_section, current = in_section and width > 0, None
+    return docs
 
 
 def parse_workflow_args(
     wf_fn: WorkflowFunction[Any], args: Sequence[str], *, prog: str
 ) -> dict[str, Any]:
     """Parse the workflow's own options from ``args`` (click errors raise UsageError)."""
-    command = click.Command(prog, params=workflow_options(wf_fn), callback=lambda **kw: kw)
+    params: list[click.Parameter] = [*workflow_options(wf_fn)]
+    command = click.Command(prog, params=params, callback=lambda **kw: kw)
     ctx = command.make_context(prog, list(args))
     return dict(ctx.params)
 
 
 def build_workflow(target: str, args: Sequence[str], *, prog: str = "gristmill") -> Workflow:
-    """Import the target, parse its options and record the workflow.
+    """Import the target, parse its options from ``args`` and record the workflow."""
+    wf_fn = load_target(target)
+    return record_workflow(target, wf_fn, parse_workflow_args(wf_fn, args, prog=prog))
+
+
+def record_workflow(target: str, wf_fn: WorkflowFunction[Any], values: dict[str, Any]) -> Workflow:
+    """Call the workflow function with its parameters' values: record its DAG.
 
     An exception from the user's workflow function (not a gristmill error) is a
     user error too: it becomes a :class:`GristmillError` carrying its traceback.
     """
-    wf_fn = load_target(target)
-    values = parse_workflow_args(wf_fn, args, prog=prog)
     try:
         return wf_fn(**values)
     except GristmillError as exc:

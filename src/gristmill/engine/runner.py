@@ -28,6 +28,7 @@ from gristmill.engine.plan import Plan, RunOptions, make_plan
 from gristmill.errors import GristmillError, RunDirError, SpecError
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec
+from gristmill.spec.settings import idle_escalations
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
 from gristmill.store.lock import RunLock
@@ -108,6 +109,9 @@ def run_plan(
     argv: list[str] | None = None,
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine."""
+    for warning in idle_escalations((u.task.name, p.policy)
+                                    for u, p in zip(plan.workflow.units, plan.units)):
+        logger.warning(warning)
     backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
     try:
         path, existing = prepare_run_dir(run_dir, resume=resume)
@@ -139,6 +143,8 @@ def _run_locked(
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
         metadata = _collect_metadata(plan, backend.name, argv)
+        if existing:  # the command that started the run stays; this resume is appended
+            metadata = runs.resumed_metadata(path, metadata)
         metadata.dump(path)
         engine = Engine(plan=plan, store=store, backend=backend, run_dir=path, states=states,
                         attempts=attempts)
@@ -264,4 +270,6 @@ def rebuild_workflow(run_dir: Path) -> tuple[Workflow, dict[str, Any]]:
     args = meta.get("args") or {}
     if not isinstance(args, dict):
         raise SpecError(f"{run_dir}: stored workflow arguments are not a mapping")
+    source = f"{run_dir} (stored spec)"  # as written by any version, in today's units:
+    meta["spec"] = Spec.from_stored(meta.get("spec") or {}, source).to_dict()
     return wf_fn(**args), meta

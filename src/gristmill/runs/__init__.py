@@ -29,6 +29,7 @@ from gristmill.runs.metadata import (
     RunStatus,
     git_info,
     load_run_metadata,
+    resumed_metadata,
 )
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "mark_best",
     "mark_latest",
     "mark_production",
+    "resumed_metadata",
     "setup_directory_structure",
 ]

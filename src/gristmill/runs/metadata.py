@@ -3,7 +3,9 @@
 :class:`RunMetadata` is filled over a run and written to ``run_metadata.yaml`` in its
 run directory. It names the user's package and its version, the git commit of the
 code that defined the workflow (and whether the tree was dirty), the host, user,
-Python, argv and the final state counts.
+Python, argv and the final state counts. A resume keeps all of that (the command that
+started the run is never overwritten) and appends one ``history`` entry: when, which
+command, who, where, and the code's commit at that time.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 
 METADATA_FILE = "run_metadata.yaml"
 RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "cancelled")
+#: What a ``history`` entry records about each resume.
+HISTORY_KEYS: tuple[str, ...] = (
+    "started_at", "argv", "user", "host", "cwd", "tool_version", "package_version",
+    "git_commit", "git_dirty",
+)
 
 _GIT_TIMEOUT = 5.0
 #: Call-stack modules skipped when guessing the calling package.
@@ -71,6 +78,8 @@ class RunMetadata:
     ended_at: str | None = None
     status: str = "running"
     counts: dict[str, int] = attrs.Factory(dict)
+    #: One entry per resume, oldest first (see :meth:`record_resume`).
+    history: list[dict[str, object]] = attrs.Factory(list)
     extra: dict[str, object] = attrs.Factory(dict)
 
     @classmethod
@@ -109,6 +118,19 @@ class RunMetadata:
         self.ended_at = _utc_now()
         if counts is not None:
             self.counts = dict(counts)
+
+    def record_resume(self, now: RunMetadata) -> None:
+        """Record a resume of this run by the process ``now`` describes.
+
+        The run keeps what it started with (command line, start time, user, host,
+        code); the resume adds one ``history`` entry saying when, with which command,
+        by whom, where and from which commit. The run is running again until
+        :meth:`finish`; ``now.extra`` (the backend used this time) updates ``extra``.
+        """
+        self.history.append({key: getattr(now, key) for key in HISTORY_KEYS})
+        self.status = "running"
+        self.ended_at = None
+        self.extra.update(now.extra)
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -156,6 +178,24 @@ class RunMetadata:
         return path
 
 
+def resumed_metadata(run_dir: PathLike, now: RunMetadata) -> RunMetadata:
+    """The metadata of the run in ``run_dir``, with this resume (``now``) recorded.
+
+    A run without readable metadata (made by a version that wrote none, or whose file
+    was damaged) continues with ``now``: what was there cannot be kept.
+    """
+    if not (Path(run_dir) / METADATA_FILE).exists():
+        logger.info("{} has no {}; it starts with this resume", run_dir, METADATA_FILE)
+        return now
+    try:
+        metadata = load_run_metadata(run_dir)
+    except RunDirError as exc:
+        logger.warning("{}; writing new run metadata from this resume", exc)
+        return now
+    metadata.record_resume(now)
+    return metadata
+
+
 def load_run_metadata(run_dir: PathLike) -> RunMetadata:
     """Read ``run_dir/run_metadata.yaml``; missing or corrupt files raise ``RunDirError``."""
     path = Path(run_dir) / METADATA_FILE
@@ -198,13 +238,21 @@ def _is_extra(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
 
 
+def _is_history(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(entry, dict) and set(entry) <= set(HISTORY_KEYS)
+        and all(_FIELD_CHECKS[key](item) for key, item in entry.items())
+        for entry in value
+    )
+
+
 _OPT_STR = _opt(str)
 _FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
     "tool_name": _is_str, "tool_version": _OPT_STR, "package": _OPT_STR,
     "package_version": _OPT_STR, "jobmon_tool_version": _OPT_STR, "git_commit": _OPT_STR,
     "git_dirty": _opt(bool), "user": _OPT_STR, "host": _OPT_STR, "python_version": _is_str,
     "argv": _is_argv, "cwd": _OPT_STR, "started_at": _is_str, "ended_at": _OPT_STR,
-    "status": _is_str, "counts": _is_counts, "extra": _is_extra,
+    "status": _is_str, "counts": _is_counts, "history": _is_history, "extra": _is_extra,
 }  # fmt: skip
 
 

@@ -23,7 +23,7 @@ import attrs
 from loguru import logger
 
 from gristmill.errors import SpecError
-from gristmill.resources import Resources
+from gristmill.resources import Resources, parse_memory_with_unit
 from gristmill.spec.parse import (
     NO_SOURCE,
     parse_yaml,
@@ -84,6 +84,16 @@ class Spec:
     def from_dict(cls, data: object, source: str = NO_SOURCE) -> Spec:
         """Structure parsed YAML; every problem found is reported at once, each with its path."""
         workflow, default, tasks = structure_spec(data, source)
+        return cls(workflow, default, tasks, source)
+
+    @classmethod
+    def from_stored(cls, data: object, source: str = NO_SOURCE) -> Spec:
+        """:meth:`from_dict` for the spec a run's store keeps (``gristmill resume``).
+
+        Older versions wrote a memory size that is not a whole KiB as a bare number
+        of bytes there; such a run must still resume, so bare sizes are bytes here.
+        """
+        workflow, default, tasks = structure_spec(data, source, stored=True)
         return cls(workflow, default, tasks, source)
 
     def settings_for(self, task: str) -> TaskSettings:
@@ -163,12 +173,17 @@ def resources_from_cli(
     queue: str | None = None,
     project: str | None = None,
 ) -> Resources:
-    """The top-precedence layer from ``--mem/--cores/--runtime/--queue/--project``."""
+    """The top-precedence layer from ``--mem/--cores/--runtime/--queue/--project``.
+
+    ``--mem`` must name its unit, as a spec's ``mem:`` must (``--mem 100`` is refused).
+    """
     given: dict[str, Any] = {}
     for key, value in zip(CLI_RESOURCE_KEYS, (mem, cores, runtime, queue, project)):
         if value is not None:
             one: dict[str, Any] = {key: value}
             try:
+                if key == "mem":
+                    parse_memory_with_unit(value)
                 Resources(**one)
             except SpecError as exc:
                 raise SpecError(f"--{key}: {strip_label(key, exc)}") from None

@@ -22,7 +22,14 @@ import yaml
 from cattrs.gen import make_dict_structure_fn
 
 from gristmill.errors import SpecError
-from gristmill.resources import Policy, Resources, escalation, parse_duration, parse_memory
+from gristmill.resources import (
+    Policy,
+    Resources,
+    escalation,
+    parse_duration,
+    parse_memory,
+    parse_memory_with_unit,
+)
 from gristmill.spec.settings import TaskSettings, WorkflowSettings
 
 #: covid_shared spellings accepted in a task's settings, and the key each stands for.
@@ -34,17 +41,21 @@ _T = TypeVar("_T")
 
 
 def structure_spec(
-    data: object, source: str = NO_SOURCE
+    data: object, source: str = NO_SOURCE, *, stored: bool = False
 ) -> tuple[WorkflowSettings, TaskSettings, dict[str, TaskSettings]]:
     """Parsed YAML as (workflow, default, tasks), with workflow ``project``/``queue`` folded
-    into the default; every problem found is reported at once, each with its path."""
+    into the default; every problem found is reported at once, each with its path.
+
+    ``stored`` reads what an older gristmill kept in a run's store, where a memory size
+    that is not a whole KiB was written as a bare number of bytes.
+    """
     if not isinstance(data, Mapping):
         raise SpecError(
             f"{source_prefix(source)}the spec must be a mapping with keys workflow, default, "
             f"tasks; got {_describe(data)}"
         )
     try:
-        doc = _CONVERTER.structure(data, _SpecDoc)
+        doc = (_STORED_CONVERTER if stored else _CONVERTER).structure(data, _SpecDoc)
     except (cattrs.BaseValidationError, SpecError) as exc:  # cattrs groups every error found
         lines = [f"{source_prefix(source)}{_join(path)}{msg}" for path, msg in _flatten(exc, ())]
         raise SpecError("\n".join(lines)) from None
@@ -187,15 +198,6 @@ def _flags(value: object, _: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(flags.items()))
 
 
-def _tasks(value: object, _: object) -> dict[str, TaskSettings | None]:
-    if not isinstance(value, Mapping):
-        raise SpecError(
-            f"must be a mapping of task name to settings, e.g. {{fit: {{mem: 10G}}}}; "
-            f"got {_describe(value)}"
-        )
-    return _CONVERTER.structure(value, dict[str, Optional[TaskSettings]])
-
-
 def _text(value: object, _: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{value!r} must be a non-empty string")
@@ -214,16 +216,17 @@ def _seconds(value: object, _: object) -> float:
     return float(_value("poll_interval", lambda: parse_duration(value, what="poll_interval")))  # type: ignore[arg-type]
 
 
-def _strict(cl: type[Any]) -> Callable[[object, object], Any]:
+def _strict(cl: type[Any], converter: cattrs.Converter) -> Callable[[object, object], Any]:
     """cattrs' generated hook, after a mapping check, aliases and required keys."""
     inner = make_dict_structure_fn(
-        cl, _CONVERTER, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+        cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
     )
 
     def hook(value: object, _: object) -> Any:
         if not isinstance(value, Mapping):
             raise SpecError(f"must be a mapping like {_EXAMPLES[cl]}; got {_describe(value)}")
         data = dict(value)
+        spelt: dict[str, str] = {}  # canonical key -> the alias the spec wrote
         for alias, key in ALIASES.items() if cl is _TaskDoc else ():
             if alias in data:
                 if key in data:
@@ -232,48 +235,86 @@ def _strict(cl: type[Any]) -> Callable[[object, object], Any]:
                         f"covid_shared name for {key!r}, keep only one"
                     )
                 data[key] = data.pop(alias)
+                spelt[key] = alias
         required = _REQUIRED.get(cl)
         if required is not None and required not in data:
             raise SpecError(
                 f"the key inside must be {required!r}, as in {_EXAMPLES[cl]}; "
                 f"got {', '.join(map(repr, data)) or 'nothing'}"
             )
-        return inner(data, cl)
+        try:
+            return inner(data, cl)
+        except cattrs.ClassValidationError as exc:
+            _respell(exc, spelt)
+            raise
 
     return hook
 
 
-def _task_settings(value: object, _: object) -> TaskSettings:
-    doc: _TaskDoc = _CONVERTER.structure(value, _TaskDoc)
-    oom, timeout = doc.on_oom, doc.on_timeout
-    on_oom = escalation("mem", oom.mem, oom.max) if oom else None
-    on_timeout = escalation("runtime", timeout.runtime, timeout.max) if timeout else None
-    fields = {key: getattr(doc, key) for key in ("mem", "cores", "runtime", "queue", "gpus")}
-    resources = Resources(**fields, project=doc.project, extra=dict(doc.extra or ()))
-    policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout)
-    return TaskSettings(resources, policy)
+def _respell(exc: cattrs.ClassValidationError, spelt: Mapping[str, str]) -> None:
+    """Make an error under an aliased key carry the key the spec wrote (``m_mem_free``),
+    so its YAML path points at what the user can find in the file."""
+    for sub in exc.exceptions:
+        notes = getattr(sub, "__notes__", None)
+        if not notes:
+            continue
+        for i, note in enumerate(notes):
+            if isinstance(note, cattrs.AttributeValidationNote) and note.name in spelt:
+                alias = spelt[note.name]
+                notes[i] = cattrs.AttributeValidationNote(
+                    note.replace(f"attribute {note.name}", f"attribute {alias}"), alias, note.type
+                )
 
 
-_CONVERTER = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {
-    _Memory: lambda v, _: _value("mem", lambda: parse_memory(v)),
-    _Duration: lambda v, _: _value("runtime", lambda: parse_duration(v)),
-    _Cores: lambda v, _: _value("cores", lambda: Resources(cores=v).cores),
-    _Gpus: lambda v, _: _value("gpus", lambda: Resources(gpus=v).gpus),
-    _Retries: lambda v, _: _value("retries", lambda: Policy(retries=v).retries),
-    _Limit: lambda v, _: _value("max_concurrent", lambda: Policy(max_concurrent=v).max_concurrent),
-    _Factor: lambda v, _: escalation("mem", v).factor,
-    _Text: _text,
-    _Flag: _flag,
-    _Seconds: _seconds,
-    _Flags: _flags,
-    _Tasks: _tasks,
-    TaskSettings: _task_settings,
-}
-for _type, _hook in _HOOKS.items():
-    _CONVERTER.register_structure_hook(_type, _hook)
-for _doc in _EXAMPLES:
-    _CONVERTER.register_structure_hook(_doc, _strict(_doc))
+def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
+    """The strict converter; ``memory`` parses a memory size (its errors unlabelled)."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def tasks(value: object, _: object) -> dict[str, TaskSettings | None]:
+        if not isinstance(value, Mapping):
+            raise SpecError(
+                f"must be a mapping of task name to settings, e.g. {{fit: {{mem: 10G}}}}; "
+                f"got {_describe(value)}"
+            )
+        return converter.structure(value, dict[str, Optional[TaskSettings]])
+
+    def task_settings(value: object, _: object) -> TaskSettings:
+        doc: _TaskDoc = converter.structure(value, _TaskDoc)
+        oom, timeout = doc.on_oom, doc.on_timeout
+        on_oom = escalation("mem", oom.mem, oom.max) if oom else None
+        on_timeout = escalation("runtime", timeout.runtime, timeout.max) if timeout else None
+        fields = {key: getattr(doc, key) for key in ("mem", "cores", "runtime", "queue", "gpus")}
+        resources = Resources(**fields, project=doc.project, extra=dict(doc.extra or ()))
+        policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout)
+        return TaskSettings(resources, policy)
+
+    hooks: dict[Any, Callable[[Any, Any], Any]] = {
+        _Memory: lambda v, _: _value("mem", lambda: memory(v)),
+        _Duration: lambda v, _: _value("runtime", lambda: parse_duration(v)),
+        _Cores: lambda v, _: _value("cores", lambda: Resources(cores=v).cores),
+        _Gpus: lambda v, _: _value("gpus", lambda: Resources(gpus=v).gpus),
+        _Retries: lambda v, _: _value("retries", lambda: Policy(retries=v).retries),
+        _Limit: lambda v, _: _value(
+            "max_concurrent", lambda: Policy(max_concurrent=v).max_concurrent
+        ),
+        _Factor: lambda v, _: escalation("mem", v).factor,
+        _Text: _text,
+        _Flag: _flag,
+        _Seconds: _seconds,
+        _Flags: _flags,
+        _Tasks: tasks,
+        TaskSettings: task_settings,
+    }
+    for kind, hook in hooks.items():
+        converter.register_structure_hook(kind, hook)
+    for doc in _EXAMPLES:
+        converter.register_structure_hook(doc, _strict(doc, converter))
+    return converter
+
+
+_CONVERTER = _make_converter(parse_memory_with_unit)
+#: For a run's stored spec, where older versions wrote a size not a whole KiB as bare bytes.
+_STORED_CONVERTER = _make_converter(parse_memory)
 
 
 def _allowed(cl: type[Any]) -> list[str]:

@@ -1,8 +1,9 @@
 """Spec settings back to YAML-able data, in the units people write.
 
-Memory reads ``"12G"`` (bytes when not a whole KiB), runtime compact units
-(``"2h"``, ``"1h30m"``), growth factors ``"x1.5"``; parsing these gives the same
-values back, so a spec survives a round trip through a file.
+Memory reads ``"12G"`` (``"1000B"`` when not a whole KiB: a spec's sizes always name
+their unit), runtime compact units (``"2h"``, ``"1h30m"``), growth factors ``"x1.5"``;
+parsing these gives the same values back, so a spec survives a round trip through a
+file, and so does what ``gristmill spec`` prints.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
     from gristmill.spec.settings import TaskSettings, WorkflowSettings
 
 
-def _memory_text(num_bytes: int) -> object:
-    return format_memory(num_bytes) if num_bytes % 1024 == 0 else num_bytes
+def _memory_text(num_bytes: int) -> str:
+    return format_memory(num_bytes) if num_bytes % 1024 == 0 else f"{num_bytes}B"
 
 
 def _runtime_text(seconds: int) -> str:

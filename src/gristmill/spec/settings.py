@@ -6,6 +6,7 @@ Both merge field-wise, so spec layers (``tasks.<name>:`` over ``default:``, a CL
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -26,6 +27,31 @@ class TaskSettings:
         return merge_fields(self, other, {"resources": Resources.merged_with,
                                           "policy": Policy.merged_with})
 
+
+def idle_escalations(policies: Iterable[tuple[str, Policy]]) -> list[str]:
+    """A warning for each task whose ``on_oom``/``on_timeout`` can never apply.
+
+    A rule grows the resources of the *retry* after an OOM or a TIMEOUT; with
+    ``retries`` 0 (or unset) there is no retry, so a rule someone wrote does nothing.
+    ``policies`` are (task name, merged policy) pairs; a name's first pair counts.
+    """
+    first: dict[str, Policy] = {}
+    for task, policy in policies:
+        first.setdefault(task, policy)
+    warnings = []
+    for task, policy in first.items():
+        rules = [f"{name} ({rule.describe()})"
+                 for name, rule in (("on_oom", policy.on_oom), ("on_timeout", policy.on_timeout))
+                 if rule is not None]
+        if rules and not policy.retries:
+            one = len(rules) == 1
+            warnings.append(
+                f"task {task!r}: {' and '.join(rules)} {'does' if one else 'do'} nothing while "
+                f"retries is 0, as {'it grows' if one else 'they grow'} the resources of a "
+                f"retry; set retries (e.g. `retries: 2` under tasks.{task} in the spec, or "
+                "--retries 2)"
+            )
+    return warnings
 
 
 def _join_options(
