@@ -18,7 +18,8 @@ from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
 from gristmill.engine.plan import resolve_spec
-from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
+from gristmill.engine.rebuild import rebuild_workflow
+from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import BackendError, GristmillError, RunDirError
 from gristmill.resources import Policy
 from gristmill.spec.load import Spec, resources_from_cli

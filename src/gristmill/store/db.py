@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -129,6 +131,35 @@ class Store:
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
         check_store(path, full)  # through a read-only connection: switching to WAL would write
         return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def untouched(cls, run_dir: Path, *, full: bool = True) -> Iterator[Store]:
+        """The store, checked and opened read-only, leaving the run directory as it was.
+
+        For what must write nothing (``--dry-run``, refusing a run directory): a plain
+        read-only connection leaves ``-wal`` and ``-shm`` files beside a WAL store. With
+        an empty log (the engine closed the store) the file is read as immutable; with
+        changes still in the log (an engine died) a copy of both is read. Only while no
+        engine holds the run: the caller checks the lock.
+        """
+        path = run_dir / STORE_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
+        wal = path.with_name(path.name + "-wal")
+        with contextlib.ExitStack() as stack:
+            immutable = not wal.exists() or wal.stat().st_size == 0
+            if not immutable:
+                copy = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gm-store-")))
+                shutil.copyfile(path, copy / STORE_NAME)
+                shutil.copyfile(wal, copy / wal.name)
+                path = copy / STORE_NAME
+            check_store(path, full, immutable=immutable)
+            conn = open_readonly(path, immutable=immutable)
+            conn.row_factory = sqlite3.Row
+            store = cls(path, conn)
+            stack.callback(store.close)
+            yield store
 
     @classmethod
     def check_in_background(cls, run_dir: Path) -> Callable[[], Path]:
