@@ -51,7 +51,8 @@ def test_a_changed_upstream_reruns_what_waits_for_it_and_nothing_else(
     assert first.ok
     assert ran(out) == Counter({"0": 1, "10": 1, "11": 1, "20": 1, "30": 1})
     again = run_workflow(et.staged(path=str(out), root=1), run_dir=first.run_dir)
-    assert again.ok and again.run_dir == first.run_dir
+    assert again.ok
+    assert again.run_dir == first.run_dir
     assert again.counts == {"DONE": 5}
     # the new root, the map and the fan-in after it ran; the independent node did not
     assert ran(out) == Counter({"0": 1, "1": 1, "10": 2, "11": 2, "20": 2, "30": 1})
@@ -161,7 +162,7 @@ def test_a_rerun_that_names_nothing_is_refused_before_anything_is_written(
     et: ModuleType, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    with pytest.raises(GraphError, match="--rerun nosuch: .* its tasks are append_line"):
+    with pytest.raises(GraphError, match=r"--rerun nosuch: .* its tasks are append_line"):
         run_workflow(et.staged(path=str(out)), run_dir=tmp_path / "runs", rerun=["nosuch"])
     assert not (tmp_path / "runs").exists()
     first = run_workflow(et.staged(path=str(out)), run_dir=tmp_path / "runs")
