@@ -165,7 +165,7 @@ def forced_nodes(plan: Plan) -> bytearray | None:
             raise GraphError(
                 f"--rerun {selector}: workflow {plan.workflow.name!r} has no task, job name "
                 f"or node identity {selector!r}; its tasks are {', '.join(sorted(by_task))} "
-                "(gristmill tasks RUN_DIR lists job names and identities)"
+                "(gristmill tasks RUN_DIR lists job names; --dry-run -v shows identities)"
             )
         for node in nodes:
             marks[node] = 1

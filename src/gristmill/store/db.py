@@ -414,6 +414,14 @@ class Store:
         sql += " ORDER BY submitted, attempt"
         return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
 
+    def last_resources(self) -> dict[str, dict[str, Any]]:
+        """The resources asked for by each node's latest attempt, by identity."""
+        rows = self.conn.execute(
+            "SELECT identity, resources FROM attempts a WHERE attempt = "
+            "(SELECT max(attempt) FROM attempts b WHERE b.identity = a.identity)"
+        )
+        return {identity: json.loads(resources) for identity, resources in rows}
+
     def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
         tuple[int, str, int, AttemptRecord | None]
     ]:
