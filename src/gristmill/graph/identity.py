@@ -46,9 +46,12 @@ _CHUNK = 65_536
 IDENTITY_VERSION = 2
 
 
+_blake2b = hashlib.blake2b  # looked up once: digest() runs once per node
+
+
 def digest(text: str) -> str:
     """The identity hash of a node's canonical text."""
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return _blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def element_text(
@@ -219,7 +222,10 @@ def identify(graph: Graph, version: int = IDENTITY_VERSION) -> tuple[list[str], 
             for src, element in cohort.refs
         )
         if len(cohort.units) == 1:
-            _identify_owned(graph, cohort.units[0], cohort.nodes, suffix, identities)
+            u = cohort.units[0]
+            made = _identify_owned(graph, u, cohort.nodes, suffix, identities)
+            if made is not None:
+                unit_digests[u] = made
             continue
         for node in cohort.nodes:  # shared by several units: rare, one text each
             owner, element = graph.locate(node)
@@ -232,18 +238,25 @@ def identify(graph: Graph, version: int = IDENTITY_VERSION) -> tuple[list[str], 
 
 def _identify_owned(
     graph: Graph, u: int, nodes: Sequence[int], suffix: str, identities: list[str]
-) -> None:
-    """Hash the nodes unit ``u`` owns (all of them, or those in ``nodes``) into ``identities``."""
+) -> str | None:
+    """Hash the nodes unit ``u`` owns (all of them, or those in ``nodes``) into ``identities``.
+
+    When the unit owns every element, its digest is made in the same pass and returned.
+    """
     unit = graph.workflow.units[u]
     start = graph.starts[u]
     positions = graph.owned_positions.get(u)
     texts = unit_texts(unit, suffix)
     if positions is None and len(nodes) == unit.size:
         stop = start + unit.size
+        whole = _blake2b(digest_size=16)
+        made: list[str] = []
         for offset in range(start, stop, _CHUNK):  # bounded: the texts of one chunk at a time
-            chunk = itertools.islice(texts, min(_CHUNK, stop - offset))
-            identities[offset:offset + min(_CHUNK, stop - offset)] = map(digest, chunk)
-        return
+            size = min(_CHUNK, stop - offset)
+            made = list(map(digest, itertools.islice(texts, size)))
+            identities[offset:offset + size] = made
+            whole.update(("\n".join(made) + "\n").encode())
+        return made[0] if unit.size == 1 else whole.hexdigest()
     wanted = {
         (node - start if positions is None else positions[node - start]): node for node in nodes
     }
@@ -251,3 +264,4 @@ def _identify_owned(
         node = wanted.get(element)
         if node is not None:
             identities[node] = digest(text)
+    return None
