@@ -209,6 +209,11 @@ def test_run_dry_run_says_what_would_run_and_writes_nothing(
                      ["total", "5", "0", "5", "new", "5"]]
     assert not root.exists()
     assert not (tmp_path / "out").exists()
+    listed = cli("-v", "run", "engine_tasks:staged", "--path", str(tmp_path / "out"),
+                 "--run-dir", str(root), "--dry-run")
+    assert listed.exit_code == 0, listed.output
+    assert "append_line_30  append_line" in listed.stdout
+    assert not root.exists()
 
 
 def test_resume_dry_run_gives_reasons_and_lists_nodes_with_v(

@@ -68,9 +68,8 @@ def run_options(fn: Any) -> Any:
                      help="Run these nodes again even if DONE, and everything downstream of "
                      "them (repeatable): a task name, a job name or an identity prefix."),
         click.option("--dry-run", is_flag=True,
-                     help="Say per task how many nodes would run and why; write nothing."),
-        click.option("-v", "--verbose", count=True,
-                     help="With --dry-run: list every node that would run; else log more."),
+                     help="Say per task how many nodes would run and why; write nothing "
+                     "(gristmill -v ... lists the nodes)."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -185,6 +184,8 @@ def run(
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML spec layered over the run's own, for the nodes not yet DONE.")
+@click.option("-v", "--verbose", count=True,
+              help="With --dry-run: list every node that would run; else log more.")
 @run_options
 @click.pass_context
 @handle_errors
@@ -239,7 +240,8 @@ class _Flags:
     backend_option: tuple[str, ...]
     rerun: tuple[str, ...]
     dry_run: bool
-    verbose: int
+    #: ``resume -v`` (``run`` has none: a ``-v`` after a workflow option is its value)
+    verbose: int = 0
 
     def resources(self) -> Resources:
         return resources_from_cli(mem=self.mem, cores=self.cores, runtime=self.runtime,
@@ -249,8 +251,8 @@ class _Flags:
 def _run_or_preview(ctx: click.Context, plan: Plan, run_dir: Path, flags: _Flags) -> None:
     """Run the plan to its exit code, or with ``--dry-run`` say what it would do.
 
-    ``-v`` here counts with ``gristmill -v``: it lists the nodes a dry run would run, and
-    otherwise logs more.
+    ``gristmill -v`` (and ``resume -v``) lists the nodes a dry run would run; ``resume
+    -v`` otherwise logs more, as ``gristmill -v`` does.
     """
     verbose = flags.verbose + int(ctx.find_root().params.get("verbose") or 0)
     if flags.dry_run:
