@@ -367,6 +367,8 @@ def test_cancel_stops_the_engine_and_its_jobs_then_resume_finishes(
     run_dir = latest(tmp_path / "runs")
     busy = cli("resume", str(run_dir))  # a second engine is refused, naming the first
     assert_user_error(busy, f"pid {engine.pid} on host {os.uname().nodename}")
+    dry = cli("resume", str(run_dir), "--dry-run")  # so is a dry run: the store is moving
+    assert_user_error(dry, f"pid {engine.pid} on host {os.uname().nodename}")
     result = cli("cancel", str(run_dir), "--timeout", "20")
     assert result.exit_code == 0, result.output
     assert f"engine {engine.pid} stopped" in result.stdout

@@ -28,7 +28,7 @@ from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
-from gristmill.store.lock import RunLock, is_locked
+from gristmill.store.lock import RunLock
 
 if TYPE_CHECKING:
     from gristmill.dsl.workflow import Workflow
@@ -81,9 +81,7 @@ def plan_for_run(plan: Plan, path: Path) -> Plan:
     anything in the directory changes. The run's identity version is kept, so a store
     made by an older gristmill still recognises its DONE nodes.
     """
-    if is_locked(path):
-        RunLock.refuse(path)
-    with Store.untouched(path, full=False) as store:
+    with Store.untouched(path, full=False) as store:  # refuses a run an engine holds
         meta = store.meta()
     stored = meta.get("function")
     wf = plan.workflow

@@ -26,6 +26,7 @@ import attrs
 from gristmill.errors import StoreError
 from gristmill.states import NodeState
 from gristmill.store.check import check_store, diagnose, open_readonly, write_error
+from gristmill.store.lock import RunLock, is_locked
 from gristmill.store.schema import SCHEMA, SCHEMA_VERSION
 
 STORE_NAME = "gristmill.db"
@@ -140,12 +141,14 @@ class Store:
         For what must write nothing (``--dry-run``, refusing a run directory): a plain
         read-only connection leaves ``-wal`` and ``-shm`` files beside a WAL store. With
         an empty log (the engine closed the store) the file is read as immutable; with
-        changes still in the log (an engine died) a copy of both is read. Only while no
-        engine holds the run: the caller checks the lock.
+        changes still in the log (an engine died) a copy of both is read. A run an engine
+        holds is refused (its store changes under the reader), as the engine's lock would.
         """
         path = run_dir / STORE_NAME
         if not path.is_file():
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
+        if is_locked(run_dir):
+            RunLock.refuse(run_dir)
         wal = path.with_name(path.name + "-wal")
         with contextlib.ExitStack() as stack:
             immutable = not wal.exists() or wal.stat().st_size == 0
