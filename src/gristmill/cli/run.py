@@ -18,7 +18,8 @@ import click
 from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
-from gristmill.engine.plan import Plan, RunOptions, make_plan, resolve_spec
+from gristmill.dsl.workflow import Workflow
+from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
 from gristmill.engine.rebuild import rebuild_workflow
 from gristmill.engine.runner import RunResult, run_plan
 from gristmill.errors import BackendError, GristmillError, RunDirError
@@ -177,7 +178,7 @@ def run(
         backend_options=backend_options(ctx, backend or DEFAULT_BACKEND, flags.backend_option),
         rerun=flags.rerun,
     )
-    _run_or_preview(ctx, make_plan(wf, options), run_dir, flags)
+    _run_or_preview(ctx, wf, options, run_dir, flags)
 
 
 @click.command(cls=BackendFlagsCommand)
@@ -220,7 +221,7 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
                          **backend_options(ctx, backend, flags.backend_option)},
         rerun=flags.rerun,
     )
-    _run_or_preview(ctx, make_plan(wf, options), run_dir, flags)
+    _run_or_preview(ctx, wf, options, run_dir, flags)
 
 
 @attrs.frozen
@@ -248,7 +249,9 @@ class _Flags:
                                   queue=self.queue, project=self.project)
 
 
-def _run_or_preview(ctx: click.Context, plan: Plan, run_dir: Path, flags: _Flags) -> None:
+def _run_or_preview(
+    ctx: click.Context, wf: Workflow, options: RunOptions, run_dir: Path, flags: _Flags
+) -> None:
     """Run the plan to its exit code, or with ``--dry-run`` say what it would do.
 
     ``gristmill -v`` (and ``resume -v``) lists the nodes a dry run would run; ``resume
@@ -259,11 +262,11 @@ def _run_or_preview(ctx: click.Context, plan: Plan, run_dir: Path, flags: _Flags
         from gristmill.cli.dryrun import echo_preview
         from gristmill.engine.preview import preview_plan
 
-        echo_preview(preview_plan(plan, run_dir, list_nodes=verbose > 0))
+        echo_preview(preview_plan(make_plan(wf, options), run_dir, list_nodes=verbose > 0))
         return
     if flags.verbose:
         configure_logging(verbose, fmt=CLI_FORMAT)
-    _run_to_exit(lambda: run_plan(plan, run_dir, argv=sys.argv), run_dir)
+    _run_to_exit(lambda: run_plan(make_plan(wf, options), run_dir, argv=sys.argv), run_dir)
 
 
 def _stored_resources(settings: dict[str, Any]) -> Resources:
