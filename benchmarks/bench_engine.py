@@ -11,6 +11,8 @@
 3. Resume of that finished run: the time to decide there is nothing to do (record,
    identities, store check and read, reconcile), against a bare ``SELECT`` of the same
    store. Target: <= 3 s at 1,000,000 nodes.
+4. ``--dry-run`` of that resume (record, identities, the same decision, a table per task;
+   nothing written). Target: a few seconds at 1,000,000 nodes.
 
 Every measurement runs in a process of its own (``--child``), which reports its own peak
 RSS (VmHWM) and times. Prints a table and writes benchmarks/results/engine.json; it never
@@ -129,6 +131,18 @@ def child_resume(nodes: int, run_dir: str) -> dict[str, Any]:
     return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb()}
 
 
+def child_dryrun(nodes: int, run_dir: str) -> dict[str, Any]:
+    from gristmill.engine.plan import RunOptions, make_plan
+    from gristmill.engine.preview import preview_plan
+
+    start = time.perf_counter()
+    plan = make_plan(fan(nodes - 1), RunOptions(backend=InstantBackend.name))
+    found = preview_plan(plan, run_dir)
+    elapsed = time.perf_counter() - start
+    assert (found.total.nodes, found.total.kept) == (nodes, nodes), found
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb()}
+
+
 def child_select(nodes: int, run_dir: str) -> dict[str, Any]:
     start = time.perf_counter()
     conn = sqlite3.connect(Path(run_dir) / STORE_NAME)
@@ -141,7 +155,7 @@ def child_select(nodes: int, run_dir: str) -> dict[str, Any]:
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "run": child_run, "record": child_record, "identities": child_identities,
-    "resume": child_resume, "select": child_select,
+    "resume": child_resume, "select": child_select, "dryrun": child_dryrun,
 }
 
 
@@ -198,6 +212,7 @@ def scale(nodes: int, repeat: int) -> dict[str, Any]:
         store_mb = (Path(run["run_dir"]) / STORE_NAME).stat().st_size / 2**20
         selects = [in_child("select", nodes, run["run_dir"]) for _ in range(repeat)]
         resumes = [in_child("resume", nodes, run["run_dir"]) for _ in range(repeat)]
+        dry = in_child("dryrun", nodes, run["run_dir"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     select = min(s["seconds"] for s in selects)
@@ -216,6 +231,7 @@ def scale(nodes: int, repeat: int) -> dict[str, Any]:
         "resume_peak_rss_mb": round(min(r["peak_rss_mb"] for r in resumes)),
         "select_floor_s": round(select, 3),
         "resume_ratio": round(resume / select, 1),
+        "dry_run_s": round(dry["seconds"], 3),
     }
 
 
@@ -260,6 +276,7 @@ def main() -> None:
         print(f"  resume of its {nodes:,} DONE nodes: {row['resume_s']} s (runs: "
               f"{row['resume_all_s']}; a bare SELECT of the store: {row['select_floor_s']} s, "
               f"ratio {row['resume_ratio']}; target <= {TARGET_RESUME_S:g} s at 1,000,000)")
+        print(f"  --dry-run of that resume: {row['dry_run_s']} s")
     results["versions"]["load_average_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -185,6 +185,181 @@ def test_resume_keeps_the_settings_of_the_run(et: ModuleType, tmp_path: Path) ->
     assert len(marker.read_text().splitlines()) == 4  # two attempts per engine: --retries 1 kept
 
 
+# -- dry runs, reruns, resume flags, the run directory's workflow ----------------------------------
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``directory`` (hidden ones too): (size, mtime_ns, content)."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def test_run_dry_run_says_what_would_run_and_writes_nothing(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    result = cli("run", "engine_tasks:staged", "--path", str(tmp_path / "out"), "--run-dir",
+                 str(root), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"would start a new run under {root}" in result.stdout
+    assert "nothing was written" in result.stdout
+    table = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert table == [["task", "nodes", "DONE", "to", "run", "why"],
+                     ["append_line", "5", "0", "5", "new", "5"],
+                     ["total", "5", "0", "5", "new", "5"]]
+    assert not root.exists()
+    assert not (tmp_path / "out").exists()
+    listed = cli("-v", "run", "engine_tasks:staged", "--path", str(tmp_path / "out"),
+                 "--run-dir", str(root), "--dry-run")
+    assert listed.exit_code == 0, listed.output
+    assert "append_line_30  append_line" in listed.stdout
+    assert not root.exists()
+
+
+def test_resume_dry_run_gives_reasons_and_lists_nodes_with_v(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = cli("run", "engine_tasks:diamond_with_failure", "--path", str(out),
+                "--retries", "0", "--run-dir", str(tmp_path / "runs"))
+    assert first.exit_code == 1, first.output
+    run_dir = latest(tmp_path / "runs")
+    before = snapshot(run_dir)
+    result = cli("resume", str(run_dir), "--dry-run", "-v")
+    assert result.exit_code == 0, result.output
+    assert f"would resume {run_dir}" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:5]}
+    assert rows["exit_with"] == ["1", "0", "1", "failed", "before", "1"]
+    assert rows["append_line"] == ["6", "4", "2", "not", "finished", "2"]
+    assert rows["total"][:3] == ["7", "4", "3"]
+    listed = result.stdout.split("nodes that would run")[1].splitlines()[1:]
+    assert sorted(line.split()[0] for line in listed) == [
+        "append_line_1_0.0", "append_line_2_0.0", "exit_with"]
+    assert snapshot(run_dir) == before  # not even -wal, -shm or the lock file
+
+
+def test_rerun_on_run_and_resume_forces_nodes_and_downstream(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = cli("run", "engine_tasks:staged", "--path", str(out), "--run-dir",
+                str(tmp_path / "runs"))
+    assert first.exit_code == 0, first.output
+    run_dir = latest(tmp_path / "runs")
+    again = cli("run", "engine_tasks:staged", "--path", str(out), "--run-dir", str(run_dir),
+                "--rerun", "append_line_10", "--rerun", "append_line_30")
+    assert again.exit_code == 0, again.output
+    assert sorted(lines(out)) == sorted(["0", "10", "11", "20", "30", "10", "20", "30"])
+    resumed = cli("resume", str(run_dir), "--rerun", "append_line_11")
+    assert resumed.exit_code == 0, resumed.output
+    assert lines(out).count("11") == 2
+    assert lines(out).count("20") == 3
+    before = snapshot(run_dir)
+    assert_user_error(cli("resume", str(run_dir), "--rerun", "nosuch"),
+                      "--rerun nosuch", "its tasks are append_line")
+    assert snapshot(run_dir) == before
+
+
+def test_resume_raises_memory_for_a_node_out_of_memory_at_its_cap(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    spec = tmp_path / "cap.yaml"
+    spec.write_text("tasks:\n  hog: {on_oom: {mem: x1.5, max: 200M}}\n")
+    first = cli("run", "engine_tasks:one_hog", "--spec", str(spec), "--run-dir",
+                str(tmp_path / "runs"))
+    assert first.exit_code == 1, first.output
+    run_dir = latest(tmp_path / "runs")
+    dry = cli("resume", str(run_dir), "--mem", "1G", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "resources raised 1" in dry.stdout
+    resumed = cli("resume", str(run_dir), "--mem", "1G")
+    assert resumed.exit_code == 0, resumed.output
+    store = Store.open(run_dir, readonly=True)
+    try:
+        assert [(a.state, a.resources["mem"]) for a in store.attempts()] == [
+            ("OOM", 200 * 2**20), ("SUCCEEDED", 2**30)]
+        assert store.meta()["settings"]["resources"] == {"mem": 2**30}  # kept for later
+    finally:
+        store.close()
+
+
+def test_resume_takes_a_spec_layered_over_the_runs_own(et: ModuleType, tmp_path: Path) -> None:
+    cap = tmp_path / "cap.yaml"
+    cap.write_text("tasks:\n  hog: {on_oom: {mem: x1.5, max: 200M}}\n")
+    first = cli("run", "engine_tasks:one_hog", "--spec", str(cap), "--run-dir",
+                str(tmp_path / "runs"))
+    assert first.exit_code == 1, first.output
+    run_dir = latest(tmp_path / "runs")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("tasks:\n  hgo: {mem: 1G}\n")
+    assert_user_error(cli("resume", str(run_dir), "--spec", str(typo)), "unknown task 'hgo'")
+    higher = tmp_path / "higher.yaml"
+    higher.write_text("tasks:\n  hog: {on_oom: {mem: x2, max: 800M}}\n")
+    resumed = cli("resume", str(run_dir), "--spec", str(higher))
+    assert resumed.exit_code == 0, resumed.output
+    store = Store.open(run_dir, readonly=True)
+    try:
+        assert [(a.state, a.resources["mem"]) for a in store.attempts()] == [
+            ("OOM", 200 * 2**20), ("OOM", 200 * 2**20), ("SUCCEEDED", 400 * 2**20)]
+    finally:
+        store.close()
+
+
+def test_run_of_another_workflow_on_a_run_directory_exits_2_and_changes_nothing(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    first = cli("run", "engine_tasks:staged", "--path", str(tmp_path / "out"), "--run-dir",
+                str(tmp_path / "runs"))
+    assert first.exit_code == 0, first.output
+    run_dir = latest(tmp_path / "runs")
+    before = snapshot(run_dir)
+    result = cli("run", "engine_tasks:one_exit", "--run-dir", str(run_dir))
+    assert_user_error(result, "engine_tasks:staged", "engine_tasks:one_exit",
+                      "nothing was changed", f"--run-dir {run_dir.parent}")
+    assert snapshot(run_dir) == before
+
+
+WORKFLOW = """
+import gristmill as gm
+from engine_tasks import append_line
+
+
+@gm.workflow
+def {name}(path: str) -> None:
+    append_line(path=path, ident=1, pause=0.0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("replacement", "fragments"),
+    [
+        (WORKFLOW.format(name="renamed"), ["no 'pipeline' any more", "renamed or removed"]),
+        ("", ["no 'pipeline' any more"]),
+        ("def pipeline(path):\n    pass\n", ["no longer a @gm.workflow function",
+                                               "it is a function"]),
+        ("pipeline = 3\n", ["no longer a @gm.workflow function", "it is a int"]),
+    ],
+)
+def test_resume_of_a_workflow_renamed_removed_or_replaced_exits_2(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replacement: str,
+    fragments: list[str],
+) -> None:
+    module = tmp_path / "gm_changing_flow.py"
+    module.write_text(WORKFLOW.format(name="pipeline"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # the rewrite is read, not a cache
+    monkeypatch.delitem(sys.modules, "gm_changing_flow", raising=False)
+    first = cli("run", "gm_changing_flow:pipeline", "--path", str(tmp_path / "out"),
+                "--run-dir", str(tmp_path / "runs"))
+    assert first.exit_code == 0, first.output
+    module.write_text(replacement)
+    del sys.modules["gm_changing_flow"]
+    result = cli("resume", str(latest(tmp_path / "runs")))
+    assert_user_error(result, "'gm_changing_flow'", *fragments)
+
+
 # -- stopping ------------------------------------------------------------------------------------
 
 
@@ -194,6 +369,8 @@ def test_cancel_stops_the_engine_and_its_jobs_then_resume_finishes(
     run_dir = latest(tmp_path / "runs")
     busy = cli("resume", str(run_dir))  # a second engine is refused, naming the first
     assert_user_error(busy, f"pid {engine.pid} on host {os.uname().nodename}")
+    dry = cli("resume", str(run_dir), "--dry-run")  # so is a dry run: the store is moving
+    assert_user_error(dry, f"pid {engine.pid} on host {os.uname().nodename}")
     result = cli("cancel", str(run_dir), "--timeout", "20")
     assert result.exit_code == 0, result.output
     assert f"engine {engine.pid} stopped" in result.stdout

@@ -10,7 +10,8 @@ from cs_flows import FailFastFlow, Flow, FlowSpecification, build, lines
 
 from gristmill import runs
 from gristmill.compat.covid_shared import workflow
-from gristmill.engine.runner import rebuild_workflow, run_workflow
+from gristmill.engine.rebuild import rebuild_workflow
+from gristmill.engine.runner import run_workflow
 from gristmill.errors import BackendError
 from gristmill.store.db import Store
 

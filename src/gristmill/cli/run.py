@@ -11,17 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
 from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
-from gristmill.engine.plan import resolve_spec
-from gristmill.engine.runner import RunResult, rebuild_workflow, run_workflow
+from gristmill.dsl.workflow import Workflow
+from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
+from gristmill.engine.rebuild import rebuild_workflow
+from gristmill.engine.runner import RunResult, run_plan
 from gristmill.errors import BackendError, GristmillError, RunDirError
-from gristmill.resources import Policy
-from gristmill.spec.load import Spec, resources_from_cli
+from gristmill.logs import CLI_FORMAT, configure_logging
+from gristmill.resources import Policy, Resources
+from gristmill.spec.load import Spec, load_spec, resources_from_cli
 
 
 def _generic_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -44,6 +48,11 @@ def run_options(fn: Any) -> Any:
     """Options shared by ``run`` and ``resume``; each backend's own flags come from its
     declared settings (:class:`~gristmill.cli.backend_flags.BackendFlagsCommand`)."""
     decorators = [
+        click.option("--mem", help="Memory for every task (overrides everything else)."),
+        click.option("--cores", type=int, help="Cores for every task."),
+        click.option("--runtime", help="Runtime limit for every task (e.g. 2h)."),
+        click.option("--queue", help="Queue/partition for every task."),
+        click.option("--project", help="Project/account for every task."),
         click.option("--backend", help="Where tasks run: local, slurm, sge, dask, jobmon or a "
                      "plugin's (default: the spec's, else local)."),
         click.option("--max-concurrent", type=click.IntRange(min=1),
@@ -56,6 +65,12 @@ def run_options(fn: Any) -> Any:
         click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="A backend option (repeatable), for any backend; text the backend "
                      "parses."),
+        click.option("--rerun", multiple=True, metavar="TASK|NODE",
+                     help="Run these nodes again even if DONE, and everything downstream of "
+                     "them (repeatable): a task name, a job name or an identity prefix."),
+        click.option("--dry-run", is_flag=True,
+                     help="Say per task how many nodes would run and why; write nothing "
+                     "(gristmill -v ... lists the nodes)."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -139,83 +154,127 @@ class RunCommand(WorkflowCommand, BackendFlagsCommand):
               help="YAML spec with resources and settings per task.")
 @click.option("--run-dir", default="runs", show_default=True, type=click.Path(path_type=Path),
               help="Root for numbered run directories, or an existing run to resume.")
-@click.option("--mem", help="Memory for every task (overrides everything else).")
-@click.option("--cores", type=int, help="Cores for every task.")
-@click.option("--runtime", help="Runtime limit for every task (e.g. 2h).")
-@click.option("--queue", help="Queue/partition for every task.")
-@click.option("--project", help="Project/account for every task.")
 @run_options
 @click.pass_context
 @handle_errors
 def run(
-    ctx: click.Context, target: str, spec_path: Path | None, run_dir: Path, mem: str | None,
-    cores: int | None, runtime: str | None, queue: str | None, project: str | None,
-    backend: str | None, max_concurrent: int | None, fail_fast: bool | None,
-    retries: int | None, poll_interval: float | None, backend_option: tuple[str, ...],
+    ctx: click.Context, /, target: str, spec_path: Path | None, run_dir: Path, **given: Any
 ) -> None:
     """Run the workflow TARGET (module:workflow); its parameters follow as options.
 
     Example: gristmill run seiir.pipeline:seiir --version v1 --n-draws 1000 --backend slurm
     """
     wf = recorded_workflow(ctx)
-    resources = resources_from_cli(mem=mem, cores=cores, runtime=runtime, queue=queue,
-                                   project=project)
+    flags = _Flags(**given)
+    backend = flags.backend
     if backend is None and given_backend_flags(ctx):  # which backend the flags must be for
         backend = resolve_spec(wf, spec_path).workflow.backend or DEFAULT_BACKEND
-    options = backend_options(ctx, backend or DEFAULT_BACKEND, backend_option)
-    _run_to_exit(lambda: run_workflow(
-        wf,
+    options = RunOptions(
         backend=backend,
-        run_dir=run_dir,
         spec=spec_path,
-        resources=resources,
-        policy=Policy(retries=retries),
-        max_concurrent=max_concurrent,
-        fail_fast=fail_fast,
-        poll_interval=poll_interval,
-        argv=sys.argv,
-        backend_options=options,
-    ), run_dir)
+        resources=flags.resources(),
+        policy=Policy(retries=flags.retries),
+        max_concurrent=flags.max_concurrent,
+        fail_fast=flags.fail_fast,
+        poll_interval=flags.poll_interval,
+        backend_options=backend_options(ctx, backend or DEFAULT_BACKEND, flags.backend_option),
+        rerun=flags.rerun,
+    )
+    _run_or_preview(ctx, wf, options, run_dir, flags)
 
 
 @click.command(cls=BackendFlagsCommand)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML spec layered over the run's own, for the nodes not yet DONE.")
+@click.option("-v", "--verbose", count=True,
+              help="With --dry-run: list every node that would run; else log more.")
 @run_options
 @click.pass_context
 @handle_errors
-def resume(
-    ctx: click.Context, run_dir: Path, backend: str | None, max_concurrent: int | None,
-    fail_fast: bool | None, retries: int | None, poll_interval: float | None,
-    backend_option: tuple[str, ...],
-) -> None:
-    """Continue RUN_DIR: skip DONE nodes, re-adopt live jobs, run the rest."""
+def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given: Any) -> None:
+    """Continue RUN_DIR: skip DONE nodes, re-adopt live jobs, run the rest.
+
+    The run keeps its backend and settings; flags given here (resources, retries, a spec
+    layered over the run's) apply to every node not yet DONE, so a node that ran out of
+    memory at its cap can run again with more: gristmill resume RUN_DIR --mem 16G.
+    """
     if "" not in sys.path:
         sys.path.insert(0, "")
+    flags = _Flags(**given)
     wf, meta = rebuild_workflow(run_dir)
-    backend = backend or str(meta.get("backend") or DEFAULT_BACKEND)
-    stored_options = meta.get("backend_options") or {}
-    options = {**stored_options, **backend_options(ctx, backend, backend_option)}
+    spec = Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)")
+    if spec_path is not None:
+        spec = spec.merged_with(load_spec(spec_path))
+    stored_backend = str(meta.get("backend") or DEFAULT_BACKEND)
+    backend = flags.backend or (spec.workflow.backend if spec_path else None) or stored_backend
+    stored_options = (meta.get("backend_options") or {}) if backend == stored_backend else {}
     settings = meta.get("settings") or {}
-    _run_to_exit(lambda: run_workflow(
-        wf,
+    options = RunOptions(
         backend=backend,
-        run_dir=run_dir,
-        spec=Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)"),
-        resources=_stored_resources(settings),
-        policy=Policy(retries=retries if retries is not None else settings.get("retries")),
-        max_concurrent=max_concurrent or settings.get("max_concurrent"),
-        fail_fast=fail_fast if fail_fast is not None else settings.get("fail_fast"),
-        poll_interval=poll_interval,
-        argv=sys.argv,
-        backend_options=options,
-    ), run_dir)
+        spec=spec,
+        resources=_stored_resources(settings).merged_with(flags.resources()),
+        policy=Policy(retries=flags.retries if flags.retries is not None
+                      else settings.get("retries")),
+        max_concurrent=flags.max_concurrent or settings.get("max_concurrent"),
+        fail_fast=flags.fail_fast if flags.fail_fast is not None else settings.get("fail_fast"),
+        poll_interval=flags.poll_interval,
+        backend_options={**stored_options,
+                         **backend_options(ctx, backend, flags.backend_option)},
+        rerun=flags.rerun,
+    )
+    _run_or_preview(ctx, wf, options, run_dir, flags)
 
 
-def _stored_resources(settings: dict[str, Any]) -> Any:
-    from gristmill.resources import Resources
+@attrs.frozen
+class _Flags:
+    """The options :func:`run_options` gives ``run`` and ``resume``, as click parsed them."""
 
+    mem: str | None
+    cores: int | None
+    runtime: str | None
+    queue: str | None
+    project: str | None
+    backend: str | None
+    max_concurrent: int | None
+    fail_fast: bool | None
+    retries: int | None
+    poll_interval: float | None
+    backend_option: tuple[str, ...]
+    rerun: tuple[str, ...]
+    dry_run: bool
+    #: ``resume -v`` (``run`` has none: a ``-v`` after a workflow option is its value)
+    verbose: int = 0
+
+    def resources(self) -> Resources:
+        return resources_from_cli(mem=self.mem, cores=self.cores, runtime=self.runtime,
+                                  queue=self.queue, project=self.project)
+
+
+def _run_or_preview(
+    ctx: click.Context, wf: Workflow, options: RunOptions, run_dir: Path, flags: _Flags
+) -> None:
+    """Run the plan to its exit code, or with ``--dry-run`` say what it would do.
+
+    ``gristmill -v`` (and ``resume -v``) lists the nodes a dry run would run; ``resume
+    -v`` otherwise logs more, as ``gristmill -v`` does.
+    """
+    verbose = flags.verbose + int(ctx.find_root().params.get("verbose") or 0)
+    if flags.dry_run:
+        from gristmill.cli.dryrun import echo_preview
+        from gristmill.engine.preview import preview_plan
+
+        echo_preview(preview_plan(make_plan(wf, options), run_dir, list_nodes=verbose > 0))
+        return
+    if flags.verbose:
+        configure_logging(verbose, fmt=CLI_FORMAT)
+    _run_to_exit(lambda: run_plan(make_plan(wf, options), run_dir, argv=sys.argv), run_dir)
+
+
+def _stored_resources(settings: dict[str, Any]) -> Resources:
+    """The resource flags the run was started (or last resumed) with."""
     data = settings.get("resources") or {}
-    return Resources(**data) if data else None
+    return Resources(**data)
 
 
 @click.command()

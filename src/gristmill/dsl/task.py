@@ -85,6 +85,8 @@ class Task:
     signature: Signature = attrs.field(repr=False, default=None)
     #: Run this program (argv prefix) instead of the task's console script.
     program: tuple[str, ...] | None = None
+    #: Part of every node's identity: change it to rerun finished nodes after a code change.
+    version: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.signature is None:
@@ -104,6 +106,11 @@ class Task:
     def key(self) -> str:
         """``module:qualname``, the registry key and the root of node identities."""
         return f"{self.module}:{self.qualname}"
+
+    @property
+    def identity_key(self) -> str:
+        """What node identities start with: the key, and ``#<version>`` when one is declared."""
+        return self.key if self.version is None else f"{self.key}#{self.version}"
 
     @property
     def entry_point(self) -> str:
@@ -228,6 +235,7 @@ def task(
     project: str | None = None,
     max_concurrent: int | None = None,
     program: Sequence[str] | None = None,
+    version: str | int | None = None,
     **extra: str,
 ) -> Callable[[Callable[..., Any] | click.Command], Task]: ...
 
@@ -245,6 +253,7 @@ def task(
     project: str | None = None,
     max_concurrent: int | None = None,
     program: Sequence[str] | None = None,
+    version: str | int | None = None,
     **extra: str,
 ) -> Task | Callable[[Callable[..., Any] | click.Command], Task]:
     """Register a click command (or a function carrying click params) as a task.
@@ -256,6 +265,9 @@ def task(
     task that runs an external program (``["Rscript", "fit.R"]``) with the task's
     options appended, instead of its console script: the click params still check
     arguments at record time.
+    ``version`` enters every node's identity: a node's identity covers its task, its
+    arguments and its upstream nodes but not the code of the task's body, so bump the
+    version (``version="2"``) to make a resume rerun nodes that finished with old code.
     """
     if callable(mem) or isinstance(mem, click.Command):
         return task()(mem)
@@ -268,6 +280,7 @@ def task(
         raise TypeError(
             f"program= takes a non-empty argv list, e.g. ['Rscript', 'fit.R']; got {program!r}"
         )
+    version_text = _check_version(version)
 
     def decorate(target: Callable[..., Any] | click.Command) -> Task:
         if isinstance(target, Task):
@@ -288,6 +301,7 @@ def task(
             policy=policy,
             job_name=name,
             program=tuple(program) if program is not None else None,
+            version=version_text,
         )
         registry().register(made)
         return made
@@ -308,6 +322,18 @@ def default_script_name(module: str, name: str) -> str:
     if not prefix or base == prefix or base.startswith(prefix + "-"):
         return base
     return f"{prefix}-{base}"
+def _check_version(version: object) -> str | None:
+    """``version=`` as the text identities carry: a non-empty str or int, one printable line."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, (str, int)):
+        raise TypeError(f"version= takes a str or an int, e.g. version=\"2\"; got {version!r}")
+    text = str(version)
+    if not text or not text.isprintable():
+        raise TypeError(
+            f"version= must be a non-empty printable text on one line, e.g. \"2\"; got {text!r}"
+        )
+    return text
 
 
 def get_task(key: str) -> Task:

@@ -13,8 +13,8 @@ import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
@@ -33,6 +33,19 @@ else:  # pragma: no cover - Python 3.9
     from typing_extensions import ParamSpec
 
 P = ParamSpec("P")
+
+#: The attribute that marks a callable other than a :class:`WorkflowFunction` which
+#: ``gristmill resume`` may call to record a run's workflow again (covid_shared's
+#: ``WorkflowTemplate.from_recorded``): anything else a store names is refused.
+REBUILDS_WORKFLOW = "__gristmill_rebuilds_workflow__"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def rebuilds_workflow(fn: _F) -> _F:
+    """Mark ``fn`` as one that records a workflow from what a run's store kept (see
+    :data:`REBUILDS_WORKFLOW`)."""
+    setattr(fn, REBUILDS_WORKFLOW, True)
+    return fn
 
 
 @attrs.define(eq=False)
@@ -89,17 +102,21 @@ class Workflow:
         run_dir: str | os.PathLike[str] = "runs",
         spec: Spec | str | os.PathLike[str] | None = None,
         resume: bool = True,
+        rerun: Sequence[str] = (),
         **backend_options: Any,
     ) -> RunResult:
         """Run to completion in a (new or reused) run directory; task failures are in the result.
 
+        ``rerun`` names tasks, job names or identity prefixes whose nodes run again even
+        if DONE, with everything downstream of them.
         The engine is imported here, on first use: recording a workflow (what every task
         process and ``gristmill graph`` do) never loads it.
         """
         from gristmill.engine.runner import run_workflow
 
         return run_workflow(
-            self, backend=backend, run_dir=run_dir, spec=spec, resume=resume, **backend_options
+            self, backend=backend, run_dir=run_dir, spec=spec, resume=resume, rerun=rerun,
+            **backend_options,
         )
 
 

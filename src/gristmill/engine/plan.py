@@ -24,6 +24,7 @@ import attrs
 from gristmill.engine.faults import FAULT
 from gristmill.engine.preflight import preflight
 from gristmill.errors import SpecError
+from gristmill.graph.identity import IDENTITY_VERSION
 from gristmill.graph.resolved import Graph
 from gristmill.resources import MAX_DURATION, Policy, Resources
 from gristmill.spec.load import Spec, load_spec
@@ -72,6 +73,9 @@ class RunOptions:
     #: Backend options; an option named like an engine setting (``max_concurrent``:
     #: the Slurm array throttle) cannot collide with it, living in its own mapping.
     backend_options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``--rerun``: task names, job names or identity prefixes of nodes to run again even
+    #: if DONE, with everything downstream of them (this run only; not stored).
+    rerun: tuple[str, ...] = ()
 
     def requested(self) -> dict[str, Any]:
         """The overrides as the store keeps them, so ``resume`` applies them again."""
@@ -95,17 +99,20 @@ class Plan:
     backend: str
     backend_options: Mapping[str, Any]
     requested: Mapping[str, Any]
+    rerun: tuple[str, ...] = ()
+    #: How this run identifies nodes: the current version for a new run, the store's when
+    #: resuming (stores of older gristmill versions keep the identities they were made with).
+    identity_version: int = IDENTITY_VERSION
 
     @property
     def identities(self) -> list[str]:
         """One identity per node (hashed once, by the graph, on first use)."""
-        return self.graph.identities()
+        return self.graph.identities(self.identity_version)
 
     @property
     def digests(self) -> list[str]:
         """One digest per unit, made in the same pass as the identities (never hashed twice)."""
-        self.graph.identities()
-        return self.graph.unit_digests()
+        return self.graph.unit_digests(self.identity_version)
 
     def layout(self) -> list[tuple[int, int, str | None]]:
         """(first node, nodes owned, digest) per unit: equal layouts mean equal identities."""
@@ -124,6 +131,7 @@ class Plan:
             "spec": self.spec.to_dict(),
             "settings": dict(self.requested),
             "nodes": self.graph.n_nodes,
+            "identity_version": self.identity_version,
         }
 
     def unit_rows(self) -> list[tuple[int, str, str, bool, int, int, int, str]]:
@@ -189,6 +197,7 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
         backend=options.backend or settings.backend or "local",
         backend_options={**dict(settings.backend_options), **options.backend_options},
         requested=options.requested(),
+        rerun=options.rerun,
     )
 
 

@@ -7,11 +7,8 @@ checked before anything is written, so bad input leaves no half-made run.
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
-import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +18,12 @@ from loguru import logger
 from gristmill import runs
 from gristmill.backends.base import Backend
 from gristmill.backends.registry import make_backend
-from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted
 from gristmill.engine.loop import Engine
 from gristmill.engine.plan import Plan, RunOptions, make_plan
-from gristmill.errors import GristmillError, RunDirError, SpecError
+from gristmill.engine.reconcile import apply, decide, forced_nodes
+from gristmill.errors import GristmillError, RunDirError
+from gristmill.graph.identity import IDENTITY_VERSION
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec
 from gristmill.spec.settings import idle_escalations
@@ -35,6 +33,7 @@ from gristmill.store.lock import RunLock
 
 if TYPE_CHECKING:
     from gristmill.dsl.workflow import Workflow
+
 
 @attrs.frozen
 class RunResult:
@@ -51,7 +50,13 @@ class RunResult:
 
 
 def prepare_run_dir(run_dir: str | os.PathLike[str], *, resume: bool) -> tuple[Path, bool]:
-    """(run directory, whether it already holds a run). A root gets a new numbered run.
+    """(run directory, whether it already holds a run). A root gets a new numbered run."""
+    path, existing = locate_run_dir(run_dir, resume=resume)
+    return (path, True) if existing else (runs.make_run_directory(path), False)
+
+
+def locate_run_dir(run_dir: str | os.PathLike[str], *, resume: bool) -> tuple[Path, bool]:
+    """(an existing run, True) or (the root a new run would be made in, False); writes nothing.
 
     The path is made absolute with links resolved (``runs/latest`` is the run it points
     at now), so the paths the store records stay right from any working directory and
@@ -67,7 +72,39 @@ def prepare_run_dir(run_dir: str | os.PathLike[str], *, resume: bool) -> tuple[P
                 "root directory to start a new numbered run in"
             )
         return path, True
-    return runs.make_run_directory(path), False
+    return path, False
+
+
+def plan_for_run(plan: Plan, path: Path) -> Plan:
+    """The plan as the run stored in ``path`` needs it (read without writing anything).
+
+    A run directory keeps its meaning: another workflow function is refused, before
+    anything in the directory changes. The run's identity version is kept, so a store
+    made by an older gristmill still recognises its DONE nodes.
+    """
+    with Store.untouched(path, full=False) as store:  # refuses a run an engine holds
+        meta = store.meta()
+    stored = meta.get("function")
+    wf = plan.workflow
+    if stored != wf.function:
+        raise RunDirError(
+            f"{path} holds a run of workflow {meta.get('workflow')!r} ({stored}), not of "
+            f"{wf.name!r} ({wf.function}); nothing was changed. Start a new run by giving a "
+            f"root directory for runs (--run-dir {path.parent}), or continue that run with: "
+            f"gristmill resume {path}"
+        )
+    version = meta.get("identity_version", 1)
+    if version not in (1, IDENTITY_VERSION):
+        raise RunDirError(
+            f"{path}: the run identifies its nodes by version {version} of gristmill's "
+            f"identities, which this gristmill does not know (it makes version "
+            f"{IDENTITY_VERSION}); upgrade gristmill to resume it (nothing was changed)"
+        )
+    if version != IDENTITY_VERSION:
+        logger.info("{} was started by an older gristmill: it keeps its node identities "
+                    "(version {}); a node still reruns when anything upstream of it changed",
+                    path, version)
+    return attrs.evolve(plan, identity_version=version)
 
 
 def _package_of(function_key: str) -> str | None:
@@ -90,16 +127,20 @@ def run_workflow(
     poll_interval: float | None = None,
     argv: list[str] | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    rerun: Sequence[str] = (),
     **more_backend_options: Any,
 ) -> RunResult:
     """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume).
 
     Backend options may come as one mapping (``backend_options``) as well as keywords.
+    ``rerun`` names tasks, job names or identity prefixes to run again even if DONE, with
+    everything downstream of them.
     """
     plan = make_plan(wf, RunOptions(
         backend=backend, spec=spec, resources=resources, policy=policy,
         max_concurrent=max_concurrent, fail_fast=fail_fast, poll_interval=poll_interval,
         backend_options={**(backend_options or {}), **more_backend_options},
+        rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
     ))
     return run_plan(plan, run_dir, resume=resume, argv=argv)
 
@@ -108,31 +149,45 @@ def run_plan(
     plan: Plan, run_dir: str | os.PathLike[str], *, resume: bool = True,
     argv: list[str] | None = None,
 ) -> RunResult:
-    """Run a plan: its backend, a run directory, the lock, the store, the engine."""
+    """Run a plan: its backend, a run directory, the lock, the store, the engine.
+
+    What can be refused is refused before anything is written: another workflow's run
+    directory, a ``--rerun`` that names nothing, an unknown backend.
+    """
     for warning in idle_escalations((u.task.name, p.policy)
                                     for u, p in zip(plan.workflow.units, plan.units)):
         logger.warning(warning)
-    backend = make_backend(plan.backend, **plan.backend_options)  # unknown: nothing written
+    path, existing = locate_run_dir(run_dir, resume=resume)
+    if existing:
+        plan = plan_for_run(plan, path)
+    forced = forced_nodes(plan)
+    backend = make_backend(plan.backend, **plan.backend_options)
     try:
-        path, existing = prepare_run_dir(run_dir, resume=resume)
         if existing:  # a damaged or newer store is refused before even the lock file
             checked = Store.check_in_background(path)
             plan.identities  # noqa: B018 -- needed anyway: hashing hides the check's read
             checked()
+        else:
+            path = runs.make_run_directory(path)
         with RunLock(path):
-            return _run_locked(plan, path, existing, backend, argv)
+            return _run_locked(plan, path, existing, backend, argv, forced)
     finally:
         backend.close()  # again after a run: close is idempotent
 
 
 def _run_locked(
-    plan: Plan, path: Path, existing: bool, backend: Backend, argv: list[str] | None
+    plan: Plan, path: Path, existing: bool, backend: Backend, argv: list[str] | None,
+    forced: bytearray | None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
     store = Store.open(path, check=False) if existing else Store.create(path, meta)
     try:
         if existing:
-            states, attempts, open_attempts = _reconcile(store, plan)
+            decision = decide(store, plan, forced)
+            open_attempts = apply(store, plan, decision)
+            states, attempts = decision.states, decision.attempts
+            logger.info("resuming {}: {} of {} nodes DONE and kept", path, decision.kept,
+                        plan.graph.n_nodes)
             with store.transaction() as cur:  # `resume` rebuilds what ran last, not first
                 for key, value in meta.items():
                     store.set_meta(cur, key, value)
@@ -182,94 +237,3 @@ def _collect_metadata(plan: Plan, backend: str, argv: list[str] | None) -> runs.
         metadata = runs.RunMetadata.collect(package=None, argv=argv)
     metadata.extra.update({"workflow": plan.workflow.name, "backend": backend})
     return metadata
-
-
-def _reconcile(store: Store, plan: Plan) -> tuple[bytearray, list[int], list[Any]]:
-    """Carry DONE states over by identity; everything else runs again or is re-adopted.
-
-    When every unit's digest and id range match the store's, so do the identities,
-    node for node: then only the states are read, a character per node. Otherwise
-    (another workflow, or a store without digests) nodes are matched by identity and
-    the DAG is written again.
-    """
-    graph, identities = plan.graph, plan.identities
-    layout = plan.layout()
-    stored_layout = store.unit_digests()
-    if stored_layout == layout:
-        progress = store.node_progress()
-        if progress is not None and len(progress[0]) == graph.n_nodes:
-            return _carry_over(store, *progress)
-    stored_ids, stored_states, stored_attempts = store.node_states()
-    if stored_layout == layout and stored_ids == identities:
-        return _carry_over(store, stored_states, stored_attempts)
-    if any(digest is None for _, _, digest in stored_layout):
-        logger.info("the store keeps no unit digests; matching nodes by identity")
-    else:
-        logger.info("the workflow changed since this run started; matching nodes by identity")
-    by_identity = {i: (s, a) for i, s, a in zip(stored_ids, stored_states, stored_attempts)}
-    done = int(NodeState.DONE)
-    states = bytearray(graph.n_nodes)
-    attempts = [0] * graph.n_nodes
-    for node, identity in enumerate(identities):
-        found = by_identity.get(identity)
-        if found is not None:
-            states[node] = done if found[0] == done else 0
-            attempts[node] = found[1]
-    store.write_dag(plan.unit_rows(), identities, plan.unit_of_nodes(), bytes(states),
-                    attempts)
-    return states, attempts, store.attempts(open_only=True)
-
-
-#: Resuming keeps DONE and makes every other state PENDING (live attempts are re-adopted).
-_KEEP_DONE = bytes(i if i == NodeState.DONE else 0 for i in range(256))
-_UNFINISHED = re.compile(b"[^\\x%02x\\x%02x]+" % (NodeState.PENDING, NodeState.DONE))
-
-
-def _carry_over(
-    store: Store, stored_states: bytearray, attempts: list[int]
-) -> tuple[bytearray, list[int], list[Any]]:
-    """The same DAG as stored: keep DONE, record every other node going back to PENDING."""
-    changed = [
-        (m.start(), m.end() - 1, int(NodeState.PENDING))
-        for m in _UNFINISHED.finditer(stored_states)
-    ]
-    with store.transaction() as cur:
-        store.set_states(cur, (), changed, note="resume")
-        if FAULT:
-            FAULT.reached("reconcile")
-    return stored_states.translate(_KEEP_DONE), attempts, store.attempts(open_only=True)
-
-
-def rebuild_workflow(run_dir: Path) -> tuple[Workflow, dict[str, Any]]:
-    """Record the run's workflow again from what its store says (for ``gristmill resume``).
-
-    Only the store's metadata is read here: the full check of the store comes once,
-    in :func:`run_workflow`, before anything is written.
-    """
-    Store.check(run_dir, full=False)
-    store = Store.open(run_dir, readonly=True, check=False)
-    try:
-        meta = store.meta()
-    except sqlite3.DatabaseError:
-        Store.check(run_dir)  # says what is wrong with the store
-        raise
-    finally:
-        store.close()
-    function = meta.get("function")
-    if not isinstance(function, str) or ":" not in function:
-        raise RunDirError(f"{run_dir}: the store does not name the workflow function")
-    module, _, qualname = function.partition(":")
-    try:
-        wf_fn: Any = importlib.import_module(module)
-    except ImportError as exc:
-        raise RunDirError(
-            f"{run_dir}: cannot import {module!r} to rebuild workflow {function}: {exc}"
-        ) from exc
-    for part in qualname.split("."):
-        wf_fn = getattr(wf_fn, part)
-    args = meta.get("args") or {}
-    if not isinstance(args, dict):
-        raise SpecError(f"{run_dir}: stored workflow arguments are not a mapping")
-    source = f"{run_dir} (stored spec)"  # as written by any version, in today's units:
-    meta["spec"] = Spec.from_stored(meta.get("spec") or {}, source).to_dict()
-    return wf_fn(**args), meta

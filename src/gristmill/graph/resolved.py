@@ -3,8 +3,9 @@
 Nodes get dense integer ids, allocated unit by unit, so a group of a million
 elements is the id range ``[start, start + size)`` and nothing per element is
 materialised. A node is identified across runs by a hash of its task's entry
-point and its argument values (not its resources, so raising memory never makes
-a finished node run again); :mod:`gristmill.graph.identity` makes those hashes.
+point, its argument values and the identities of the nodes it waits for (not its
+resources, so raising memory never makes a finished node run again);
+:mod:`gristmill.graph.identity` makes those hashes.
 
 Duplicates across units (``fit(draw=3)`` recorded alone and inside
 ``fit.map(draw=range(10))``) become one node: the later unit's member list then
@@ -26,7 +27,15 @@ import attrs
 
 from gristmill.dsl.params import canonical
 from gristmill.errors import GraphError, TaskArgumentError
-from gristmill.graph.identity import digest, element_text, hash_unit, unique_within, unit_texts
+from gristmill.graph.cohorts import Cohort, cohorts
+from gristmill.graph.identity import (
+    IDENTITY_VERSION,
+    digest,
+    element_text,
+    identify,
+    unique_within,
+    unit_texts,
+)
 
 if TYPE_CHECKING:
     from gristmill.dsl.nodes import Unit
@@ -60,8 +69,9 @@ class Graph:
     downstream: list[list[int]]  # unit -> units waiting for all of it
     element_downstream: dict[int, list[int]]  # node id -> units waiting for it alone
     node_args: dict[str, list[str]]  # task key -> argument names that vary across its nodes
-    _identities: list[str] | None = attrs.field(default=None, repr=False)
-    _unit_digests: list[str] | None = attrs.field(default=None, repr=False)
+    #: identity version -> (identities by node id, digests by unit), made on first use
+    _identities: dict[int, tuple[list[str], list[str]]] = attrs.field(factory=dict, repr=False)
+    _cohorts: list[Cohort] | None = attrs.field(default=None, repr=False)
     #: (first id, end id, unit, owned positions) of the unit :meth:`locate` found last
     _last_located: tuple[int, int, int, array[int] | None] = attrs.field(
         default=(0, 0, 0, None), repr=False
@@ -174,45 +184,53 @@ class Graph:
         unit, element = self.locate(node_id)
         return self.workflow.units[unit].element_args(element)
 
-    def identities(self) -> list[str]:
-        """The identity of every node, by id (computed once, in bulk, with the unit digests)."""
-        if self._identities is None:
-            out: list[str] = []
-            digests = []
-            for unit in self.workflow.units:
-                if self.owned[unit.index] == 0:
-                    digests.append(hash_unit(unit))
-                else:
-                    digests.append(hash_unit(unit, self.owned_positions.get(unit.index), out))
-            self._identities = out
-            self._unit_digests = digests
-        return self._identities
+    def cohorts(self) -> list[Cohort]:
+        """Nodes grouped by the units they belong to, upstream first (computed once)."""
+        if self._cohorts is None:
+            self._cohorts = cohorts(self)
+        return self._cohorts
 
-    def unit_digests(self) -> list[str]:
+    def identities(self, version: int = IDENTITY_VERSION) -> list[str]:
+        """The identity of every node, by id (computed once, in bulk, with the unit digests).
+
+        ``version`` 1 is how stores made before identities covered upstream nodes
+        identify them (see :mod:`gristmill.graph.identity`).
+        """
+        return self._identified(version)[0]
+
+    def unit_digests(self, version: int = IDENTITY_VERSION) -> list[str]:
         """Each unit's digest (see :mod:`gristmill.graph.identity`), by unit index.
 
         Equal lists mean equal identities node for node: what a resume checks the
-        store against. Made along with :meth:`identities` when those are computed.
+        store against. Made along with :meth:`identities`.
         """
-        if self._unit_digests is None:
-            self._unit_digests = [hash_unit(unit) for unit in self.workflow.units]
-        return self._unit_digests
+        return self._identified(version)[1]
+
+    def _identified(self, version: int) -> tuple[list[str], list[str]]:
+        found = self._identities.get(version)
+        if found is None:
+            found = self._identities[version] = identify(self, version)
+        return found
 
     def identity(self, node_id: int) -> str:
-        if self._identities is not None:
-            return self._identities[node_id]
         unit, element = self.locate(node_id)
         return self.identity_of(unit, element)
 
     def identity_of(self, unit: int, element: int) -> str:
+        """The node's identity (current version); a node that waits for others needs
+        every identity upstream, so then all are made at once."""
         node_id = self.members[unit][element]
-        if self._identities is not None:
-            return self._identities[node_id]
+        found = self._identities.get(IDENTITY_VERSION)
+        if found is not None:
+            return found[0][node_id]
+        units = self.workflow.units
+        if any(units[u].after for u in self.units_of(node_id)):
+            return self.identities()[node_id]
         owner, owner_element = self.locate(node_id)
-        u = self.workflow.units[owner]
+        u = units[owner]
         if not u.is_group:
             return digest(next(unit_texts(u)))
-        return digest(element_text(u.task.key, u.element_args(owner_element),
+        return digest(element_text(u.task.identity_key, u.element_args(owner_element),
                                    u.task.signature.defaults))
 
     def job_name(self, unit: int, element: int) -> str:

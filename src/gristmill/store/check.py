@@ -18,9 +18,13 @@ from gristmill.errors import StoreError
 from gristmill.store.schema import SCHEMA_VERSION
 
 
-def check_store(path: Path, full: bool = True) -> None:
-    """Refuse a store that is corrupt, not a gristmill store, or from a newer gristmill."""
-    conn = open_readonly(path)
+def check_store(path: Path, full: bool = True, *, immutable: bool = False) -> None:
+    """Refuse a store that is corrupt, not a gristmill store, or from a newer gristmill.
+
+    ``immutable`` reads a store whose write-ahead log is empty without making the
+    ``-wal`` and ``-shm`` files a read-only connection otherwise leaves beside it.
+    """
+    conn = open_readonly(path, immutable=immutable)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
         try:
@@ -72,13 +76,17 @@ def check_store(path: Path, full: bool = True) -> None:
         )
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
+def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
     """A read-only connection, also on read-only storage (an archived run).
 
     There SQLite cannot make the ``-shm`` file a WAL reader needs, so a store whose
-    write-ahead log is empty (the engine closed it) is opened as immutable instead.
+    write-ahead log is empty (the engine closed it) is opened as immutable instead;
+    ``immutable`` asks for that at once (the caller checked that the log is empty and
+    that no engine holds the run).
     """
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    if immutable:
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     try:
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()

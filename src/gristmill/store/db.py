@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +27,7 @@ import attrs
 from gristmill.errors import StoreError
 from gristmill.states import NodeState
 from gristmill.store.check import check_store, diagnose, open_readonly, write_error
+from gristmill.store.lock import RunLock, is_locked
 from gristmill.store.schema import SCHEMA, SCHEMA_VERSION
 
 STORE_NAME = "gristmill.db"
@@ -134,6 +137,37 @@ class Store:
             raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
         check_store(path, full)  # through a read-only connection: switching to WAL would write
         return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def untouched(cls, run_dir: Path, *, full: bool = True) -> Iterator[Store]:
+        """The store, checked and opened read-only, leaving the run directory as it was.
+
+        For what must write nothing (``--dry-run``, refusing a run directory): a plain
+        read-only connection leaves ``-wal`` and ``-shm`` files beside a WAL store. With
+        an empty log (the engine closed the store) the file is read as immutable; with
+        changes still in the log (an engine died) a copy of both is read. A run an engine
+        holds is refused (its store changes under the reader), as the engine's lock would.
+        """
+        path = run_dir / STORE_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir} has no run store ({STORE_NAME}); is it a run directory?")
+        if is_locked(run_dir):
+            RunLock.refuse(run_dir)
+        wal = path.with_name(path.name + "-wal")
+        with contextlib.ExitStack() as stack:
+            immutable = not wal.exists() or wal.stat().st_size == 0
+            if not immutable:
+                copy = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gm-store-")))
+                shutil.copyfile(path, copy / STORE_NAME)
+                shutil.copyfile(wal, copy / wal.name)
+                path = copy / STORE_NAME
+            check_store(path, full, immutable=immutable)
+            conn = open_readonly(path, immutable=immutable)
+            conn.row_factory = sqlite3.Row
+            store = cls(path, conn)
+            stack.callback(store.close)
+            yield store
 
     @classmethod
     def check_in_background(cls, run_dir: Path) -> Callable[[], Path]:
@@ -387,6 +421,14 @@ class Store:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY submitted, attempt"
         return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def last_resources(self) -> dict[str, dict[str, Any]]:
+        """The resources asked for by each node's latest attempt, by identity."""
+        rows = self.conn.execute(
+            "SELECT identity, resources FROM attempts a WHERE attempt = "
+            "(SELECT max(attempt) FROM attempts b WHERE b.identity = a.identity)"
+        )
+        return {identity: json.loads(resources) for identity, resources in rows}
 
     def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
         tuple[int, str, int, AttemptRecord | None]

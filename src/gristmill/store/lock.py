@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from gristmill.errors import RunDirError
 from gristmill.worker.procfs import open_files, start_time
@@ -91,18 +92,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = read_holder(self.path.parent)
-            for _ in range(20):  # the holder may have the lock but not yet its name written
-                if holder.get("pid") is not None:
-                    break
-                time.sleep(0.01)
-                holder = read_holder(self.path.parent)
-            raise RunDirError(
-                f"the run directory {self.path.parent} is in use by another engine "
-                f"(pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since "
-                f"{holder.get('since', '?')}); wait for it to finish or stop it with "
-                f"'gristmill cancel {self.path.parent}'"
-            ) from None
+            self.refuse(self.path.parent)
         info = json.dumps(
             {
                 "host": socket.gethostname(),
@@ -116,6 +106,22 @@ class RunLock:
         os.ftruncate(fd, len(data))
         self.fd = fd
         return self
+
+    @staticmethod
+    def refuse(run_dir: Path) -> NoReturn:
+        """Raise the error that says which engine holds ``run_dir``."""
+        holder = read_holder(run_dir)
+        for _ in range(20):  # the holder may have the lock but not yet its name written
+            if holder.get("pid") is not None:
+                break
+            time.sleep(0.01)
+            holder = read_holder(run_dir)
+        raise RunDirError(
+            f"the run directory {run_dir} is in use by another engine "
+            f"(pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since "
+            f"{holder.get('since', '?')}); wait for it to finish or stop it with "
+            f"'gristmill cancel {run_dir}'"
+        ) from None
 
     def __exit__(
         self,

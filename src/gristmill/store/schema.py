@@ -1,10 +1,16 @@
 """The store's tables and the format version they carry.
 
-Bump :data:`SCHEMA_VERSION` with any change to :data:`SCHEMA`: a store newer than
-this gristmill is refused (nothing changed) rather than misread.
+Bump :data:`SCHEMA_VERSION` with any change to :data:`SCHEMA`, or to the meaning of
+what it holds: a store newer than this gristmill is refused (nothing changed) rather
+than misread.
+
+Versions: 1, the first; 2, node identities cover upstream identities (the tables are
+the same, but a gristmill that only knows version 1 would find none of a version 2
+store's downstream nodes and run them all again; the identity version is in the
+``identity_version`` meta key, absent in stores of version 1).
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

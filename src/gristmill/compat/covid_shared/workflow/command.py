@@ -175,8 +175,9 @@ def gristmill_task(
     """A gristmill task whose nodes run ``command`` filled with their arguments.
 
     Every declared argument is a required click option, so gristmill checks calls at
-    record time; identities are the task key plus the argument values, so the same
-    arguments give the same node in every run (and a resumed run skips it).
+    record time; identities are the task key, the argument values and the upstream
+    identities, so the same arguments after the same upstream tasks give the same node in
+    every run (and a resumed run skips it).
     """
 
     def run(**kwargs: Any) -> None:

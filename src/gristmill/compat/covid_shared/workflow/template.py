@@ -32,7 +32,7 @@ from gristmill.compat.covid_shared.workflow.specification import (
     WorkflowSpecification,
 )
 from gristmill.compat.covid_shared.workflow.utilities import Tool
-from gristmill.dsl.workflow import Workflow
+from gristmill.dsl.workflow import Workflow, rebuilds_workflow
 from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import GraphError, GristmillError, RunDirError, SpecError, TaskArgumentError
 from gristmill.resources import Resources
@@ -242,6 +242,7 @@ class WorkflowTemplate(abc.ABC):
         )
 
     @classmethod
+    @rebuilds_workflow
     def from_recorded(
         cls, version: str, specification: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
     ) -> Workflow:
