@@ -1,10 +1,11 @@
 """Resume: re-adopting the attempts an earlier engine of the run left open.
 
 An engine that crashed or was killed leaves attempts open in the store. Each is
-matched to its node by identity and then, by what is known of it: a result file
-(it ended while no engine watched: finish it), a job id or ``.handle`` marker (it
-may still run: hand it back to the backend, when the backend can reattach), or
-nothing (its submission was never confirmed: it cannot have started, run it again).
+matched to its node by identity and then, by what is known of it: its own result
+file, one that names it (it ended while no engine watched: finish it), a job id or
+``.handle`` marker (it may still run: hand it back to the backend, when the backend
+can reattach), or nothing (its submission was never confirmed: it cannot have
+started, run it again).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from gristmill.errors import BackendError
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord
-from gristmill.worker.result import read_result
 
 if TYPE_CHECKING:
     from gristmill.engine.loop import Engine, Live
@@ -44,8 +44,8 @@ def adopt(engine: Engine, records: Sequence[AttemptRecord]) -> list[tuple[Live, 
                                 reason="node no longer in the workflow"))
             continue
         engine.attempts[node] = max(engine.attempts[node], record.attempt)
-        try:
-            result = read_result(record.result_path)
+        try:  # only the attempt's own result finishes it; another's is no news of it
+            result = engine.own_result(record.key, record.result_path)
         except BackendError as exc:
             logger.warning("{}", exc)
             result = None

@@ -295,6 +295,18 @@ class Store:
     def identities(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT identity FROM nodes ORDER BY id")]
 
+    def shares_result_path(self, key: str, result_path: str) -> bool:
+        """Whether an attempt other than ``key`` was given the same result file.
+
+        Only gristmill 0.1 named files that way (a result then proves nothing about whose
+        it is). A scan of the attempts table: asked only for a result naming no attempt.
+        """
+        row = self.conn.execute(
+            "SELECT 1 FROM attempts WHERE result_path = ? AND key != ? LIMIT 1",
+            (result_path, key),
+        ).fetchone()
+        return row is not None
+
     def node_states(self) -> tuple[list[str], bytearray, list[int]]:
         """(identities, states, attempt counts) of every node, by id."""
         identities: list[str] = []
