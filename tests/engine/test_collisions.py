@@ -115,6 +115,11 @@ def check_failed_exactly(tmp_path: Path, flow: str, code: int, err: str) -> None
     assert len({row[0] for row in rows}) == total  # every name once
     (failed_name,) = [row[0] for row in rows if row[1] == "FAILED"]
     assert failed_name == by_state["FAILED"].job_name
+    for name, *_ in rows:  # `gristmill logs` finds each listed name's one node
+        shown = gristmill("logs", str(where), name, "--err")
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith(f"==> {where / 'logs' / TASK[flow] / name}.")
+        assert ("fails on purpose" in shown.stdout) == (name == failed_name)
 
 
 @pytest.mark.parametrize("flow", ["underscores", "sanitised"])

@@ -380,7 +380,8 @@ class Store:
         return list(self.conn.execute("SELECT * FROM units ORDER BY id"))
 
     def attempts(
-        self, *, open_only: bool = False, identity: str | None = None
+        self, *, open_only: bool = False, identity: str | None = None,
+        job_name: str | None = None,
     ) -> list[AttemptRecord]:
         sql = "SELECT * FROM attempts"
         args: list[Any] = []
@@ -390,10 +391,30 @@ class Store:
         if identity is not None:
             clauses.append("identity = ?")
             args.append(identity)
+        if job_name is not None:
+            clauses.append("job_name = ?")
+            args.append(job_name)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY submitted, attempt"
         return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def node(self, node_id: int) -> tuple[str, str, int] | None:
+        """(identity, task, state) of one node by id; ``None`` when there is no such node."""
+        row = self.conn.execute(
+            "SELECT n.identity, u.task, n.state FROM nodes n JOIN units u ON n.unit = u.id "
+            "WHERE n.id = ?", (node_id,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def node_ids(self, identities: Iterable[str]) -> dict[str, int]:
+        """The node id of each identity the current graph holds (others are left out)."""
+        out: dict[str, int] = {}
+        for identity in identities:
+            row = self.conn.execute("SELECT id FROM nodes WHERE identity = ?",
+                                    (identity,)).fetchone()
+            if row is not None:
+                out[identity] = row[0]
+        return out
 
     def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
         tuple[int, str, int, AttemptRecord | None]
