@@ -44,12 +44,30 @@ def name_part(value: Any) -> str:
     return str(value)
 
 
-def _safe_texts(column: Sequence[Any]) -> list[str]:
+def _safe_texts(column: Sequence[Any]) -> Sequence[str]:
     """Each value of a column as it appears in a default job name, sanitised."""
+    if isinstance(column, range):  # digits and "-": safe, and made one at a time
+        return _RangeTexts(column)
     texts = [name_part(v) for v in column]
     if _UNSAFE.search("_".join(texts)) is None:  # the usual case: one search, not one each
         return texts
     return [_UNSAFE.sub("-", t) for t in texts]
+
+
+@attrs.frozen
+class _RangeTexts(Sequence[str]):
+    """The texts of a ``range`` column, without a list of a million strings."""
+
+    numbers: range
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, i: Any) -> Any:
+        return str(self.numbers[i])
+
+    def __iter__(self) -> Iterator[str]:
+        return map(str, self.numbers)
 
 
 def suffixed(name: str, identity: str, length: int = SUFFIX) -> str:
