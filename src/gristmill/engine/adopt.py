@@ -1,11 +1,11 @@
 """Resume: re-adopting the attempts an earlier engine of the run left open.
 
 An engine that crashed or was killed leaves attempts open in the store. Each is
-matched to its node by identity and then, by what is known of it: its own result
-file, one that names it (it ended while no engine watched: finish it), a job id or
-``.handle`` marker (it may still run: hand it back to the backend, when the backend
-can reattach), or nothing (its submission was never confirmed: it cannot have
-started, run it again).
+matched to its node by identity and then, by what is known of it: a result file
+naming it (it ended while no engine watched: finish it; a file naming another
+attempt is no news of this one), a job id or ``.handle`` marker (it may still run:
+hand it back to the backend, when the backend can reattach), or nothing (its
+submission was never confirmed: it cannot have started, run it again).
 """
 
 from __future__ import annotations
