@@ -78,9 +78,10 @@ def test_the_runner_runs_its_element_under_the_worker(tmp_path: Path) -> None:
                           text=True, timeout=30)
     assert done.returncode == 3, done.stderr
     assert jobs[1].stdout.read_text() == f"seed1 {tmp_path}\n"
-    result = read_result(jobs[1].result_path)
+    result = read_result(jobs[1].result_path, key=jobs[1].key)
     assert result is not None
     assert (result.state, result.exit_code) == (JobState.FAILED, 3)
+    assert result.key == jobs[1].key  # the manifest's key names the attempt in its result
     assert Path(f"{jobs[1].result_path}.handle").read_text() == "77_1\n"
     assert not jobs[0].result_path.exists()  # only the element named by the index ran
 
@@ -101,7 +102,7 @@ def test_a_manifest_with_runtimes_makes_the_wrapper_stop_the_whole_task(
     done = subprocess.run([*RUNNER, str(path), "0"], env=element_env(JOB_ID="5",
                           SGE_TASK_ID="1"), capture_output=True, text=True, timeout=30)
     assert time.monotonic() - started < 20
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is JobState.TIMEOUT, result
     assert done.returncode == 128 + signal.SIGTERM
@@ -123,7 +124,7 @@ def test_the_runner_succeeds_with_its_element(tmp_path: Path) -> None:
     done = subprocess.run([*RUNNER, str(manifest(tmp_path, job)), "0"], env=element_env(),
                           capture_output=True, timeout=30)
     assert done.returncode == 0
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is JobState.SUCCEEDED
     assert job.stdout.read_text() == "hello\n"
@@ -188,11 +189,12 @@ def test_a_signalled_element_ends_as_slurms_log_says(
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is state
     assert reason in result.reason
     assert result.signal == signal.SIGTERM
+    assert result.key == job.key  # the rewritten result still names its attempt
 
 
 def test_outside_slurm_the_wrappers_verdict_stands(tmp_path: Path) -> None:
@@ -211,7 +213,7 @@ def test_outside_slurm_the_wrappers_verdict_stands(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is JobState.CANCELLED
     assert not Path(f"{job.result_path}.handle").exists()
@@ -230,6 +232,9 @@ def test_a_manifest_of_gristmill_0_1_still_runs(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert Path(f"{job.result_path}.handle").read_text() == "9_1\n"
     assert job.stdout.read_text() == "old\n"
+    result = read_result(job.result_path, key=job.key)  # its entries had keys already
+    assert result is not None
+    assert result.key == job.key
 
 
 @pytest.mark.parametrize("path", ["gristmill.backends.arrays", "gristmill.backends.batch.element"])
@@ -238,7 +243,7 @@ def test_the_old_module_path_runs_elements_too(tmp_path: Path, path: str) -> Non
     done = subprocess.run([sys.executable, "-m", path, str(manifest(tmp_path, job)), "0"],
                           env=element_env(), capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is JobState.SUCCEEDED
 

@@ -230,9 +230,9 @@ def test_resources_place_attempts_and_an_impossible_request_fails_at_once(
     assert refused.reason.startswith("task 'forecast' asks for cores=20, memory=25G, more than")
     assert "(the most any worker declares: cores=2, memory=2G)" in refused.reason
     assert f'--resources "cores=20 memory={25 * G}"' in refused.reason
-    on_disk = read_result(jobs[4].result_path)
+    on_disk = read_result(jobs[4].result_path, key=jobs[4].key)
     assert on_disk is not None
-    assert on_disk.reason == refused.reason
+    assert (on_disk.reason, on_disk.key) == (refused.reason, jobs[4].key)
     assert not jobs[4].stdout.exists()  # never ran
 
 
@@ -279,8 +279,9 @@ def test_cancel_stops_running_and_queued_attempts(scheduler: str, tmp_path: Path
         assert pid_gone(pid, 5), "the cancelled attempt's process still runs"
         final = run_all(backend, handles)
     assert [final[h].state for h in handles] == [JobState.CANCELLED] * 2
-    wait_for(lambda: read_result(running.result_path) is not None, 10, "the result file")
-    result = read_result(running.result_path)
+    wait_for(lambda: read_result(running.result_path, key=running.key) is not None, 10,
+             "the result file")
+    result = read_result(running.result_path, key=running.key)
     assert result is not None
     assert result.state is JobState.CANCELLED
     time.sleep(0.5)
@@ -336,7 +337,7 @@ def test_closing_it_stops_what_still_runs_on_its_own_cluster(tmp_path: Path) -> 
     finally:
         backend.close()
     assert pid_gone(int(pidfile.read_text()), 0.5), "close() left the job running"
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
     assert result.state is JobState.CANCELLED
 

@@ -136,7 +136,7 @@ def test_a_graph_runs_with_jobmon_retrying_and_skipping_below_a_failure(
     assert (failed.state, failed.exit_code, failed.attempt) == ("FAILED", 3, 1)
     assert Path(failed.result_path + ".try1").exists()  # the first try, moved aside
     assert Path(failed.stderr + ".try1").exists()
-    assert read_result(failed.result_path) is not None
+    assert read_result(failed.result_path, key=failed.key) is not None
     assert "upstream node" in records["append_lineappend_line_7"].reason
     states = sorted(jobmon_states(server, result.run_dir).values())
     assert states == ["D"] * 6 + ["F", "G"]  # the node below the failure never ran
@@ -183,9 +183,9 @@ def test_cancel_stops_the_driver_and_the_running_task(server: str, tmp_path: Pat
     driver = json.loads((tmp_path / "jobmon" / "driver.json").read_text())
     assert pid_gone(driver["pid"], 10)
     assert backend.poll([handle])[handle].state is JobState.CANCELLED
-    result = read_result(job.result_path)
+    result = read_result(job.result_path, key=job.key)
     assert result is not None
-    assert result.state is JobState.CANCELLED
+    assert (result.state, result.key) == (JobState.CANCELLED, job.key)
     assert json.loads((tmp_path / "jobmon" / "driver-1.exit.json").read_text())["status"] == "S"
     workflow_id = json.loads((tmp_path / "jobmon" / "workflow.json").read_text())["workflow_id"]
     assert backend._get(f"/workflow/{workflow_id}/is_resumable")["workflow_is_resumable"]

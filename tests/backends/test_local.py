@@ -128,8 +128,9 @@ def test_exit_codes_signals_and_result_files(tmp_path: Path, backend: LocalBacke
         "missing": (JobState.FAILED, 127, None, "command not found: /nonexistent/program"),
     }
     for handle, status in final.items():
-        result = read_result(handle.result_path)
+        result = read_result(handle.result_path, key=handle.key)
         assert result is not None
+        assert result.key == handle.key  # the supervisor names the attempt in its result
         assert JobStatus.from_result(result) == status
     # Reported once; asked again, the result file answers.
     again = backend.poll(handles)
@@ -229,7 +230,7 @@ def test_cancel_running_and_queued_jobs(tmp_path: Path) -> None:
         assert 0.2 < time.monotonic() - start < 3  # SIGTERM ignored, SIGKILL after the grace
     assert final[stubborn].state is JobState.CANCELLED
     assert final[stubborn].signal == signal.SIGKILL
-    result = read_result(queued.result_path)
+    result = read_result(queued.result_path, key=queued.key)
     assert result is not None
     assert result.state is JobState.CANCELLED
     assert result.reason == "cancelled before it started"
@@ -269,7 +270,7 @@ def test_close_lets_submitted_jobs_finish(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="closed"):
         backend.submit([request(tmp_path, "more", ["true"])])
     assert run_all(backend, [handle], timeout=10)[handle].state is JobState.SUCCEEDED
-    result = read_result(handle.result_path)
+    result = read_result(handle.result_path, key=handle.key)
     assert result is not None
     assert result.state is JobState.SUCCEEDED
     assert (tmp_path / "logs" / "late.out").read_text() == "done\n"
@@ -277,6 +278,21 @@ def test_close_lets_submitted_jobs_finish(tmp_path: Path) -> None:
     while os.waitpid(backend.supervisor_pid, os.WNOHANG)[0] == 0:  # then it exits
         assert time.monotonic() < deadline, "the supervisor did not exit"
         time.sleep(0.02)
+
+
+def test_a_result_file_of_another_attempt_is_lost_not_its_outcome(tmp_path: Path) -> None:
+    """After close (and for adopted jobs) the result file answers: one naming another
+    attempt is LOST, however it says that attempt ended."""
+    backend = LocalBackend(max_cores=1)
+    (handle,) = backend.submit([request(tmp_path, "mine.1", ["sh", "-c", "exit 3"])])
+    backend.close()
+    assert run_all(backend, [handle], timeout=10)[handle].state is JobState.FAILED
+    text = Path(handle.result_path).read_text()
+    Path(handle.result_path).write_text(text.replace('"FAILED"', '"SUCCEEDED"').replace(
+        '"mine.1"', '"other.1"'))
+    status = backend.poll([handle])[handle]
+    assert status.state is JobState.LOST
+    assert "of attempt other.1, not of attempt mine.1" in status.reason
 
 
 def test_cancel_after_close_still_reaches_the_jobs(tmp_path: Path) -> None:

@@ -501,7 +501,7 @@ def test_a_job_no_source_knows_ends_as_its_result_file_says(fake: Fake, tmp_path
     (handle,) = handles_for(tmp_path, ["999999_0"])
     write_result(handle.result_path, AttemptResult(
         JobState.FAILED, 4, None, 2**20, 1.5, "vm", 1.0, 2.5, "exit code 4"
-    ))
+    ), key=handle.key)
     (status,) = backend(lost_after=0).poll([handle]).values()
     assert (status.state, status.exit_code, status.reason) == (F, 4, "exit code 4")
 

@@ -288,7 +288,7 @@ def check_status_sources(tmp_path: Path) -> None:
     assert backend.calls == ({"squeue": 1, "sacct": 1} if backend.accounting
                              else {"squeue": 1, "scontrol": 1})
     write_result(ghost.result_path, AttemptResult(JobState.FAILED, 5, None, None, 1.0, "vm",
-                                                  1.0, 2.0, "exit code 5"))
+                                                  1.0, 2.0, "exit code 5"), key=ghost.key)
     status = backend.poll([ghost])[ghost]
     assert (status.state, status.exit_code) == (JobState.FAILED, 5)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from gm_testing import attempts
 from loguru import logger
 
 from gristmill.cli.app import main
@@ -99,11 +101,11 @@ def test_tasks_lists_nodes_filtered_by_state(failed_run: Path) -> None:
 def test_logs_prints_a_nodes_logs(failed_run: Path) -> None:
     both = cli("logs", str(failed_run), "exit_with")
     assert both.exit_code == 0, both.output
-    assert "exit_with.1.out <==" in both.stdout
-    assert "exit_with.1.err <==" in both.stdout
+    assert re.search(r"/exit_with\.[0-9a-f]{16}\.1\.out <==", both.stdout)
+    assert re.search(r"/exit_with\.[0-9a-f]{16}\.1\.err <==", both.stdout)
     assert "about to exit with code 3" in both.stdout
     out_only = cli("logs", str(failed_run), "exit_with", "--out")
-    assert "exit_with.1.err" not in out_only.stdout
+    assert ".1.err" not in out_only.stdout
     for args, fragment in (
         (["nosuch"], "no attempt of a node named 'nosuch'"),
         (["exit_with", "--attempt", "7"], "has no attempt 7"),
@@ -112,6 +114,43 @@ def test_logs_prints_a_nodes_logs(failed_run: Path) -> None:
         assert missing.exit_code == 2
         assert fragment in missing.stderr
         assert "Traceback" not in missing.output
+
+
+def test_logs_finds_one_node_for_every_name_tasks_prints(env: None, tmp_path: Path) -> None:
+    """Nodes that ran are listed by job name, nodes that never ran (below a failure) as
+    ``TASK#ID``: ``logs`` takes each and finds that one node."""
+    import engine_tasks
+
+    result = run_workflow(engine_tasks.diamond_with_failure(path=str(tmp_path / "out")),
+                          run_dir=tmp_path / "runs")
+    assert result.counts == {"DONE": 4, "FAILED": 1, "UPSTREAM_FAILED": 2}
+    listed = cli("tasks", str(result.run_dir))
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    names = [row[0] for row in rows]
+    assert len(set(names)) == len(names) == 7
+    never = [row[0] for row in rows if row[1] == "UPSTREAM_FAILED"]
+    assert [n.split("#")[0] for n in never] == ["append_line", "append_line"]
+    for name, state, *_ in rows:
+        shown = cli("logs", str(result.run_dir), name)
+        assert shown.exit_code == 0, (name, shown.output)
+        if state == "UPSTREAM_FAILED":
+            assert shown.stdout == f"{name} has not run yet (UPSTREAM_FAILED): it has no logs\n"
+        else:
+            (out,) = [line for line in shown.stdout.splitlines() if line.endswith(".out <==")]
+            assert f"/{name}." in out  # that node's own files
+    for wrong in ("append_line#99", "exit_with#2", "append_line#x"):
+        missing = cli("logs", str(result.run_dir), wrong)
+        assert missing.exit_code == 2, wrong
+        assert "Traceback" not in missing.output
+
+
+def test_logs_takes_an_attempt_key_or_identity_prefix(failed_run: Path) -> None:
+    (record,) = [a for a in attempts(failed_run) if a.task == "hog"]
+    for name in (record.key, record.identity[:10]):
+        shown = cli("logs", str(failed_run), name, "--err")
+        assert shown.exit_code == 0, shown.output
+        assert f"==> {record.stderr} <==" in shown.stdout
 
 
 def test_reading_a_run_changes_nothing_and_works_from_its_root(failed_run: Path) -> None:

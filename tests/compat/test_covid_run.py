@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,8 @@ def test_each_attempt_log_is_under_the_task_name(tmp_path: Path) -> None:
     result = build(tmp_path / "v1", tmp_path / "out.txt", n_draws=1).run()
     logs = sorted(p.relative_to(result.run_dir / "logs").as_posix()
                   for p in (result.run_dir / "logs").rglob("*.out"))
-    assert logs == ["check/check.1.out", "fit/fit_0.1.out"]
+    # <task>/<job name>.<attempt key: identity[:16].attempt>.out
+    assert [re.sub(r"\.[0-9a-f]{16}\.", ".<id>.", log) for log in logs] == [
+        "check/check.<id>.1.out", "fit/fit_0.<id>.1.out"]
     meta = yaml.safe_load((result.run_dir / runs.METADATA_FILE).read_text())
     assert meta["extra"]["workflow"] == f"flow-{tmp_path / 'v1'}"

@@ -131,5 +131,6 @@ def test_a_failing_task_fails_the_application_and_keeps_best(
     assert old["app_metadata"]["success"] is False
     assert runs.load_run_metadata(run_dir).status == "failed"
     (wf_run,) = runs.list_runs(run_dir / "gristmill")
-    log = (wf_run / "logs" / "my_task3" / "my_task3_location_-1.1.out").read_text()
+    (path,) = (wf_run / "logs" / "my_task3").glob("my_task3_location_-1.*.1.out")
+    log = path.read_text()
     assert "location_id must be a location, got -1" in log

@@ -13,7 +13,7 @@ from gm_tasks import fit, forecast, validate
 import gristmill as gm
 from gristmill.dsl.nodes import Node
 from gristmill.dsl.workflow import Workflow
-from gristmill.errors import TaskArgumentError
+from gristmill.errors import GraphError, TaskArgumentError
 
 
 def record_one(fn: Callable[[], object]) -> Workflow:
@@ -214,3 +214,42 @@ def test_values_are_converted_by_the_click_type() -> None:
         {"output_version": "v", "draw": 1},
         {"output_version": "v", "draw": 2},
     ]
+
+
+# --- task names ----------------------------------------------------------------------------------
+
+
+def test_two_tasks_of_one_name_are_refused_naming_both_modules() -> None:
+    """``fit`` of two modules in one workflow would share logs/fit/, a row of ``gristmill
+    status`` and the spec's ``tasks.fit``: refused when the second is recorded."""
+    import gm_collide_a
+    import gm_collide_b
+
+    def body() -> None:
+        gm_collide_a.fit(draw=1)
+        gm_collide_b.fit(draw=2)
+
+    with pytest.raises(GraphError) as caught:
+        record_one(body)
+    message = str(caught.value)
+    assert "two tasks are named 'fit'" in message
+    assert "gm_collide_a:fit (module gm_collide_a)" in message
+    assert "gm_collide_b:fit (module gm_collide_b)" in message
+    assert "Rename one of the two functions" in message
+
+    def maps() -> None:  # a map records the same way
+        gm_collide_a.fit.map(draw=[1, 2])
+        gm_collide_b.fit.map(draw=[1, 2])
+
+    with pytest.raises(GraphError, match="two tasks are named 'fit'"):
+        record_one(maps)
+
+
+def test_one_task_called_many_times_is_one_name() -> None:
+    import gm_collide_a
+
+    def body() -> None:
+        gm_collide_a.fit(draw=1)
+        gm_collide_a.fit.map(draw=[2, 3])
+
+    assert len(record_one(body)) == 3

@@ -160,6 +160,50 @@ def test_ready_nodes_are_submitted_in_batches_and_every_transition_is_recorded(
 # -- failures, retries and escalation ---------------------------------------------------------
 
 
+class ForgingBackend(SubmitSpy):
+    """A real backend, whose first finished job's result file is then replaced by one
+    naming another attempt, and saying SUCCEEDED: what a second node writing the same
+    file name left there before gristmill gave every attempt files of its own."""
+
+    forged: list[str] = []
+
+    def poll(self, handles: Any) -> Any:
+        statuses = self.inner.poll(handles)
+        for handle, status in statuses.items():
+            if status.state.finished and not self.forged:
+                path = Path(handle.result_path)
+                text = path.read_text().replace('"FAILED"', '"SUCCEEDED"')
+                path.write_text(text.replace(handle.key, "ffffffffffffffff.1"))
+                self.forged.append(handle.key)
+        return statuses
+
+
+def test_a_result_file_naming_another_attempt_is_lost_never_a_success(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine believes a result file only for the attempt it names: the forged
+    SUCCEEDED makes attempt 1 LOST (rerun), and the task's real failure stands."""
+    from gristmill.backends.registry import make_backend
+
+    forging: list[ForgingBackend] = []
+
+    def make(name: str, **options: Any) -> Any:
+        forging.append(ForgingBackend(make_backend(name, **options)))
+        forging[-1].forged = []
+        return forging[-1]
+
+    monkeypatch.setattr("gristmill.engine.runner.make_backend", make)
+    result = run(et.one_exit(code=3), tmp_path)
+    assert not result.ok
+    assert result.counts == {"FAILED": 1}
+    tried = [(a.attempt, a.state) for a in attempts(result.run_dir)]
+    assert tried == [(1, "LOST"), (2, "FAILED")]
+    (lost,) = [a for a in attempts(result.run_dir) if a.state == "LOST"]
+    assert lost.key == forging[0].forged[0]
+    assert f"of attempt ffffffffffffffff.1, not of attempt {lost.key}" in lost.reason
+
+
+
 def test_retries_rerun_a_failing_task_then_give_up(et: ModuleType, tmp_path: Path) -> None:
     from gristmill.resources import Policy
 
@@ -174,7 +218,8 @@ def test_retries_rerun_a_failing_task_then_give_up(et: ModuleType, tmp_path: Pat
     ]  # fmt: skip
     for record in records:  # each attempt has its own logs
         assert "about to exit with code 3" in Path(record.stderr).read_text()
-        assert record.stderr.endswith(f"exit_with.{record.attempt}.err")
+        assert record.stderr.endswith(f"/exit_with.{record.key}.err")
+        assert record.key == f"{record.identity[:16]}.{record.attempt}"
 
 
 def test_oom_is_retried_with_more_memory(et: ModuleType, tmp_path: Path) -> None:

@@ -162,7 +162,8 @@ def test_a_disk_filled_by_task_logs_is_reported_and_the_run_resumes(
     finally:
         store.close()
     assert states == [(1, "LOST"), (2, "SUCCEEDED")]
-    assert (run_dir / "logs" / "chatty" / "chatty.2.out").stat().st_size >= 1_990_000
+    (out,) = (run_dir / "logs" / "chatty").glob("chatty.*.2.out")  # <job>.<key>.out
+    assert out.stat().st_size >= 1_990_000
 
 
 # -- settings ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Tests for gristmill.graph.resolved.
 
-Dense ids, dedupe across units, identities, order, job names.
+Dense ids, dedupe across units, identities, order (job names: test_names.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-import click
 import pytest
 from gm_tasks import fit, forecast, record, validate
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 import gristmill as gm
 from gristmill.dsl.workflow import Workflow
-from gristmill.errors import GraphError, TaskArgumentError
+from gristmill.errors import GraphError
 from gristmill.graph.identity import digest
 from gristmill.graph.resolved import Graph
 
@@ -316,38 +315,6 @@ def test_node_args_are_the_arguments_that_vary() -> None:
     }
 
 
-def test_default_job_names_are_task_and_node_args() -> None:
-    def body() -> None:
-        fit.map(output_version="v", draw=range(2))
-        validate(output_version="only")
-        record.map(text=["a b/c", "x;$(y)"])
-
-    names = [n.name for n in recorded(body).nodes()]
-    assert names == ["fit_0", "fit_1", "validate", "record_a-b-c", "record_x-y-"]
-
-
-def test_template_job_names_get_a_hash_when_they_would_not_be_unique() -> None:
-    def body() -> None:
-        forecast.map(output_version="v", location_id=[1, 2])
-        forecast(output_version="w", location_id=1)
-
-    names = [n.name for n in recorded(body).nodes()]
-    assert [n.split("_")[:2] for n in names] == [["forecast", "1"], ["forecast", "2"],
-                                                 ["forecast", "1"]]
-    assert len(set(names)) == 3
-
-
-def test_template_job_names_use_the_template_alone_when_it_covers_the_node_args() -> None:
-    @gm.task(name="{task}-{location_id:03d}")
-    @click.option("--location-id", type=int, required=True)
-    def place(location_id: int) -> None: ...
-
-    def body() -> None:
-        place.map(location_id=[7, 42])
-
-    assert [n.name for n in recorded(body).nodes()] == ["place-007", "place-042"]
-
-
 def test_count_by_task_counts_distinct_nodes() -> None:
     def body() -> None:
         fit(output_version="v", draw=3)
@@ -355,46 +322,6 @@ def test_count_by_task_counts_distinct_nodes() -> None:
         validate(output_version="v")
 
     assert recorded(body).count_by_task() == {"fit": 10, "validate": 1}
-
-
-def test_job_name_templates_prefer_an_argument_called_task_and_allow_omitted_options() -> None:
-    @gm.task(name="job-{task}-{suffix}")
-    @click.option("--task", required=True)
-    @click.option("--suffix")
-    def named(task: str, suffix: str | None) -> None: ...
-
-    def body() -> None:
-        named.map(task=["a", "b"], suffix="s")
-        named(task="c")
-
-    names = [n.name for n in recorded(body).nodes()]
-    assert names[:2] == ["job-a-s", "job-b-s"]
-    assert names[2] == "job-c-"  # suffix omitted
-
-
-def test_a_template_that_cannot_be_filled_is_a_task_argument_error() -> None:
-    @gm.task(name="loc-{location:04d}")
-    @click.option("--location", required=True)
-    def by_text(location: str) -> None: ...
-
-    def body() -> None:
-        by_text(location="x")
-
-    (node,) = recorded(body).nodes()
-    with pytest.raises(TaskArgumentError, match=r"'loc-\{location:04d\}' cannot be filled"):
-        _ = node.name
-
-
-def test_job_names_of_lists_and_long_values() -> None:
-    def body() -> None:
-        record.map(text=["a", "b"], tag=[["x", "y z"], []])
-        record(text="long " * 100)
-
-    names = [n.name for n in recorded(body).nodes()]
-    assert names[:2] == ["record_a_x,y-z", "record_b_"]
-    assert len(names[2]) == 128
-    assert names[2].startswith("record_long-long-")
-    assert names[2][-9] == "_"
 
 
 def test_an_empty_map_has_no_nodes_and_holds_nothing_back() -> None:

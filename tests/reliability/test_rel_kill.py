@@ -6,6 +6,11 @@ recording their ids, inside a state update) are hit with the engine's
 After the last ``resume`` every node is DONE, every DONE node's side effect is in the
 shared file exactly once, every node has exactly one SUCCEEDED attempt, no attempt is
 left open, and every supervisor an engine left behind has exited.
+
+The same trials run a workflow whose nodes come in pairs with one natural job name
+(``rel_tasks.clashing``: values joined with ``_``, characters sanitised away), two of
+them failing: after the last ``resume`` exactly those two are FAILED, every other node
+is DONE with its side effect once, and no node took another's result.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from types import ModuleType
 
 import pytest
 from rel_support import (
+    gristmill,
     latest,
     lines,
     once_each,
@@ -68,6 +74,43 @@ def check_complete(run_dir: Path, shared: Path, n: int = N) -> None:
         assert pid_gone(pid, timeout=15), f"supervisor {pid} of an earlier engine still runs"
 
 
+#: The clashing workflow: its size (a multiple of 4) and the index of the failing pair.
+CLASH_N, CLASH_FAIL = 40, "3"
+
+
+def clash_args(shared: Path, root: Path) -> list[str]:
+    return ["run", "rel_tasks:clashing", "--path", str(shared), "--n", str(CLASH_N),
+            "--fail", CLASH_FAIL, "--run-dir", str(root), "--max-cores", "4"]
+
+
+def finish_clashing(procs: list[subprocess.Popen[bytes]], run_dir: Path, shared: Path) -> None:
+    """Resume without faults: the run fails with exactly the two failing nodes FAILED."""
+    from rel_tasks import clashing_effects
+
+    proc = start(procs, "resume", str(run_dir), "--max-cores", "4")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err.decode()
+    once_each(shared, clashing_effects(CLASH_N, CLASH_FAIL))
+    counts, attempts = read_store(run_dir)
+    half = CLASH_N // 2
+    assert counts == {("pair_effect", "DONE"): half - 1, ("pair_effect", "FAILED"): 1,
+                      ("label_effect", "DONE"): half - 1, ("label_effect", "FAILED"): 1}
+    assert [a.key for a in attempts if a.ended is None] == []
+    failing = {("--first", CLASH_FAIL), ("--label", f"{CLASH_FAIL}:x")}
+    for attempt in attempts:
+        fails = any(pair in zip(attempt.argv, attempt.argv[1:]) for pair in failing)
+        if attempt.state == "LOST":
+            assert "not confirmed" in attempt.reason
+        else:  # each attempt recorded its own node's outcome, never its namesake's
+            assert attempt.state == ("FAILED" if fails else "SUCCEEDED"), attempt
+    succeeded = [a.identity for a in attempts if a.state == "SUCCEEDED"]
+    assert len(succeeded) == len(set(succeeded)) == CLASH_N - 2
+    names = {a.job_name for a in attempts}
+    assert len(names) == CLASH_N  # one name per node, every pair told apart
+    for pid in {int(a.job_id.split(".")[0]) for a in attempts if a.job_id}:
+        assert pid_gone(pid, timeout=15), f"supervisor {pid} of an earlier engine still runs"
+
+
 # -- one case per fault point (fast) ----------------------------------------------------------
 
 
@@ -93,6 +136,19 @@ def test_a_kill_at_each_point_is_resumed_exactly_once(
     finish(engines, run_dir, shared)
     _, attempts = read_store(run_dir)
     assert any(a.state == "LOST" for a in attempts) == lost
+
+
+@pytest.mark.parametrize(
+    "fault", ["after_submit:1", pytest.param("status:3", marks=pytest.mark.reliability)])
+def test_a_kill_with_clashing_names_resumes_to_exactly_the_failing_nodes(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]], fault: str
+) -> None:
+    shared, root = tmp_path / "shared", tmp_path / "runs"
+    killed(start(engines, *clash_args(shared, root), env={"GRISTMILL_FAULT": fault}))
+    finish_clashing(engines, latest(root), shared)
+    listed = gristmill("tasks", str(latest(root)), "--limit", "1000")
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert len({row[0] for row in rows}) == len(rows) == CLASH_N
 
 
 @pytest.mark.reliability
@@ -147,6 +203,44 @@ def test_seeded_kills_then_resume_runs_each_task_exactly_once(
             command = ["resume", str(run_dir), "--max-cores", "4"]
     assert run_dir is not None
     finish(engines, run_dir, shared)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("seed", range(20))
+def test_seeded_kills_of_a_run_with_clashing_names_then_resume(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]], seed: int
+) -> None:
+    """As the seeded trials above, over the clashing workflow: kills at hook points and by
+    timing, chained across resumes, and never a node recorded with its namesake's outcome."""
+    rng = random.Random(2000 + seed)
+    shared, root = tmp_path / "shared", tmp_path / "runs"
+    command = clash_args(shared, root)
+    run_dir: Path | None = None
+    for _ in range(rng.choice([1, 2, 3])):
+        if rng.random() < 0.7:
+            point, most = rng.choice(POINTS if run_dir is None else [*POINTS[1:],
+                                                                      ("reconcile", 1)])
+            proc = start(engines, *command, env={"GRISTMILL_FAULT": f"{point}:"
+                                                                    f"{rng.randint(1, most)}"})
+            if run_dir is None:
+                killed(proc)
+            else:
+                _, err = proc.communicate(timeout=60)
+                assert proc.returncode in (-signal.SIGKILL, 1), err.decode()
+        else:
+            proc = start(engines, *command)
+            target = rng.randint(1, CLASH_N - 6)
+            wait_for(lambda: len(lines(shared)) >= target or proc.poll() is not None,  # noqa: B023
+                     60, f"{target} side effects")
+            time.sleep(rng.uniform(0.0, 0.1))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        if run_dir is None:
+            run_dir = latest(root)
+            command = ["resume", str(run_dir), "--max-cores", "4"]
+    assert run_dir is not None
+    finish_clashing(engines, run_dir, shared)
 
 
 @pytest.mark.reliability

@@ -1,4 +1,5 @@
-"""Attempt results and their result files: round trip, atomic writes, corrupt files."""
+"""Attempt results and their result files: round trip, atomic writes, corrupt files, and
+the attempt each result names."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import json
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
 from gristmill.backends.base import JobStatus
 from gristmill.errors import BackendError
 from gristmill.states import JobState
-from gristmill.worker.result import AttemptResult, read_result, write_result
+from gristmill.worker.result import (
+    AttemptResult,
+    ResultMismatchError,
+    read_result,
+    write_result,
+)
 
 MB = 2**20
 
@@ -20,9 +27,9 @@ def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
     result = AttemptResult(JobState.OOM, None, 9, 480 * MB, 1.5, "node1", 100.0, 101.5,
                            "exceeded memory limit 100M (peak 480M)")
     path = tmp_path / "deep" / "r.json"
-    assert read_result(path) is None
-    write_result(path, result)
-    assert read_result(path) == result
+    assert read_result(path, key="abc.1") is None
+    write_result(path, result, key="abc.1")
+    assert read_result(path, key="abc.1") == attrs.evolve(result, key="abc.1")
     assert os.listdir(path.parent) == ["r.json"]  # no temporary left behind
     assert AttemptResult.from_json(result.to_json()) == result
     assert JobStatus.from_result(result) == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
@@ -33,10 +40,43 @@ def test_a_corrupt_result_file_is_an_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text('{"state": "SUCCEEDED"')
     with pytest.raises(BackendError, match=str(path)):
-        read_result(path)
+        read_result(path, key=None)
     path.write_text(json.dumps({"state": "RUNNING", "exit_code": 0}))
     with pytest.raises(BackendError, match="corrupt"):
-        read_result(path)
+        read_result(path, key=None)
+    good = AttemptResult(JobState.SUCCEEDED, 0, None, None, 1.0, "h", 1.0, 2.0, "", "k.1")
+    path.write_text(json.dumps({**good.to_dict(), "key": 7}))
+    with pytest.raises(BackendError, match="key"):
+        read_result(path, key="k.1")
+
+
+def test_a_result_names_its_attempt_and_is_refused_for_another(tmp_path: Path) -> None:
+    """Written with the attempt's key, read back only for that attempt: a reader expecting
+    another attempt gets ResultMismatchError (a BackendError), never the outcome."""
+    path = tmp_path / "r.json"
+    done = AttemptResult(JobState.SUCCEEDED, 0, None, None, 1.0, "h", 1.0, 2.0, "exit code 0")
+    write_result(path, done, key="0123456789abcdef.2")
+    assert json.loads(path.read_text())["key"] == "0123456789abcdef.2"
+    assert read_result(path, key="0123456789abcdef.2") == attrs.evolve(
+        done, key="0123456789abcdef.2")
+    for other in ("0123456789abcdef.1", "fedcba9876543210.2"):
+        with pytest.raises(ResultMismatchError, match=f"of attempt {other}") as caught:
+            read_result(path, key=other)
+        assert isinstance(caught.value, BackendError)
+        assert "0123456789abcdef.2" in str(caught.value)
+    assert read_result(path, key=None) is not None  # a reader that knows no attempt
+
+
+def test_a_result_of_gristmill_0_1_names_no_attempt_and_is_read(tmp_path: Path) -> None:
+    """0.1 wrote no key: the result comes back with ``key=None`` for the caller to judge."""
+    path = tmp_path / "r.json"
+    old = {"state": "FAILED", "exit_code": 3, "signal": None, "peak_rss": None,
+           "elapsed": 0.5, "host": "h", "started": 1.0, "ended": 1.5, "reason": "exit code 3"}
+    path.write_text(json.dumps(old))
+    result = read_result(path, key="0123456789abcdef.1")
+    assert result is not None
+    assert (result.state, result.key) == (JobState.FAILED, None)
+    assert "key" not in result.to_dict()  # what 0.1 wrote, 0.1 can read back
 
 
 def test_only_final_states_make_a_result() -> None:

@@ -189,10 +189,20 @@ def test_cli_runs_the_attempt_and_exits_as_it_did(tmp_path: Path) -> None:
     done = subprocess.run(_cli(tmp_path, "--mem", "1G", "--runtime", "10", "--", "sh", "-c",
                                "echo hi; exit 3"), env=_cli_env(), timeout=20, check=False)
     assert done.returncode == 3
-    result = read_result(tmp_path / "r.json")
+    result = read_result(tmp_path / "r.json", key=None)
     assert result is not None
     assert (result.state, result.exit_code) == (JobState.FAILED, 3)
     assert (tmp_path / "o").read_text() == "hi\n"
+    assert result.key is None  # run by hand without --key: the result names no attempt
+
+
+def test_cli_names_the_attempt_given_by_key_in_its_result(tmp_path: Path) -> None:
+    done = subprocess.run(_cli(tmp_path, "--key", "0123456789abcdef.3", "--", "true"),
+                          env=_cli_env(), timeout=20, check=False)
+    assert done.returncode == 0
+    result = read_result(tmp_path / "r.json", key="0123456789abcdef.3")
+    assert result is not None
+    assert (result.state, result.key) == (JobState.SUCCEEDED, "0123456789abcdef.3")
 
 
 @pytest.mark.parametrize(
@@ -206,7 +216,7 @@ def test_cli_runs_under_the_module_path_of_gristmill_0_1(
     done = subprocess.run(_cli(tmp_path, "--", *argv, module="gristmill.worker"),
                           env=_cli_env(), timeout=20, check=False)
     assert done.returncode == code
-    result = read_result(tmp_path / "r.json")
+    result = read_result(tmp_path / "r.json", key=None)
     assert result is not None
     assert (result.state, result.exit_code) == (state, code)
 
@@ -220,7 +230,7 @@ def test_cli_sigterm_cancels_the_attempt(tmp_path: Path) -> None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
-    result = read_result(tmp_path / "r.json")
+    result = read_result(tmp_path / "r.json", key=None)
     assert result is not None
     assert result.state is JobState.CANCELLED
 

@@ -203,23 +203,18 @@ def tasks(run_dir: Path, state: str | None, limit: int) -> None:
 @click.option("--err", "stream", flag_value="err", help="Only stderr.")
 @handle_errors
 def logs(run_dir: Path, node: str, attempt: int | None, stream: str | None) -> None:
-    """Print the logs of NODE (job name, identity prefix, or attempt key)."""
+    """Print the logs of NODE: a name ``gristmill tasks`` prints (a job name, or
+    ``TASK#ID`` for a node that never ran), an identity prefix or an attempt key."""
     run_dir = resolve_run_dir(run_dir)
     store = _open(run_dir)
     try:
-        matches = [
-            a for a in store.attempts()
-            if a.job_name == node or a.identity.startswith(node) or a.key == node
-        ]
+        found = find_node(store, node)
     finally:
         store.close()
-    if not matches:
-        raise RunDirError(f"no attempt of a node named {node!r} in {run_dir}; "
-                          f"list them with: gristmill tasks {run_dir}")
-    identities = {a.identity for a in matches}
-    if len(identities) > 1:
-        names = sorted({a.job_name for a in matches})
-        raise RunDirError(f"{node!r} matches several nodes: {', '.join(names[:10])}")
+    if isinstance(found, str):  # a node of the run that has no attempt yet
+        click.echo(found)
+        return
+    matches = found
     chosen = [a for a in matches if attempt is None or a.attempt == attempt]
     if not chosen:
         raise RunDirError(f"{node!r} has no attempt {attempt}; it has "
@@ -233,3 +228,50 @@ def logs(run_dir: Path, node: str, attempt: int | None, stream: str | None) -> N
             click.echo(Path(path).read_text(errors="replace"), nl=False)
         except OSError as exc:
             click.echo(f"(cannot read: {exc.strerror})")
+
+
+def find_node(store: Store, name: str) -> list[AttemptRecord] | str:
+    """The attempts of the one node ``name`` names, or a note when it has none yet.
+
+    Tried in turn, the first that names anything wins: ``TASK#ID`` (what ``tasks``
+    prints for a node that never ran), the job name of a node's latest attempt (what
+    ``tasks`` prints for the others; unique in a run), a job name of an earlier attempt
+    (a changed workflow may have renamed the node), an attempt key, an identity prefix.
+    Several nodes for the one that wins is an error listing them.
+    """
+    task, hash_, number = name.rpartition("#")
+    if hash_ and number.isdigit():
+        row = store.node(int(number))
+        if row is None or row[1] != task:
+            raise RunDirError(f"no node {name!r} in {store.path.parent}; list them with: "
+                              f"gristmill tasks {store.path.parent}")
+        identity, _, state = row
+        tried = store.attempts(identity=identity)
+        if tried:
+            return tried
+        return f"{name} has not run yet ({NodeState(state).name}): it has no logs"
+    named = store.attempts(job_name=name)
+    latest = {a.identity: a for a in named if a.attempt == max(
+        b.attempt for b in store.attempts(identity=a.identity))}
+    for candidates in (list(latest.values()), named):
+        if candidates:
+            return _one_node(store, name, candidates)
+    by_key = [a for a in store.attempts() if a.key == name or a.identity.startswith(name)]
+    by_key.sort(key=lambda a: a.key != name)  # an exact key before identity prefixes
+    if by_key and by_key[0].key == name:
+        by_key = [a for a in by_key if a.identity == by_key[0].identity]
+    if not by_key:
+        raise RunDirError(f"no attempt of a node named {name!r} in {store.path.parent}; "
+                          f"list them with: gristmill tasks {store.path.parent}")
+    return _one_node(store, name, by_key)
+
+
+def _one_node(store: Store, name: str, matches: list[AttemptRecord]) -> list[AttemptRecord]:
+    """Every attempt of the one node ``matches`` belong to; an error when they are several."""
+    identities = sorted({a.identity for a in matches})
+    if len(identities) > 1:
+        shown = ", ".join(f"{a.job_name} ({a.identity[:16]})" for a in
+                          {a.identity: a for a in matches}.values())
+        raise RunDirError(f"{name!r} matches {len(identities)} nodes: {shown}; give the "
+                          "identity prefix in brackets instead")
+    return store.attempts(identity=identities[0])

@@ -3,8 +3,9 @@
 A task call inside ``@gm.workflow`` finds the recorder of the workflow being built
 (:func:`gristmill.dsl.context.current_recorder`, held in a context variable). It
 checks the arguments against the task's click parameters, merges a call recorded
-twice into one unit, and hands back a :class:`~gristmill.dsl.nodes.Node` or
-:class:`~gristmill.dsl.nodes.NodeGroup`.
+twice into one unit, refuses a second task of the same name (two modules each with
+a ``fit``: names key the spec, the logs and the status table), and hands back a
+:class:`~gristmill.dsl.nodes.Node` or :class:`~gristmill.dsl.nodes.NodeGroup`.
 Argument columns are checked without copying where that is safe, so recording a
 huge map stays cheap.
 """
@@ -23,7 +24,7 @@ import click
 from gristmill.dsl.context import RECORDER
 from gristmill.dsl.nodes import Node, NodeGroup, Product, Ref, Unit
 from gristmill.dsl.params import FAST_TYPES, Param, canonical
-from gristmill.errors import TaskArgumentError
+from gristmill.errors import GraphError, TaskArgumentError
 from gristmill.resources import Resources
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Recorder:
     workflow: Workflow
     _singles: dict[tuple[Any, ...], int] = attrs.field(factory=dict)
     _groups: dict[tuple[Any, ...], int] = attrs.field(factory=dict)
+    _tasks: dict[str, Task] = attrs.field(factory=dict)  # by name: one task per name
 
     def _refs(self, task: Task, after: After) -> list[Ref]:
         if after is None:
@@ -95,6 +97,15 @@ class Recorder:
         return refs
 
     def _new_unit(self, unit: Unit) -> int:
+        task = self._tasks.setdefault(unit.task.name, unit.task)
+        if task.key != unit.task.key:
+            raise GraphError(
+                f"two tasks are named {task.name!r} in this workflow: {task.key} (module "
+                f"{task.module}) and {unit.task.key} (module {unit.task.module}). A task's "
+                f"name is its function's, and a workflow's tasks need distinct names: "
+                f"gristmill status, logs/<task>/ and the spec's tasks.<name> section go by "
+                f"them. Rename one of the two functions"
+            )
         self.workflow.units.append(unit)
         self.workflow._graph = None
         return unit.index

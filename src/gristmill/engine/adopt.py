@@ -2,9 +2,10 @@
 
 An engine that crashed or was killed leaves attempts open in the store. Each is
 matched to its node by identity and then, by what is known of it: a result file
-(it ended while no engine watched: finish it), a job id or ``.handle`` marker (it
-may still run: hand it back to the backend, when the backend can reattach), or
-nothing (its submission was never confirmed: it cannot have started, run it again).
+naming it (it ended while no engine watched: finish it; a file naming another
+attempt is no news of this one), a job id or ``.handle`` marker (it may still run:
+hand it back to the backend, when the backend can reattach), or nothing (its
+submission was never confirmed: it cannot have started, run it again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord
 from gristmill.store.paths import confined
-from gristmill.worker.result import read_result
 
 if TYPE_CHECKING:
     from gristmill.engine.loop import Engine, Live
@@ -52,8 +52,8 @@ def adopt(engine: Engine, records: Sequence[AttemptRecord]) -> list[tuple[Live, 
                 "directory; run again"))
             engine.tracker.states[node] = NodeState.PENDING
             continue
-        try:
-            result = read_result(record.result_path)
+        try:  # only the attempt's own result finishes it; another's is no news of it
+            result = engine.own_result(record.key, record.result_path)
         except BackendError as exc:
             logger.warning("{}", exc)
             result = None

@@ -39,7 +39,7 @@ from gristmill.errors import BackendError, RunDirError
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
-from gristmill.worker.result import read_result
+from gristmill.worker.result import AttemptResult, ResultMismatchError, read_result
 
 #: Consecutive transient submission failures before the batch fails for good.
 SUBMIT_RETRIES = 5
@@ -267,11 +267,13 @@ class Engine:
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
                 ) from None
             self._log_dirs.add(log_dir)
-        name = f"{job_name}.{attempt}"
         resources = self.escalated.get(node, self.plans[unit_index].resources)
-        identity = self.identities[node]
+        key = f"{self.identities[node][:16]}.{attempt}"
+        # The key in the file names makes them the attempt's alone: the store keeps keys
+        # unique, whatever the job names (which a changed workflow may give another node).
+        name = f"{job_name}.{key}"
         request = JobRequest(
-            key=f"{identity[:16]}.{attempt}",
+            key=key,
             task=task.name,
             job_name=job_name,
             argv=tuple(render_argv(task, unit.element_args(element))),
@@ -370,13 +372,38 @@ class Engine:
             self._submit_paused_until = time.monotonic() + min(60.0, 2.0**self._submit_failures)
 
     def _authoritative(self, live: Live, status: JobStatus) -> JobStatus:
-        """How the attempt ended, by :func:`.outcome.authoritative` (the result file wins)."""
+        """How the attempt ended, by :func:`.outcome.authoritative` (the result file wins).
+
+        A result file that is not this attempt's (:meth:`own_result`) makes it LOST,
+        whatever the backend said: it is never taken for this attempt's outcome.
+        """
         try:
-            result = read_result(live.result_path)
+            result = self.own_result(live.key, live.result_path)
+        except ResultMismatchError as exc:
+            logger.warning("{}", exc)
+            return JobStatus(JobState.LOST, reason=str(exc))
         except BackendError as exc:
             logger.warning("{}", exc)
             return status
         return authoritative(status, result)
+
+    def own_result(self, key: str, path: str) -> AttemptResult | None:
+        """The result file of attempt ``key`` at ``path``; ``None`` while there is none.
+
+        :class:`ResultMismatchError` for a file naming another attempt, and for one naming
+        none (gristmill 0.1 wrote such) at a path the store gave another attempt too: a
+        result naming no attempt is believed only where the path is the attempt's alone.
+        A corrupt file raises :class:`BackendError`.
+        """
+        result = read_result(path, key=key)
+        if result is not None and result.key is None and self.store.shares_result_path(
+                key, path):
+            raise ResultMismatchError(
+                f"result file {path} names no attempt and was the result file of another "
+                f"attempt as well (gristmill 0.1 named files by job name only): it cannot "
+                f"be told whose it is, so attempt {key} is lost and runs again"
+            )
+        return result
 
     def _finish(self, live: Live, status: JobStatus) -> None:
         del self.live[live.key]

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import bisect
 import graphlib
-import re
-import string
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from gristmill.dsl.params import canonical
-from gristmill.errors import GraphError, TaskArgumentError
+from gristmill.errors import GraphError
 from gristmill.graph.cohorts import Cohort, cohorts
 from gristmill.graph.identity import (
     IDENTITY_VERSION,
@@ -36,21 +34,11 @@ from gristmill.graph.identity import (
     unique_within,
     unit_texts,
 )
+from gristmill.graph.names import JobNames
 
 if TYPE_CHECKING:
     from gristmill.dsl.nodes import Unit
     from gristmill.dsl.workflow import Workflow
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
-_MAX_NAME = 128
-
-
-def _name_part(value: Any) -> str:
-    """An argument value as it appears in a default job name (``a,b`` for a list)."""
-    if isinstance(value, (tuple, list)):
-        return ",".join(map(_name_part, value))
-    return str(value)
 
 
 @attrs.define(eq=False)
@@ -72,6 +60,7 @@ class Graph:
     #: identity version -> (identities by node id, digests by unit), made on first use
     _identities: dict[int, tuple[list[str], list[str]]] = attrs.field(factory=dict, repr=False)
     _cohorts: list[Cohort] | None = attrs.field(default=None, repr=False)
+    _names: JobNames | None = attrs.field(default=None, repr=False)
     #: (first id, end id, unit, owned positions) of the unit :meth:`locate` found last
     _last_located: tuple[int, int, int, array[int] | None] = attrs.field(
         default=(0, 0, 0, None), repr=False
@@ -234,32 +223,12 @@ class Graph:
                                    u.task.signature.defaults))
 
     def job_name(self, unit: int, element: int) -> str:
-        """The job name: the task's ``name=`` template, or ``{task}_{node args}``."""
-        owner, owner_element = self.locate(self.members[unit][element])
-        u = self.workflow.units[owner]
-        task = u.task
-        args = u.element_args(owner_element)
-        node_args = self.node_args.get(task.key, [])
-        if task.job_name is not None:
-            values = {"task": task.name, **dict.fromkeys(task.signature.names, ""), **args}
-            try:
-                name = task.job_name.format_map(values)
-            except (ValueError, KeyError, IndexError, AttributeError) as exc:
-                raise TaskArgumentError(
-                    f"task {task.name!r}: name template {task.job_name!r} cannot be filled "
-                    f"with {args!r} ({type(exc).__name__}: {exc}); fix the template"
-                ) from None
-            used = {f for _, f, _, _ in string.Formatter().parse(task.job_name) if f}
-            if not set(node_args) <= used:
-                name += "_" + self.identity_of(owner, owner_element)[:8]
-        elif not node_args:
-            name = task.name
-        else:
-            name = "_".join([task.name, *(_name_part(args.get(n, "")) for n in node_args)])
-        name = _UNSAFE.sub("-", name)
-        if len(name) > _MAX_NAME:  # schedulers truncate or refuse long names: keep them unique
-            name = name[: _MAX_NAME - 9] + "_" + self.identity_of(owner, owner_element)[:8]
-        return name
+        """The job name, unique in the graph: the task's ``name=`` template filled in, or
+        ``{task}_{node args}``; where several nodes would get one name, each of them
+        carries a short identity suffix (see :mod:`gristmill.graph.names`)."""
+        if self._names is None:
+            self._names = JobNames.of(self)
+        return self._names.name(self.members[unit][element])
 
     def upstream_nodes(self, unit: int, element: int | None) -> Iterator[int]:
         """Ids of the nodes that element ``element`` of ``unit`` waits for, each once.

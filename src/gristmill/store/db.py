@@ -334,6 +334,18 @@ class Store:
     def identities(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT identity FROM nodes ORDER BY id")]
 
+    def shares_result_path(self, key: str, result_path: str) -> bool:
+        """Whether an attempt other than ``key`` was given the same result file.
+
+        Only gristmill 0.1 named files that way (a result then proves nothing about whose
+        it is). A scan of the attempts table: asked only for a result naming no attempt.
+        """
+        row = self.conn.execute(
+            "SELECT 1 FROM attempts WHERE result_path = ? AND key != ? LIMIT 1",
+            (result_path, key),
+        ).fetchone()
+        return row is not None
+
     def node_states(self) -> tuple[list[str], bytearray, list[int]]:
         """(identities, states, attempt counts) of every node, by id."""
         identities: list[str] = []
@@ -407,7 +419,8 @@ class Store:
         return list(self.conn.execute("SELECT * FROM units ORDER BY id"))
 
     def attempts(
-        self, *, open_only: bool = False, identity: str | None = None
+        self, *, open_only: bool = False, identity: str | None = None,
+        job_name: str | None = None,
     ) -> list[AttemptRecord]:
         sql = "SELECT * FROM attempts"
         args: list[Any] = []
@@ -417,6 +430,9 @@ class Store:
         if identity is not None:
             clauses.append("identity = ?")
             args.append(identity)
+        if job_name is not None:
+            clauses.append("job_name = ?")
+            args.append(job_name)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY submitted, attempt"
@@ -429,6 +445,22 @@ class Store:
             "(SELECT max(attempt) FROM attempts b WHERE b.identity = a.identity)"
         )
         return {identity: json.loads(resources) for identity, resources in rows}
+    def node(self, node_id: int) -> tuple[str, str, int] | None:
+        """(identity, task, state) of one node by id; ``None`` when there is no such node."""
+        row = self.conn.execute(
+            "SELECT n.identity, u.task, n.state FROM nodes n JOIN units u ON n.unit = u.id "
+            "WHERE n.id = ?", (node_id,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def node_ids(self, identities: Iterable[str]) -> dict[str, int]:
+        """The node id of each identity the current graph holds (others are left out)."""
+        out: dict[str, int] = {}
+        for identity in identities:
+            row = self.conn.execute("SELECT id FROM nodes WHERE identity = ?",
+                                    (identity,)).fetchone()
+            if row is not None:
+                out[identity] = row[0]
+        return out
 
     def last_attempts(self, states: Sequence[NodeState] | None = None) -> Iterator[
         tuple[int, str, int, AttemptRecord | None]

@@ -4,6 +4,13 @@ The wrapper (:mod:`gristmill.worker.wrapper`, or the local backend's supervisor)
 file atomically; the backend and the engine read it back. It is the one record of an
 attempt that outlives the process that ran it, so a restarted engine can still learn
 how its jobs ended.
+
+Every result names the attempt it belongs to: its ``key``, ``<identity[:16]>.<attempt>``
+as the engine chose it (:class:`gristmill.backends.base.JobRequest`). A reader says which
+attempt it expects, and a file naming another one is :class:`ResultMismatchError`, never that
+attempt's outcome: whatever put it there (two nodes once sharing a file name, a stray
+copy), believing it could record a failed task as done. Results of gristmill 0.1 name no
+attempt (``key`` is ``None``); the caller decides whether their path alone is proof enough.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "elapsed": (int, float), "host": str, "started": (int, float), "ended": (int, float),
     "reason": str,
 }
+_OPT_STR = (str, type(None))
 
 
 def _final_state(_: object, __: attrs.Attribute[JobState], value: JobState) -> None:
@@ -48,13 +56,19 @@ class AttemptResult:
     started: float  # epoch seconds
     ended: float
     reason: str  # for people: "exit code 3", "exceeded runtime 00:00:02"
+    #: The attempt this is the result of (``<identity[:16]>.<attempt>``); ``None`` in
+    #: results of gristmill 0.1 and of a wrapper run by hand without ``--key``.
+    key: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "state": self.state.value, "exit_code": self.exit_code, "signal": self.signal,
             "peak_rss": self.peak_rss, "elapsed": self.elapsed, "host": self.host,
             "started": self.started, "ended": self.ended, "reason": self.reason,
         }
+        if self.key is not None:
+            data["key"] = self.key
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AttemptResult:
@@ -63,10 +77,14 @@ class AttemptResult:
             value = data.get(name)
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise ValueError(f"{name}: {value!r} is not of the expected type")
+        key = data.get("key")
+        if not isinstance(key, _OPT_STR):
+            raise ValueError(f"key: {key!r} is not of the expected type")
         return cls(
-            JobState(data["state"]), data["exit_code"], data["signal"], data["peak_rss"],
+            JobState(data["state"]), data.get("exit_code"), data.get("signal"),
+            data.get("peak_rss"),
             float(data["elapsed"]), data["host"], float(data["started"]), float(data["ended"]),
-            data["reason"],
+            data["reason"], key,
         )
 
     def to_json(self) -> str:
@@ -80,31 +98,56 @@ class AttemptResult:
         return cls.from_dict(data)
 
 
-def write_result(path: PathLike, result: AttemptResult) -> None:
-    """Write ``result`` atomically: a reader sees no file or the whole result, never a part.
+class ResultMismatchError(BackendError):
+    """A result file names another attempt than the one its reader expects.
+
+    The attempt it was read for has no result of its own: it counts as LOST (and runs
+    again), never as the outcome the file records.
+    """
+
+
+def write_result(path: PathLike, result: AttemptResult, *, key: str | None) -> None:
+    """Write ``result`` of attempt ``key`` atomically: a reader sees no file or the whole
+    result, never a part.
+
+    ``key`` is required of every writer, so that no result leaves without naming its
+    attempt unless the writer truly does not know it (a wrapper run by hand: ``None``).
 
     Not fsynced: the crash this guards against is the engine's, not the machine's, and
     an fsync per attempt costs the local backend about 1 ms a task on disk. A result a
     machine crash loses (or leaves empty) reads as missing or corrupt: the attempt is
     LOST and runs again.
     """
+    if result.key != key:
+        result = attrs.evolve(result, key=key)
     write_atomic(path, result.to_json(), fsync=False)
 
 
-def read_result(path: PathLike) -> AttemptResult | None:
-    """The result written at ``path``; ``None`` while there is none."""
+def read_result(path: PathLike, *, key: str | None) -> AttemptResult | None:
+    """The result written at ``path`` for attempt ``key``; ``None`` while there is none.
+
+    A result naming another attempt raises :class:`ResultMismatchError`; one naming none
+    (gristmill 0.1) is returned as it is, for the caller to judge. ``key=None`` reads
+    whatever is there (tools and tests).
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         return None
     try:
-        return AttemptResult.from_json(data)
+        result = AttemptResult.from_json(data)
     except (ValueError, TypeError) as exc:
         raise BackendError(
             f"attempt result file {os.fspath(path)} is corrupt ({exc}); "
             "delete it so the attempt is treated as lost and rerun"
         ) from None
+    if key is not None and result.key is not None and result.key != key:
+        raise ResultMismatchError(
+            f"result file {os.fspath(path)} is the result of attempt {result.key}, not of "
+            f"attempt {key}: the attempt is lost and runs again"
+        )
+    return result
 
 
 def open_retrying(path: str, flags: int) -> int:

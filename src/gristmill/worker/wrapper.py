@@ -57,9 +57,11 @@ def exit_status(result: AttemptResult) -> int:
 def main(args: Sequence[str] | None = None) -> int:
     """Run one attempt from the command line and write its result; exit as the task did.
 
-    ``python -m gristmill.worker --result R --stdout O --stderr E [--mem BYTES]
-    [--runtime SECONDS] [--grace SECONDS] -- argv...``. SIGTERM, SIGINT or SIGHUP to
-    the wrapper cancels the attempt (and CANCELLED is recorded).
+    ``python -m gristmill.worker --result R --stdout O --stderr E [--key KEY] [--mem BYTES]
+    [--runtime SECONDS] [--grace SECONDS] -- argv...``. ``--key`` names the attempt in the
+    result (every backend gives it; the engine believes only a result naming the attempt
+    it expects). SIGTERM, SIGINT or SIGHUP to the wrapper cancels the attempt (and
+    CANCELLED is recorded).
     """
     import argparse
 
@@ -70,10 +72,11 @@ def main(args: Sequence[str] | None = None) -> int:
     command = words[split + 1 :]
     parser = argparse.ArgumentParser(prog="python -m gristmill.worker",
                                      usage="%(prog)s --result R --stdout O --stderr E "
-                                     "[--mem BYTES] [--runtime SECONDS] -- argv...")
+                                     "[--key KEY] [--mem BYTES] [--runtime SECONDS] -- argv...")
     parser.add_argument("--result", required=True, help="where to write the attempt's result")
     parser.add_argument("--stdout", required=True)
     parser.add_argument("--stderr", required=True)
+    parser.add_argument("--key", help="the attempt the result belongs to (the engine's key)")
     parser.add_argument("--mem", type=parse_memory, help="memory limit (bytes or e.g. 10G)")
     parser.add_argument("--runtime", type=float, help="runtime limit in seconds")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL")
@@ -89,7 +92,7 @@ def main(args: Sequence[str] | None = None) -> int:
     monitor.poller.register(wake_r, select.POLLIN)
     result = _drive(monitor, command, options.stdout, options.stderr, options.mem,
                     options.runtime, None, None, wake_r)
-    write_result(options.result, result)
+    write_result(options.result, result, key=options.key)
     return exit_status(result)
 
 

@@ -209,10 +209,14 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         return job_id
 
     def worker_result(self, handle: JobHandle) -> JobStatus | None:
-        """What the worker wrapper recorded for the attempt, if it finished."""
+        """What the worker wrapper recorded for the attempt, if it finished.
+
+        A result naming another attempt is no news of this one (the engine records the
+        attempt LOST when it reads the file).
+        """
         try:
-            result = read_result(handle.result_path)
-        except BackendError as exc:  # the engine reports it; the job counts as lost
+            result = read_result(handle.result_path, key=handle.key)
+        except BackendError as exc:  # corrupt or another attempt's: the job counts as lost
             logger.warning("{}", exc)
             return None
         if result is None:

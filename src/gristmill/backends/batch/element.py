@@ -111,17 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gristmill.worker.wrapper import main as run_wrapper
 
     limits = ["--runtime", str(entry["runtime"])] if entry.get("runtime") else []
+    # Every manifest entry names its attempt (version 1 did too): the result carries it.
+    key = ["--key", entry["key"]] if entry.get("key") else []
     code = run_wrapper(
         ["--result", entry["result"], "--stdout", entry["stdout"], "--stderr", entry["stderr"],
-         *limits, "--", *entry["argv"]]
+         *key, *limits, "--", *entry["argv"]]
     )
     if job is not None and scheduler.get("stop_log"):
         explain_signal(entry["result"], scheduler["stop_log"].replace("{id}", job),
-                       scheduler.get("stop_rules") or ())
+                       scheduler.get("stop_rules") or (), key=entry.get("key"))
     return code
 
 
-def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]]) -> None:
+def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]], *,
+                   key: str | None) -> None:
     """Turn "stopped by a signal" in the attempt's result into the scheduler's reason.
 
     At a time limit, as on ``scancel``, Slurm sends SIGTERM to every process of
@@ -138,8 +141,8 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     from gristmill.worker.result import read_result, write_result
 
     try:
-        result = read_result(result_path)
-    except BackendError:  # a corrupt result is the engine's to report
+        result = read_result(result_path, key=key)
+    except BackendError:  # corrupt, or another attempt's: the engine's to report
         return
     if result is None or not (
         result.state is JobState.CANCELLED or result.signal == signal.SIGTERM
@@ -148,7 +151,8 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     found = verdict(log_tail(log), rules)
     if found is None or found[0] == result.state.value:
         return
-    write_result(result_path, attrs.evolve(result, state=JobState(found[0]), reason=found[1]))
+    write_result(result_path, attrs.evolve(result, state=JobState(found[0]), reason=found[1]),
+                 key=result.key or key)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ class DaskBackend:
                 self._refuse(job, key, result, why)
                 continue
             groups.setdefault(tuple(sorted(need.items())), []).append(AttemptSpec(
-                key=key, argv=tuple(job.argv), stdout=os.path.abspath(job.stdout),
+                key=key, attempt=job.key, argv=tuple(job.argv), stdout=os.path.abspath(job.stdout),
                 stderr=os.path.abspath(job.stderr), result=result, mem=job.resources.mem,
                 runtime=job.resources.runtime, env=tuple(job.env),
                 cwd=os.path.abspath(job.cwd) if job.cwd is not None else cwd, grace=self.grace,
@@ -420,9 +420,10 @@ class DaskBackend:
     def _refuse(self, job: JobRequest, key: str, result_path: str, reason: str) -> None:
         """End the attempt FAILED without running it; the result file says why."""
         now = time.time()
-        result = AttemptResult(JobState.FAILED, None, None, None, 0.0, "", now, now, reason)
+        result = AttemptResult(JobState.FAILED, None, None, None, 0.0, "", now, now, reason,
+                               job.key)
         try:
-            write_result(result_path, result)
+            write_result(result_path, result, key=job.key)
         except OSError as exc:
             logger.warning("cannot write {}: {}", result_path, exc)
         self._early[key] = JobStatus.from_result(result)

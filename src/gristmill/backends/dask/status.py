@@ -34,9 +34,10 @@ def key_of(handle: JobHandle) -> str:
 
 
 def file_status(handle: JobHandle) -> JobStatus | None:
-    """What the attempt's result file says; ``None`` while there is none."""
+    """What the attempt's result file says; ``None`` while there is none, LOST when it is
+    corrupt or another attempt's."""
     try:
-        result = read_result(handle.result_path)
+        result = read_result(handle.result_path, key=handle.key)
     except BackendError as exc:
         return JobStatus(JobState.LOST, reason=str(exc))
     return None if result is None else JobStatus.from_result(result)

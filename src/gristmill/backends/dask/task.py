@@ -44,7 +44,8 @@ KEY_VAR = "GRISTMILL_DASK_KEY"
 class AttemptSpec:
     """Everything a worker needs to run one attempt; plain values, so it pickles small."""
 
-    key: str
+    key: str  # the dask key
+    attempt: str  # the engine's key of the attempt, written into its result
     argv: tuple[str, ...]
     stdout: str
     stderr: str
@@ -66,8 +67,8 @@ def run_attempt(spec: AttemptSpec) -> dict[str, object]:
     When dask runs the task again (its worker died after the attempt ended), the result
     file already written is returned instead of running the command twice.
     """
-    with contextlib.suppress(BackendError):  # a corrupt file: run it again
-        done = read_result(spec.result)
+    with contextlib.suppress(BackendError):  # corrupt, or another attempt's: run it
+        done = read_result(spec.result, key=spec.attempt)
         if done is not None:
             return done.to_dict()
     _announce(spec.key)
@@ -79,7 +80,8 @@ def run_attempt(spec: AttemptSpec) -> dict[str, object]:
                                now, "cancelled before it started")
     else:
         result = _drive(monitor, spec, marker)
-    write_result(spec.result, result)
+    result = attrs.evolve(result, key=spec.attempt)
+    write_result(spec.result, result, key=spec.attempt)
     with contextlib.suppress(OSError):
         os.unlink(marker)
     return result.to_dict()

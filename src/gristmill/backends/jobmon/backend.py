@@ -337,7 +337,7 @@ class JobmonBackend(SleepingWaitMixin):
     @staticmethod
     def _recorded(handle: JobHandle) -> JobStatus | None:
         try:
-            result = read_result(handle.result_path)
+            result = read_result(handle.result_path, key=handle.key)
         except BackendError as exc:
             logger.warning("{}", exc)
             return None

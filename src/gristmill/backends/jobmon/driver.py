@@ -5,7 +5,9 @@ wrapper each jobmon task runs (``python -m gristmill.backends.jobmon.driver``).
   ``workflow.run()``, in a session of its own, so the engine stays responsive and an
   engine crash does not stop the jobmon run.
 - ``attempt ... -- argv``: gristmill's worker wrapper (:func:`gristmill.worker.wrapper.main`)
-  records exit code, peak RSS, OOM and TIMEOUT in the result file as on every backend.
+  records exit code, peak RSS, OOM and TIMEOUT in the result file as on every backend,
+  and the attempt's key (``--key``, passed through to the wrapper) so the engine knows
+  the result for this attempt's.
   A try that fails while jobmon will try again moves its files aside
   (``<file>.try<n>``), so the result file only ever describes the attempt's final try.
 

@@ -73,7 +73,7 @@ def node_and_attempt(key: str) -> tuple[str, int]:
 
 
 def run_dir_of(job: JobRequest) -> Path:
-    """The run directory: result files are ``RUN_DIR/logs/<task>/<job>.<attempt>.result.json``."""
+    """The run directory: result files are ``RUN_DIR/logs/<task>/<job>.<key>.result.json``."""
     return Path(job.result_path).resolve().parents[2]
 
 
@@ -139,7 +139,7 @@ def wrapper_argv(job: JobRequest, python: str) -> list[str]:
     The template puts ``--`` (or ``--node NODE --``) between it and the task's argv.
     """
     words = [python, "-m", "gristmill.backends.jobmon.driver", "attempt",
-             "--result", str(job.result_path), "--stdout", str(job.stdout),
+             "--result", str(job.result_path), "--key", job.key, "--stdout", str(job.stdout),
              "--stderr", str(job.stderr), "--max-attempts", str(job.max_attempts)]
     if job.resources.mem is not None:
         words += ["--mem", str(job.resources.mem)]

@@ -123,7 +123,7 @@ class LocalBackend:
             LocalBackend.capabilities, max_inflight=max(16, 4 * self.max_cores)
         )
         self._seq = 0
-        self._outstanding: dict[int, str] = {}  # ours not finished -> result file
+        self._outstanding: dict[int, tuple[str, str]] = {}  # ours not finished -> key, result
         self._pids: dict[int, int] = {}  # ours running -> pid (= its process group)
         self._ids: dict[str, int] = {}  # job id -> n, until poll reports it finished
         self._news: dict[int, JobStatus] = {}  # changes poll has not reported yet
@@ -178,14 +178,14 @@ class LocalBackend:
             self._seq += 1
             res = os.path.abspath(job.result_path)
             lines.append(json.dumps({
-                "op": "run", "id": self._seq, "argv": list(job.argv),
+                "op": "run", "id": self._seq, "key": job.key, "argv": list(job.argv),
                 "out": os.path.abspath(job.stdout), "err": os.path.abspath(job.stderr),
                 "res": res, "mem": job.resources.mem, "rt": job.resources.runtime,
                 "cores": job.resources.cores or 1, "env": dict(job.env) or None,
                 "cwd": default_cwd if job.cwd is None else os.path.abspath(job.cwd),
             }, separators=(",", ":")))
             job_id = f"{self._prefix}{self._seq}"
-            self._outstanding[self._seq] = res
+            self._outstanding[self._seq] = (job.key, res)
             self._ids[job_id] = self._seq
             handles.append(JobHandle(self.name, job_id, job.key, res))
         if lines:
@@ -376,8 +376,8 @@ class LocalBackend:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
         self._reap(0.0)
-        for seq, res in self._outstanding.items():
-            handle = JobHandle(self.name, f"{self._prefix}{seq}", "", res)
+        for seq, (key, res) in self._outstanding.items():
+            handle = JobHandle(self.name, f"{self._prefix}{seq}", key, res)
             self._news[seq] = self._file_status(handle) or self._lost(handle)
         if self._outstanding:
             logger.error("the local supervisor (pid {}) died with {} jobs unfinished",
@@ -403,8 +403,9 @@ class LocalBackend:
         ))
 
     def _file_status(self, handle: JobHandle) -> JobStatus | None:
+        """What the job's result file says; LOST when it is corrupt or another attempt's."""
         try:
-            result = read_result(handle.result_path)
+            result = read_result(handle.result_path, key=handle.key)
         except BackendError as exc:
             return JobStatus(JobState.LOST, reason=str(exc))
         return None if result is None else JobStatus.from_result(result)

@@ -3,7 +3,7 @@
 :class:`gristmill.backends.local.backend.LocalBackend` starts it once, as a fresh interpreter
 that imports this module without running ``gristmill/__init__.py`` (so it imports
 only this module, the monitor and their leaves). Requests come in as JSON lines on
-one pipe (``{"op": "run", ...}``, ``{"op": "cancel", "ids": [...]}``); events go out on
+one pipe (``{"op": "run", "key": ..., ...}``, ``{"op": "cancel", "ids": [...]}``); events go out on
 another: ``{"id", "pid"}`` when a job starts, ``{"id", "r"}`` (its result, after the
 result file is written) when it ends, ``{"error"}`` if the loop itself fails.
 
@@ -50,6 +50,7 @@ class _Job:
     need_mem: int
     env: dict[str, str] | None
     cwd: str | None
+    attempt: str | None  # the engine's key of the attempt, written into its result
 
 
 class _Supervisor:
@@ -125,6 +126,7 @@ class _Supervisor:
                     message["res"], message["mem"], message["rt"],
                     min(message["cores"], self.max_cores),
                     min(message["mem"] or 0, self.max_mem), message["env"], message["cwd"],
+                    message.get("key"),
                 )
                 self.jobs[job.key] = job
                 self.queue.append(job.key)
@@ -186,9 +188,10 @@ class _Supervisor:
 
     def report(self, job: _Job, result: AttemptResult) -> None:
         """Write the job's result file, then tell the engine."""
+        result = attrs.evolve(result, key=job.attempt)
         message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
         try:
-            write_result(job.res, result)
+            write_result(job.res, result, key=job.attempt)
         except OSError as exc:
             message["werr"] = f"{job.res}: {exc}"
         if self.orphan:
