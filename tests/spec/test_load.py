@@ -6,6 +6,7 @@ Strict YAML structuring, YAML-path errors, precedence, round trip.
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -590,3 +591,25 @@ def test_resources_from_cli_errors_name_the_option(
         resources_from_cli(**kwargs)  # type: ignore[arg-type]
 
     assert str(info.value).startswith(expected)
+
+
+def test_a_yaml_alias_bomb_fails_fast_with_a_short_message(tmp_path: Path) -> None:
+    """A few hundred bytes of nested aliases expand to 10**9 values: refused at once."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    lines.append("tasks: {fit: {mem: *a9}}")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < 1000
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=r"expands to more than 100,000 values") as info:
+        load_spec(path)
+    assert time.monotonic() - started < 5
+    assert len(str(info.value)) < 400
+
+
+def test_a_spec_with_a_few_aliases_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("default: &base {mem: 2G, retries: 1}\ntasks:\n  fit: *base\n")
+    assert load_spec(path).settings_for("fit").resources.mem == 2 * 2**30

@@ -347,8 +347,41 @@ def _flatten(exc: BaseException, path: tuple[str, ...]) -> Iterator[tuple[tuple[
         yield path, str(exc)
 
 
+#: The most values a spec may hold once its aliases are expanded. A real spec holds a few
+#: hundred; a few hundred bytes of nested aliases ("billion laughs") would expand to
+#: billions and keep the structuring walking them for hours.
+MAX_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (memoised: linear)."""
+    found = sizes.get(id(node))
+    if found is not None:
+        return found
+    sizes[id(node)] = MAX_VALUES + 1  # a node reached again while being sized: a cycle
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes)
+                       for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size = min(size, MAX_VALUES + 1)
+    return size
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error,
+    and a document whose aliases expand to more than ``MAX_VALUES`` values is refused
+    before anything is built from it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, {}) > MAX_VALUES:
+            raise yaml.constructor.ConstructorError(
+                problem=f"the document expands to more than {MAX_VALUES:,} values through "
+                "its aliases (&anchor / *alias); a spec needs far fewer: write the values out "
+                "or use fewer nested aliases", problem_mark=node.start_mark)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], int] = {}
