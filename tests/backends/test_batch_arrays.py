@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from gristmill.backends.base import JobRequest
 from gristmill.backends.batch.arrays import (
+    GRISTMILL_PARENT,
     Array,
+    element_boot,
     element_command,
     pack,
     throttle,
@@ -125,10 +128,11 @@ def test_a_manifest_of_another_version_is_refused(tmp_path: Path) -> None:
 def test_element_command_quotes_paths_and_leaves_the_index_to_the_shell() -> None:
     line = element_command("/opt/my env/python", Path("/runs/a b/m.json"), "SGE_TASK_ID")
     assert line == (
-        "exec '/opt/my env/python' -m gristmill.backends.batch.element '/runs/a b/m.json' "
+        f"exec '/opt/my env/python' -I -c {shlex.quote(element_boot())} '/runs/a b/m.json' "
         '"${SGE_TASK_ID}"'
     )
-    out = subprocess.run(["bash", "-c", line.replace("exec ", "echo ", 1)],
+    out = subprocess.run(["bash", "-c", line.replace("exec ", "printf '%s\\n' ", 1)],
                          env={"SGE_TASK_ID": "7"}, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["/opt/my", "env/python", "-m", "gristmill.backends.batch.element",
-                                  "/runs/a", "b/m.json", "7"]
+    assert out.stdout.splitlines() == ["/opt/my env/python", "-I", "-c", element_boot(),
+                                       "/runs/a b/m.json", "7"]
+    assert repr(str(GRISTMILL_PARENT)) in element_boot()

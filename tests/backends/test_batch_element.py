@@ -22,7 +22,7 @@ import pytest
 from gm_testing import subprocess_env
 
 from gristmill.backends.base import JobRequest
-from gristmill.backends.batch.arrays import Array, write_manifest
+from gristmill.backends.batch.arrays import Array, element_command, write_manifest
 from gristmill.backends.batch.element import read_manifest, verdict
 from gristmill.backends.slurm.backend import STOP_RULES, SlurmBackend, job_log
 from gristmill.resources import Resources
@@ -267,3 +267,24 @@ def test_verdict_takes_the_first_rule_that_matches_by_its_last_match(
         assert found is not None
         assert found[0] == expected[0]
         assert expected[1] in found[1]
+
+
+def test_the_batch_line_runs_isolated_from_a_shadowing_module_in_the_job_directory(
+    tmp_path: Path,
+) -> None:
+    """The scheduler starts the element in the user's directory: a types.py there (or on
+    PYTHONPATH) must not be imported by the wrapper."""
+    project = tmp_path / "project"
+    project.mkdir()
+    marker = tmp_path / "shadow-imported"
+    for name in ("types", "json", "signal"):
+        (project / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'a').write({name!r})\nraise SystemExit('shadowed')\n")
+    job = request(tmp_path, 0, argv=("echo", "isolated"))
+    line = element_command(sys.executable, manifest(tmp_path, job), "SLURM_ARRAY_TASK_ID")
+    env = {**element_env("5", "0"), "PYTHONPATH": str(project)}
+    done = subprocess.run(["bash", "-c", line], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert job.stdout.read_text() == "isolated\n"
+    assert not marker.exists()

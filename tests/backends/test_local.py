@@ -392,3 +392,22 @@ def test_a_new_engine_reattaches_after_a_crash(tmp_path: Path) -> None:
     assert final[b].state is JobState.CANCELLED
     assert not marker.exists()
     assert pid_gone(old_pid, timeout=3.0)  # the orphaned supervisor exits once its jobs are done
+
+
+def test_a_shadowing_module_in_the_working_directory_is_not_imported_by_the_supervisor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's types.py (or json.py) in the cwd or on PYTHONPATH never runs inside
+    the supervisor: it is started isolated (-I), with gristmill passed by path."""
+    project = tmp_path / "project"
+    project.mkdir()
+    marker = tmp_path / "shadow-imported"
+    for name in ("types", "json", "select"):
+        (project / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'a').write({name!r})\nraise SystemExit('shadowed')\n")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PYTHONPATH", f"{project}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    with LocalBackend(max_cores=1) as backend:
+        final = run_all(backend, backend.submit([request(tmp_path, "plain", ["true"])]))
+    assert [s.state for s in final.values()] == [JobState.SUCCEEDED]
+    assert not marker.exists()

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from gristmill.backends.base import JobHandle, JobRequest
-from gristmill.backends.batch.arrays import Array, write_manifest
+from gristmill.backends.batch.arrays import Array, element_boot, write_manifest
 from gristmill.backends.batch.backend import lookup
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.registry import make_backend
@@ -203,10 +203,10 @@ def test_the_shell_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: 
     script = batch_script(Path("/runs/a b/m.json"), "/opt/py thon", shell="/bin/bash")
     assert script.startswith("#!/bin/bash\n")
     line = script.splitlines()[-1]
-    out = subprocess.run(["bash", "-c", line.replace("exec ", "echo ", 1)],
+    out = subprocess.run(["bash", "-c", line.replace("exec ", "printf '%s\\n' ", 1)],
                          env={"SGE_TASK_ID": "1"}, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["/opt/py", "thon", "-m", "gristmill.backends.batch.element",
-                                  "/runs/a", "b/m.json", "0"]
+    assert out.stdout.splitlines() == ["/opt/py thon", "-I", "-c", element_boot(),
+                                       "/runs/a b/m.json", "0"]
 
 
 def test_the_python_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: Path) -> None:
@@ -218,11 +218,14 @@ def test_the_python_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path:
     manifest = tmp_path / "m '.json"
     write_manifest(array, manifest)
     script = tmp_path / "job.py"
-    script.write_text(batch_script(manifest, sys.executable))
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    text = batch_script(manifest, sys.executable)
+    assert text.startswith(f"#!{sys.executable} -I\n")  # isolated from the job's directory
+    script.write_text(text)
+    script.chmod(0o755)
+    (tmp_path / "types.py").write_text("raise SystemExit('a shadowing types.py was imported')\n")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=30, check=False, env={**os.environ, "SGE_TASK_ID": "2",
-                                                         "PYTHONPATH": src})
+                                                         "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 4, proc.stderr
     assert jobs[1].stderr.read_text() == "picked\n"
     assert not jobs[0].stderr.exists()

@@ -24,6 +24,9 @@ from gristmill.backends.batch.element import MANIFEST_VERSION
 from gristmill.resources import Resources
 from gristmill.worker.atomic import write_atomic
 
+#: The directory that holds the ``gristmill`` package in use (``src`` or site-packages).
+GRISTMILL_PARENT = Path(__file__).resolve().parents[3]
+
 
 @attrs.frozen
 class Array:
@@ -101,6 +104,18 @@ def element_command(python: str, manifest: Path, index_var: str, first: int = 0)
 
     index = f"${{{index_var}}}" if first == 0 else f"$(( {index_var} - {int(first)} ))"
     return (
-        f"exec {shlex.quote(python)} -m gristmill.backends.batch.element "
+        f"exec {shlex.quote(python)} -I -c {shlex.quote(element_boot())} "
         f"{shlex.quote(str(manifest))} \"{index}\""
     )
+
+
+def element_boot() -> str:
+    """The ``python -I -c`` program that runs an array element.
+
+    Isolated (``-I``): the job's working directory and the user's PYTHONPATH cannot shadow
+    the standard library inside the wrapper (a project's ``types.py`` would otherwise be
+    imported by it). gristmill is found by the path it was submitted from, added after
+    the standard library and site-packages.
+    """
+    return (f"import sys; sys.path.append({str(GRISTMILL_PARENT)!r}); "
+            "from gristmill.backends.batch.element import main; sys.exit(main())")

@@ -141,7 +141,9 @@ class LocalBackend:
         self._poller = select.poll()
         self._poller.register(self._events, select.POLLIN)
         package = str(Path(__file__).resolve().parents[2])  # src/gristmill
-        argv = [sys.executable, "-c", _BOOT, package, "--requests-fd", str(req_r),
+        # -I: neither the working directory nor PYTHONPATH (a project's types.py, say)
+        # can shadow the standard library inside the supervisor; gristmill comes by path.
+        argv = [sys.executable, "-I", "-c", _BOOT, package, "--requests-fd", str(req_r),
                 "--events-fd", str(ev_w), "--max-cores", str(self.max_cores),
                 "--max-mem", str(self.max_mem), "--grace", repr(self.grace)]
         os.set_inheritable(req_r, True)

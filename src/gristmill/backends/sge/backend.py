@@ -41,7 +41,7 @@ from pathlib import Path
 import attrs
 
 from gristmill.backends.base import JobHandle, JobStatus
-from gristmill.backends.batch.arrays import Array, element_command, throttle
+from gristmill.backends.batch.arrays import GRISTMILL_PARENT, Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.sge.settings import SETTINGS
@@ -290,9 +290,10 @@ def batch_script(manifest: Path, python: str, shell: str | None = None) -> str:
             + "\n"
         )
     return (
-        f"#!{python}\n"
+        f"#!{python} -I\n"  # isolated: nothing in the job's directory shadows the stdlib
         "# gristmill array: each task runs one attempt from the manifest\n"
         "import os, sys\n"
+        f"sys.path.append({str(GRISTMILL_PARENT)!r})\n"
         "from gristmill.backends.batch.element import main\n"
         f"sys.exit(main([{str(manifest)!r}, str(int(os.environ['SGE_TASK_ID']) - 1)]))\n"
     )
