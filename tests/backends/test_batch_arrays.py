@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from gm_testing import job_request
 
-from gristmill.backends.base import JobRequest
 from gristmill.backends.batch.arrays import (
     GRISTMILL_PARENT,
     Array,
@@ -26,27 +26,14 @@ SMALL = Resources(mem="1G", cores=1)
 BIG = Resources(mem="4G", cores=1)
 
 
-def request(
-    root: Path, i: int, task: str = "fit", res: Resources = SMALL,
-    argv: tuple[str, ...] = ("true",), env: tuple[tuple[str, str], ...] = (),
-    cwd: Path | None = None,
-) -> JobRequest:
-    stem = root / "logs" / task / f"{task}_{i}.1"
-    return JobRequest(
-        key=f"{task}-{i}.1", task=task, job_name=f"{task}_{i}", argv=argv, resources=res,
-        stdout=Path(f"{stem}.out"), stderr=Path(f"{stem}.err"),
-        result_path=Path(f"{stem}.result.json"), env=env, cwd=cwd,
-    )
-
-
 # -- packing ------------------------------------------------------------------------------
 
 
 def test_pack_groups_by_task_and_resources_in_first_seen_order(tmp_path: Path) -> None:
     jobs = [
-        request(tmp_path, 0), request(tmp_path, 1, res=BIG), request(tmp_path, 2),
-        request(tmp_path, 3, task="other"), request(tmp_path, 4, res=BIG),
-        request(tmp_path, 5),
+        job_request(tmp_path, 0), job_request(tmp_path, 1, res=BIG), job_request(tmp_path, 2),
+        job_request(tmp_path, 3, task="other"), job_request(tmp_path, 4, res=BIG),
+        job_request(tmp_path, 5),
     ]
     arrays = list(pack(jobs, max_elements=100))
     assert [(a.task, a.resources, [j.key for j in a.jobs]) for a in arrays] == [
@@ -59,7 +46,7 @@ def test_pack_groups_by_task_and_resources_in_first_seen_order(tmp_path: Path) -
 
 
 def test_pack_splits_a_group_at_max_elements(tmp_path: Path) -> None:
-    jobs = [request(tmp_path, i) for i in range(7)]
+    jobs = [job_request(tmp_path, i) for i in range(7)]
     arrays = list(pack(jobs, max_elements=3))
     assert [[j.key for j in a.jobs] for a in arrays] == [
         ["fit-0.1", "fit-1.1", "fit-2.1"], ["fit-3.1", "fit-4.1", "fit-5.1"], ["fit-6.1"],
@@ -67,7 +54,7 @@ def test_pack_splits_a_group_at_max_elements(tmp_path: Path) -> None:
 
 
 def test_ten_thousand_jobs_pack_into_ten_arrays(tmp_path: Path) -> None:
-    jobs = [request(tmp_path, i) for i in range(10_000)]
+    jobs = [job_request(tmp_path, i) for i in range(10_000)]
     assert [a.size for a in pack(jobs, max_elements=1000)] == [1000] * 10
 
 
@@ -77,7 +64,7 @@ def test_pack_of_nothing_is_nothing() -> None:
 
 def test_pack_refuses_a_limit_below_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_elements must be at least 1, got 0"):
-        list(pack([request(tmp_path, 0)], max_elements=0))
+        list(pack([job_request(tmp_path, 0)], max_elements=0))
 
 
 @pytest.mark.parametrize(
@@ -93,7 +80,7 @@ def test_throttle_only_where_it_binds(limit: int | None, size: int, expected: in
 
 def test_a_manifest_maps_each_index_to_its_attempt(tmp_path: Path) -> None:
     jobs = tuple(
-        request(tmp_path, i, argv=("fit", "--draw", str(i), "it's $HOME"),
+        job_request(tmp_path, i, argv=("fit", "--draw", str(i), "it's $HOME"),
                 env=(("SEED", str(i)),), cwd=tmp_path if i == 1 else None)
         for i in range(3)
     )
@@ -111,7 +98,7 @@ def test_a_manifest_maps_each_index_to_its_attempt(tmp_path: Path) -> None:
 
 def test_an_index_past_the_end_is_an_error_naming_the_size(tmp_path: Path) -> None:
     path = tmp_path / "array.json"
-    write_manifest(Array("fit", SMALL, (request(tmp_path, 0),)), path)
+    write_manifest(Array("fit", SMALL, (job_request(tmp_path, 0),)), path)
     with pytest.raises(IndexError, match=r"no element 1 \(the array has 1\)"):
         read_manifest(path, 1)[0]
     with pytest.raises(IndexError):

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 import pytest
-from gm_testing import subprocess_env
+from gm_testing import job_request, subprocess_env
 
 from gristmill.backends.base import JobRequest
 from gristmill.backends.batch.arrays import Array, element_command, write_manifest
@@ -30,19 +30,6 @@ from gristmill.states import JobState
 from gristmill.worker.result import read_result
 
 SMALL = Resources(mem="1G", cores=1)
-
-
-def request(
-    root: Path, i: int, task: str = "fit", res: Resources = SMALL,
-    argv: tuple[str, ...] = ("true",), env: tuple[tuple[str, str], ...] = (),
-    cwd: Path | None = None,
-) -> JobRequest:
-    stem = root / "logs" / task / f"{task}_{i}.1"
-    return JobRequest(
-        key=f"{task}-{i}.1", task=task, job_name=f"{task}_{i}", argv=argv, resources=res,
-        stdout=Path(f"{stem}.out"), stderr=Path(f"{stem}.err"),
-        result_path=Path(f"{stem}.result.json"), env=env, cwd=cwd,
-    )
 
 
 # -- the element runner ------------------------------------------------------------------------
@@ -71,7 +58,7 @@ def element_env(job: str = "77", task: str = "1", **extra: str) -> dict[str, str
 
 def test_the_runner_runs_its_element_under_the_worker(tmp_path: Path) -> None:
     script = "import os, sys; print(os.environ['SEED'], os.getcwd()); sys.exit(int(sys.argv[1]))"
-    jobs = [request(tmp_path, i, argv=(sys.executable, "-c", script, str(i + 2)),
+    jobs = [job_request(tmp_path, i, argv=(sys.executable, "-c", script, str(i + 2)),
                     env=(("SEED", f"seed{i}"),), cwd=tmp_path) for i in range(2)]
     path = manifest(tmp_path, *jobs)
     done = subprocess.run([*RUNNER, str(path), "1"], env=element_env(), capture_output=True,
@@ -92,7 +79,7 @@ def test_a_manifest_with_runtimes_makes_the_wrapper_stop_the_whole_task(
     """Grid Engine's h_rt kills only the job's group: the wrapper must stop the task's."""
     res = Resources(runtime=1)
     nap = f"60.{os.getpid()}{time.monotonic_ns() % 10**6}"  # a cmdline only this test has
-    job = attrs.evolve(request(tmp_path, 0, argv=("bash", "-c", f"sleep {nap} & wait")),
+    job = attrs.evolve(job_request(tmp_path, 0, argv=("bash", "-c", f"sleep {nap} & wait")),
                        resources=res)
     path = tmp_path / "logs" / job.task / "array.json"
     write_manifest(Array(job.task, res, (job,)), path, runtime=True,
@@ -120,7 +107,7 @@ def _cmdline(proc: Path) -> bytes:
 
 
 def test_the_runner_succeeds_with_its_element(tmp_path: Path) -> None:
-    job = request(tmp_path, 0, argv=("echo", "hello"))
+    job = job_request(tmp_path, 0, argv=("echo", "hello"))
     done = subprocess.run([*RUNNER, str(manifest(tmp_path, job)), "0"], env=element_env(),
                           capture_output=True, timeout=30)
     assert done.returncode == 0
@@ -138,7 +125,7 @@ def test_the_runner_succeeds_with_its_element(tmp_path: Path) -> None:
      (["MANIFEST", "x"], "cannot read array element")],
 )
 def test_the_runner_explains_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
-    path = manifest(tmp_path, request(tmp_path, 0))
+    path = manifest(tmp_path, job_request(tmp_path, 0))
     argv = [str(path) if a == "MANIFEST" else a for a in args]
     done = subprocess.run([*RUNNER, *argv], env=element_env(), capture_output=True, text=True,
                           timeout=30)
@@ -174,7 +161,7 @@ def test_a_signalled_element_ends_as_slurms_log_says(
     tmp_path: Path, log: str, target: str, state: JobState, reason: str
 ) -> None:
     pidfile = tmp_path / "task.pid"
-    job = request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
+    job = job_request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
     path = manifest(tmp_path, job)
     if log:
         (path.parent / "slurm-78_0.out").write_text(log)
@@ -199,7 +186,7 @@ def test_a_signalled_element_ends_as_slurms_log_says(
 
 def test_outside_slurm_the_wrappers_verdict_stands(tmp_path: Path) -> None:
     pidfile = tmp_path / "task.pid"
-    job = request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
+    job = job_request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
     path = manifest(tmp_path, job)
     (path.parent / "slurm-78_0.out").write_text(KILL_LINE.format(" DUE TO TIME LIMIT"))
     env = subprocess_env()  # no SLURM_ARRAY_* variables: e.g. Grid Engine
@@ -221,7 +208,7 @@ def test_outside_slurm_the_wrappers_verdict_stands(tmp_path: Path) -> None:
 
 def test_a_manifest_of_gristmill_0_1_still_runs(tmp_path: Path) -> None:
     """Version 1 had no scheduler block: the ids come from Slurm's or Grid Engine's names."""
-    job = request(tmp_path, 0, argv=("echo", "old"))
+    job = job_request(tmp_path, 0, argv=("echo", "old"))
     path = tmp_path / "array.json"
     path.write_text(json.dumps({"version": 1, "task": "fit", "jobs": [
         {"key": job.key, "runtime": None, "argv": list(job.argv), "stdout": str(job.stdout),
@@ -239,7 +226,7 @@ def test_a_manifest_of_gristmill_0_1_still_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", ["gristmill.backends.arrays", "gristmill.backends.batch.element"])
 def test_the_old_module_path_runs_elements_too(tmp_path: Path, path: str) -> None:
-    job = request(tmp_path, 0, argv=("echo", "hi"))
+    job = job_request(tmp_path, 0, argv=("echo", "hi"))
     done = subprocess.run([sys.executable, "-m", path, str(manifest(tmp_path, job)), "0"],
                           env=element_env(), capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
@@ -280,7 +267,7 @@ def test_the_batch_line_runs_isolated_from_a_shadowing_module_in_the_job_directo
     for name in ("types", "json", "signal"):
         (project / f"{name}.py").write_text(
             f"open({str(marker)!r}, 'a').write({name!r})\nraise SystemExit('shadowed')\n")
-    job = request(tmp_path, 0, argv=("echo", "isolated"))
+    job = job_request(tmp_path, 0, argv=("echo", "isolated"))
     line = element_command(sys.executable, manifest(tmp_path, job), "SLURM_ARRAY_TASK_ID")
     env = {**element_env("5", "0"), "PYTHONPATH": str(project)}
     done = subprocess.run(["bash", "-c", line], cwd=project, env=env, capture_output=True,

@@ -13,30 +13,14 @@ import sqlite3
 from pathlib import Path
 from types import ModuleType
 
-from gm_testing import attempts
+from gm_testing import attempts, unconfirm
 
 from gristmill.engine.runner import run_workflow
-from gristmill.states import NodeState
-from gristmill.store.db import STORE_NAME, AttemptRecord, Store
+from gristmill.store.db import STORE_NAME, Store
 
 
 def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
-
-
-def left_open(run_dir: Path, node: int) -> AttemptRecord:
-    """Reopen ``node``'s attempt as an engine killed before recording its job id leaves it."""
-    store = Store.open(run_dir, readonly=True)
-    try:
-        (record,) = store.attempts(identity=store.identities()[node])
-    finally:
-        store.close()
-    with sqlite3.connect(run_dir / STORE_NAME) as conn:
-        conn.execute("UPDATE attempts SET job_id = NULL, ended = NULL, state = 'QUEUED' "
-                     "WHERE key = ?", (record.key,))
-        conn.execute("UPDATE nodes SET state = ? WHERE id = ?", (int(NodeState.SUBMITTED), node))
-    conn.close()
-    return record
 
 
 def first_run(et: ModuleType, tmp_path: Path) -> tuple[Path, Path]:
@@ -69,7 +53,7 @@ def rewrite(path: str, **changes: object) -> None:
 
 def test_its_own_result_finishes_an_adopted_attempt(et: ModuleType, tmp_path: Path) -> None:
     run_dir, out = first_run(et, tmp_path)
-    record = left_open(run_dir, 0)
+    record = unconfirm(run_dir, 0)
     assert json.loads(Path(record.result_path).read_text())["key"] == record.key
     assert resume(et, run_dir, out) == [(1, "SUCCEEDED")]
     assert sorted(lines(out)) == ["0", "1"]  # taken from the result: not run again
@@ -81,7 +65,7 @@ def test_a_result_naming_another_attempt_is_not_the_adopted_attempts(
     """A result file of node 1's attempt at node 0's path: node 0's attempt is LOST (its
     submission unconfirmed, nothing of its own on disk) and node 0 runs again."""
     run_dir, out = first_run(et, tmp_path)
-    mine = left_open(run_dir, 0)
+    mine = unconfirm(run_dir, 0)
     (other,) = [a for a in attempts(run_dir) if a.key != mine.key]
     rewrite(mine.result_path, key=other.key)
     assert resume(et, run_dir, out) == [(1, "LOST"), (2, "SUCCEEDED")]
@@ -94,7 +78,7 @@ def test_a_result_naming_no_attempt_counts_where_its_path_is_the_attempts_alone(
     """gristmill 0.1 wrote no key: at a path no other attempt was given, the result is
     the attempt's (an old run resumes without rerunning what finished)."""
     run_dir, out = first_run(et, tmp_path)
-    record = left_open(run_dir, 0)
+    record = unconfirm(run_dir, 0)
     rewrite(record.result_path, key=None)
     assert resume(et, run_dir, out) == [(1, "SUCCEEDED")]
     assert sorted(lines(out)) == ["0", "1"]
@@ -106,7 +90,7 @@ def test_a_result_naming_no_attempt_at_a_path_two_attempts_shared_is_lost(
     """0.1 gave two nodes one file name: a keyless result there cannot be told apart, so
     the attempt is LOST and its node runs again rather than take the other's outcome."""
     run_dir, out = first_run(et, tmp_path)
-    mine = left_open(run_dir, 0)
+    mine = unconfirm(run_dir, 0)
     (other,) = [a for a in attempts(run_dir) if a.key != mine.key]
     with sqlite3.connect(run_dir / STORE_NAME) as conn:
         conn.execute("UPDATE attempts SET result_path = ? WHERE key = ?",

@@ -11,7 +11,6 @@ import collections
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,12 +19,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from gm_testing import attempts, pid_gone, wait_for
+from gm_testing import attempts, pid_gone, unconfirm, wait_for
 
 from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import RunDirError
 from gristmill.states import NodeState
-from gristmill.store.db import STORE_NAME, AttemptRecord, Store
+from gristmill.store.db import Store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -375,28 +374,12 @@ def test_run_on_an_existing_run_dir_reruns_only_what_did_not_finish(
     assert [(a.attempt, a.state) for a in flaky] == [(1, "FAILED"), (2, "SUCCEEDED")]
 
 
-def _unconfirm(run_dir: Path, node: int) -> AttemptRecord:
-    """Make the store look as if the engine died between submitting and recording a job id."""
-    store = Store.open(run_dir, readonly=True)
-    try:
-        identity = store.identities()[node]
-        (record,) = store.attempts(identity=identity)
-    finally:
-        store.close()
-    with sqlite3.connect(run_dir / STORE_NAME) as conn:
-        conn.execute("UPDATE attempts SET job_id = NULL, ended = NULL, state = 'QUEUED' "
-                     "WHERE key = ?", (record.key,))
-        conn.execute("UPDATE nodes SET state = ? WHERE id = ?", (int(NodeState.SUBMITTED), node))
-    conn.close()
-    return record
-
-
 def test_resume_takes_the_result_of_an_attempt_whose_job_id_was_never_recorded(
     et: ModuleType, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     first = run(et.appends(path=str(out), n=2, pause=0.0), tmp_path)
-    record = _unconfirm(first.run_dir, 0)
+    record = unconfirm(first.run_dir, 0)
     again = run_workflow(et.appends(path=str(out), n=2, pause=0.0), run_dir=first.run_dir)
     assert again.ok
     assert sorted(lines(out)) == ["0", "1"]  # its result was on disk: it did not run again
@@ -409,7 +392,7 @@ def test_resume_reruns_an_unconfirmed_attempt_that_left_no_result(
 ) -> None:
     out = tmp_path / "out"
     first = run(et.appends(path=str(out), n=2, pause=0.0), tmp_path)
-    record = _unconfirm(first.run_dir, 1)
+    record = unconfirm(first.run_dir, 1)
     Path(record.result_path).unlink()
     again = run_workflow(et.appends(path=str(out), n=2, pause=0.0), run_dir=first.run_dir)
     assert again.ok
