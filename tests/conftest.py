@@ -156,3 +156,38 @@ def et(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     import engine_tasks
 
     return engine_tasks
+
+
+#: A process that takes a run directory's lock (as an engine does) and holds it.
+HOLD = (
+    "import sys; from pathlib import Path; from gristmill.store.lock import RunLock\n"
+    "with RunLock(Path(sys.argv[1])):\n"
+    "    print('held', flush=True)\n"
+    "    sys.stdin.read()\n"
+)
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock of ``tmp_path`` until its stdin closes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "held\n"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def victim() -> Iterator[subprocess.Popen[bytes]]:
+    """An innocent process of this user, which a forged lock file names."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()

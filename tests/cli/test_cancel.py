@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 from click.testing import CliRunner
 
 from gristmill.cli.app import main
@@ -19,43 +16,20 @@ from gristmill.store.db import STORE_NAME
 from gristmill.store.lock import LOCK_NAME
 from gristmill.worker.procfs import start_time
 
-HOLD = (
-    "import sys; from pathlib import Path; from gristmill.store.lock import RunLock\n"
-    "with RunLock(Path(sys.argv[1])):\n"
-    "    print('held', flush=True)\n"
-    "    sys.stdin.read()\n"
-)
-
-
-@pytest.fixture
-def victim() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
 
 def test_cancel_signals_nothing_when_the_lock_file_names_another_process(
-    tmp_path: Path, victim: subprocess.Popen[bytes]
+    tmp_path: Path, holder: subprocess.Popen[str], victim: subprocess.Popen[bytes]
 ) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n"
-        lock = tmp_path / LOCK_NAME
-        forged = json.loads(lock.read_text())
-        forged.update(pid=victim.pid, start=start_time(victim.pid))  # a pid with its real start
-        lock.write_text(json.dumps(forged))
-        result = CliRunner().invoke(main, ["cancel", str(tmp_path), "--timeout", "1"])
-        assert result.exit_code == 2, result.output
-        assert "cannot verify which process it is" in result.output
-        assert f"process {victim.pid} does not hold the lock file open" in result.output
-        assert victim.poll() is None  # still running: never signalled
-        assert holder.poll() is None
-    finally:
-        holder.kill()
-        holder.communicate()  # closes its pipes
+    lock = tmp_path / LOCK_NAME
+    forged = json.loads(lock.read_text())
+    forged.update(pid=victim.pid, start=start_time(victim.pid))  # a pid with its real start
+    lock.write_text(json.dumps(forged))
+    result = CliRunner().invoke(main, ["cancel", str(tmp_path), "--timeout", "1"])
+    assert result.exit_code == 2, result.output
+    assert "cannot verify which process it is" in result.output
+    assert f"process {victim.pid} does not hold the lock file open" in result.output
+    assert victim.poll() is None  # still running: never signalled
+    assert holder.poll() is None
 
 
 def test_cancel_creates_no_file_outside_the_run_whatever_the_store_says(

@@ -7,8 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,30 +14,6 @@ import pytest
 from gristmill.errors import RunDirError
 from gristmill.store.lock import LOCK_NAME, RunLock, is_locked, read_holder, verified_engine
 from gristmill.worker.procfs import start_time
-
-HOLD = (
-    "import sys; from pathlib import Path; from gristmill.store.lock import RunLock\n"
-    "with RunLock(Path(sys.argv[1])):\n"
-    "    print('held', flush=True)\n"
-    "    sys.stdin.read()\n"
-)
-
-
-@pytest.fixture
-def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the lock of ``tmp_path`` until its stdin closes."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "held\n"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
 
 
 def test_a_second_engine_is_refused_with_the_holders_host_and_pid(
@@ -105,15 +79,6 @@ def test_the_engine_holding_the_lock_is_verified(tmp_path: Path) -> None:
     with RunLock(tmp_path):
         assert verified_engine(tmp_path) == (os.getpid(), "")
         assert read_holder(tmp_path)["start"] == start_time(os.getpid())
-
-
-@pytest.fixture
-def victim() -> Iterator[subprocess.Popen[bytes]]:
-    """An innocent process of this user, which a forged lock file names."""
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def forge(run_dir: Path, **fields: object) -> None:
