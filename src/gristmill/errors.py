@@ -49,3 +49,10 @@ class RunDirError(GristmillError, OSError):
 
 class StoreError(RunDirError):
     """The run store is corrupt, from a newer schema, or cannot be written."""
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a message: an error never prints a
+    huge value (a crafted spec, a megabyte argument) whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"

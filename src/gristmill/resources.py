@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 
 import attrs
 
-from gristmill.errors import SpecError
+from gristmill.errors import SpecError, shown
 from gristmill.merge import merge_fields
 
 MemoryLike = Union[int, float, str]
@@ -81,29 +81,23 @@ def parse_memory_with_unit(value: object, *, what: str = "mem") -> int:
 def parse_duration(value: DurationLike, *, what: str = "runtime") -> int:
     """Parse seconds, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or ``"01:30:00"`` into seconds."""
     if isinstance(value, bool):
-        raise SpecError(f"{what}: {_cut(value)} is not a duration; use e.g. \"2h\" or 3600")
+        raise SpecError(f"{what}: {shown(value)} is not a duration; use e.g. \"2h\" or 3600")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         seconds = _parse_duration_text(value, what)
     else:
-        raise SpecError(f"{what}: {_cut(value)} is not a duration; use e.g. \"2h\" or 3600")
+        raise SpecError(f"{what}: {shown(value)} is not a duration; use e.g. \"2h\" or 3600")
     if not math.isfinite(seconds) or seconds <= 0:
         raise SpecError(
-            f"{what}: {_cut(value)} must be a positive duration; use e.g. \"2h\" or 3600"
+            f"{what}: {shown(value)} must be a positive duration; use e.g. \"2h\" or 3600"
         )
     if seconds > MAX_DURATION:
         raise SpecError(
-            f"{what}: {_cut(value)} is more than the longest duration gristmill accepts, "
+            f"{what}: {shown(value)} is more than the longest duration gristmill accepts, "
             f"{MAX_DURATION // 86400} days ({MAX_DURATION} s); give a shorter one"
         )
     return math.ceil(seconds)
-
-
-def _cut(value: object, limit: int = 200) -> str:
-    """``repr(value)``, cut to ``limit`` characters: an error never prints a huge value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def _parse_duration_text(text: str, what: str) -> float:

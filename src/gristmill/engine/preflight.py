@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gristmill.dsl.scripts import script_prefix
-from gristmill.errors import TaskArgumentError
+from gristmill.errors import TaskArgumentError, shown
 
 if TYPE_CHECKING:
     from gristmill.dsl.nodes import Unit
@@ -50,16 +50,16 @@ def preflight(wf: Workflow) -> None:
             if any(map(_has_nul, column)):  # about 60 ns a value
                 value = next(v for v in column if _has_nul(v))
                 raise TaskArgumentError(
-                    f"task {unit.task.name!r}: argument {name!r} = {_cut(value)} is not valid: "
-                    "it holds a NUL byte, which no command line can carry; remove it (pass "
-                    "binary data in a file)"
+                    f"task {unit.task.name!r}: argument {name!r} = {shown(value, 120)} is not "
+                    "valid: it holds a NUL byte, which no command line can carry; remove it "
+                    "(pass binary data in a file)"
                 )
             column_sizes = list(map(_size, column))
             if max(column_sizes, default=0) > MAX_ARG_WORD:  # a word may be this long: look
                 value = max(column, key=_word_size)
                 if _word_size(value) > MAX_ARG_WORD:
                     raise TaskArgumentError(
-                        f"task {unit.task.name!r}: argument {name!r} = {_cut(value)} is "
+                        f"task {unit.task.name!r}: argument {name!r} = {shown(value, 120)} is "
                         f"{_word_size(value):,} bytes, more than one command-line word may "
                         f"hold ({MAX_ARG_WORD:,}); pass long data in a file and give the task "
                         "its path"
@@ -108,8 +108,3 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, (tuple, list)):
         return any(map(_has_nul, value))
     return False
-
-
-def _cut(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
