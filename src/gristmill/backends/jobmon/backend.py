@@ -49,6 +49,7 @@ from gristmill.backends.base import (
     JobStatus,
     SleepingWaitMixin,
 )
+from gristmill.backends.isolated import isolated_argv
 from gristmill.backends.jobmon.driver import (
     launch,
     read_json,
@@ -56,6 +57,7 @@ from gristmill.backends.jobmon.driver import (
 )
 from gristmill.backends.jobmon.settings import SETTINGS
 from gristmill.backends.jobmon.translate import (
+    DRIVER,
     LOCAL_CLUSTERS,
     STATES,
     WorkflowPlan,
@@ -298,7 +300,7 @@ class JobmonBackend(SleepingWaitMixin):
             env.update({k: v for k, v in LOCAL_INTERVALS.items() if k not in os.environ})
         # jobmon's distributor looks its worker_node_entry_point up on PATH.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        argv = [sys.executable, "-m", "gristmill.backends.jobmon.driver", "drive",
+        argv = [*isolated_argv(sys.executable, DRIVER), "drive",
                 str(run.plan_path), "--generation", str(generation), "--timeout", str(self.timeout)]
         pid = launch(argv, env=env, cwd=run.root, log=log)
         write_json(run.root / "driver.json", {
