@@ -21,6 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gristmill.cli.common import handle_errors
+from gristmill.engine.steering import META_KEY as STEERING_KEY
+from gristmill.engine.steering import Steering
 from gristmill.errors import RunDirError
 from gristmill.states import NodeState
 from gristmill.store.db import AttemptRecord, Store
@@ -110,7 +112,10 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
             Text("all", style="bold"), *(str(total_all.get(s, "")) for s in states),
             str(sum(total_all.values())), "",
         )
-    parts: list[object] = [header, table]
+    parts: list[object] = [header]
+    parts.extend(Text(line, style="yellow")
+                 for line in Steering.from_json(meta.get(STEERING_KEY)).describe())
+    parts.append(table)
     failed = [a for _, _, _, a in store.last_attempts(_FAILED) if a is not None]
     if failed:
         parts.append(Text(f"\n{len(failed)} failed node(s):", style="bold red"))

@@ -34,8 +34,10 @@ from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
+from gristmill.engine.steering import META_KEY as STEERING_KEY
+from gristmill.engine.steering import RESCAN, Mailbox, Request, Steering, check_tasks, steered
 from gristmill.engine.tracker import Tracker
-from gristmill.errors import BackendError, RunDirError
+from gristmill.errors import BackendError, RunDirError, SpecError
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
@@ -43,6 +45,7 @@ from gristmill.worker.result import AttemptResult, ResultMismatchError, read_res
 
 #: Consecutive transient submission failures before the batch fails for good.
 SUBMIT_RETRIES = 5
+_READY = bytes([NodeState.READY])
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
 
@@ -77,8 +80,9 @@ class Engine:
         self.store = store
         self.backend = backend
         self.run_dir = run_dir
-        self.config = config = plan.config
-        self.plans = plan.units
+        self.config = plan.config
+        self.base_plans = plan.units
+        self.plans = list(plan.units)
         self.tracker = Tracker(graph, states)
         self.attempts = attempts  # per node: attempts ever made (numbers log files)
         self.tries: dict[int, int] = defaultdict(int)  # per node: failed attempts this run
@@ -98,11 +102,15 @@ class Engine:
         self._attempt_counts: dict[int, int] = {}
         self.failed_nodes: list[int] = []
         #: What the backend declared; read once, each field honoured below.
-        self.capabilities = caps = backend.capabilities
-        limits = [x for x in (config.max_concurrent, caps.max_inflight) if x]
-        self.window = min(limits) if limits else 10_000
+        self.capabilities = backend.capabilities
+        #: What ``gristmill limit``/``pause`` set (:mod:`.steering`); applied over the plan.
+        self.steering = Steering()
+        self.mailbox = Mailbox(run_dir)
+        self._unit_tasks = [unit.task.name for unit in graph.workflow.units]
+        self.window = 10_000
+        self._apply_steering()
         #: The backend runs dependencies and retries itself: it gets every node at once.
-        self.dag = caps.dag
+        self.dag = self.capabilities.dag
         self._polled_at = 0.0  # when ``poll`` was last called (time.monotonic())
 
     # -- helpers -----------------------------------------------------------------------------
@@ -112,6 +120,44 @@ class Engine:
 
     def _task_limit(self, unit: int) -> int | None:
         return self.plans[unit].policy.max_concurrent
+
+    # -- steering ------------------------------------------------------------------------------
+
+    def _apply_steering(self) -> None:
+        """Plans, caps and the in-flight window as the plan and steering make them."""
+        self.plans = steered(self.base_plans, self._unit_tasks, self.steering)
+        first = self.steering.workflow.max_concurrent or self.config.max_concurrent
+        limits = [x for x in (first, self.capabilities.max_inflight) if x]
+        self.window = min(limits) if limits else 10_000
+
+    def steer(self, requests: Sequence[Request]) -> None:
+        """Apply steering requests and record them in the store before acting on them."""
+        steering = self.steering
+        for request in requests:
+            try:
+                check_tasks(request, self._unit_tasks)
+            except SpecError as exc:
+                logger.warning("ignoring steering request {}: {}", request.describe(), exc)
+                continue
+            steering = steering.apply(request)
+            logger.info("steering: {}", request.describe())
+            if self.dag and request.action == "limit":
+                logger.warning("backend {} runs the DAG itself: the new limits apply to nodes "
+                               "not yet handed to it", self.backend.name)
+        if steering is self.steering:
+            return
+        with self.guard.section(), self.store.transaction() as cur:
+            self.store.set_meta(cur, STEERING_KEY, steering.to_json())
+        self.steering = steering
+        self._apply_steering()
+
+    def _check_mailbox(self) -> None:
+        if self.mailbox.pending():
+            self.steer(self.mailbox.take())
+
+    def _work_waits(self) -> bool:
+        """A paused run with nothing live still has READY nodes to run once unpaused."""
+        return self.steering.paused and not self.stopping and _READY in self.tracker.states
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -129,6 +175,9 @@ class Engine:
         """Run until nothing is ready or running; return the final counts by state."""
         with self.signals():
             try:
+                self.steering = Steering.from_json(self.store.meta().get(STEERING_KEY))
+                self._apply_steering()
+                self._check_mailbox()  # requests left while no engine ran
                 arrived = adopt_attempts(self, adopt)
                 self.tracker.start()
                 for live, status in arrived:  # ended while no engine watched
@@ -150,9 +199,13 @@ class Engine:
         poll_min = max(self.config.poll_min, self.capabilities.poll_min)
         interval = poll_min
         while True:
-            submitted = 0 if self.stopping else self.dispatch()
+            self._check_mailbox()
+            submitted = 0 if self.stopping or self.steering.paused else self.dispatch()
             self.flush()
             if not self.live:
+                if self._work_waits():  # paused: wait for unpause, Ctrl-C or cancel
+                    time.sleep(RESCAN)
+                    continue
                 pause = self._submit_paused_until - time.monotonic()
                 if submitted == 0 and pause <= 0:
                     return
@@ -169,12 +222,20 @@ class Engine:
     def _pause(self, interval: float) -> None:
         """Wait for news at most ``interval`` s, and until the backend's poll floor passed.
 
-        The local backend's ``wait`` returns as soon as an attempt ends, and a due
+        The wait is cut into slices of at most :data:`~.steering.RESCAN` seconds so that
+        a steering request is acted on within about a second. The local backend's
+        ``wait`` returns as soon as an attempt ends, and a due
         checkpoint (:meth:`_sync`) cuts a wait short; neither may make the engine poll a
         backend sooner than its declared ``poll_min`` after the last poll. The rest of
         the floor is slept here: news cannot be acted on before the next poll anyway.
         """
-        self.backend.wait(self._sync(interval))
+        deadline = time.monotonic() + self._sync(interval)
+        while (left := deadline - time.monotonic()) > 0:  # sliced: a steering request cuts it
+            step = min(left, RESCAN)
+            began = time.monotonic()
+            self.backend.wait(step)
+            if time.monotonic() - began < step * 0.9 or self.mailbox.pending():
+                break  # the backend has news, or a steering request came
         rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
         while rest > 0:
             time.sleep(self._sync(rest))
