@@ -35,7 +35,16 @@ from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
 from gristmill.engine.steering import META_KEY as STEERING_KEY
-from gristmill.engine.steering import RESCAN, Mailbox, Request, Steering, check_tasks, steered
+from gristmill.engine.steering import (
+    RESCAN,
+    Limits,
+    Mailbox,
+    Request,
+    Steering,
+    check_tasks,
+    steered,
+    tell_dag_backend,
+)
 from gristmill.engine.tracker import Tracker
 from gristmill.errors import BackendError, RunDirError, SpecError
 from gristmill.resources import Resources
@@ -142,8 +151,7 @@ class Engine:
             steering = steering.apply(request)
             logger.info("steering: {}", request.describe())
             if self.dag and request.action == "limit":
-                logger.warning("backend {} runs the DAG itself: the new limits apply to nodes "
-                               "not yet handed to it", self.backend.name)
+                tell_dag_backend(self.backend, request)
         if steering is self.steering:
             return
         with self.guard.section(), self.store.transaction() as cur:
@@ -177,6 +185,9 @@ class Engine:
             try:
                 self.steering = Steering.from_json(self.store.meta().get(STEERING_KEY))
                 self._apply_steering()
+                if self.dag and self.steering.workflow.max_concurrent:  # steered before
+                    tell_dag_backend(self.backend, Request("limit", limits=Limits(
+                        max_concurrent=self.steering.workflow.max_concurrent)))
                 self._check_mailbox()  # requests left while no engine ran
                 arrived = adopt_attempts(self, adopt)
                 self.tracker.start()

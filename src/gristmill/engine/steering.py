@@ -32,8 +32,9 @@ from typing import Any, Literal
 import attrs
 from loguru import logger
 
+from gristmill.backends.base import Backend, LiveLimit
 from gristmill.engine.plan import UnitPlan
-from gristmill.errors import SpecError
+from gristmill.errors import BackendError, SpecError
 from gristmill.resources import (
     DEFAULT_ON_OOM,
     DEFAULT_ON_TIMEOUT,
@@ -352,3 +353,22 @@ class Mailbox:
         self.seen = self._mtime()  # before the scan: a request arriving during it is seen next
         self.scanned = time.monotonic()
         return receive(self.run_dir)
+
+
+def tell_dag_backend(backend: Backend, request: Request) -> None:
+    """A backend that runs the DAG itself holds the nodes handed to it: pass it a new
+    run-wide limit where it takes one, and say plainly what it cannot take."""
+    limits = request.limits
+    rest = limits.without(["max_concurrent"]) if request.task is None else limits
+    if limits.max_concurrent is not None and request.task is None:
+        if backend.capabilities.live_limit and isinstance(backend, LiveLimit):
+            try:
+                logger.info("{}", backend.set_max_concurrent(limits.max_concurrent))
+            except BackendError as exc:
+                logger.error("backend {} did not take the new limit: {}", backend.name, exc)
+        else:
+            rest = limits
+    if rest.set_fields():
+        logger.warning("backend {} runs the DAG itself and cannot change {} of the nodes it "
+                       "already has; they apply to nodes handed to it from now on",
+                       backend.name, rest.describe())
