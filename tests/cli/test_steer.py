@@ -254,3 +254,18 @@ def test_the_engine_ignores_request_files_it_cannot_trust(
     assert steering_of(first.run_dir) == {}
     assert not list(folder.iterdir())
     assert target.exists()  # the link was removed, not what it points at
+
+
+def test_a_retry_cap_raised_with_no_engine_gives_a_failed_node_more_tries_on_resume(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    marker = tmp_path / "tries"
+    first = run_workflow(et.one_exit(code=3, marker=str(marker)), run_dir=tmp_path / "runs")
+    assert not first.ok
+    assert len(marker.read_text().splitlines()) == 1  # retries=0: one attempt
+    done = cli("limit", str(first.run_dir), "--task", "exit_with", "--retries", "2")
+    assert done.exit_code == 0, done.output
+    assert "exit_with" in cli("status", str(first.run_dir)).output
+    again = run_workflow(et.one_exit(code=3, marker=str(marker)), run_dir=first.run_dir)
+    assert not again.ok
+    assert len(marker.read_text().splitlines()) == 1 + 3  # the resume's try and its 2 retries
