@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,37 @@ def test_a_new_store_is_wal_with_schema_version_and_meta(tmp_path: Path) -> None
         store.close()
     with pytest.raises(StoreError, match="already exists"):
         Store.create(tmp_path, {})
+
+
+def test_a_reader_never_sees_a_store_being_made(tmp_path: Path) -> None:
+    """``gristmill status`` started with the run finds no store or a whole one: never an
+    empty file, nor tables without their meta."""
+    seen: list[str] = []
+    stop = threading.Event()
+    dirs = [tmp_path / f"r{i}" for i in range(40)]
+
+    def read() -> None:
+        while not stop.is_set():
+            for run_dir in dirs:
+                if (run_dir / STORE_NAME).exists():
+                    store = Store.open(run_dir, readonly=True, check=False)
+                    try:
+                        seen.append(str(store.meta().get("workflow")))
+                    finally:
+                        store.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for run_dir in dirs:
+            run_dir.mkdir()
+            Store.create(run_dir, {"workflow": "wf"}).close()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    assert set(seen) == {"wf"}
+    assert not [p for p in tmp_path.glob("r*/.*")]  # no draft left behind
 
 
 def test_the_dag_persists_units_nodes_and_edges(tmp_path: Path) -> None:
