@@ -78,6 +78,12 @@ class JobStatus:
             reason=result.reason,
         )
 
+    def describe(self) -> str:
+        """``"FAILED — exit code 3"``: the state and why, as ``status`` words a failure."""
+        detail = self.reason or (f"exit code {self.exit_code}" if self.exit_code is not None
+                                 else "")
+        return f"{self.state.value} — {detail}" if detail else self.state.value
+
 
 def _at_least(least: float) -> Any:
     """A validator refusing a number below ``least`` (None passes: the field is unset)."""

@@ -16,6 +16,7 @@ Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
+from gristmill.engine.progress import Failure, Observer, finished_count, snapshot
 from gristmill.engine.steering import META_KEY as STEERING_KEY
 from gristmill.engine.steering import (
     RESCAN,
@@ -84,6 +86,7 @@ class Engine:
         run_dir: Path,
         states: bytearray,
         attempts: list[int],
+        observer: Observer | None = None,
     ) -> None:
         self.graph = graph = plan.graph
         self.store = store
@@ -121,6 +124,11 @@ class Engine:
         #: The backend runs dependencies and retries itself: it gets every node at once.
         self.dag = self.capabilities.dag
         self._polled_at = 0.0  # when ``poll`` was last called (time.monotonic())
+        #: Who watches (the CLI's progress display); snapshots at most every interval.
+        self.observer = observer
+        self._started = time.monotonic()
+        self._finished_before = 0
+        self._observed_at = -math.inf
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -163,6 +171,18 @@ class Engine:
         if self.mailbox.pending():
             self.steer(self.mailbox.take())
 
+    def observe(self, *, final: bool = False) -> None:
+        """Hand the observer a snapshot when its interval has passed (or at the end)."""
+        observer = self.observer
+        if observer is None:
+            return
+        now = time.monotonic()
+        if not final and now < self._observed_at + observer.interval:
+            return
+        self._observed_at = now
+        observer.update(snapshot(self.graph, self.tracker.states, started=self._started,
+                                 finished_before=self._finished_before, final=final))
+
     def _work_waits(self) -> bool:
         """A paused run with nothing live still has READY nodes to run once unpaused."""
         return self.steering.paused and not self.stopping and _READY in self.tracker.states
@@ -191,10 +211,12 @@ class Engine:
                 self._check_mailbox()  # requests left while no engine ran
                 arrived = adopt_attempts(self, adopt)
                 self.tracker.start()
+                self._finished_before = finished_count(self.tracker.states)
                 for live, status in arrived:  # ended while no engine watched
                     self._finish(live, status)
                 self.flush()
                 self._loop()
+                self.observe(final=True)
             except (Interrupted, KeyboardInterrupt):
                 logger.warning("stopping: cancelling {} live job(s)", len(self.live))
                 self.guard.critical = True  # a second Ctrl-C must not break the cleanup
@@ -210,6 +232,7 @@ class Engine:
         poll_min = max(self.config.poll_min, self.capabilities.poll_min)
         interval = poll_min
         while True:
+            self.observe()
             self._check_mailbox()
             submitted = 0 if self.stopping or self.steering.paused else self.dispatch()
             self.flush()
@@ -245,6 +268,7 @@ class Engine:
             step = min(left, RESCAN)
             began = time.monotonic()
             self.backend.wait(step)
+            self.observe()
             if time.monotonic() - began < step * 0.9 or self.mailbox.pending():
                 break  # the backend has news, or a steering request came
         rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
@@ -437,7 +461,8 @@ class Engine:
         for node, req, _ in batch:
             self._attempt_ended(node, req.key, JobStatus(JobState.FAILED, reason=str(exc)))
             if final:
-                self._final_failure(node, NodeState.FAILED)
+                self._final_failure(node, NodeState.FAILED, JobStatus(JobState.FAILED,
+                                                                      reason=str(exc)))
             else:
                 self.tracker.requeue(node)
         if not final:
@@ -512,7 +537,7 @@ class Engine:
             if verdict.why:
                 logger.warning("{} of {}: {}; not retrying", status.state.value, live.key,
                                verdict.why)
-            self._final_failure(node, NodeState.FAILED)
+            self._final_failure(node, NodeState.FAILED, status)
             return
         elif verdict.resources is not None:
             logger.info("{} of {}: retrying with {}", status.state.value, live.key,
@@ -520,8 +545,12 @@ class Engine:
             self.escalated[node] = verdict.resources
         self.tracker.requeue(node)
 
-    def _final_failure(self, node: int, state: NodeState) -> None:
+    def _final_failure(self, node: int, state: NodeState, status: JobStatus) -> None:
         self.failed_nodes.append(node)
+        if self.observer is not None:
+            unit, element = self._unit_of(node)
+            self.observer.failed(Failure(self.graph.workflow.units[unit].task.name,
+                                         self.graph.job_name(unit, element), status.describe()))
         blocked = self.tracker.node_failed(node, state)
         if self.dag:
             blocked += self._drop_live_descendants(node)
