@@ -65,8 +65,9 @@ def cli(*args: str) -> Result:
 
 
 def record(run_dir: Path, task: str) -> AttemptRecord:
-    (found,) = [a for a in attempts(run_dir) if a.task == task]
-    return found
+    found: list[AttemptRecord] = [a for a in attempts(run_dir) if a.task == task]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def header(path: str) -> bytes:
@@ -283,7 +284,7 @@ class _Reader:
         self._thread.start()
 
     def _read(self) -> None:
-        while chunk := self._stream.read1(65536):
+        while chunk := os.read(self._stream.fileno(), 65536):
             self.data += chunk
 
     def done(self) -> bytes:
