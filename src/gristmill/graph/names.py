@@ -55,7 +55,8 @@ SUFFIX = 8
 def safe_name(text: str) -> str:
     """``text`` as a job name may spell it: runs of other characters than
     ``[A-Za-z0-9_.,=+-]`` become ``-`` and leading dots ``_``."""
-    return _LEADING_DOTS.sub("_", _UNSAFE.sub("-", text))
+    text = _UNSAFE.sub("-", text)
+    return _LEADING_DOTS.sub("_", text) if text.startswith(".") else text
 
 
 def task_dir(task: str) -> str:
