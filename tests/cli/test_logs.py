@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from gristmill.cli.app import main
-from gristmill.cli.logs import Escaper, tail_start
+from gristmill.cli.logs import Escaper, LogFile, tail_start
 from gristmill.engine.runner import run_workflow
 from gristmill.errors import StoreError
 from gristmill.store.db import STORE_NAME, AttemptRecord
@@ -204,6 +204,38 @@ def test_escaping_leaves_no_control_character_and_ignores_chunking(
             return
         if not re.search("[\x80-\x9f]", plain):
             assert text == plain  # printable text passes unchanged
+
+
+def _passthrough(data: bytes, final: bool = False) -> bytes:
+    return data
+
+
+def test_a_followed_file_that_is_replaced_or_truncated_is_read_again_from_its_start(
+        tmp_path: Path) -> None:
+    """jobmon moves a failed try's files to ``<file>.try<n>`` and the next try starts a new
+    file at the same path; a truncated file starts over too."""
+    path = tmp_path / "task.out"
+    path.write_bytes(b"try 1\n")
+    log = LogFile(path, _passthrough)
+    assert log.open()
+    try:
+        assert b"".join(log.chunks()) == b"try 1\n"
+        assert not log.replaced()
+        with open(path, "ab") as fh:
+            fh.write(b"more\n")
+        assert b"".join(log.chunks()) == b"more\n"
+        path.rename(tmp_path / "task.out.try1")
+        path.write_bytes(b"try 2\n")
+        assert log.replaced()
+        log.close()
+        assert log.open()
+        assert b"".join(log.chunks()) == b"try 2\n"
+        path.write_bytes(b"new\n")  # truncated in place: shorter than what was read
+        assert not log.replaced()
+        assert b"".join(log.chunks()) == b"new\n"
+    finally:
+        log.close()
+    assert not LogFile(tmp_path / "not yet", _passthrough).open()
 
 
 def test_on_a_terminal_control_characters_are_escaped(
