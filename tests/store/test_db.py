@@ -227,6 +227,30 @@ def test_every_attempt_is_recorded_with_what_the_worker_measured(tmp_path: Path)
         again.close()
 
 
+def test_one_attempt_is_read_by_its_key_and_its_end_seen_by_a_reader(tmp_path: Path) -> None:
+    """A reader holding the store open (``logs --follow``) sees the engine close the attempt."""
+    store = make_store(tmp_path)
+    with store.transaction() as cur:
+        store.add_attempts(cur, [attempt("id0", 1), attempt("id1", 1)])
+    reader = Store.open(tmp_path, readonly=True)
+    try:
+        found = reader.attempt("id1.1")
+        assert found is not None
+        assert (found.identity, found.attempt, found.ended) == ("id1", 1, None)
+        assert reader.attempt("id9.1") is None
+        with store.transaction() as cur:
+            store.finish_attempts(cur, [{
+                "key": "id1.1", "state": "SUCCEEDED", "exit_code": 0, "signal": None,
+                "peak_rss": None, "elapsed": 1.0, "host": "h", "reason": "", "ended": 300.0,
+            }])  # fmt: skip
+        ended = reader.attempt("id1.1")
+        assert ended is not None
+        assert (ended.state, ended.ended) == ("SUCCEEDED", 300.0)
+    finally:
+        reader.close()
+        store.close()
+
+
 def _half_written(store: Store, failure: str) -> None:
     """Write a transition and an attempt, then fail inside the same transaction."""
     with store.transaction() as cur:

@@ -49,6 +49,7 @@ from gristmill.engine.steering import (
 )
 from gristmill.engine.tracker import Tracker
 from gristmill.errors import BackendError, RunDirError, SpecError
+from gristmill.graph.names import task_dir
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
@@ -108,7 +109,7 @@ class Engine:
         self._submit_paused_until = 0.0
         self.guard = SignalGuard()
         self._unsynced: float | None = None  # when the oldest commit not yet synced was made
-        self._log_dirs: set[Path] = set()
+        self._log_dirs: dict[str, Path] = {}  # task name -> its made log directory
         self._attempt_updates: list[dict[str, Any]] = []
         self._new_attempts: list[AttemptRecord] = []
         self._attempt_counts: dict[int, int] = {}
@@ -353,8 +354,10 @@ class Engine:
         self.attempts[node] = attempt
         self._attempt_counts[node] = attempt
         job_name = self.graph.job_name(unit_index, element)
-        log_dir = self.run_dir / "logs" / task.name
-        if log_dir not in self._log_dirs:
+        log_dir = self._log_dirs.get(task.name)
+        if log_dir is None:
+            # task_dir: a task's name never reaches outside logs/ nor makes a hidden directory.
+            log_dir = self.run_dir / "logs" / task_dir(task.name)
             try:
                 log_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -362,7 +365,7 @@ class Engine:
                     f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
                 ) from None
-            self._log_dirs.add(log_dir)
+            self._log_dirs[task.name] = log_dir
         resources = self.escalated.get(node, self.plans[unit_index].resources)
         key = f"{self.identities[node][:16]}.{attempt}"
         # The key in the file names makes them the attempt's alone: the store keeps keys

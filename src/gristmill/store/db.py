@@ -457,6 +457,12 @@ class Store:
         sql += " ORDER BY submitted, attempt"
         return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
 
+    def attempt(self, key: str) -> AttemptRecord | None:
+        """One attempt by its key, ``None`` when the store has none: one indexed lookup,
+        cheap enough for ``gristmill logs --follow`` to ask twice a second."""
+        row = self.conn.execute("SELECT * FROM attempts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else AttemptRecord.from_row(row)
+
     def last_resources(self) -> dict[str, dict[str, Any]]:
         """The resources asked for by each node's latest attempt, by identity."""
         rows = self.conn.execute(
