@@ -60,8 +60,8 @@ def package_paths(root: Path, pyproject: Mapping[str, Any], configured: object =
 
 def _existing(root: Path, entries: object, where: str) -> list[Path]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
-        raise GristmillError(f"{where} must be a list of paths, e.g. [\"src/mypkg\"]; "
-                             f"got {entries!r}")
+        raise GristmillError(f"{where} must be a list of paths, such as packages = "
+                             f"[\"src/mypkg\"]; got {entries!r}")
     paths = [root / entry for entry in entries]
     missing = [entry for entry, path in zip(entries, paths) if not path.exists()]
     if missing:
