@@ -268,6 +268,45 @@ def test_the_package_walk_reads_the_modules_the_registry_would_import(tmp_path: 
     }
 
 
+def test_task_re_exported_by_the_package_itself_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``from .common import task`` and friends: the package's own modules re-export it.
+    The same package imported gives the same table."""
+    write(tmp_path / "gm_reexport_pkg", {
+        "__init__.py": "from gristmill import task\nimport gristmill as gm\n",
+        "common.py": "from gristmill import task as shared_task\n",
+        "star.py": "from gristmill.dsl.task import *\n",
+        "a.py": "from . import task\n@task\ndef one(): ...\n",
+        "b.py": "from .common import shared_task\n@shared_task(script='b-two')\ndef two(): ...\n",
+        "c.py": "import gm_reexport_pkg.common as c\n@c.shared_task\ndef three(): ...\n",
+        "d.py": "from gm_reexport_pkg import gm\n@gm.task\ndef four(): ...\n",
+        "e.py": "from .star import *\n@task\ndef five(): ...\n",
+        "sub/__init__.py": "",
+        "sub/deep.py": "from ..common import shared_task as st\n@st\ndef six(): ...\n",
+    })
+    table = scan_package(tmp_path / "gm_reexport_pkg").table()
+    assert table == {
+        "b-two": "gm_reexport_pkg.b:two.main",
+        "gm-reexport-pkg-five": "gm_reexport_pkg.e:five.main",
+        "gm-reexport-pkg-four": "gm_reexport_pkg.d:four.main",
+        "gm-reexport-pkg-one": "gm_reexport_pkg.a:one.main",
+        "gm-reexport-pkg-six": "gm_reexport_pkg.sub.deep:six.main",
+        "gm-reexport-pkg-three": "gm_reexport_pkg.c:three.main",
+    }
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert scripts_table("gm_reexport_pkg") == table
+
+
+def test_a_star_import_cycle_ends(tmp_path: Path) -> None:
+    write(tmp_path / "my_pkg", {
+        "__init__.py": "",
+        "f.py": "from .g import *\n",
+        "g.py": "from .f import *\n@task\ndef not_a_task(): ...\n",
+    })
+    assert scan_package(tmp_path / "my_pkg") == Scan()
+
+
 def test_a_single_module_is_a_package_of_its_own(tmp_path: Path) -> None:
     write(tmp_path, {"solo.py": "import gristmill as gm\n@gm.task\ndef fit(): ...\n"})
     assert scan_package(tmp_path / "solo.py").table() == {"solo-fit": "solo:fit.main"}

@@ -3,8 +3,9 @@
 The build hook runs inside a build backend, where the package's dependencies
 are usually not installed and its modules may not even import. So it reads
 ``@gm.task`` decorators as syntax: which local names mean gristmill's ``task``
-(``gm.task``, ``gristmill.task``, ``from gristmill import task as t`` ...),
-which functions carry one, and their literal ``script=``, ``name=`` and
+(``gm.task``, ``gristmill.task``, ``from gristmill import task as t`` ...,
+also through the package's own modules: ``from .common import task``), which
+functions carry one, and their literal ``script=``, ``name=`` and
 ``program=`` arguments. The script names then come from the same rule as
 ``gristmill entry-points`` (:mod:`gristmill.dsl.naming`).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -90,9 +91,14 @@ def scan_package(path: Path, name: str | None = None) -> Scan:
     """
     if name is None:
         name = path.stem if path.is_file() else path.name
+    parsed = [(module, file, _parse(file.read_bytes(), file))
+              for module, file in package_modules(path, name)]
+    # what each module binds by import, so `from .common import task` resolves too
+    exports = {module: _imports(tree, module, file.name == "__init__.py")
+               for module, file, tree in parsed if isinstance(tree, ast.Module)}
     scan = Scan()
-    for module, file in package_modules(path, name):
-        scan += scan_source(file.read_bytes(), module, file)
+    for module, file, tree in parsed:
+        scan += _read(tree, module, file, exports)
     return scan
 
 
@@ -137,67 +143,118 @@ def package_modules(path: Path, name: str) -> Iterator[tuple[str, Path]]:
 
 
 def scan_source(source: str | bytes, module: str, path: Path) -> Scan:
-    """The tasks of one module's source (``path`` is only for messages)."""
+    """The tasks of one module's source alone (``path`` is only for messages)."""
+    tree = _parse(source, path)
+    exports = {}
+    if isinstance(tree, ast.Module):
+        exports[module] = _imports(tree, module, path.name == "__init__.py")
+    return _read(tree, module, path, exports)
+
+
+def _parse(source: str | bytes, path: Path) -> ast.Module | Unreadable:
     try:
-        tree = ast.parse(source, str(path))
+        return ast.parse(source, str(path))
     except SyntaxError as exc:
-        return Scan(unreadable=(Unreadable(path, exc.lineno or 1, f"cannot parse: {exc.msg}"),))
+        return Unreadable(path, exc.lineno or 1, f"cannot parse: {exc.msg}")
     except ValueError as exc:  # null bytes
-        return Scan(unreadable=(Unreadable(path, 1, f"cannot parse: {exc}"),))
-    aliases = _task_aliases(ast.walk(tree))
-    if not aliases:
-        return Scan()
-    reader = _Reader(module, path, aliases)
+        return Unreadable(path, 1, f"cannot parse: {exc}")
+
+
+def _read(tree: ast.Module | Unreadable, module: str, path: Path,
+          exports: Mapping[str, Mapping[str, str]]) -> Scan:
+    if isinstance(tree, Unreadable):
+        return Scan(unreadable=(tree,))
+    reader = _Reader(module, path, exports)
     reader.visit(tree)
     reader.find_other_uses(tree)
     return Scan(tuple(reader.tasks), tuple(sorted(reader.unreadable, key=lambda u: u.line)))
 
 
-def _task_aliases(nodes: Iterable[ast.AST]) -> dict[str, str]:
-    """Local name -> the dotted gristmill name it is bound to, from every import."""
-    aliases: dict[str, str] = {}
-    for node in nodes:
+def _imports(tree: ast.Module, module: str, is_package: bool) -> dict[str, str]:
+    """Local name -> the dotted name an import binds it to, from every import in the module
+    (``import gristmill as gm``: ``gm`` -> ``gristmill``; ``from .common import task``:
+    ``task`` -> ``pkg.common.task``); ``from M import *`` binds ``*`` -> ``M``."""
+    package = module if is_package else module.rpartition(".")[0]
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if _is_gristmill(alias.name):
-                    if alias.asname:
-                        aliases[alias.asname] = alias.name
-                    else:  # `import gristmill.dsl.task` binds `gristmill`
-                        top = alias.name.split(".")[0]
-                        aliases[top] = top
-        elif isinstance(node, ast.ImportFrom) and not node.level and _is_gristmill(node.module):
+                if alias.asname:
+                    bound[alias.asname] = alias.name
+                else:  # `import gristmill.dsl.task` binds `gristmill`
+                    top = alias.name.split(".")[0]
+                    bound[top] = top
+        elif isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                base = package.split(".")[: max(len(package.split(".")) - node.level + 1, 0)]
+                source = ".".join([*base, *([node.module] if node.module else [])])
             for alias in node.names:
                 if alias.name == "*":
-                    aliases["task"] = f"{node.module}.task"
+                    bound[f"*{source}"] = source
                 else:
-                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return aliases
+                    bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+    return bound
 
 
-def _is_gristmill(module: str | None) -> bool:
-    return module is not None and (module == "gristmill" or module.startswith("gristmill."))
+def _is_gristmill(name: str | None) -> bool:
+    return name is not None and (name == "gristmill" or name.startswith("gristmill."))
 
 
 class _Reader(ast.NodeVisitor):
     """Walks one module, keeping the class/function nesting that makes a qualname."""
 
-    def __init__(self, module: str, path: Path, aliases: dict[str, str]) -> None:
+    def __init__(self, module: str, path: Path,
+                 exports: Mapping[str, Mapping[str, str]]) -> None:
         self.module = module
         self.path = path
-        self.aliases = aliases
+        self.exports = exports
         self.scope: list[tuple[str, bool]] = []  # (name, is a function)
         self.applied: set[int] = set()  # ids of `task` expressions used as decorators
         self.tasks: list[FoundTask] = []
         self.unreadable: list[Unreadable] = []
 
     def dotted(self, expr: ast.expr) -> str | None:
-        """``gm.task`` -> ``gristmill.task``; None for anything not reached from gristmill."""
+        """``gm.task`` -> ``gristmill.task``; None for a name no import bound."""
         if isinstance(expr, ast.Name):
-            return self.aliases.get(expr.id)
+            found = self.lookup(self.module, expr.id)
+            return None if found is None else self.canonical(found)
         if isinstance(expr, ast.Attribute):
             base = self.dotted(expr.value)
-            return None if base is None else f"{base}.{expr.attr}"
+            return None if base is None else self.canonical(f"{base}.{expr.attr}")
         return None
+
+    def lookup(self, module: str, name: str, seen: frozenset[str] = frozenset()) -> str | None:
+        """What ``name`` is bound to by an import in ``module`` (star imports included)."""
+        bound = self.exports.get(module, {})
+        if name in bound:
+            return bound[name]
+        for key, source in bound.items():
+            if not key.startswith("*") or source in seen | {module}:
+                continue
+            if f"{source}.{name}" in TASK_DECORATORS or (
+                source in self.exports and self.lookup(source, name, seen | {module}) is not None
+            ):
+                return f"{source}.{name}"
+        return None
+
+    def canonical(self, dotted: str) -> str:
+        """Follow re-exports through the package's own modules: with ``pkg/common.py``
+        doing ``from gristmill import task``, ``pkg.common.task`` is ``gristmill.task``."""
+        for _ in range(32):  # re-export chains are short; a cycle must not loop forever
+            parts = dotted.split(".")
+            for cut in range(len(parts) - 1, 0, -1):
+                module = ".".join(parts[:cut])
+                if module in self.exports:
+                    found = self.lookup(module, parts[cut])
+                    if found is not None:
+                        replaced = ".".join([found, *parts[cut + 1:]])
+                        if replaced != dotted:
+                            dotted = replaced
+                            break
+            else:
+                return dotted
+        return dotted
 
     def is_task(self, expr: ast.expr) -> bool:
         return self.dotted(expr) in TASK_DECORATORS
