@@ -124,8 +124,8 @@ def _warn(item: Unreadable) -> None:
     """A warning located at the decorator itself (``path:line: TaskScriptWarning: ...``)."""
     warnings.warn_explicit(
         f"{item.reason}. The build declares no console script for this task (its jobs "
-        f"fall back to python -m gristmill.dsl.exec); make the decorator literal, or "
-        f"declare the script by hand in {SCRIPTS_TABLE}",
+        f"will run through python -m gristmill.dsl.exec) unless one is declared by hand "
+        f"in {SCRIPTS_TABLE}",
         TaskScriptWarning, str(item.path), item.line,
     )
 

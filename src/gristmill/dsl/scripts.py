@@ -80,10 +80,13 @@ def script_prefix(task: Task) -> tuple[str, ...]:
         _FALLBACK_WARNED.add(task.key)
         run_instead = f"running it with {shlex.join(fallback)!r} instead"
         if taken is None:
+            package = task.module.split(".")[0]
+            project = _hook_project(package)
             logger.warning(
-                "task {}: no installed console script targets {}; {} (add it with: gristmill "
-                "entry-points {} --write pyproject.toml && pip install -e .)",
-                task.name, task.entry_point, run_instead, task.module.split(".")[0],
+                "task {}: no installed console script targets {}; {} (add it with: {})",
+                task.name, task.entry_point, run_instead,
+                f"gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+                if project is None else f"pip install -e {project}, whose build writes it",
             )
         else:
             logger.warning(_taken_message(task, *taken, run_instead))
