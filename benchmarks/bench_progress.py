@@ -10,7 +10,9 @@ ways, each in a process of its own, alternating, fastest of ``--repeat``:
 - a snapshot every engine cycle (interval 0): the worst case, to show what a snapshot
   itself costs.
 
-Target: the terminal display costs at most 2 % over the floor. Prints a table and
+Target: the terminal display costs at most 2 % over the floor, in CPU time (the engine's
+process, the display's refresh thread included; wall time is shown too, but on a shared
+machine it moves by more than 2 % from run to run). Prints a table and
 writes benchmarks/results/progress.json; it never fails on times.
 
     PYTHONPATH=src python benchmarks/bench_progress.py [--nodes 100000] [--repeat 3]
@@ -22,6 +24,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -78,8 +81,9 @@ def child(kind: str, nodes: int) -> dict[str, Any]:
                                   observer=observer)
         seconds = time.perf_counter() - start
     assert result.counts == {"DONE": nodes}, result.counts
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     snapshots = observer.snapshots if isinstance(observer, EveryCycle) else None
-    return {"seconds": seconds, "snapshots": snapshots}
+    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "snapshots": snapshots}
 
 
 def in_child(kind: str, nodes: int) -> dict[str, Any]:
@@ -107,15 +111,20 @@ def main() -> None:
     for _ in range(args.repeat):
         for kind in ("none", "rich", "every"):
             got = in_child(kind, args.nodes)
-            if kind not in best or got["seconds"] < best[kind]["seconds"]:
+            if kind not in best:
                 best[kind] = got
-    floor = best["none"]["seconds"]
-    print(f"{'observer':<28}{'seconds':>10}{'ratio':>8}")
+            else:  # fastest of the repeats, for wall time and CPU time each
+                best[kind]["seconds"] = min(best[kind]["seconds"], got["seconds"])
+                best[kind]["cpu"] = min(best[kind]["cpu"], got["cpu"])
+    wall, cpu = best["none"]["seconds"], best["none"]["cpu"]
+    print(f"{'observer':<28}{'wall s':>8}{'ratio':>8}{'CPU s':>8}{'ratio':>8}")
     for kind, label in (("none", "none (floor)"), ("rich", "terminal display, 0.5 s"),
                         ("every", "snapshot every cycle")):
-        print(f"{label:<28}{best[kind]['seconds']:>10.2f}{best[kind]['seconds'] / floor:>8.3f}")
-    ratio = best["rich"]["seconds"] / floor
-    print(f"terminal display: x{ratio:.3f} (target <= x{TARGET_RATIO}); "
+        b = best[kind]
+        print(f"{label:<28}{b['seconds']:>8.2f}{b['seconds'] / wall:>8.3f}"
+              f"{b['cpu']:>8.2f}{b['cpu'] / cpu:>8.3f}")
+    ratio = best["rich"]["cpu"] / cpu
+    print(f"terminal display: CPU x{ratio:.3f} (target <= x{TARGET_RATIO}); "
           f"{best['every']['snapshots']} snapshots in the every-cycle run")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "progress.json").write_text(json.dumps(

@@ -1,7 +1,7 @@
 """Live progress of ``gristmill run``/``resume``: a rich table on a terminal, plain lines in
 a batch job's log.
 
-On a terminal the display is redrawn in place twice a second (per task: a bar, done,
+On a terminal the display is redrawn in place twice a second by the engine's own loop (per task: a bar, done,
 running, queued, waiting, failed; elapsed and an ETA from this run's pace), and log
 records are printed above it instead of through it. Anywhere else (stdout is a file or
 a pipe: a batch job's log) one line every ``--progress-interval`` seconds says where the
@@ -78,7 +78,9 @@ class RichProgress:
     def __init__(self, verbose: int = 0, console: Console | None = None) -> None:
         self.console = console or Console()
         self.verbose = verbose
-        self.live = Live(console=self.console, refresh_per_second=2, transient=False,
+        # Redrawn when the engine hands over a snapshot (every ``interval`` s), not by a
+        # refresh thread of its own that would compete with the engine for the GIL.
+        self.live = Live(console=self.console, auto_refresh=False, transient=False,
                          redirect_stdout=False, redirect_stderr=False)
 
     def __enter__(self) -> RichProgress:
@@ -97,7 +99,7 @@ class RichProgress:
         self.console.print(Text(str(message).rstrip("\n")), highlight=False)
 
     def update(self, snapshot: Snapshot) -> None:
-        self.live.update(table(snapshot), refresh=snapshot.final)
+        self.live.update(table(snapshot), refresh=True)
 
     def failed(self, failure: Failure) -> None:
         self.console.print(Text(failure_line(failure), style="red"), highlight=False)
