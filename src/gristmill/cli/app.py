@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from gristmill.cli import graph, run, scripts, spec, status
+from gristmill.cli import graph, report, run, scripts, spec, status
 from gristmill.logs import CLI_FORMAT, configure_logging
 
 
@@ -27,5 +27,6 @@ def main(verbose: int) -> None:
 for command in (
     run.run, run.resume, run.cancel, status.status, status.tasks, status.logs,
     graph.graph, spec.spec_command, spec.resources_command, scripts.entry_points, scripts.check,
+    report.report, report.trace,
 ):
     main.add_command(command)
