@@ -19,7 +19,7 @@ from typing import IO, Any
 import attrs
 
 from gristmill.errors import GristmillError
-from gristmill.report.attempts import AttemptRow, iter_attempts, signal_name
+from gristmill.report.attempts import BATCH, AttemptRow, iter_attempts, signal_name
 from gristmill.states import NodeState
 from gristmill.store.db import Store
 
@@ -184,6 +184,9 @@ def write_trace(rows: Iterable[AttemptRow], out: IO[str], *, fmt: str = "tsv",
 
 
 def trace(store: Store, out: IO[str], *, fmt: str = "tsv",
-          fields: Sequence[Field] = FIELDS) -> int:
-    """Write the trace of every attempt in ``store`` to ``out``; returns how many rows."""
-    return write_trace(iter_attempts(store), out, fmt=fmt, fields=fields)
+          fields: Sequence[Field] = FIELDS, batch: int = BATCH) -> int:
+    """Write the trace of every attempt in ``store`` to ``out``; returns how many rows.
+
+    At most ``batch`` rows are held at once, whatever the run's size.
+    """
+    return write_trace(iter_attempts(store, batch=batch), out, fmt=fmt, fields=fields)
