@@ -148,16 +148,17 @@ def render_summary(run_dir: Path, *, failures: int = 3) -> RenderableType:
         order += sorted(set(stats.tasks) - set(order))  # attempts of tasks no longer there
         failed = []
         for _, _, _, attempt in store.last_attempts([NodeState.FAILED]):
-            if attempt is not None:
-                failed.append(attempt)
             if len(failed) >= failures:
                 break
+            if attempt is not None:
+                failed.append(attempt)
         n_failed = sum(n for (_, state), n in counts.items() if state == "FAILED")
     finally:
         store.close()
     parts: list[RenderableType] = [task_table(stats, counts, order)]
-    if failed:
-        parts.append(Text(f"\n{n_failed} node(s) failed; the first:", style="bold red"))
+    if n_failed:
+        parts.append(Text(f"\n{n_failed} node(s) failed" + ("; the first:" if failed else ""),
+                          style="bold red"))
         for attempt in failed:
             # Never wrapped: the rerun command must survive a copy and paste.
             parts.append(Text("\n".join(failure_report(attempt, lines=5)), no_wrap=True,
