@@ -21,7 +21,7 @@ from gristmill.report.attempts import iter_attempts
 from gristmill.report.failures import failure_report
 from gristmill.report.stats import RunStats, TaskStats, gather, quantiles, retry_columns
 from gristmill.states import NodeState
-from gristmill.store.db import Store
+from gristmill.store.db import AttemptRecord, Store
 
 #: Node states in the order the table shows them.
 STATE_ORDER = [s.name for s in NodeState]
@@ -146,7 +146,7 @@ def render_summary(run_dir: Path, *, failures: int = 3) -> RenderableType:
         counts = store.counts()
         order = task_order(store)
         order += sorted(set(stats.tasks) - set(order))  # attempts of tasks no longer there
-        failed = []
+        failed: list[AttemptRecord] = []
         for _, _, _, attempt in store.last_attempts([NodeState.FAILED]):
             if len(failed) >= failures:
                 break
