@@ -1,5 +1,5 @@
 """Development sessions: ``nox -s tests lint typecheck`` (CI), ``bench``, ``slurm``, ``sge``,
-``jobmon``.
+``jobmon``, ``report``.
 
 Sessions use the interpreter nox runs under and the standard library's venv;
 pass ``--default-venv-backend uv`` to nox to use uv instead where it is installed.
@@ -104,6 +104,26 @@ def jobmon(session: nox.Session) -> None:
                 success_codes=[0])
     session.run("pytest", "tests/backends/test_jobmon_translate.py", *session.posargs,
                 success_codes=[0])
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """The HTML report opened in headless Chromium (``pytest -m browser``).
+
+    Uses Debian's ``chromium``, installed here with apt-get when missing (as root, as CI
+    runs), driven by playwright's client; playwright never downloads a browser of its own.
+    Screenshots go to test-artifacts/report (``GM_TEST_ARTIFACTS`` moves them).
+    """
+    if not Path(CHROMIUM).exists():
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium",
+                    external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+    session.install("-e", ".[test,browser]", "-e", EXAMPLE)
+    session.run("pytest", "-m", "browser", "tests/report/test_browser.py", *session.posargs,
+                success_codes=[0], env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
 
 
 def _exported_env(text: str) -> dict[str, str]:

@@ -29,6 +29,10 @@ FORBIDDEN = [
     ("gristmill.spec", "gristmill.engine"),
     ("gristmill.runs", "gristmill.engine"),
     ("gristmill.engine", "gristmill.cli"),
+    *[("gristmill.report", f"gristmill.{layer}")
+      for layer in ("engine", "backends", "cli", "dsl", "graph", "spec", "worker")],
+    *[(f"gristmill.{layer}", "gristmill.report")
+      for layer in ("engine", "backends", "store", "runs", "worker", "dsl", "graph", "spec")],
     ("gristmill.backends.batch", "gristmill.backends.slurm"),
     ("gristmill.backends.batch", "gristmill.backends.sge"),
     # build runs inside a build backend: it reads source and names scripts, nothing more

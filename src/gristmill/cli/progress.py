@@ -1,12 +1,12 @@
 """Live progress of ``gristmill run``/``resume``: a rich table on a terminal, plain lines in
 a batch job's log.
 
-On a terminal the display is redrawn in place twice a second by the engine's own loop (per task: a bar, done,
-running, queued, waiting, failed; elapsed and an ETA from this run's pace), and log
-records are printed above it instead of through it. Anywhere else (stdout is a file or
-a pipe: a batch job's log) one line every ``--progress-interval`` seconds says where the
-run is, and one line per node that failed for good says why, so a log stays short and
-greppable. ``--quiet`` shows neither.
+On a terminal the display is redrawn in place twice a second, by the engine's own loop
+(per task: a bar, done, running, queued, waiting, failed; elapsed and an ETA from this
+run's pace), and log records are printed above it instead of through it. Anywhere else
+(stdout is a file or a pipe: a batch job's log) one line every ``--progress-interval``
+seconds says where the run is, and one line per node that failed for good says why, so a
+log stays short and greppable. ``--quiet`` shows neither.
 """
 
 from __future__ import annotations

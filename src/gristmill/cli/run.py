@@ -142,12 +142,26 @@ def _interruptible(call: Callable[[], RunResult], run_dir: Path, ended: list[flo
 def _exit_for(result: RunResult) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
     click.echo(f"run {result.run_dir}: {'succeeded' if result.ok else 'not complete'} ({counts})")
+    if not result.interrupted:
+        _print_summary(result.run_dir)
     if result.interrupted:
         click.echo(f"interrupted; continue with: gristmill resume {result.run_dir}", err=True)
         sys.exit(130)
     if not result.ok:
         click.echo(f"see failures with: gristmill status {result.run_dir}", err=True)
         sys.exit(1)
+
+
+def _print_summary(run_dir: Path) -> None:
+    """The per-task summary of the run that ended; a run's outcome never hangs on it."""
+    from gristmill.report.summary import console, render_summary
+
+    try:
+        summary = render_summary(run_dir)
+    except GristmillError as exc:
+        click.echo(f"no summary: {exc}", err=True)
+        return
+    console().print(summary)
 
 
 class RunCommand(WorkflowCommand, BackendFlagsCommand):

@@ -9,7 +9,6 @@ measurements instead of guesses.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from loguru import logger
 
 from gristmill.cli.common import WF_ARGS, handle_errors
 from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
-from gristmill.resources import format_duration, format_memory
+from gristmill.report.usage import suggest_entry
 
 
 @click.command("spec", cls=WorkflowCommand, context_settings=WF_ARGS)
@@ -71,17 +70,9 @@ def suggest(rows: list[tuple[str, int | None, float | None]], *, mem_headroom: f
             peaks[task].append(peak)
         if elapsed:
             times[task].append(elapsed)
-    out: dict[str, dict[str, str]] = {}
-    for task in sorted(set(peaks) | set(times)):
-        entry: dict[str, str] = {}
-        if peaks[task]:
-            mem = max(peaks[task]) * mem_headroom
-            entry["mem"] = format_memory(max(1, math.ceil(mem / 2**20)) * 2**20)
-        if times[task]:
-            seconds = max(60, math.ceil(max(times[task]) * time_headroom / 60) * 60)
-            entry["runtime"] = format_duration(seconds)
-        out[task] = entry
-    return out
+    return {task: suggest_entry(max(peaks[task], default=None), max(times[task], default=None),
+                                mem_headroom=mem_headroom, time_headroom=time_headroom)
+            for task in sorted(set(peaks) | set(times))}
 
 
 @click.command("resources")

@@ -9,14 +9,13 @@ attempts, for ``logs`` and any other command that takes a node.
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -26,6 +25,10 @@ from gristmill.cli.common import handle_errors
 from gristmill.engine.steering import META_KEY as STEERING_KEY
 from gristmill.engine.steering import Steering
 from gristmill.errors import RunDirError
+from gristmill.report.failures import failure_report
+from gristmill.report.summary import console as wide_console
+from gristmill.report.summary import human_bytes, human_seconds
+from gristmill.report.usage import TaskUsage, task_usage
 from gristmill.states import NodeState
 from gristmill.store.db import AttemptRecord, Store
 from gristmill.store.lock import is_locked, read_holder
@@ -43,37 +46,22 @@ def _open(run_dir: Path) -> Store:
     return Store.open(run_dir.resolve() if run_dir.is_symlink() else run_dir, readonly=True)
 
 
-def tail(path: str, lines: int = 10) -> list[str]:
-    """The last ``lines`` lines of a log file ([] when it is missing)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return []
-    return data.splitlines()[-lines:]
-
-
-def failure_report(attempt: AttemptRecord, *, lines: int = 10) -> list[str]:
-    """Why one node failed, its last log lines, and the command to rerun it by hand."""
-    what = attempt.state
-    detail = attempt.reason or (
-        f"exit code {attempt.exit_code}" if attempt.exit_code is not None else ""
-    )
-    out = [f"{attempt.job_name} (task {attempt.task}, attempt {attempt.attempt}): {what}"
-           + (f" — {detail}" if detail else "")]
-    if attempt.peak_rss:
-        out.append(f"  peak memory {attempt.peak_rss / 2**20:.0f} MiB; asked "
-                   + ", ".join(f"{k}={v}" for k, v in attempt.resources.items()))
-    out.append(f"  logs: {attempt.stderr}")
-    last = tail(attempt.stderr, lines)
-    if last:
-        out.append("  last lines of stderr:")
-        out.extend(f"    | {line}" for line in last)
-    out.append(f"  rerun by hand: {shlex.join(attempt.argv)}")
-    return out
+def _used_cells(usage: TaskUsage | None) -> tuple[Text, Text]:
+    """Largest peak memory and longest run of a task's ended attempts, against the largest
+    request, with the share used; red where an attempt ran out of either."""
+    if usage is None:
+        return Text("—"), Text("—")
+    mem = Text(f"{human_bytes(usage.peak_rss)} / {human_bytes(usage.mem_requested)}")
+    if usage.mem_pct is not None:
+        mem.append(f" ({usage.mem_pct:.0f}%)")
+    if usage.ooms:
+        mem.append(f" {usage.ooms} OOM", style="bold red")
+    run = Text(f"{human_seconds(usage.elapsed)} / {human_seconds(usage.runtime_requested)}")
+    if usage.runtime_pct is not None:
+        run.append(f" ({usage.runtime_pct:.0f}%)")
+    if usage.timeouts:
+        run.append(f" {usage.timeouts} TIMEOUT", style="bold red")
+    return mem, run
 
 
 def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
@@ -99,6 +87,9 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
         table.add_column(state, justify="right", style=_STATE_STYLE.get(state, ""))
     table.add_column("total", justify="right")
     table.add_column("progress", width=32)
+    table.add_column("peak mem / asked", justify="right")
+    table.add_column("longest / limit", justify="right")
+    usage = task_usage(store)
     total_all: dict[str, int] = defaultdict(int)
     for task, by_state in tasks.items():
         total = sum(by_state.values())
@@ -108,11 +99,12 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
         table.add_row(
             task, *(str(by_state.get(s, "")) for s in states), str(total),
             ProgressBar(total=max(total, 1), completed=done, width=30),
+            *_used_cells(usage.get(task)),
         )
     if len(tasks) > 1:
         table.add_row(
             Text("all", style="bold"), *(str(total_all.get(s, "")) for s in states),
-            str(sum(total_all.values())), "",
+            str(sum(total_all.values())), "", "", "",
         )
     parts: list[object] = [header]
     parts.extend(Text(line, style="yellow")
@@ -139,7 +131,7 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
 def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
     """Counts per task and state, progress, and why each failure failed."""
     run_dir = resolve_run_dir(run_dir)
-    console = Console()
+    console = wide_console()
     store = _open(run_dir)
     try:
         if not watch:

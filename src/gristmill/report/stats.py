@@ -1,0 +1,260 @@
+"""Exact per-task aggregates of a run's attempts, gathered in one pass.
+
+The summary and the report show, per task, attempts by outcome, retries by cause, wall
+time and peak memory as distributions and against what was asked for. Every figure is
+exact whatever the run's size: the values a quantile needs are kept in typed arrays (8
+bytes each: 16 MB for a million attempts' times and peaks), never as Python objects, and
+sorted once at the end.
+
+Failures are clustered by what a person would fix at once: the cause (OOM, TIMEOUT, an
+exit code, a signal, LOST), the reason with its numbers blanked out, and the pattern of
+the last line of stderr (in a Python task, the exception). Reading stderr costs a file
+open per failed attempt, so only the first :data:`STDERR_READS` failures are read; past
+that, attempts are clustered by cause and reason alone, and the report says so.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import attrs
+
+from gristmill.report.attempts import (
+    CAUSE_ORDER,
+    OOM,
+    TIMEOUT,
+    AttemptRow,
+    cause_family,
+)
+from gristmill.report.failures import tail
+from gristmill.states import NodeState
+
+#: Failed attempts whose stderr is read to cluster them by their last line.
+STDERR_READS = 20_000
+#: How much of the end of a log is read for its last lines.
+_TAIL_BYTES = 16 * 1024
+#: Under this share of the request used at most, a task is over-allocated.
+OVER = 0.5
+#: Over this share used at most (or any OOM/TIMEOUT), a task is under-allocated.
+UNDER = 0.9
+
+
+_HEX = re.compile(r"\b(?=[0-9a-f]*[0-9])[0-9a-f]{8,}\b|0x[0-9a-fA-F]+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def pattern(text: str) -> str:
+    """``text`` with ids and numbers blanked (``draw 17 failed`` → ``draw N failed``), so
+    that failures differing only in them cluster together."""
+    return _NUMBER.sub("N", _HEX.sub("X", text.strip()))[:200]
+
+
+def error_line(lines: Sequence[str]) -> str:
+    """The line of a log that says what went wrong: the last line that is not blank."""
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+class Quantiles(NamedTuple):
+    """Five numbers of a distribution, plus how many values and their mean."""
+
+    n: int
+    low: float
+    q1: float
+    median: float
+    q3: float
+    high: float
+    mean: float
+
+
+def quantiles(values: array[float] | Sequence[float]) -> Quantiles | None:
+    """Exact quartiles (linear interpolation, as numpy's default); None for no values."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return None
+
+    def at(q: float) -> float:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    return Quantiles(n, ordered[0], at(0.25), at(0.5), at(0.75), ordered[-1], sum(ordered) / n)
+
+
+@attrs.define
+class TaskStats:
+    """What one task's attempts did; filled by :meth:`add`, one attempt at a time."""
+
+    task: str
+    attempts: int = 0
+    by_state: Counter[str] = attrs.Factory(Counter)
+    #: Attempts after a node's first, by the family of their cause (:data:`CAUSE_ORDER`).
+    retries: Counter[str] = attrs.Factory(Counter)
+    elapsed: array[float] = attrs.Factory(lambda: array("d"))
+    peak: array[float] = attrs.Factory(lambda: array("d"))
+    mem_pct: array[float] = attrs.Factory(lambda: array("d"))
+    runtime_pct: array[float] = attrs.Factory(lambda: array("d"))
+    mem_requested: int | None = None  #: the most any attempt asked for
+    runtime_requested: float | None = None
+    cores_requested: int | None = None
+    #: Peak memory and elapsed time of successful attempts (what ``--suggest`` fits).
+    ok_peak: int | None = None
+    ok_elapsed: float | None = None
+    first_submit: float | None = None
+    last_end: float | None = None
+
+    def add(self, row: AttemptRow) -> None:
+        self.attempts += 1
+        self.by_state[row.state] += 1
+        if row.attempt > 1 and row.previous_state is not None:
+            self.retries[cause_family(row.retry_cause)] += 1
+        if row.mem and (self.mem_requested is None or row.mem > self.mem_requested):
+            self.mem_requested = row.mem
+        if row.runtime and (self.runtime_requested is None
+                            or row.runtime > self.runtime_requested):
+            self.runtime_requested = row.runtime
+        if row.cores and (self.cores_requested is None or row.cores > self.cores_requested):
+            self.cores_requested = row.cores
+        if row.elapsed is not None:
+            self.elapsed.append(row.elapsed)
+            if row.runtime:
+                self.runtime_pct.append(100 * row.elapsed / row.runtime)
+        if row.peak_rss:
+            self.peak.append(row.peak_rss)
+            if row.mem:
+                self.mem_pct.append(100 * row.peak_rss / row.mem)
+        if row.state == "SUCCEEDED":
+            if row.peak_rss and (self.ok_peak is None or row.peak_rss > self.ok_peak):
+                self.ok_peak = row.peak_rss
+            if row.elapsed is not None and (self.ok_elapsed is None
+                                            or row.elapsed > self.ok_elapsed):
+                self.ok_elapsed = row.elapsed
+        if self.first_submit is None or row.submitted < self.first_submit:
+            self.first_submit = row.submitted
+        if row.ended is not None and (self.last_end is None or row.ended > self.last_end):
+            self.last_end = row.ended
+
+    def retries_total(self) -> int:
+        return sum(self.retries.values())
+
+    def mem_flag(self) -> str:
+        """``under`` (an OOM, or a peak above 90% of the request), ``over`` (every peak
+        below 50%), else ``""``."""
+        return _flag(self.by_state.get(OOM, 0), self.mem_pct)
+
+    def runtime_flag(self) -> str:
+        """As :meth:`mem_flag`, for runtime (TIMEOUT instead of OOM)."""
+        return _flag(self.by_state.get(TIMEOUT, 0), self.runtime_pct)
+
+
+def _flag(exceeded: int, pct: array[float]) -> str:
+    if exceeded:
+        return "under"
+    if not pct:
+        return ""
+    top = max(pct)
+    if top > 100 * UNDER:
+        return "under"
+    if top < 100 * OVER:
+        return "over"
+    return ""
+
+
+@attrs.define
+class Cluster:
+    """Failed attempts that failed the same way; one is kept as the sample."""
+
+    cause: str
+    reason: str  #: the reason's pattern (:func:`pattern`)
+    line: str  #: the pattern of the last stderr line; "" when not read
+    attempts: int = 0
+    #: Nodes whose final attempt is in this cluster and that ended FAILED.
+    final: int = 0
+    tasks: Counter[str] = attrs.Factory(Counter)
+    sample_key: str = ""
+    sample_job: str = ""
+    sample_node: int | None = None
+    sample_stderr: str = ""
+    sample_reason: str = ""
+
+
+@attrs.define
+class RunStats:
+    """Per-task aggregates and failure clusters of every attempt of a run."""
+
+    tasks: dict[str, TaskStats] = attrs.Factory(dict)
+    clusters: dict[tuple[str, str, str], Cluster] = attrs.Factory(dict)
+    attempts: int = 0
+    failed_attempts: int = 0
+    #: Failed attempts clustered without reading their stderr (past :data:`STDERR_READS`).
+    unread: int = 0
+    first_submit: float | None = None
+    last_end: float | None = None
+    hosts: Counter[str] = attrs.Factory(Counter)
+
+    def add(self, row: AttemptRow) -> None:
+        self.attempts += 1
+        stats = self.tasks.get(row.task)
+        if stats is None:
+            stats = self.tasks[row.task] = TaskStats(row.task)
+        stats.add(row)
+        if row.host:
+            self.hosts[row.host] += 1
+        if self.first_submit is None or row.submitted < self.first_submit:
+            self.first_submit = row.submitted
+        if row.ended is not None and (self.last_end is None or row.ended > self.last_end):
+            self.last_end = row.ended
+        why = row.cause
+        if why:
+            self._add_failure(row, why)
+
+    def _add_failure(self, row: AttemptRow, why: str) -> None:
+        self.failed_attempts += 1
+        line = ""
+        if self.failed_attempts <= STDERR_READS:
+            line = pattern(error_line(tail(row.stderr, 5, size=_TAIL_BYTES)))
+        else:
+            self.unread += 1
+        key = (why, pattern(row.reason), line)
+        cluster = self.clusters.get(key)
+        if cluster is None:
+            cluster = self.clusters[key] = Cluster(
+                why, key[1], line, sample_key=row.key, sample_job=row.job_name,
+                sample_node=row.node, sample_stderr=row.stderr, sample_reason=row.reason)
+        cluster.attempts += 1
+        cluster.tasks[row.task] += 1
+        if row.last and row.node_state == NodeState.FAILED:
+            cluster.final += 1
+            if cluster.final == 1:  # the sample becomes a node that failed for good
+                cluster.sample_key, cluster.sample_job = row.key, row.job_name
+                cluster.sample_node, cluster.sample_stderr = row.node, row.stderr
+                cluster.sample_reason = row.reason
+
+    def ordered_clusters(self) -> list[Cluster]:
+        """Clusters, the ones that failed most nodes for good first, then by attempts."""
+        return sorted(self.clusters.values(), key=lambda c: (-c.final, -c.attempts, c.cause))
+
+
+def gather(rows: Iterable[AttemptRow]) -> RunStats:
+    """One pass over ``rows`` into a :class:`RunStats`."""
+    stats = RunStats()
+    add = stats.add
+    for row in rows:
+        add(row)
+    return stats
+
+
+def retry_columns(stats: Iterable[TaskStats]) -> list[str]:
+    """The retry causes that occur in ``stats``, in :data:`CAUSE_ORDER` (others last)."""
+    seen: set[str] = set()
+    for task in stats:
+        seen.update(k for k, v in task.retries.items() if v)
+    return [c for c in CAUSE_ORDER if c in seen] + sorted(seen - set(CAUSE_ORDER))

@@ -1,0 +1,150 @@
+"""The HTML report as a file: self-contained, and its data says what the store says."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import sys
+from array import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gm_runstore import build_run
+
+from gristmill.errors import GristmillError
+from gristmill.report.attempts import iter_attempts
+from gristmill.report.html import MISSING_PLOTLY, plotly_js, write_report
+from gristmill.store.db import Store
+
+
+def _script(page: str, element_id: str) -> str:
+    found = re.search(rf'<script id="{element_id}" type="[^"]+">(.*?)</script>', page, re.S)
+    assert found is not None, element_id
+    return found.group(1)
+
+
+def page_data(page: str) -> dict[str, Any]:
+    return dict(json.loads(_script(page, "gm-data")))
+
+
+def table_rows(page: str) -> tuple[dict[str, Any], dict[str, list[int]], list[str]]:
+    """The attempt table as the page's script unpacks it, done here in Python."""
+    meta = page_data(page)["table"]
+    raw = gzip.decompress(base64.b64decode(_script(page, "gm-table")))
+    n, offset, cols = meta["rows"], 0, {}
+    for name in meta["columns"]:
+        col = array("i")
+        col.frombytes(raw[offset:offset + 4 * n])
+        if sys.byteorder != "little":
+            col.byteswap()
+        values = list(col)
+        if name in meta["delta"]:
+            for i in range(1, n):
+                values[i] += values[i - 1]
+        cols[name] = values
+        offset += 4 * n
+    names = raw[offset:].decode().split("\n") if n else []
+    return meta, cols, names
+
+
+@pytest.fixture(scope="module")
+def report(mixed_run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("html") / "report.html"
+    info = write_report(mixed_run, out)
+    assert info.path == out
+    assert info.attempts == 7
+    assert not info.sampled
+    return out.read_text()
+
+
+def test_the_page_needs_no_network(report: str) -> None:
+    assert "<script src" not in report
+    assert "<link" not in report
+    assert "@import" not in report
+    assert plotly_js()[:200] in report  # plotly.js itself is inside
+
+
+def test_the_page_holds_the_runs_counts_provenance_and_failures(report: str,
+                                                                mixed_run: Path) -> None:
+    data = page_data(report)
+    assert data["title"] == "mixed"
+    assert data["counts"] == {"DONE": 4, "FAILED": 1, "UPSTREAM_FAILED": 1}
+    assert data["attempts"] == 7
+    provenance = dict(data["provenance"])
+    assert provenance["workflow"] == "mixed"
+    assert provenance["run directory"] == str(mixed_run)
+    assert provenance["status"] == "failed"
+    assert provenance["user"]
+    assert [t["task"] for t in data["tasks"]] == ["hog", "exit_with", "append_line"]
+    hog = data["tasks"][0]
+    assert hog["retries"]["OOM"] == 1
+    assert hog["mem_flag"] == "under"
+    assert hog["suggest"]["mem"].endswith("M")
+    first = data["failures"][0]
+    assert (first["cause"], first["attempts"], first["final"]) == ("exit 3", 2, 1)
+    assert first["stderr"] == ["about to exit with code 3"]
+    assert "--code 3" in first["rerun"]
+
+
+def test_the_figures_are_plotly_specs_of_every_task_and_attempt(report: str) -> None:
+    figures = page_data(report)["figures"]
+    assert {t["name"] for t in figures["mem"]["data"]} == {"hog"}  # the one with a mem limit
+    assert {t["name"] for t in figures["runtime"]["data"]} == {"append_line"}  # a limit
+    lines = figures["timeline"]["data"]
+    ran = [t for t in lines if t["name"] != "queued"]
+    segments = sum(t["x"].count(None) for t in ran)
+    assert segments == 7  # one bar per attempt
+    assert {t["name"] for t in ran} == {"hog", "append_line", "did not succeed"}
+
+
+def test_the_packed_table_holds_every_attempt(report: str, mixed_run: Path) -> None:
+    meta, cols, names = table_rows(report)
+    store = Store.open(mixed_run, readonly=True)
+    try:
+        rows = list(iter_attempts(store))
+    finally:
+        store.close()
+    assert meta["rows"] == len(rows) == len(names)
+    assert names == [r.job_name for r in rows]
+    assert [meta["tasks"][i] for i in cols["task"]] == [r.task for r in rows]
+    assert [meta["states"][i] for i in cols["state"]] == [r.state for r in rows]
+    assert [meta["causes"][i] for i in cols["retry"]] == [r.retry_cause for r in rows]
+    assert cols["node"] == [r.node for r in rows]
+    for value, row in zip(cols["elapsed"], rows):
+        assert row.elapsed is not None
+        assert value == pytest.approx(row.elapsed * 100, rel=0.01, abs=1)
+
+
+def test_a_large_run_samples_the_timeline_but_keeps_every_attempt_in_the_table(
+    tmp_path: Path,
+) -> None:
+    counts = build_run(tmp_path / "run", 3_000)
+    info = write_report(tmp_path / "run", tmp_path / "big.html", timeline_limit=500)
+    page = (tmp_path / "big.html").read_text()
+    data = page_data(page)
+    assert info.sampled
+    assert data["timeline"]["sampled"]
+    assert 250 < data["timeline"]["shown"] < 1000  # about the limit: a sample of nodes
+    meta, cols, names = table_rows(page)
+    assert meta["rows"] == info.attempts == len(names) == len(cols["node"]) > 3_000
+    assert data["counts"] == counts
+    timeline = data["figures"]["timeline"]["data"]
+    shown = sum(t["x"].count(None) for t in timeline if t["name"] != "queued")
+    assert shown == data["timeline"]["shown"]
+
+
+def test_without_plotly_the_message_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                    mixed_run: Path, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "plotly.offline", None)  # import fails
+    with pytest.raises(GristmillError, match=re.escape("pip install 'gristmill[report]'")):
+        write_report(mixed_run, tmp_path / "r.html")
+    assert "plotly" in MISSING_PLOTLY
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_an_unwritable_place_is_a_clear_error(mixed_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(GristmillError, match=r"cannot write the report to .*; choose another"):
+        write_report(mixed_run, tmp_path / "no" / "such" / "dir" / "r.html")
