@@ -1,6 +1,10 @@
 """Development sessions: ``nox -s tests lint typecheck`` (CI), ``bench``, ``slurm``, ``sge``,
 ``jobmon``, ``report``.
 
+``GM_HIDE_SCHEDULERS=1 nox -s tests`` runs the tests as on a machine without Slurm or
+Grid Engine: every scheduler client (tests/data/scheduler_commands.txt) is hidden from
+their PATH. CI (.ci/run) runs it so; the cluster sessions still see the clients.
+
 Sessions use the interpreter nox runs under and the standard library's venv;
 pass ``--default-venv-backend uv`` to nox to use uv instead where it is installed.
 """
@@ -9,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -20,6 +26,39 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 ROOT = Path(__file__).parent
 EXAMPLE = "examples/seiir_like"
 LINTED = ("src", "tests", "benchmarks", "examples", "noxfile.py")
+SCHEDULER_COMMANDS = ROOT / "tests" / "data" / "scheduler_commands.txt"
+
+
+def _scheduler_clients() -> frozenset[str]:
+    """The names in tests/data/scheduler_commands.txt (the tests' guard reads it too)."""
+    lines = SCHEDULER_COMMANDS.read_text().splitlines()
+    return frozenset(s for s in (x.strip() for x in lines) if s and not s.startswith("#"))
+
+
+def _path_without(names: frozenset[str], search: str, views: Path) -> str:
+    """``search`` (a PATH) with each directory that holds one of ``names`` replaced by a
+    directory of links to all its other entries, made under ``views``.
+
+    The clients usually sit in /usr/bin beside everything else the tests run (sh, git,
+    python), so the directory itself cannot be dropped from PATH.
+    """
+    parts = []
+    for number, folder in enumerate(search.split(os.pathsep)):
+        try:
+            entries = os.listdir(folder or ".")
+        except OSError:
+            parts.append(folder)
+            continue
+        if names.isdisjoint(entries):
+            parts.append(folder)
+            continue
+        view = views.absolute() / str(number)
+        view.mkdir(parents=True)
+        for entry in entries:
+            if entry not in names:
+                (view / entry).symlink_to(Path(folder or ".", entry).absolute())
+        parts.append(str(view))
+    return os.pathsep.join(parts)
 
 
 def install_example(session: nox.Session) -> None:
@@ -34,11 +73,23 @@ def tests(session: nox.Session) -> None:
     """Run pytest (extra arguments are passed through: ``nox -s tests -- -k spec -x``).
 
     The dask extra is installed: its backend's tests start a real scheduler and workers.
+    With ``GM_HIDE_SCHEDULERS=1`` no Slurm or Grid Engine client is on the tests' PATH
+    (tests/test_scheduler_guard.py then checks that none can be found).
     """
     session.install("-e", ".[test,dask]")
     install_example(session)
-    # Only exit code 0 counts: 5 ("no tests collected") is a failure, not a pass.
-    session.run("pytest", *session.posargs, success_codes=[0])
+    if os.environ.get("GM_HIDE_SCHEDULERS") != "1":
+        # Only exit code 0 counts: 5 ("no tests collected") is a failure, not a pass.
+        session.run("pytest", *session.posargs, success_codes=[0])
+        return
+    names = _scheduler_clients()
+    with tempfile.TemporaryDirectory(prefix="gristmill-path-") as views:
+        search = _path_without(names, os.environ.get("PATH", ""), Path(views))
+        left = sorted(n for n in names if shutil.which(n, path=search))
+        if left:
+            session.error(f"could not hide the scheduler clients {left} from PATH")
+        session.log("scheduler clients hidden from the tests' PATH")
+        session.run("pytest", *session.posargs, success_codes=[0], env={"PATH": search})
 
 
 @nox.session
@@ -70,8 +121,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run every benchmarks/bench_*.py script; each prints ratios against its own floor."""
-    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    """Run every benchmarks/bench_*.py script but bench_peers.py (its own session, which
+    installs the peers); each prints ratios against its own floor."""
+    scripts = sorted(p for p in (ROOT / "benchmarks").glob("bench_*.py")
+                     if p.name != "bench_peers.py")
     if not scripts:
         session.skip("no benchmarks/bench_*.py scripts")
     session.install("-e", ".[test,dask]")
@@ -121,7 +174,8 @@ def report(session: nox.Session) -> None:
         session.run("apt-get", "update", "-q", external=True)
         session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium",
                     external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
-    session.install("-e", ".[test,browser]", "-e", EXAMPLE)
+    session.install("-e", ".[test,browser]")
+    install_example(session)
     session.run("pytest", "-m", "browser", "tests/report/test_browser.py", *session.posargs,
                 success_codes=[0], env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
 

@@ -1,7 +1,8 @@
 """1,000 ``true`` tasks on the jobmon backend against the local backend, as a ratio.
 
 Both run the same JobRequests through the Backend protocol (submit all, then wait and
-poll until every one has finished): ``LocalBackend(max_cores=2)``, the floor, then
+poll until every one has finished; any job that did not succeed stops the script, see
+drive.py): ``LocalBackend(max_cores=2)``, the floor, then
 ``JobmonBackend`` on jobmon's ``multiprocess`` cluster (3 worker processes) against a
 jobmon server this script starts with ci/jobmon/start.sh (SQLite, 127.0.0.1) and stops
 at the end. Prints seconds, ms per task and the ratio; it never fails on times.
@@ -22,6 +23,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from drive import drive
 
 from gristmill.backends.base import Backend, JobRequest
 from gristmill.backends.local.backend import LocalBackend
@@ -44,15 +47,9 @@ def requests(tasks: int, run_dir: Path) -> list[JobRequest]:
 
 
 def run_all(backend: Backend, jobs: list[JobRequest]) -> tuple[float, int]:
-    """Seconds from submit to the last task seen finished; how many polls it took."""
+    """Seconds from submit to the last task seen succeeded; how many polls it took."""
     start = time.perf_counter()
-    live = set(backend.submit(jobs))
-    polls = 0
-    while live:
-        backend.wait(0.5)
-        polls += 1
-        finished = [h for h, s in backend.poll(list(live)).items() if s.state.finished]
-        live.difference_update(finished)
+    polls = drive(backend, jobs, wait=0.5)
     return time.perf_counter() - start, polls
 
 
@@ -97,8 +94,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         local_backend = LocalBackend(max_cores=2)
-        local, _ = run_all(local_backend, requests(n, folder / "local"))
-        local_backend.close()
+        try:
+            local, _ = run_all(local_backend, requests(n, folder / "local"))
+        finally:
+            local_backend.close()
         url, env, server_start = start_server(folder / "server")
         try:
             jobmon_backend = JobmonBackend(service_url=url, cluster=options.cluster)

@@ -2,8 +2,13 @@
 
 Run with ``python benchmarks/bench_record.py`` (no pytest). Each shape is built
 once with gristmill and once as a plain dict fed to ``graphlib.TopologicalSorter``
-(the floor, measured in the same run), and the table shows the ratio. The map is
-then persisted into a run store (``Store.write_dag``, what a new run does before
+(the floor, measured in the same run), and the table shows the ratio. The ratio
+compares like with like: the floor builds every node and edge and orders them, so
+gristmill's side is recording *and* resolving the graph (node ids, order, cycle
+check, every node's identity), what a run does before it can start anything.
+Recording alone is timed too, against its target only: a ``map`` records one lazy
+group whatever its size, work of another kind than sorting a million nodes. The map
+is then persisted into a run store (``Store.write_dag``, what a new run does before
 any task starts) against a bare ``executemany`` of the same rows into a plain
 SQLite table. Results go to ``benchmarks/results/record.json``; targets are
 printed, never enforced.
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +140,19 @@ def floor_persist(identities: list[str]) -> float:
     return seconds
 
 
+def resolved(wf: Any) -> list[str]:
+    """Resolve the recorded graph and compute every node's identity (a run's first step)."""
+    return wf.graph().identities()
+
+
 def measure(map_size: int, chain_size: int) -> dict[str, Any]:
     # (a) one map of map_size nodes plus a fan-in; measured first so the peak RSS is its own.
     rss_before = rss_mb()
     map_seconds, wf = timed(lambda: _recorded_len(big_map, map_size))
     map_rss = rss_mb()
     assert len(wf) == map_size + 1, len(wf)
-    # What a run needs next: every node's identity (the store's key), computed in bulk.
-    identities_seconds, identities = timed(wf.graph().identities)
+    # What a run needs next: the graph resolved and every node's identity (the store's key).
+    identities_seconds, identities = timed(partial(resolved, wf))
     identities_rss = rss_mb()
     assert len(set(identities)) == map_size + 1
     persist_seconds = persist(wf)
@@ -152,23 +163,28 @@ def measure(map_size: int, chain_size: int) -> dict[str, Any]:
     # (b) chain_size individually called nodes, each after the previous one.
     chain_seconds, chain = timed(lambda: _recorded_len(many_calls, chain_size))
     assert len(chain) == chain_size, len(chain)
-    del chain
+    chain_resolve_seconds, chain_ids = timed(partial(resolved, chain))
+    assert len(set(chain_ids)) == chain_size
+    del chain, chain_ids
     floor_chain_seconds, n = timed(lambda: floor_chain(chain_size))
     assert n == chain_size
+    map_total = map_seconds + identities_seconds
+    chain_total = chain_seconds + chain_resolve_seconds
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "map": {
             "nodes": map_size + 1,
-            "seconds": round(map_seconds, 3),
+            "seconds": round(map_seconds, 3),  # recording alone (lazy), against the target
             "peak_rss_mb": round(map_rss, 1),
             "rss_before_mb": round(rss_before, 1),
-            "floor_seconds": round(floor_map_seconds, 3),
-            "ratio": round(map_seconds / floor_map_seconds, 3),
             "target_seconds": TARGET_SECONDS,
             "target_rss_mb": TARGET_MAP_MB,
             "identities_seconds": round(identities_seconds, 3),
             "identities_peak_rss_mb": round(identities_rss, 1),
+            "resolved_seconds": round(map_total, 3),  # record + resolve: the floor's work
+            "floor_seconds": round(floor_map_seconds, 3),
+            "ratio": round(map_total / floor_map_seconds, 3),
         },
         "persist": {
             "nodes": map_size + 1,
@@ -179,40 +195,50 @@ def measure(map_size: int, chain_size: int) -> dict[str, Any]:
         },
         "calls": {
             "nodes": chain_size,
-            "seconds": round(chain_seconds, 3),
-            "floor_seconds": round(floor_chain_seconds, 3),
-            "ratio": round(chain_seconds / floor_chain_seconds, 3),
+            "seconds": round(chain_seconds, 3),  # recording alone, against the target
             "target_seconds": TARGET_SECONDS,
+            "identities_seconds": round(chain_resolve_seconds, 3),
+            "resolved_seconds": round(chain_total, 3),
+            "floor_seconds": round(floor_chain_seconds, 3),
+            "ratio": round(chain_total / floor_chain_seconds, 3),
         },
     }
 
 
 def table(results: dict[str, Any]) -> str:
     rows = [
-        ("shape", "nodes", "gristmill s", "graphlib s", "ratio", "peak RSS MB", "target"),
+        ("shape", "what is timed", "nodes", "gristmill s", "floor s", "ratio", "peak RSS MB",
+         "target"),
     ]
-    m, c = results["map"], results["calls"]
+    m, p, c = results["map"], results["persist"], results["calls"]
     rows.append((
-        "map + fan-in", f"{m['nodes']:,}", f"{m['seconds']:.3f}", f"{m['floor_seconds']:.3f}",
-        f"{m['ratio']:.2f}", f"{m['peak_rss_mb']:.0f}",
+        "map + fan-in", "record (one lazy group)", f"{m['nodes']:,}", f"{m['seconds']:.3f}",
+        "", "", f"{m['peak_rss_mb']:.0f}",
         f"<= {m['target_seconds']:g} s, <= {m['target_rss_mb']:g} MB",
     ))
     rows.append((
-        "  + identities", f"{m['nodes']:,}", f"{m['identities_seconds']:.3f}", "", "",
-        f"{m['identities_peak_rss_mb']:.0f}", "(informative)",
+        "", "record + resolve", f"{m['nodes']:,}", f"{m['resolved_seconds']:.3f}",
+        f"{m['floor_seconds']:.3f} (graphlib)", f"{m['ratio']:.2f}",
+        f"{m['identities_peak_rss_mb']:.0f}", "",
     ))
-    p = results["persist"]
     rows.append((
-        "  persisted", f"{p['nodes']:,}", f"{p['seconds']:.3f}",
+        "", "persist into the store", f"{p['nodes']:,}", f"{p['seconds']:.3f}",
         f"{p['floor_seconds']:.3f} (SQLite)", f"{p['ratio']:.2f}", "",
         f"<= {p['target_seconds']:g} s",
     ))
     rows.append((
-        "calls + after=", f"{c['nodes']:,}", f"{c['seconds']:.3f}", f"{c['floor_seconds']:.3f}",
-        f"{c['ratio']:.2f}", "", f"<= {c['target_seconds']:g} s",
+        "calls + after=", "record", f"{c['nodes']:,}", f"{c['seconds']:.3f}", "", "", "",
+        f"<= {c['target_seconds']:g} s",
+    ))
+    rows.append((
+        "", "record + resolve", f"{c['nodes']:,}", f"{c['resolved_seconds']:.3f}",
+        f"{c['floor_seconds']:.3f} (graphlib)", f"{c['ratio']:.2f}", "", "",
     ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows)
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append("ratio: gristmill / floor for the same result: every node and edge known "
+                 "and in order (persist: the same rows written)")
+    return "\n".join(lines)
 
 
 def main() -> None:

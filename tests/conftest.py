@@ -24,7 +24,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 if str(FIXTURES) not in sys.path:
     sys.path.insert(0, str(FIXTURES))
 
-from gm_testing import FIXTURE_PKG, SRC, InstalledPackage, fixtures_importable  # noqa: E402 -- needs FIXTURES on sys.path
+from gm_testing import (  # noqa: E402 -- needs FIXTURES on sys.path
+    FIXTURE_PKG,
+    SCHEDULER_COMMANDS,
+    SRC,
+    InstalledPackage,
+    fixtures_importable,
+)
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +80,6 @@ def installed_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installe
     entrypoints.refresh()
 
 
-#: The scheduler clients a unit test must never reach (they may be installed here: CI
-#: installs Slurm and Grid Engine for the cluster sessions).
-SCHEDULER_COMMANDS = (
-    "sbatch", "squeue", "sacct", "scontrol", "scancel", "sinfo", "srun", "salloc", "sacctmgr",
-    "qsub", "qstat", "qacct", "qdel", "qconf", "qhost", "qalter", "qmod", "qrls", "qhold",
-)
 _GUARD_STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "${GM_SCHEDULER_GUARD_LOG:-/dev/null}"
 echo "gristmill tests: a unit test reached the real scheduler command $(basename "$0"); \

@@ -39,7 +39,7 @@ from gristmill.engine.runner import RunResult, run_workflow  # noqa: E402
 from gristmill.errors import BackendError, SpecError  # noqa: E402
 from gristmill.resources import Policy, Resources  # noqa: E402
 from gristmill.states import JobState  # noqa: E402
-from gristmill.store.db import STORE_NAME  # noqa: E402
+from gristmill.store.db import STORE_NAME, Store  # noqa: E402
 from gristmill.worker.result import read_result  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -195,6 +195,31 @@ def test_a_workflow_runs_through_the_engine(
     rows = attempt_rows(result.run_dir)
     assert {row["state"] for row in rows} == {"SUCCEEDED"}
     assert all(row["job_id"].endswith(f"@{scheduler}") for row in rows)
+
+
+def test_the_dask_scheduler_flag_of_gristmill_run_sends_the_jobs_to_that_scheduler(
+    et: ModuleType, scheduler: str, tmp_path: Path
+) -> None:
+    """``gristmill run --backend dask --dask-scheduler ADDRESS``: the tasks run on that
+    cluster's workers (each appends the WORKER_NAME they export), not on a cluster of the
+    engine's own, and the run keeps the address for its resume."""
+    path, root = tmp_path / "where", tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-c", "from gristmill.cli.app import main; main()", "run",
+         "engine_tasks:wheres", "--path", str(path), "--n", "3", "--backend", "dask",
+         "--dask-scheduler", scheduler, "--poll-interval", "0.5", "--run-dir", str(root)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(lines(path)) == 3
+    assert set(lines(path)) <= {"big", "small"}, lines(path)
+    run_dir = (root / "latest").resolve()
+    store = Store.open(run_dir, readonly=True)
+    try:
+        assert store.meta()["backend_options"]["scheduler"] == scheduler
+    finally:
+        store.close()
+    assert {row["job_id"].rpartition("@")[2] for row in attempt_rows(run_dir)} == {scheduler}
 
 
 def test_exit_code_oom_and_timeout_come_from_the_wrapper(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner, Result
-from gm_testing import InstalledPackage, run_python
+from gm_testing import InstalledPackage, graphviz_dot, run_python
 
 from gristmill.cli.app import main
 
+SVG = "{http://www.w3.org/2000/svg}"
 CLI = "import sys; from gristmill.cli.app import main; main(prog_name='gristmill')"
 
 
@@ -39,6 +41,27 @@ def test_graph_prints_mermaid_and_summary() -> None:
     summary = gristmill("graph", *SEIIR, "--format", "summary")
     assert summary.exit_code == 0, summary.output
     assert summary.output == "seiir-v1: 1004 nodes\n  fit: 1000\n  validate: 1\n  forecast: 3\n"
+
+
+def test_graph_draws_svg_with_graphviz_one_box_per_unit() -> None:
+    """``--format svg`` pipes the dot drawing through Graphviz: the same boxes and edges."""
+    graphviz_dot()
+    result = gristmill("graph", "--format", "svg", *SEIIR)
+    assert result.exit_code == 0, result.output
+    svg = ElementTree.fromstring(result.output.encode())  # well-formed XML, or this raises
+    assert svg.tag == f"{SVG}svg"
+
+    def titles(kind: str) -> dict[str, list[str]]:
+        return {str(g.findtext(f"{SVG}title")): [str(t.text) for t in g.iter(f"{SVG}text")]
+                for g in svg.iter(f"{SVG}g") if g.get("class") == kind}
+
+    assert titles("node") == {
+        "u0": ["fit x1000 (by draw)"], "u1": ["validate"], "u2": ["forecast(location_id=1)"],
+        "u3": ["forecast(location_id=2)"], "u4": ["forecast(location_id=3)"]}
+    dot = gristmill("graph", *SEIIR).output
+    edges = sorted(line.strip().rstrip(";").replace(" -> ", "->") for line in dot.splitlines()
+                   if " -> " in line)
+    assert sorted(titles("edge")) == edges == ["u0->u1"]
 
 
 def test_graph_svg_without_graphviz_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 from gm_spec_docs import documents
+from gm_testing import attempts
 from hypothesis import HealthCheck, given, settings
 
 from gristmill.cli.app import main
 from gristmill.cli.spec import suggest
+from gristmill.resources import format_memory, parse_duration, parse_memory
 from gristmill.spec.load import Spec
 
 SEIIR = ["gm_flows:seiir", "--version", "v1", "--n-draws", "4", "--location-ids", "1,2"]
@@ -21,6 +25,14 @@ SEIIR = ["gm_flows:seiir", "--version", "v1", "--n-draws", "4", "--location-ids"
 
 def gristmill(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def latest(root: Path) -> Path:
+    return (root / "latest").resolve()
 
 
 def test_spec_shows_decorator_values_merged_with_a_spec_file(tmp_path: Path) -> None:
@@ -137,7 +149,49 @@ def test_suggest_covers_the_largest_successful_attempt_with_headroom() -> None:
     assert table["validate"] == {"runtime": "00:01:00"}
 
 
-def test_resources_suggest_without_successful_attempts_is_an_error(tmp_path: Path) -> None:
+def test_resources_suggest_of_a_directory_that_is_no_run_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["resources", str(tmp_path), "--suggest"])
     assert result.exit_code == 2
     assert "not a gristmill run directory" in result.output
+
+
+def test_resources_suggest_derives_mem_and_runtime_from_what_the_tasks_used(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    """``hog`` holds 100 MiB for 2 s under its 200M limit; ``exit_with`` fails."""
+    run = cli("run", "engine_tasks:measured", "--path", str(tmp_path / "out"),
+              "--run-dir", str(tmp_path / "runs"))
+    assert run.exit_code == 1, run.output  # exit_with failed, the others succeeded
+    run_dir = latest(tmp_path / "runs")
+    used = {a.task: a for a in attempts(run_dir) if a.state == "SUCCEEDED"}
+    assert sorted(used) == ["append_line", "hog"]
+    result = cli("resources", str(run_dir), "--suggest", "--time-headroom", "60")
+    assert result.exit_code == 0, result.output
+    header, _, body = result.stdout.partition("\n")
+    assert header == ("# from 2 successful attempt(s); mem = peak x1.25, "
+                      "runtime = longest x60")
+    tasks = yaml.safe_load(body)["tasks"]
+    assert set(tasks) == {"append_line", "hog"}  # nothing from the failed attempt
+    hog = tasks["hog"]
+    assert 125 * 2**20 <= parse_memory(hog["mem"]) <= 250 * 2**20  # 100M touched..200M limit, x1.25
+    assert parse_memory(hog["mem"]) == 2**20 * math.ceil(used["hog"].peak_rss * 1.25 / 2**20)
+    assert parse_duration(hog["runtime"]) >= 120  # held 2 s, x60
+    assert parse_duration(hog["runtime"]) == 60 * math.ceil(used["hog"].elapsed * 60 / 60)
+    small, peak = tasks["append_line"], used["append_line"].peak_rss
+    assert parse_duration(small["runtime"]) == 60 * math.ceil(
+        used["append_line"].elapsed * 60 / 60)
+    # It touched nothing: a peak under the supervisor's own is not measured, and no mem
+    # is suggested; one that is measured is ~100 MiB under hog's.
+    assert small.get("mem") == (None if peak is None else format_memory(
+        2**20 * math.ceil(peak * 1.25 / 2**20)))
+    assert peak is None or peak < used["hog"].peak_rss - 90 * 2**20
+
+
+def test_resources_suggest_without_successful_attempts_is_an_error(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    run = cli("run", "engine_tasks:one_exit", "--code", "3", "--run-dir", str(tmp_path / "runs"))
+    assert run.exit_code == 1, run.output
+    result = cli("resources", str(latest(tmp_path / "runs")), "--suggest")
+    assert result.exit_code == 1, result.output
+    assert "no successful attempts to learn from in the run(s) given" in result.output

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from gm_testing import attempts
+from gm_testing import attempts, max_overlap
 
 import gristmill.engine.runner
 from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
@@ -148,14 +148,23 @@ def test_cancel_without_an_engine_says_a_backend_that_cannot_reattach_cannot_can
         cancel_orphans(first.run_dir)
 
 
+@pytest.mark.parametrize(("window", "flow", "most"), [
+    (1, "spans", 1), (2, "spans", 2),
+    (3, "spans_wf_limited", 2),  # the workflow's max_concurrent=2 is the smaller limit
+])
 def test_the_engine_hands_over_at_most_max_inflight_jobs(
-    et: ModuleType, backends: Backends, tmp_path: Path
+    et: ModuleType, backends: Backends, tmp_path: Path, window: int, flow: str, most: int
 ) -> None:
-    backends.next = Capabilities(max_inflight=2)
-    result = run_workflow(et.spans(stamps=str(tmp_path / "stamps"), n=6, pause=0.2),
+    """Never more than the window submitted and not yet reported finished, and the tasks
+    themselves never overlapped more: 4 cores would have run 4 at once."""
+    backends.next = Capabilities(max_inflight=window)
+    stamps = tmp_path / "stamps"
+    result = run_workflow(getattr(et, flow)(stamps=str(stamps), n=6, pause=0.3),
                           run_dir=tmp_path / "runs")
     assert result.ok
-    assert backends.made[0].most_outstanding == 2  # 4 cores would have run 4 at once
+    assert backends.made[0].most_outstanding == most
+    assert max_overlap(stamps) <= most
+    assert len(attempts(result.run_dir)) == 6
 
 
 def test_polls_are_never_closer_than_poll_min_even_when_the_backend_wakes_early(

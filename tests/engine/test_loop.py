@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from gm_testing import attempts, pid_gone, unconfirm, wait_for
+from gm_testing import attempts, max_overlap, pid_gone, unconfirm, wait_for
 
 from gristmill.engine.runner import RunResult, run_workflow
 from gristmill.errors import RunDirError
@@ -55,22 +55,6 @@ def counts(run_dir: Path) -> dict[tuple[str, str], int]:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
-
-
-def max_overlap(stamps: Path, idents: range | None = None) -> int:
-    """How many of the tasks that wrote ``stamps`` ran at the same moment, at most."""
-    events = []
-    for line in stamps.read_text().splitlines():
-        kind, ident, when = line.split()
-        if idents is None or int(ident) in idents:
-            events.append((float(when), 0 if kind == "end" else 1))
-    running = peak = 0
-    for _, is_start in sorted(events):  # an end sorts before a start at the same instant
-        running += 1 if is_start else -1
-        peak = max(peak, running)
-    return peak
-
-
 
 
 def start_engine(procs: list[subprocess.Popen[bytes]], *args: str) -> subprocess.Popen[bytes]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 import pytest
 from gm_tasks import fit, forecast, record, validate
+from gm_testing import graphviz_dot
 
 import gristmill as gm
 from gristmill.dsl.workflow import Workflow
@@ -91,8 +91,8 @@ def test_drawing_a_cyclic_workflow_is_a_graph_error() -> None:
         wf.to_mermaid()
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
-def test_svg_with_graphviz() -> None:  # pragma: no cover - only where Graphviz is installed
+def test_svg_with_graphviz() -> None:
+    graphviz_dot()
     svg = to_svg(recorded(seiir_like))
     assert svg.lstrip().startswith("<?xml") or "<svg" in svg
     assert "fit x1000" in svg

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from gm_testing import wait_for
 from rel_support import (
     gristmill,
     latest,
@@ -43,6 +44,15 @@ def victim_run(
                  "--path", str(tmp_path / "shared"), "--run-dir", str(tmp_path / "runs"), *args)
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid``, from /proc (the field after the state)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
 def test_a_task_killed_from_outside_fails_with_the_signal_and_is_retried(
     rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -61,17 +71,43 @@ def test_a_task_killed_from_outside_fails_with_the_signal_and_is_retried(
 def test_a_task_the_oom_killer_takes_is_oom_and_retried_with_more_memory(
     rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
-    """Over its limit and SIGKILLed from outside (as the kernel does): OOM, retried with x1.5."""
-    proc = victim_run(engines, tmp_path, "--mb", "100", "--mem", "100M", "--retries", "1")
-    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
-    os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
-    _, err = proc.communicate(timeout=30)
+    """Over its limit and SIGKILLed from outside (as the kernel does): OOM, retried with x1.5.
+
+    The kernel acts between two samples of the supervisor's RSS watchdog, which would
+    otherwise kill a task over its limit itself (a different path to the same verdict).
+    To take that path every time, whatever the machine's load, the supervisor is
+    stopped (SIGSTOP: it samples nothing) from before the task touches its memory until
+    the task has been killed, so the verdict can come only from the killed task's own
+    peak RSS, which the kernel reports at ``wait4``.
+    """
+    pidfile, go = tmp_path / "pid", tmp_path / "go"
+    touched = tmp_path / "go.touched"
+    proc = victim_run(engines, tmp_path, "--mb", "100", "--mem", "100M", "--retries", "1",
+                      "--go", str(go))
+    wait_while_running(proc, lambda: pids(pidfile), 120, "the task to start")
+    (task,) = pids(pidfile)
+    supervisor = parent_of(task)
+    assert "gristmill.backends.local.supervisor" in cmdline(supervisor)
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        go.touch()
+        wait_for(touched.exists, 120, "the task to touch 100 MiB")
+        assert lines(touched) == [str(100 * M)]
+        os.kill(task, signal.SIGKILL)
+        assert pid_gone(task, timeout=60)
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     counts, (first, second) = read_store(latest(tmp_path / "runs"))
     assert counts == {("victim", "DONE"): 1}
     assert (first.state, first.signal, first.resources["mem"]) == ("OOM", signal.SIGKILL, 100 * M)
     assert first.reason.startswith("exceeded memory limit 100M (peak 1")
+    assert first.peak_rss is not None
+    assert first.peak_rss > 100 * M
     assert (second.state, second.resources["mem"]) == ("SUCCEEDED", 150 * M)
+    assert pids(pidfile)[0] == task  # the retry wrote the second line, and did not wait
+    assert len(pids(pidfile)) == 2
     assert lines(tmp_path / "shared") == ["victim", str(100 * M)]
 
 
