@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+from gm_testing import kill_if_alive
 from rel_support import (
     gristmill,
     latest,
@@ -132,11 +134,32 @@ def test_children_a_task_daemonizes_into_their_own_session_are_killed(
                      "--mode", "session", "--run-dir", str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr
     (child,) = pids(tmp_path / "pid")
-    try:
-        assert pid_gone(child, timeout=5), "a child that left the task's session outlived it"
+    try:  # killed before the attempt's result is written: gone (or reaped) by now
+        assert pid_gone(child, timeout=10), "a child that left the task's session outlived it"
     finally:
-        if not pid_gone(child, timeout=0):
-            os.kill(child, signal.SIGKILL)
+        kill_if_alive(child)
+
+
+@pytest.mark.parametrize(
+    ("end", "code", "state"),
+    [("succeed", 0, "SUCCEEDED"), ("fail", 1, "FAILED"), ("hang", 1, "TIMEOUT")],
+)
+def test_a_double_forked_daemon_without_environment_dies_with_its_attempt(
+    rt: ModuleType, tmp_path: Path, end: str, code: int, state: str
+) -> None:
+    """``setsid`` and ``env -i`` leave no process group and no token to find it by: the
+    supervisor, its subreaper, still knows whose it is and kills it at the attempt's end."""
+    pidfile = tmp_path / "daemon.pid"
+    done = gristmill("run", "rel_tasks:one_daemonizer", "--pidfile", str(pidfile),
+                     "--end", end, "--run-dir", str(tmp_path / "runs"))
+    daemon = int(pidfile.read_text())
+    try:
+        assert done.returncode == code, done.stderr
+        _, attempts = read_store(latest(tmp_path / "runs"))
+        assert [a.state for a in attempts] == [state]
+        assert pid_gone(daemon, timeout=10), f"the daemon outlived its {state} attempt"
+    finally:
+        kill_if_alive(daemon)
 
 
 def test_a_command_line_with_a_nul_byte_fails_that_job_only(tmp_path: Path) -> None:
