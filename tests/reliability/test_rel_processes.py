@@ -8,15 +8,18 @@ and that no process of the run is left behind.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from gm_testing import kill_if_alive
+from gm_testing import kill_if_alive, wait_for
 from rel_support import (
+    GRISTMILL,
     gristmill,
     latest,
     lines,
@@ -33,6 +36,7 @@ from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import Resources
 from gristmill.states import JobState
 from gristmill.store.db import Store
+from gristmill.worker.procfs import children, cmdline
 from gristmill.worker.wrapper import run_attempt
 
 M = 2**20
@@ -185,3 +189,53 @@ def test_a_command_line_with_a_nul_byte_fails_that_job_only(tmp_path: Path) -> N
     assert (tmp_path / "good.out").read_text() == "ok\n"
     result = run_attempt(["echo", "a\0b"], stdout=tmp_path / "o", stderr=tmp_path / "e")
     assert (result.state, result.exit_code) == (JobState.FAILED, 126)
+
+
+def test_attempts_short_of_file_descriptors_wait_and_run_once_without_spending_retries(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    """The supervisor runs out of descriptors as the fan-out is due: the four jobs wait
+    (the engine's log says so) and run when descriptors return; every node is DONE after
+    one attempt, none LOST or FAILED."""
+    shared, release, log = tmp_path / "shared", tmp_path / "release", tmp_path / "engine.err"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [*GRISTMILL, "run", "rel_tasks:gate_and_fan", "--path", str(shared), "--pidfile",
+             str(tmp_path / "pid"), "--release", str(release), "--fan", "4", "--run-dir",
+             str(tmp_path / "runs"), "--max-cores", "8"],
+            stdout=subprocess.DEVNULL, stderr=err)
+    engines.append(proc)
+
+    def running(predicate: Callable[[], object]) -> Callable[[], object]:
+        def check() -> object:
+            assert proc.poll() is None, f"the engine exited early:\n{log.read_text()}"
+            return predicate()
+        return check
+
+    def supervisor() -> int | None:
+        return next((pid for pid in children(proc.pid)
+                     if "gristmill.backends.local.supervisor" in cmdline(pid)), None)
+
+    wait_for(running(lambda: supervisor() and len(lines(shared)) == 6 and all(
+        (tmp_path / f"pid.{i}").exists() for i in (0, 1))), 60, "six effects and two holders")
+    sup = supervisor()
+    assert sup is not None
+    wait_for(running(lambda: len(children(sup)) == 2), 30, "the six effects to be reaped")
+    limits = resource.prlimit(sup, resource.RLIMIT_NOFILE)
+    used = {int(name) for name in os.listdir(f"/proc/{sup}/fd")}
+    lowest_free = min(set(range(len(used) + 1)) - used)
+    resource.prlimit(sup, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+    try:
+        release.touch()  # the holders end, freeing two descriptors: a start needs three
+        wait_for(running(lambda: "cannot start yet" in log.read_text()), 60,
+                 "the engine to hear that the jobs wait")
+    finally:
+        resource.prlimit(sup, resource.RLIMIT_NOFILE, limits)
+    assert proc.wait(timeout=60) == 0, log.read_text()
+    counts, attempts = read_store(latest(tmp_path / "runs"))
+    assert counts == {("effect", "DONE"): 6, ("hold", "DONE"): 2, ("quick_effect", "DONE"): 4}
+    assert sorted({(a.attempt, a.state) for a in attempts}) == [(1, "SUCCEEDED")]
+    assert len(attempts) == 12
+    once_each(shared, [*map(str, range(6)), "hold:pid.0", "hold:pid.1",
+                       *map(str, range(1000, 1004))])
+    assert "Too many open files" in log.read_text()

@@ -23,9 +23,12 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
 
 from gristmill.states import JobState
-from gristmill.worker.monitor import Monitor, become_subreaper
+from gristmill.worker.monitor import Monitor, become_subreaper, transient
 from gristmill.worker.result import AttemptResult, PathLike, write_result
 
 #: The wrapper's exit code when the attempt could not start for want of the node's
@@ -88,11 +91,13 @@ def _start(
             return result
         left = give_up - time.monotonic()
         if left <= 0:
-            return result
-        from loguru import logger  # only here: the wrapper's start stays light
-
+            if patience <= 0:
+                return result
+            return attrs.evolve(result, reason=f"{result.reason} (the node lacked "
+                                f"resources for {patience:g} s)")
+        logger = _logger()
         logger.warning("{}; the node is short of descriptors, processes or memory: trying "
-                       "again in {:g} s", result.reason, min(pause, left))
+                       "again in {:.1f} s", result.reason, min(pause, left))
         if cancel_fd is not None:
             ready = select.select([cancel_fd], [], [], min(pause, left))[0]
             if ready:
@@ -102,6 +107,33 @@ def _start(
                                      now, now, "cancelled before it started")
         else:
             time.sleep(min(pause, left))
+        pause = min(START_BACKOFF[1], pause * 2)
+
+
+def _logger() -> Any:
+    """loguru's logger, gristmill's records enabled: the wrapper is a program, and what it
+    says lands in the job's log. Imported only when needed: the wrapper's start stays light."""
+    from loguru import logger
+
+    logger.enable("gristmill")
+    return logger
+
+
+def _write(path: str, result: AttemptResult, key: str | None, patience: float) -> bool:
+    """Write the result, trying again while descriptors lack; whether it was written."""
+    give_up, pause = time.monotonic() + patience, START_BACKOFF[0]
+    while True:
+        try:
+            write_result(path, result, key=key)
+            return True
+        except OSError as exc:
+            if not transient(exc):
+                raise
+            if time.monotonic() >= give_up:
+                _logger().error("cannot write the result file {}: {}", path, exc)
+                return False
+            _logger().warning("cannot write the result file {} yet: {}", path, exc)
+        time.sleep(pause)
         pause = min(START_BACKOFF[1], pause * 2)
 
 
@@ -158,7 +190,8 @@ def main(args: Sequence[str] | None = None) -> int:
                         options.runtime, None, None, wake_r, options.patience)
     finally:
         monitor.close()  # what the task left behind dies with the attempt, not with the job
-    write_result(options.result, result, key=options.key)
+    if not _write(options.result, result, options.key, options.patience):
+        return EXIT_LOST  # no result: whatever the task did, the node lost its record
     return exit_status(result)
 
 
