@@ -53,7 +53,7 @@ def test_a_task_killed_from_outside_fails_with_the_signal_and_is_retried(
     rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
     proc = victim_run(engines, tmp_path, "--retries", "1")
-    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
+    wait_while_running(proc, lambda: pids(tmp_path / "pid"), 30, "the task to start")
     os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
@@ -69,7 +69,7 @@ def test_a_task_the_oom_killer_takes_is_oom_and_retried_with_more_memory(
 ) -> None:
     """Over its limit and SIGKILLed from outside (as the kernel does): OOM, retried with x1.5."""
     proc = victim_run(engines, tmp_path, "--mb", "100", "--mem", "100M", "--retries", "1")
-    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
+    wait_while_running(proc, lambda: pids(tmp_path / "pid"), 30, "the task to start")
     os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
@@ -95,7 +95,7 @@ def test_a_killed_supervisor_takes_its_tasks_along_and_the_run_resumes(
                  "--release", str(release), "--path", str(shared),
                  "--run-dir", str(tmp_path / "runs"))
     holders = [tmp_path / "pid.0", tmp_path / "pid.1"]
-    wait_while_running(proc, lambda: all(p.exists() for p in holders), 30, "the holders")
+    wait_while_running(proc, lambda: all(pids(p) for p in holders), 30, "the holders")
     run_dir = latest(tmp_path / "runs")
     store = Store.open(run_dir, readonly=True)
     try:
@@ -217,7 +217,7 @@ def test_attempts_short_of_file_descriptors_wait_and_run_once_without_spending_r
                      if "gristmill.backends.local.supervisor" in cmdline(pid)), None)
 
     wait_for(running(lambda: supervisor() and len(lines(shared)) == 6 and all(
-        (tmp_path / f"pid.{i}").exists() for i in (0, 1))), 60, "six effects and two holders")
+        pids(tmp_path / f"pid.{i}") for i in (0, 1))), 60, "six effects and two holders")
     sup = supervisor()
     assert sup is not None
     wait_for(running(lambda: len(children(sup)) == 2), 30, "the six effects to be reaped")
