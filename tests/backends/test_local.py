@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from gm_testing import pid_gone
+from gm_testing import DAEMONIZE, kill_if_alive, pid_gone
 from loguru import logger
 
 import gristmill
@@ -243,6 +244,79 @@ def test_children_left_behind_are_killed(tmp_path: Path, backend: LocalBackend) 
     final = run_all(backend, backend.submit([job]))
     assert next(iter(final.values())).state is JobState.SUCCEEDED
     assert pid_gone(int(pid_file.read_text()), timeout=3.0)
+
+
+def test_a_daemon_dies_when_the_last_attempt_that_may_have_left_it_ends(
+    tmp_path: Path
+) -> None:
+    """Daemons with no process group and no environment (``setsid``, ``env -i``), left by
+    two attempts that overlap. Y's daemon, older than attempt X, survives X's end (X cannot
+    have started it); once Y ends too, both daemons are gone."""
+    go = tmp_path / "go"
+    y_pid, x_pid = tmp_path / "y.pid", tmp_path / "x.pid"
+    wait_go = f'while [ ! -e "{go}" ]; do sleep 0.01; done'
+    with LocalBackend(max_cores=2) as backend:
+        (y,) = backend.submit([request(tmp_path, "y", ["sh", "-c", f"{DAEMONIZE}; {wait_go}",
+                                                        "sh", str(y_pid)])])
+        deadline = time.monotonic() + 20
+        while not y_pid.exists():
+            assert time.monotonic() < deadline, "attempt y never left its daemon"
+            backend.wait(0.05)
+        (x,) = backend.submit([request(tmp_path, "x", ["sh", "-c", DAEMONIZE, "sh",
+                                                        str(x_pid)])])
+        daemons = [int(y_pid.read_text())]
+        try:
+            assert run_all(backend, [x])[x].state is JobState.SUCCEEDED
+            daemons.append(int(x_pid.read_text()))
+            assert not pid_gone(daemons[0], timeout=0.5), "x's end killed y's daemon"
+            go.touch()
+            assert run_all(backend, [y])[y].state is JobState.SUCCEEDED
+            assert [pid for pid in daemons if not pid_gone(pid, timeout=10)] == []
+        finally:
+            go.touch()
+            for pid in daemons:
+                kill_if_alive(pid)
+
+
+def _lowest_free_fd(pid: int) -> int:
+    used = {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
+    return min(set(range(len(used) + 1)) - used)
+
+
+def test_jobs_wait_for_file_descriptors_and_start_once_they_return(tmp_path: Path) -> None:
+    """The supervisor out of descriptors (its limit lowered to what it holds): no job
+    fails; they wait, the engine is told once, and they run when the limit is back."""
+    messages: list[str] = []
+    logger.enable("gristmill")
+    sink = logger.add(lambda m: messages.append(str(m)), level="INFO", format="{message}")
+    try:
+        with LocalBackend(max_cores=4) as backend:
+            run_all(backend, backend.submit([request(tmp_path, "boot", ["true"])]))
+            pid = backend.supervisor_pid
+            limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (_lowest_free_fd(pid), limits[1]))
+            try:
+                handles = backend.submit(
+                    [request(tmp_path, f"j{i}", ["sh", "-c", "echo ran"]) for i in range(3)])
+                deadline = time.monotonic() + 20
+                while not any("cannot start yet" in m for m in messages):
+                    assert time.monotonic() < deadline, f"no word of waiting: {messages}"
+                    backend.wait(0.1)
+                    assert not any(s.state.finished for s in backend.poll(handles).values())
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+            final = run_all(backend, handles)
+    finally:
+        logger.remove(sink)
+        logger.disable("gristmill")
+    assert {h.key: s.state for h, s in final.items()} == dict.fromkeys(
+        ("j0", "j1", "j2"), JobState.SUCCEEDED)
+    for i in range(3):
+        assert (tmp_path / "logs" / f"j{i}.out").read_text() == "ran\n"
+    (waiting,) = [m for m in messages if "cannot start yet" in m]
+    assert "Too many open files" in waiting
+    assert "the task's retries are not spent" in waiting
+    assert any(m.startswith("job j0 started after waiting") for m in messages)
 
 
 def test_argv_env_and_cwd_reach_the_program(tmp_path: Path, backend: LocalBackend) -> None:

@@ -8,14 +8,18 @@ and that no process of the run is left behind.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from gm_testing import wait_for
+import pytest
+from gm_testing import kill_if_alive, wait_for
 from rel_support import (
+    GRISTMILL,
     gristmill,
     latest,
     lines,
@@ -32,6 +36,7 @@ from gristmill.backends.local.backend import LocalBackend
 from gristmill.resources import Resources
 from gristmill.states import JobState
 from gristmill.store.db import Store
+from gristmill.worker.procfs import children, cmdline
 from gristmill.worker.wrapper import run_attempt
 
 M = 2**20
@@ -49,15 +54,11 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
 
 
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
 def test_a_task_killed_from_outside_fails_with_the_signal_and_is_retried(
     rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
 ) -> None:
     proc = victim_run(engines, tmp_path, "--retries", "1")
-    wait_while_running(proc, (tmp_path / "pid").exists, 30, "the task to start")
+    wait_while_running(proc, lambda: pids(tmp_path / "pid"), 30, "the task to start")
     os.kill(pids(tmp_path / "pid")[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
@@ -125,7 +126,7 @@ def test_a_killed_supervisor_takes_its_tasks_along_and_the_run_resumes(
                  "--release", str(release), "--path", str(shared),
                  "--run-dir", str(tmp_path / "runs"))
     holders = [tmp_path / "pid.0", tmp_path / "pid.1"]
-    wait_while_running(proc, lambda: all(p.exists() for p in holders), 30, "the holders")
+    wait_while_running(proc, lambda: all(pids(p) for p in holders), 30, "the holders")
     run_dir = latest(tmp_path / "runs")
     store = Store.open(run_dir, readonly=True)
     try:
@@ -168,11 +169,32 @@ def test_children_a_task_daemonizes_into_their_own_session_are_killed(
                      "--mode", "session", "--run-dir", str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr
     (child,) = pids(tmp_path / "pid")
-    try:
-        assert pid_gone(child, timeout=5), "a child that left the task's session outlived it"
+    try:  # killed before the attempt's result is written: gone (or reaped) by now
+        assert pid_gone(child, timeout=10), "a child that left the task's session outlived it"
     finally:
-        if not pid_gone(child, timeout=0):
-            os.kill(child, signal.SIGKILL)
+        kill_if_alive(child)
+
+
+@pytest.mark.parametrize(
+    ("end", "code", "state"),
+    [("succeed", 0, "SUCCEEDED"), ("fail", 1, "FAILED"), ("hang", 1, "TIMEOUT")],
+)
+def test_a_double_forked_daemon_without_environment_dies_with_its_attempt(
+    rt: ModuleType, tmp_path: Path, end: str, code: int, state: str
+) -> None:
+    """``setsid`` and ``env -i`` leave no process group and no token to find it by: the
+    supervisor, its subreaper, still knows whose it is and kills it at the attempt's end."""
+    pidfile = tmp_path / "daemon.pid"
+    done = gristmill("run", "rel_tasks:one_daemonizer", "--pidfile", str(pidfile),
+                     "--end", end, "--run-dir", str(tmp_path / "runs"))
+    daemon = int(pidfile.read_text())
+    try:
+        assert done.returncode == code, done.stderr
+        _, attempts = read_store(latest(tmp_path / "runs"))
+        assert [a.state for a in attempts] == [state]
+        assert pid_gone(daemon, timeout=10), f"the daemon outlived its {state} attempt"
+    finally:
+        kill_if_alive(daemon)
 
 
 def test_a_command_line_with_a_nul_byte_fails_that_job_only(tmp_path: Path) -> None:
@@ -198,3 +220,53 @@ def test_a_command_line_with_a_nul_byte_fails_that_job_only(tmp_path: Path) -> N
     assert (tmp_path / "good.out").read_text() == "ok\n"
     result = run_attempt(["echo", "a\0b"], stdout=tmp_path / "o", stderr=tmp_path / "e")
     assert (result.state, result.exit_code) == (JobState.FAILED, 126)
+
+
+def test_attempts_short_of_file_descriptors_wait_and_run_once_without_spending_retries(
+    rt: ModuleType, tmp_path: Path, engines: list[subprocess.Popen[bytes]]
+) -> None:
+    """The supervisor runs out of descriptors as the fan-out is due: the four jobs wait
+    (the engine's log says so) and run when descriptors return; every node is DONE after
+    one attempt, none LOST or FAILED."""
+    shared, release, log = tmp_path / "shared", tmp_path / "release", tmp_path / "engine.err"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [*GRISTMILL, "run", "rel_tasks:gate_and_fan", "--path", str(shared), "--pidfile",
+             str(tmp_path / "pid"), "--release", str(release), "--fan", "4", "--run-dir",
+             str(tmp_path / "runs"), "--max-cores", "8"],
+            stdout=subprocess.DEVNULL, stderr=err)
+    engines.append(proc)
+
+    def running(predicate: Callable[[], object]) -> Callable[[], object]:
+        def check() -> object:
+            assert proc.poll() is None, f"the engine exited early:\n{log.read_text()}"
+            return predicate()
+        return check
+
+    def supervisor() -> int | None:
+        return next((pid for pid in children(proc.pid)
+                     if "gristmill.backends.local.supervisor" in cmdline(pid)), None)
+
+    wait_for(running(lambda: supervisor() and len(lines(shared)) == 6 and all(
+        pids(tmp_path / f"pid.{i}") for i in (0, 1))), 60, "six effects and two holders")
+    sup = supervisor()
+    assert sup is not None
+    wait_for(running(lambda: len(children(sup)) == 2), 30, "the six effects to be reaped")
+    limits = resource.prlimit(sup, resource.RLIMIT_NOFILE)
+    used = {int(name) for name in os.listdir(f"/proc/{sup}/fd")}
+    lowest_free = min(set(range(len(used) + 1)) - used)
+    resource.prlimit(sup, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+    try:
+        release.touch()  # the holders end, freeing two descriptors: a start needs three
+        wait_for(running(lambda: "cannot start yet" in log.read_text()), 60,
+                 "the engine to hear that the jobs wait")
+    finally:
+        resource.prlimit(sup, resource.RLIMIT_NOFILE, limits)
+    assert proc.wait(timeout=60) == 0, log.read_text()
+    counts, attempts = read_store(latest(tmp_path / "runs"))
+    assert counts == {("effect", "DONE"): 6, ("hold", "DONE"): 2, ("quick_effect", "DONE"): 4}
+    assert sorted({(a.attempt, a.state) for a in attempts}) == [(1, "SUCCEEDED")]
+    assert len(attempts) == 12
+    once_each(shared, [*map(str, range(6)), "hold:pid.0", "hold:pid.1",
+                       *map(str, range(1000, 1004))])
+    assert "Too many open files" in log.read_text()

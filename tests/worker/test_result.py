@@ -82,3 +82,14 @@ def test_a_result_of_gristmill_0_1_names_no_attempt_and_is_read(tmp_path: Path) 
 def test_only_final_states_make_a_result() -> None:
     with pytest.raises(ValueError, match="state"):
         AttemptResult(JobState.RUNNING, 0, None, None, 0.0, "h", 0.0, 0.0, "")
+
+
+def test_a_start_the_machine_had_no_resources_for_is_a_lost_result(tmp_path: Path) -> None:
+    """LOST is a result a wrapper may write (its node lacked descriptors or processes):
+    the engine then runs the attempt again without spending the task's retries."""
+    lost = AttemptResult(JobState.LOST, None, None, None, 0.0, "node1", 1.0, 1.0,
+                         "cannot start fit: [Errno 11] Resource temporarily unavailable")
+    write_result(tmp_path / "r.json", lost, key="abc.1")
+    back = read_result(tmp_path / "r.json", key="abc.1")
+    assert back is not None
+    assert JobStatus.from_result(back).state is JobState.LOST

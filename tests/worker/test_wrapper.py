@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -12,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from gm_testing import pid_gone
+from gm_testing import DAEMONIZE, kill_if_alive, pid_gone, wait_for
 
 import gristmill
 from gristmill.states import JobState
 from gristmill.worker.result import AttemptResult, read_result
-from gristmill.worker.wrapper import exit_status, run_attempt
+from gristmill.worker.wrapper import EXIT_LOST, exit_status, run_attempt
 
 MB = 2**20
 # Allocates N MiB (touching every page) and holds it: argv [python, -c, HOG, N].
@@ -247,3 +249,122 @@ def test_a_runtime_longer_than_poll_can_wait_is_waited_for_in_steps(tmp_path: Pa
     result = run_attempt(["sleep", "0.2"], stdout=tmp_path / "out", stderr=tmp_path / "err",
                          runtime_limit=366 * 86400.0)
     assert result.state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("then", "limits", "code", "state"),
+    [("exit 0", [], 0, JobState.SUCCEEDED), ("exit 3", [], 3, JobState.FAILED),
+     ("exec sleep 30", ["--runtime", "0.5"], 128 + signal.SIGTERM, JobState.TIMEOUT)],
+)
+def test_cli_kills_a_double_forked_daemon_without_environment_when_the_attempt_ends(
+    tmp_path: Path, then: str, limits: list[str], code: int, state: JobState
+) -> None:
+    """The wrapper is a subreaper: the daemon (``setsid``, ``env -i``: no process group
+    and no token of the attempt) is reparented to it and killed before it exits."""
+    pidfile = tmp_path / "daemon.pid"
+    done = subprocess.run(_cli(tmp_path, *limits, "--grace", "0.5", "--", "sh", "-c",
+                               f"{DAEMONIZE}; {then}", "sh", str(pidfile)),
+                          env=_cli_env(), timeout=60, check=False)
+    daemon = int(pidfile.read_text())
+    try:
+        assert done.returncode == code
+        result = read_result(tmp_path / "r.json", key=None)
+        assert result is not None
+        assert result.state is state
+        assert pid_gone(daemon, timeout=10), f"the daemon outlived its {state.name} attempt"
+    finally:
+        kill_if_alive(daemon)
+
+
+def test_cli_kills_a_daemon_tree_that_keeps_forking(tmp_path: Path) -> None:
+    """A daemon that forks a new child every few milliseconds (each calling setsid) is
+    frozen before it is killed: no child it forks meanwhile is left behind."""
+    pidfile = tmp_path / "daemon.pid"
+    spawner = ('echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; '
+               'while :; do setsid sleep 300 & echo $! >> "$1.kids"; sleep 0.005; done')
+    script = (f"(setsid env -i sh -c '{spawner}' daemon \"$1\" &); "
+              'while [ ! -s "$1.kids" ]; do sleep 0.01; done; sleep 0.2')
+    done = subprocess.run(_cli(tmp_path, "--", "sh", "-c", script, "sh", str(pidfile)),
+                          env=_cli_env(), timeout=60, check=False)
+    assert done.returncode == 0
+    daemon = int(pidfile.read_text())
+    kids = [int(word) for word in Path(f"{pidfile}.kids").read_text().split()]
+    try:
+        assert len(kids) >= 2
+        assert [pid for pid in [daemon, *kids] if not pid_gone(pid, timeout=10)] == []
+    finally:
+        for pid in [daemon, *kids]:
+            kill_if_alive(pid)
+
+
+#: A descriptor limit the wrapper boots under but cannot start a task under: 0-2 are
+#: the standard streams, 3-4 its signal pipe, 5-6 the two logs, and the descriptor the
+#: task's pidfd needs (taken before the spawn) is over the limit.
+TIGHT = 7
+
+
+def _tight() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (TIGHT, resource.getrlimit(
+        resource.RLIMIT_NOFILE)[1]))
+
+
+def test_cli_waits_for_descriptors_and_starts_the_attempt_once_they_return(
+    tmp_path: Path
+) -> None:
+    """Out of descriptors is the node's fault: the wrapper waits, and the task runs once."""
+    err = tmp_path / "wrapper.err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(_cli(tmp_path, "--", "sh", "-c", "echo ran"), env=_cli_env(),
+                                stderr=sink, preexec_fn=_tight)
+    try:
+        wait_for(lambda: "trying again" in err.read_text(), 30, "the wrapper to wait")
+        assert not (tmp_path / "r.json").exists()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = read_result(tmp_path / "r.json", key=None)
+    assert result is not None
+    assert result.state is JobState.SUCCEEDED
+    assert (tmp_path / "o").read_text() == "ran\n"
+    assert "Too many open files" in err.read_text()
+
+
+def test_cli_gives_up_after_its_patience_with_a_lost_result(tmp_path: Path) -> None:
+    """A node that never recovers: LOST (the engine runs the attempt again without
+    spending the task's retries) and exit code 75, not the task's failure."""
+    done = subprocess.run(_cli(tmp_path, "--patience", "0.3", "--", "true"), env=_cli_env(),
+                          capture_output=True, text=True, preexec_fn=_tight, timeout=30,
+                          check=False)
+    assert done.returncode == EXIT_LOST == 75
+    result = read_result(tmp_path / "r.json", key=None)
+    assert result is not None
+    assert (result.state, result.exit_code) == (JobState.LOST, None)
+    assert result.reason == ("cannot start true: [Errno 24] Too many open files "
+                             "(the node lacked resources for 0.3 s)")
+    assert exit_status(result) == 75
+    assert "short of descriptors, processes or memory: trying again" in done.stderr
+
+
+def test_a_start_without_descriptors_is_lost_not_failed_and_a_missing_program_is_failed(
+    tmp_path: Path
+) -> None:
+    """In-process (no patience): the shortage is LOST at once; ENOENT stays the task's."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        short = run(tmp_path, ["true"])
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (short.state, short.exit_code) == (JobState.LOST, None)
+    assert short.reason.startswith("cannot open stdout log: [Errno 24] Too many open files")
+    missing = run(tmp_path, ["gristmill-no-such-command"])
+    assert (missing.state, missing.exit_code) == (JobState.FAILED, 127)

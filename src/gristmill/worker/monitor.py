@@ -14,16 +14,38 @@ its budget. The watchdog measures what a scheduler's cgroup would (resident memo
 the whole process tree) at the cost of sampling: the interval starts at 0.2 s and
 doubles every 2 s of a task's age up to 1 s, so a burst shorter than that can slip by.
 
-What an attempt leaves running is killed when it ends: its process group, and also
-processes that left the group (a daemon's ``setsid``). Those are found as our
-children (the local supervisor is a child subreaper, :func:`become_subreaper`, so
-orphans of its attempts are reparented to it) whose environment carries the attempt's
-``GRISTMILL_ATTEMPT`` token: one read of our children list per attempt when none.
+What an attempt leaves running is killed when it ends: its process group, and every
+other process it started, however it got away (a daemon's double fork, ``setsid`` and
+``env -i``). Three records say what belongs to an attempt:
+
+- its *descendant tree*: every scan of /proc (the one the memory watchdog makes, at the
+  same schedule, now for every attempt) records each attempt's descendants by pid and
+  start time, so a process keeps its attempt after its parent is gone;
+- with ``reaper=True`` (the local supervisor and ``python -m gristmill.worker`` are child
+  subreapers, :func:`become_subreaper`), the *orphans reparented to us*: any child of
+  ours that is not an attempt leader is a stray an attempt left. It belongs to the
+  attempt whose ``GRISTMILL_ATTEMPT`` token its environment carries, else to the one
+  whose tree recorded it, else to every attempt that was running when it started (an
+  ``env -i`` daemon that slipped between two scans): it is killed when the last of those
+  ends, never while one of them still runs and may need it;
+- its process group.
+
+At its end each attempt's strays and recorded descendants are frozen (SIGSTOP, which
+stops a fork in flight), their descendants found until no new one appears, and all of
+them SIGKILLed: nothing can fork its way out between the scan and the kill. With no
+tree recorded and no stray, the end of an attempt costs one read of our children list.
+:meth:`Monitor.close` kills whatever strays remain, before the owner exits.
+
+Starting an attempt can fail for want of file descriptors or processes (``EMFILE``,
+``ENFILE``, ``EAGAIN``, ``ENOMEM``): the machine's fault, not the task's. Such a start
+ends LOST with the reason (:func:`transient`), and the caller waits and tries again
+instead of spending the task's retries; any other failure to start is FAILED.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import resource
@@ -38,7 +60,15 @@ import attrs
 
 from gristmill.resources import format_duration
 from gristmill.states import JobState
-from gristmill.worker.procfs import children, environ_has, pids, stat_fields
+from gristmill.worker.procfs import (
+    Proc,
+    children,
+    descendants,
+    environ,
+    start_time,
+    table,
+    ticks_now,
+)
 from gristmill.worker.result import AttemptResult, PathLike, open_retrying
 
 _RESET_SIGNALS = tuple(
@@ -68,21 +98,26 @@ def sample_interval(age: float) -> float:
     return min(1.0, 0.2 * (1 << min(3, int(age / 2.0))))
 
 
-def group_rss(pgids: Sequence[int]) -> dict[int, int]:
-    """Resident bytes of every process in each process group, from one /proc scan."""
+def group_rss(pgids: Sequence[int], procs: Mapping[int, Proc]) -> dict[int, int]:
+    """Resident bytes of every process in each process group of a :func:`table`."""
     totals = dict.fromkeys(pgids, 0)
     page = os.sysconf("SC_PAGE_SIZE")
-    for pid in pids():  # no procfs: none, and the watchdog sees nothing
-        fields = stat_fields(pid)
-        if fields is None:
-            continue  # the process ended while we looked
-        try:
-            pgrp = int(fields[2])
-            if pgrp in totals:
-                totals[pgrp] += int(fields[21]) * page
-        except (ValueError, IndexError):
-            continue
+    for proc in procs.values():
+        if proc.pgrp in totals:
+            totals[proc.pgrp] += proc.rss * page
     return totals
+
+
+#: errnos of a start that failed for want of the machine's resources (descriptors,
+#: processes, memory): they come back when other work ends, so the start is tried again.
+TRANSIENT_ERRNOS = frozenset(
+    (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS)
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a start failing for want of resources, not for the task's fault."""
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
 
 
 #: The longest single wait, in seconds: every deadline further off is waited for in steps.
@@ -130,23 +165,42 @@ class _Attempt:
     peak: int = 0  # sampled group RSS
     floor: int = 0  # our own peak RSS at spawn; see _finish
     token: str = ""  # TOKEN_VAR's value in its environment
+    born: int = 0  # clock ticks since boot just before the spawn (procfs.ticks_now)
+    tree: dict[int, int] = attrs.Factory(dict)  # descendants seen by a scan: pid -> start
+
+
+@attrs.define
+class _Stray:
+    """A child of ours that no attempt leads: what an attempt left, reparented to us."""
+
+    start: int
+    owners: set[int]  # the keys of the running attempts it may belong to
 
 
 class Monitor:
     """Runs attempts in their own process groups and watches them all from one thread.
 
     Drive it with ``wait`` (blocks on the pidfds and any fd the caller registered on
-    ``poller``) then ``service`` (reaps, enforces limits, returns finished results).
-    Without pidfds (not Linux) ``wait`` wakes every 10 ms and ``service`` checks each pid.
+    ``poller``) then ``service`` (reaps, enforces limits, returns finished results), and
+    ``close`` before the process exits. Without pidfds (not Linux) ``wait`` wakes every
+    10 ms and ``service`` checks each pid.
+
+    ``reaper=True`` says this process is a child subreaper whose children are all
+    attempts: any other child is something an attempt left (see the module doc), and is
+    killed with it. Leave it False in a process that has children of its own.
     """
 
-    def __init__(self, *, grace: float = 5.0) -> None:
+    def __init__(self, *, grace: float = 5.0, reaper: bool = False) -> None:
         self.grace = grace
+        self.reaper = reaper
         self.poller = select.poll()
         self.host = os.uname().nodename
         self._attempts: dict[int, _Attempt] = {}
         self._by_fd: dict[int, _Attempt] = {}
         self._pidfd = hasattr(os, "pidfd_open")
+        self._unwatched = 0  # attempts without a pidfd (none could be opened): polled
+        self._strays: dict[int, _Stray] = {}
+        self._tokens: dict[bytes, int] = {}  # TOKEN_VAR's value -> the running attempt's key
         self._paths: dict[tuple[str, str | None], str] = {}  # (name, PATH) -> path
         self.environ = dict(os.environ)  # a plain dict spawns faster than os.environ
 
@@ -165,6 +219,8 @@ class Monitor:
         """Start an attempt; ``None`` once running, or the result when it could not start.
 
         ``env`` is the whole environment (default: this process's); logs are appended.
+        A start that failed for want of descriptors, processes or memory is LOST (the
+        caller tries again later, see :func:`transient`); any other failure is FAILED.
         """
         started, t0 = time.time(), time.monotonic()
         if not argv:
@@ -172,36 +228,45 @@ class Monitor:
         try:
             out_fd = open_retrying(os.fspath(stdout), _LOG_FLAGS)
         except OSError as exc:
-            return self._unstarted(started, t0, None, f"cannot open stdout log: {exc}")
+            return self._unstarted(started, t0, None, f"cannot open stdout log: {exc}", exc)
         try:
             same = os.path.abspath(stdout) == os.path.abspath(stderr)
             err_fd = out_fd if same else open_retrying(os.fspath(stderr), _LOG_FLAGS)
         except OSError as exc:
             os.close(out_fd)
-            return self._unstarted(started, t0, None, f"cannot open stderr log: {exc}")
+            return self._unstarted(started, t0, None, f"cannot open stderr log: {exc}", exc)
         token = f"{os.getpid()}.{key}.{started!r}"
         tagged = dict(self.environ if env is None else env)
         tagged[TOKEN_VAR] = token
+        born = ticks_now()
+        spare = -1
         try:
+            # The descriptor the pidfd will take, held from before the spawn: once the
+            # task runs, running out of descriptors can no longer stop us watching it.
+            spare = os.dup(out_fd) if self._pidfd else -1
             pid, proc = self._spawn(list(argv), out_fd, err_fd, tagged, cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
+            if transient(exc):
+                return self._unstarted(started, t0, None, f"cannot start {argv[0]}: {exc}", exc)
             code, reason = _spawn_failure(exc, argv[0], cwd)
             os.write(err_fd, f"gristmill: {reason}\n".encode())
             return self._unstarted(started, t0, code, reason)
         finally:
-            os.close(out_fd)
-            if err_fd != out_fd:
-                os.close(err_fd)
+            for fd in {out_fd, err_fd, spare} - {-1}:
+                os.close(fd)
         pidfd = self._open_pidfd(pid)
         floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
         deadline = None if runtime_limit is None else t0 + runtime_limit
-        first = None if mem_limit is None else t0 + sample_interval(0.0)
         attempt = _Attempt(key, pid, pidfd, proc, mem_limit, runtime_limit, started, t0,
-                           deadline, first, floor=floor, token=token)
+                           deadline, t0 + sample_interval(0.0), floor=floor, token=token,
+                           born=born)
         self._attempts[key] = attempt
+        self._tokens[token.encode()] = key
         if pidfd is not None:
             self._by_fd[pidfd] = attempt
             self.poller.register(pidfd, select.POLLIN)
+        else:
+            self._unwatched += 1
         return None
 
     def _spawn(
@@ -249,12 +314,17 @@ class Monitor:
             return None
         try:
             return os.pidfd_open(pid)
-        except OSError:  # kernel without pidfds: fall back to checking each pid
-            self._pidfd = False
-            return None
+        except OSError as exc:
+            if not transient(exc):  # a kernel without pidfds: check each pid from now on
+                self._pidfd = False
+            return None  # out of descriptors after all: this one attempt is polled
 
-    def _unstarted(self, started: float, t0: float, code: int | None, reason: str) -> AttemptResult:
-        return AttemptResult(JobState.FAILED, code, None, None, time.monotonic() - t0,
+    def _unstarted(
+        self, started: float, t0: float, code: int | None, reason: str,
+        exc: BaseException | None = None,
+    ) -> AttemptResult:
+        state = JobState.LOST if exc is not None and transient(exc) else JobState.FAILED
+        return AttemptResult(state, code, None, None, time.monotonic() - t0,
                              self.host, started, time.time(), reason)
 
     def cancel(self, key: int) -> None:
@@ -280,7 +350,7 @@ class Monitor:
             if attempt.next_sample is not None:
                 soonest = min(soonest, attempt.next_sample)
         wait = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
-        if self._attempts and not self._pidfd:
+        if self._attempts and (self._unwatched or not self._pidfd):
             wait = 0.01 if wait is None else min(wait, 0.01)
         return wait
 
@@ -325,34 +395,87 @@ class Monitor:
             if attempt.next_sample is not None and now >= attempt.next_sample:
                 sample = True
         if sample:
-            self._sample(now)
+            self._scan(now)
         return done
 
-    def _sample(self, now: float) -> None:
-        watched = [a for a in self._attempts.values() if a.mem_limit is not None]
-        totals = group_rss([a.pid for a in watched])
-        for attempt in watched:
+    def _scan(self, now: float) -> None:
+        """One /proc scan: every attempt's descendants, strays, and the memory watchdog."""
+        procs = table()
+        if self.reaper:
+            self._adopt(procs)
+        totals = group_rss([a.pid for a in self._attempts.values()], procs)
+        for attempt in self._attempts.values():
+            if attempt.next_sample is None:
+                continue  # killed for its memory: no more samples
+            attempt.next_sample = now + sample_interval(now - attempt.t0)
+            _record_tree(attempt, procs)
+            limit = attempt.mem_limit
+            if limit is None:
+                continue
             rss = totals.get(attempt.pid, 0)
             attempt.peak = max(attempt.peak, rss)
-            attempt.next_sample = now + sample_interval(now - attempt.t0)
-            limit = attempt.mem_limit
-            if limit is not None and rss > limit and attempt.verdict is not JobState.CANCELLED:
+            if rss > limit and attempt.verdict is not JobState.CANCELLED:
                 attempt.verdict = JobState.OOM
                 _killpg(attempt.pid, signal.SIGKILL)
                 attempt.next_sample, attempt.kill_at = None, None
+
+    def _adopt(self, procs: Mapping[int, Proc] | None = None) -> None:
+        """Take note of the children of ours no attempt leads (strays), and whose they are;
+        reap those that exited, kill those no running attempt can own."""
+        leaders = {a.pid for a in self._attempts.values()}
+        orphans: dict[int, int] = {}
+        for pid in children(os.getpid()):
+            if pid in leaders:
+                continue
+            proc = None if procs is None else procs.get(pid)
+            start = start_time(pid) if proc is None or proc.zombie else proc.start
+            if start is None:  # exited (a zombie): reap it
+                self._strays.pop(pid, None)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                continue
+            known = self._strays.get(pid)
+            if known is not None and known.start == start:
+                continue
+            owners = self._owners(pid, start)
+            if owners:
+                self._strays[pid] = _Stray(start, owners)
+            else:
+                orphans[pid] = start
+        if orphans:  # left by attempts that have all ended: kill them now
+            self._strays.update((pid, _Stray(start, set())) for pid, start in orphans.items())
+            _kill_trees(orphans)
+
+    def _owners(self, pid: int, start: int) -> set[int]:
+        """The running attempts stray ``pid`` may belong to (see the module doc)."""
+        prefix = TOKEN_VAR.encode() + b"="
+        for entry in environ(pid):
+            if entry.startswith(prefix):
+                key = self._tokens.get(entry[len(prefix) :])
+                if key is not None:
+                    return {key}
+                if entry[len(prefix) :].startswith(f"{os.getpid()}.".encode()):
+                    return set()  # the token of one of ours that has ended
+                break  # another monitor's token (a nested gristmill): judge by ancestry
+        running = self._attempts.values()
+        recorded = {a.key for a in running if a.tree.get(pid) == start}
+        return recorded or {a.key for a in running if a.born <= start}
 
     def _finish(self, attempt: _Attempt) -> AttemptResult:
         # The leader is a zombie until wait4, so its pgid cannot be reused yet: kill
         # whatever it left running in its group first (a forked `sleep 1000 &`).
         _killpg(attempt.pid, signal.SIGKILL)
+        self._kill_leftovers(attempt)
         _, status, usage = os.wait4(attempt.pid, 0)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
         del self._attempts[attempt.key]
-        self._sweep(attempt.token.encode())
+        del self._tokens[attempt.token.encode()]
         if attempt.pidfd is not None:
             self.poller.unregister(attempt.pidfd)
             del self._by_fd[attempt.pidfd]
             os.close(attempt.pidfd)
+        else:
+            self._unwatched -= 1
         if attempt.proc is not None:
             attempt.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         # Linux charges the spawner's peak RSS to a child at exec (the vforked child
@@ -364,22 +487,44 @@ class Monitor:
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
                              ended, reason)
 
-    def _sweep(self, token: bytes) -> None:
-        """Kill our children that carry the ended attempt's token; reap those that exited.
+    def _kill_leftovers(self, attempt: _Attempt) -> None:
+        """Kill what the ending ``attempt`` left outside its process group: its recorded
+        descendants, and the strays no other running attempt may own."""
+        if self.reaper:
+            self._adopt()  # while the attempt still counts as running: its orphans are its
+        roots = dict(attempt.tree)
+        for pid, stray in self._strays.items():
+            if attempt.key in stray.owners:
+                stray.owners.discard(attempt.key)
+                if not stray.owners:
+                    roots[pid] = stray.start
+        if roots:
+            _kill_trees(roots)
 
-        They are what the attempt left outside its process group, reparented to us.
+    def close(self) -> None:
+        """Kill every stray and recorded descendant left, before the owner exits.
+
+        A reaper also kills any other child that is not an attempt leader, and reaps
+        them all (within a second: SIGKILLed processes die at once unless stuck in the
+        kernel), so none outlives it as a zombie of init.
         """
+        roots = {pid: stray.start for pid, stray in self._strays.items()}
+        for attempt in self._attempts.values():
+            roots.update(attempt.tree)
         leaders = {a.pid for a in self._attempts.values()}
-        marker = TOKEN_VAR.encode() + b"=" + token
-        for pid in children(os.getpid()):
-            if pid in leaders:
-                continue
-            if environ_has(pid, marker):
-                _killpg(pid, signal.SIGKILL)  # a daemon that called setsid leads its group
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        mine = [pid for pid in children(os.getpid()) if pid not in leaders] if self.reaper else []
+        for pid in mine:
+            start = start_time(pid)
+            if start is not None:
+                roots[pid] = start
+        if roots:
+            _kill_trees(roots)
+        self._strays.clear()
+        deadline = time.monotonic() + 1.0
+        for pid in mine:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # a zombie now, or at a later sweep
+                while not os.waitpid(pid, os.WNOHANG)[0] and time.monotonic() < deadline:
+                    time.sleep(0.002)
 
     def abort(self, reason: str) -> list[tuple[int, AttemptResult]]:
         """SIGKILL every attempt and reap it as FAILED with ``reason`` (for fatal errors)."""
@@ -390,6 +535,46 @@ class Monitor:
             failed = attrs.evolve(result, state=JobState.FAILED, reason=reason)
             results.append((attempt.key, failed))
         return results
+
+
+def _record_tree(attempt: _Attempt, procs: Mapping[int, Proc]) -> None:
+    """Add the attempt's live descendants to its tree; forget those that ended."""
+    leader = procs.get(attempt.pid)
+    tree = {pid: start for pid, start in attempt.tree.items()
+            if pid in procs and procs[pid].start == start and not procs[pid].zombie}
+    if leader is not None:
+        for pid in descendants({attempt.pid: leader.start}, procs) - {attempt.pid}:
+            tree[pid] = procs[pid].start
+    attempt.tree = tree
+
+
+#: Rounds of freeze-and-look before the kill: each finds the children the last one froze.
+_KILL_ROUNDS = 16
+
+
+def _kill_trees(roots: Mapping[int, int]) -> None:
+    """SIGKILL ``roots`` (pid -> start time) and all their descendants.
+
+    Each is frozen first (SIGSTOP: a fork in flight fails and is not restarted until
+    it resumes), then /proc is read again for children of the frozen, until a look
+    finds none new; then all are killed. A process that kept forking while being
+    killed one by one could otherwise leave a child behind.
+    """
+    frozen: set[int] = set()
+    pinned = dict(roots)
+    for _ in range(_KILL_ROUNDS):
+        procs = table()
+        found = descendants(pinned, procs) - frozen
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+            pinned[pid] = procs[pid].start
+        frozen |= found
+    for pid in frozen:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _classify(

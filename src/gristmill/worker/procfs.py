@@ -9,6 +9,9 @@ the monitor's memory watchdog, the jobmon and dask backends' orphan hunts all re
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Mapping
+from typing import NamedTuple
 
 
 def pids() -> list[int]:
@@ -35,6 +38,59 @@ def stat_fields(pid: int | str) -> list[bytes] | None:
         return data[data.rindex(b")") + 2 :].split()
     except (OSError, ValueError):
         return None
+
+
+class Proc(NamedTuple):
+    """One process in a :func:`table`: where it hangs in the process tree, and its size."""
+
+    ppid: int
+    pgrp: int
+    start: int  # clock ticks since boot, as start_time gives
+    rss: int  # resident pages
+    zombie: bool
+
+
+def table() -> dict[int, Proc]:
+    """Every process now, from one /proc scan ({} without a procfs).
+
+    One read per process: what the memory watchdog and the monitor's descendant
+    tracking both need, so a sample of either costs one scan.
+    """
+    found = {}
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is None:
+            continue  # it ended while we looked
+        try:
+            found[pid] = Proc(int(fields[1]), int(fields[2]), int(fields[19]), int(fields[21]),
+                              fields[0] in (b"Z", b"X"))
+        except (ValueError, IndexError):
+            continue
+    return found
+
+
+def descendants(roots: Mapping[int, int], procs: Mapping[int, Proc]) -> set[int]:
+    """The live processes of ``procs`` that are ``roots`` (pid -> start time, so a reused
+    pid is not taken for a root) or descend from one, zombies left out."""
+    kids: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        kids.setdefault(proc.ppid, []).append(pid)
+    todo = [pid for pid, start in roots.items() if pid in procs and procs[pid].start == start]
+    found: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        todo.extend(kids.get(pid, ()))
+    return {pid for pid in found if not procs[pid].zombie}
+
+
+def ticks_now() -> int:
+    """Now, in the clock of :func:`start_time` (clock ticks since boot), rounded down: a
+    process started after this call has a start time at least this."""
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+    return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
 
 
 def group_members(pgid: int) -> list[int]:
@@ -94,11 +150,6 @@ def children(pid: int) -> list[int]:
             return [int(word) for word in handle.read().split()]
     except (OSError, ValueError):
         return []
-
-
-def environ_has(pid: int, entry: bytes) -> bool:
-    """Whether ``KEY=value`` ``entry`` is in the environment process ``pid`` started with."""
-    return entry in environ(pid)
 
 
 def alive(pid: int, start: int) -> bool:

@@ -28,7 +28,10 @@ from gristmill.worker.atomic import write_atomic
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED)
+# LOST: the attempt never started for want of the machine's resources (descriptors,
+# processes, memory); the engine runs it again without spending the task's retries.
+_FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.OOM, JobState.TIMEOUT, JobState.CANCELLED,
+          JobState.LOST)
 _OPT_INT = (int, type(None))
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "state": str, "exit_code": _OPT_INT, "signal": _OPT_INT, "peak_rss": _OPT_INT,

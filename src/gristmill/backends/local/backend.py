@@ -366,6 +366,10 @@ class LocalBackend:
             self._news[seq] = _RUNNING
         elif "error" in message:
             logger.error("the local supervisor failed: {}", message["error"])
+        elif "warn" in message:
+            logger.warning("{}", message["warn"])
+        elif "info" in message:
+            logger.info("{}", message["info"])
 
     def _supervisor_gone(self) -> None:
         """The supervisor died under us: kill what it left running; the rest is LOST."""

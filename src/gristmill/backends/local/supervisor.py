@@ -5,13 +5,22 @@ that imports this module without running ``gristmill/__init__.py`` (so it import
 only this module, the monitor and their leaves). Requests come in as JSON lines on
 one pipe (``{"op": "run", "key": ..., ...}``, ``{"op": "cancel", "ids": [...]}``); events go out on
 another: ``{"id", "pid"}`` when a job starts, ``{"id", "r"}`` (its result, after the
-result file is written) when it ends, ``{"error"}`` if the loop itself fails.
+result file is written) when it ends, ``{"error"}`` if the loop itself fails,
+``{"warn"}`` and ``{"info"}`` for the engine's log.
 
 The jobs it holds are *queued* (FIFO, started while cores and memory allow) or
 *running* (a :class:`gristmill.worker.monitor.Monitor` attempt); see the local backend's
 module doc for the policy. On EOF of the request pipe it becomes an orphan: it runs
 what it holds to completion, looks for ``<result>.cancel`` files twice a second, and
-exits when nothing is left.
+exits when nothing is left, killing whatever its attempts left behind first (it is a
+child subreaper: everything they daemonize comes back to it).
+
+A job that cannot start for want of file descriptors, processes or memory (the
+monitor's LOST start) stays at the head of the queue: the supervisor tries it again
+after a pause (:data:`START_BACKOFF`) or as soon as a running attempt ends, and tells
+the engine once when it starts waiting and once when the job starts. Only a job that
+waits longer than :data:`START_PATIENCE` is reported, LOST. The task's retries are
+never spent on the machine's shortage.
 """
 
 from __future__ import annotations
@@ -35,6 +44,13 @@ from gristmill.worker.procfs import start_time
 from gristmill.worker.result import AttemptResult, write_result
 
 CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
+#: Seconds between tries to start a job while the machine lacks descriptors or processes:
+#: the first pause, doubled at each failure up to the last. An attempt that ends frees
+#: what it held, so its end is a try as well.
+START_BACKOFF = (0.05, 2.0)
+#: Seconds one job may fail to start for want of resources before it is reported LOST
+#: (the engine then submits it again, within its own retries for lost attempts).
+START_PATIENCE = 600.0
 
 
 @attrs.define
@@ -57,10 +73,10 @@ class _Supervisor:
     """The loop behind a LocalBackend: takes requests, starts jobs as resources allow, reports."""
 
     def __init__(self, requests: int, events: int, max_cores: int, max_mem: int,
-                 grace: float) -> None:
+                 grace: float, *, reaper: bool = False) -> None:
         self.requests, self.events = requests, events
         self.max_cores, self.max_mem = max_cores, max_mem
-        self.monitor = Monitor(grace=grace)
+        self.monitor = Monitor(grace=grace, reaper=reaper)
         self.queue: deque[int] = deque()
         self.jobs: dict[int, _Job] = {}  # queued and running
         self.running: set[int] = set()
@@ -70,6 +86,9 @@ class _Supervisor:
         self.writing = False  # events fd registered for POLLOUT
         self.orphan = False  # no engine will send more
         self.next_scan = 0.0
+        self.start_at = 0.0  # no start is tried before this (monotonic): resources lacked
+        self.backoff = START_BACKOFF[0]
+        self.waiting_since: float | None = None  # the head job's first failed start
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -82,9 +101,14 @@ class _Supervisor:
 
     def run(self) -> int:
         try:
+            return self.loop()
+        finally:
+            self.monitor.close()
+
+    def loop(self) -> int:
+        try:
             while not (self.orphan and not self.jobs):
-                timeout = max(0.0, self.next_scan - time.monotonic()) if self.orphan else None
-                for fd, _ in self.monitor.wait(timeout):
+                for fd, _ in self.monitor.wait(self.timeout()):
                     if fd == self.requests:
                         self.read_requests()
                     elif fd == self.wake_r:  # SIGTERM: cancel everything and leave
@@ -93,6 +117,8 @@ class _Supervisor:
                         for key in list(self.jobs):
                             self.cancel(key)
                 done = [(self.release(key), result) for key, result in self.monitor.service()]
+                if done:
+                    self.start_at = 0.0  # what they held is free: worth a try at once
                 if self.orphan and time.monotonic() >= self.next_scan:
                     self.scan_cancel_files()
                 self.start_ready()  # before reporting, so freed cores do not idle
@@ -111,6 +137,15 @@ class _Supervisor:
             self.flush()
             return 1
         return 0
+
+    def timeout(self) -> float | None:
+        """Seconds until the loop must look again by itself (``None``: only on events)."""
+        now, due = time.monotonic(), []
+        if self.orphan:
+            due.append(self.next_scan)
+        if self.queue and self.start_at > now:
+            due.append(self.start_at)
+        return max(0.0, min(due) - now) if due else None
 
     def read_requests(self) -> None:
         data = os.read(self.requests, 1 << 20)
@@ -160,15 +195,30 @@ class _Supervisor:
             job = self.jobs.get(key)
             if job is None:  # cancelled while queued
                 self.queue.popleft()
+                self.waiting_since = None  # (not start_at: the machine is as short as it was)
                 continue
             if self.running and (self.used_cores + job.cores > self.max_cores
                                  or self.used_mem + job.need_mem > self.max_mem):
                 return  # FIFO: nothing overtakes the head of the queue
-            self.queue.popleft()
+            if time.monotonic() < self.start_at:
+                return  # the machine lacked resources a moment ago: wait a little
             env = None if not job.env else {**self.monitor.environ, **job.env}
             failed = self.monitor.start(key, job.argv, stdout=job.out, stderr=job.err,
                                         mem_limit=job.mem, runtime_limit=job.runtime,
                                         env=env, cwd=job.cwd)
+            if failed is not None and failed.state is JobState.LOST and self.wait_for_resources(
+                    job, failed.reason):
+                return
+            self.queue.popleft()
+            if self.waiting_since is not None:
+                waited = time.monotonic() - self.waiting_since
+                self.waiting_since, self.backoff = None, START_BACKOFF[0]
+                if failed is None:
+                    self.emit({"info": f"job {job.attempt or key} started after waiting "
+                                       f"{waited:.1f} s for the machine's resources"})
+                elif failed.state is JobState.LOST:
+                    failed = attrs.evolve(failed, reason=f"{failed.reason} (waited "
+                                          f"{waited:.0f} s for the machine's resources)")
             if failed is not None:
                 self.report(self.release(key), failed)
                 continue
@@ -176,6 +226,21 @@ class _Supervisor:
             self.used_cores += job.cores
             self.used_mem += job.need_mem
             self.emit({"id": key, "pid": self.monitor.pid(key)})
+
+    def wait_for_resources(self, job: _Job, reason: str) -> bool:
+        """The head job could not start for want of resources: pause before the next
+        try; whether to keep it waiting (False once it waited :data:`START_PATIENCE`)."""
+        now = time.monotonic()
+        if self.waiting_since is None:
+            self.waiting_since = now
+            self.emit({"warn": f"job {job.attempt or job.key} cannot start yet ({reason}): "
+                               "the machine is short of descriptors, processes or memory; "
+                               "waiting for them (the task's retries are not spent)"})
+        elif now - self.waiting_since > START_PATIENCE:
+            return False
+        self.start_at = now + self.backoff
+        self.backoff = min(START_BACKOFF[1], self.backoff * 2)
+        return True
 
     def release(self, key: int) -> _Job:
         """Forget a job that ended (or will never start) and free what it held."""
@@ -258,9 +323,9 @@ def main(args: Sequence[str] | None = None) -> int:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
-    become_subreaper()  # what an attempt daemonizes comes back to us, to be killed with it
+    reaper = become_subreaper()  # what an attempt daemonizes comes back to us, to be killed
     return _Supervisor(options.requests_fd, options.events_fd, options.max_cores,
-                       options.max_mem, options.grace).run()
+                       options.max_mem, options.grace, reaper=reaper).run()
 
 
 if __name__ == "__main__":
