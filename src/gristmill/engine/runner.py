@@ -183,7 +183,9 @@ def _run_locked(
     forced: bytearray | None, observer: Observer | None = None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
-    store = Store.open(path, check=False) if existing else Store.create(path, meta)
+    store = Store.open(path, check=False) if existing else Store.create(
+        path, meta, dag=lambda new: new.write_dag(plan.unit_rows(), plan.identities,
+                                                  plan.unit_of_nodes()))
     try:
         if existing:
             decision = decide(store, plan, forced)
@@ -197,7 +199,6 @@ def _run_locked(
         else:
             states = bytearray(plan.graph.n_nodes)
             attempts = [0] * plan.graph.n_nodes
-            store.write_dag(plan.unit_rows(), plan.identities, plan.unit_of_nodes())
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
         metadata = _collect_metadata(plan, backend.name, argv)

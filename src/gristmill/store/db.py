@@ -83,13 +83,16 @@ class Store:
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
-        """Make the store of a new run; it appears at its path whole, tables and meta.
+    def create(cls, run_dir: Path, meta: Mapping[str, Any],
+               dag: Callable[[Store], None] | None = None) -> Store:
+        """Make the store of a new run; it appears at its path whole: tables, meta and
+        what ``dag`` writes (the run's DAG, :meth:`write_dag`).
 
         It is written under a temporary name in SQLite's rollback-journal mode and
         renamed into place once committed and closed, so ``gristmill status`` (or any
         reader) started at the same moment finds no store or a whole one, never an empty
-        file or a write-ahead log still being written. Then it is opened in WAL mode.
+        file, a run without its DAG or a write-ahead log still being written; a full disk
+        leaves no store at all. Then it is opened in WAL mode.
         """
         path = run_dir / STORE_NAME
         if path.exists():
@@ -112,6 +115,8 @@ class Store:
                     + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
                 )
                 conn.execute("COMMIT")
+                if dag is not None:
+                    dag(cls(draft, conn))
             finally:
                 conn.close()
             if path.exists():  # (the commit above synced the file: synchronous=FULL)
@@ -122,13 +127,12 @@ class Store:
                 os.fsync(folder)
             finally:
                 os.close(folder)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            why = diagnose(path)  # before the draft goes: removing it frees the space
             for suffix in ("", "-journal"):  # ours and unfinished
                 with contextlib.suppress(OSError):
                     draft.with_name(draft.name + suffix).unlink()
-            raise StoreError(
-                f"cannot create the run store {path}: {exc} ({diagnose(path)})"
-            ) from exc
+            raise StoreError(f"cannot create the run store {path}: {exc} ({why})") from exc
         return cls(path, cls._connect(path))
 
     @classmethod
