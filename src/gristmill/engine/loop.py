@@ -15,6 +15,7 @@ Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections import defaultdict
@@ -35,16 +36,20 @@ from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
 from gristmill.engine.tracker import Tracker
-from gristmill.errors import BackendError, RunDirError
+from gristmill.errors import BackendError, RunDirError, RunDirGoneError, StoreError
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
+from gristmill.store.watch import RunWatch
 from gristmill.worker.result import AttemptResult, ResultMismatchError, read_result
 
 #: Consecutive transient submission failures before the batch fails for good.
 SUBMIT_RETRIES = 5
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
+#: Seconds at most between two looks at whether the run directory is still there, while
+#: the loop waits (between cycles it looks every cycle).
+WATCH_EVERY = 1.0
 
 
 @attrs.define
@@ -72,11 +77,14 @@ class Engine:
         run_dir: Path,
         states: bytearray,
         attempts: list[int],
+        watch: RunWatch | None = None,
     ) -> None:
         self.graph = graph = plan.graph
         self.store = store
         self.backend = backend
         self.run_dir = run_dir
+        #: Whether the run directory, store and lock file are still the ones taken.
+        self.watch = watch
         self.config = config = plan.config
         self.plans = plan.units
         self.tracker = Tracker(graph, states)
@@ -135,6 +143,16 @@ class Engine:
                     self._finish(live, status)
                 self.flush()
                 self._loop()
+                self._check_run_dir()  # a run that vanished is never reported as complete
+            except RunDirGoneError:
+                logger.warning("stopping: the run directory is gone; cancelling {} live job(s)",
+                               len(self.live))
+                self.guard.critical = True  # a Ctrl-C must not break the cleanup
+                self.stopping = True
+                self.cancel_all("the run directory was deleted or moved while the engine ran")
+                with contextlib.suppress(RunDirError):  # the store may be gone with it
+                    self.flush()
+                raise
             except (Interrupted, KeyboardInterrupt):
                 logger.warning("stopping: cancelling {} live job(s)", len(self.live))
                 self.guard.critical = True  # a second Ctrl-C must not break the cleanup
@@ -150,6 +168,7 @@ class Engine:
         poll_min = max(self.config.poll_min, self.capabilities.poll_min)
         interval = poll_min
         while True:
+            self._check_run_dir()
             submitted = 0 if self.stopping else self.dispatch()
             self.flush()
             if not self.live:
@@ -173,12 +192,31 @@ class Engine:
         checkpoint (:meth:`_sync`) cuts a wait short; neither may make the engine poll a
         backend sooner than its declared ``poll_min`` after the last poll. The rest of
         the floor is slept here: news cannot be acted on before the next poll anyway.
+
+        A long wait is cut into pieces of at most ``WATCH_EVERY`` s, with a look at the
+        run directory after each: a backend that returns before its piece is over had
+        news, and the wait ends there, as it would have uncut.
         """
-        self.backend.wait(self._sync(interval))
+        end = time.monotonic() + interval
+        while True:
+            left = self._sync(max(0.0, end - time.monotonic()))
+            piece = min(left, WATCH_EVERY)
+            began = time.monotonic()
+            self.backend.wait(piece)
+            self._check_run_dir()
+            if piece >= left or time.monotonic() - began < 0.9 * piece:
+                break
         rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
         while rest > 0:
-            time.sleep(self._sync(rest))
+            time.sleep(min(self._sync(rest), WATCH_EVERY))
+            self._check_run_dir()
             rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
+
+    def _check_run_dir(self) -> None:
+        """Raise :class:`RunDirGoneError` when the run directory, its store or its lock file
+        was deleted or moved (see :mod:`gristmill.store.watch`)."""
+        if self.watch is not None:
+            self.watch.check()
 
     def _sync(self, interval: float) -> float:
         """Make what was written durable (SQLite checkpoint, fsync) at most every SYNC_EVERY s;
@@ -259,9 +297,11 @@ class Engine:
         job_name = self.graph.job_name(unit_index, element)
         log_dir = self.run_dir / "logs" / task.name
         if log_dir not in self._log_dirs:
-            try:
-                log_dir.mkdir(parents=True, exist_ok=True)
+            try:  # never parents=True: a run directory deleted meanwhile is not made again
+                log_dir.parent.mkdir(exist_ok=True)
+                log_dir.mkdir(exist_ok=True)
             except OSError as exc:
+                self._check_run_dir()
                 raise RunDirError(
                     f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
@@ -523,9 +563,11 @@ class Engine:
                         self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
                     if FAULT:
                         FAULT.reached("status")
-            except BaseException:
+            except BaseException as exc:
                 self.tracker.single_changes[:0] = singles
                 self.tracker.range_changes[:0] = ranges
+                if isinstance(exc, StoreError) and not isinstance(exc, RunDirGoneError):
+                    self._check_run_dir()  # a store that moved away is the news, not the write
                 raise
             self._new_attempts = []
             self._attempt_updates = []
