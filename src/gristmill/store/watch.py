@@ -8,8 +8,10 @@ name is free another engine could take it: two engines would then think they own
 run directory.
 
 So the engine compares, once per cycle, what is at the paths with what it opened: the
-run directory's, the store's and the lock file's (device, inode). Three ``stat`` calls,
-a few microseconds (benchmarks/README.md has the figure), and no file is opened.
+run directory's, the store's and the lock file's (device, inode). Three ``stat`` calls
+and no file opened: about 10 µs a look on a loaded two-core machine, against the
+milliseconds a cycle's store transaction takes; while the loop waits it looks once a
+second.
 """
 
 from __future__ import annotations
