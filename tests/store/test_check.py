@@ -142,3 +142,20 @@ def test_a_log_that_cannot_be_read_here_is_explained_not_called_corrupt(shared: 
             f"index file {STORE_NAME}-shm, which is missing and cannot be made in "
             f"{copy}") in message
     assert sorted(p.name for p in copy.iterdir()) == [STORE_NAME, f"{STORE_NAME}-wal"]
+
+
+def test_a_store_the_reader_may_not_read_names_its_owner(shared: Path) -> None:
+    run_dir, store = _store(shared)
+    store.close()
+    (run_dir / STORE_NAME).chmod(0o600)
+
+    def read() -> str:
+        with pytest.raises(StoreError) as info:
+            check_store(run_dir / STORE_NAME)
+        return str(info.value)
+
+    assert as_nobody(read) == (
+        f"cannot read the run store {run_dir / STORE_NAME}: {run_dir / STORE_NAME} belongs to "
+        "root (mode -rw-------) and is not readable by you (nobody); ask its owner to make the "
+        "run directory readable (chmod -R a+rX, or g+rX for a shared group)"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import stat
 import urllib.parse
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def check_store(path: Path, full: bool = True, *, immutable: bool = False) -> No
     ``immutable`` reads a store whose write-ahead log is empty without making the
     ``-wal`` and ``-shm`` files a read-only connection otherwise leaves beside it.
     """
+    unreadable = [p for p in (path, path.with_name(path.name + "-wal"))
+                  if p.exists() and not os.access(p, os.R_OK)]
+    if unreadable:
+        raise StoreError(f"cannot read the run store {path}: {not_readable(unreadable[0])}")
     conn = open_readonly(path, immutable=immutable)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
@@ -121,6 +126,25 @@ def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
             "copy, or ask its owner to run gristmill status there once"
         )
     return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
+
+
+def not_readable(path: Path) -> str:
+    """Why this user cannot read ``path``: whose it is, its mode, and what to ask for."""
+    info = os.stat(path)
+    return (f"{path} belongs to {_user_name(info.st_uid)} (mode {stat.filemode(info.st_mode)}) "
+            f"and is not readable by you ({_user_name(os.geteuid())}); ask its owner to make "
+            "the run directory readable (chmod -R a+rX, or g+rX for a shared group)")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+    except ImportError:  # Windows
+        return str(uid)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def corrupt(path: Path, exc: Exception) -> StoreError:
