@@ -31,6 +31,14 @@ FORBIDDEN = [
     ("gristmill.engine", "gristmill.cli"),
     ("gristmill.backends.batch", "gristmill.backends.slurm"),
     ("gristmill.backends.batch", "gristmill.backends.sge"),
+    # build runs inside a build backend: it reads source and names scripts, nothing more
+    *[("gristmill.build", f"gristmill.{layer}")
+      for layer in ("engine", "store", "backends", "cli", "graph", "spec", "runs", "worker",
+                    "compat")],
+    # and only the CLI reaches it (gristmill check reports what the hook cannot read)
+    *[(f"gristmill.{layer}", "gristmill.build")
+      for layer in ("dsl", "engine", "store", "backends", "graph", "spec", "runs", "worker",
+                    "compat")],
 ]
 #: The leaves: they import no other gristmill module.
 LEAVES = ("gristmill.states", "gristmill.errors", "gristmill.merge", "gristmill.logs",
@@ -186,6 +194,33 @@ def test_the_engine_never_imports_a_concrete_backend() -> None:
     bad = [_where(src, dst) for src, targets in EDGES.items() if _under(src, "gristmill.engine")
            for dst in targets for name in (*BACKENDS, "batch")
            if _under(dst, f"gristmill.backends.{name}")]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_the_build_hook_imports_hatchling() -> None:
+    """hatchling is a build-time dependency: gristmill must import without it."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "hatchling" or n.startswith("hatchling.") for n in names):
+                found.add(module_name(path))
+    assert found == {"gristmill.build.hooks"}
+
+
+def test_the_build_takes_only_the_naming_rules_from_the_dsl() -> None:
+    """The hook must name scripts as ``gristmill entry-points`` does, and need nothing else:
+    the rest of the DSL is about recording and running tasks."""
+    bad = [_where(src, dst) for src, targets in EDGES.items() if _under(src, "gristmill.build")
+           for dst in targets if _under(dst, "gristmill.dsl") and dst != "gristmill.dsl.naming"]
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_imports_the_build_hook() -> None:
+    """hatchling loads it through the ``hatch`` entry-point group, and nothing else may."""
+    bad = [_where(src, dst) for src, targets in EDGES.items() for dst in targets
+           if dst == "gristmill.build.hooks"]
     assert not bad, "\n".join(bad)
 
 

@@ -11,7 +11,6 @@ import pytest
 from gm_testing import job_request
 
 from gristmill.backends.batch.arrays import (
-    GRISTMILL_PARENT,
     Array,
     element_boot,
     element_command,
@@ -20,6 +19,7 @@ from gristmill.backends.batch.arrays import (
     write_manifest,
 )
 from gristmill.backends.batch.element import MANIFEST_VERSION, read_manifest
+from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.resources import Resources
 
 SMALL = Resources(mem="1G", cores=1)

@@ -303,3 +303,33 @@ def test_jobmon_fail_fast_stops_the_run_and_what_it_left_is_cancelled(
     appenders = [r for r in attempts(result.run_dir) if r.task == "append_line"]
     assert all(r.state == "CANCELLED" for r in appenders), appenders
     assert result.counts.get("DONE", 0) <= 2  # at most the two gate tasks
+
+
+def test_gristmill_limit_reaches_the_running_jobmon_workflow(
+    server: str, et: ModuleType, tmp_path: Path
+) -> None:
+    """jobmon runs the DAG itself: ``gristmill limit --max-concurrent`` is passed to its
+    live limit (what ``jobmon concurrency_limit`` sets), and the run goes on."""
+    stamps = tmp_path / "stamps"
+    told: list[subprocess.CompletedProcess[str]] = []
+
+    def steer() -> None:
+        wait_until(lambda: stamps.exists(), 60, "the first task to start")
+        run_dir = next((tmp_path / "runs").glob("20*"))
+        told.append(subprocess.run([*GRISTMILL, "limit", str(run_dir), "--max-concurrent", "3"],
+                                   capture_output=True, text=True, env=subprocess_env(),
+                                   timeout=60, check=False))
+
+    helper = threading.Thread(target=steer)
+    helper.start()
+    result = run_on(server, et.spans(stamps=str(stamps), n=3, pause=1.0), tmp_path / "runs",
+                    jm={"max_concurrent": 1})
+    helper.join()
+    assert result.ok, result.counts
+    assert told[0].returncode == 0, told[0].stderr
+    assert "took it" in told[0].stdout
+    backend = JobmonBackend(service_url=server)
+    workflow_id = json.loads((result.run_dir / "jobmon" / "workflow.json").read_text())[
+        "workflow_id"]
+    metadata = backend._get(f"/workflow/{workflow_id}/fetch_workflow_metadata")["workflow"]
+    assert metadata[2] == 3  # (workflow_id, dag_id, max_concurrently_running)

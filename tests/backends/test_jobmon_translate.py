@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -13,7 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gristmill.backends.base import JobRequest
+from gristmill.backends.isolated import boot
 from gristmill.backends.jobmon.translate import (
+    DRIVER,
     STATES,
     WorkflowPlan,
     ancestors_failed,
@@ -141,13 +145,40 @@ def test_the_wrapper_carries_result_logs_limits_and_attempts() -> None:
                        env=(("A", "1"),), cwd=Path("/w"))
     (task,) = plan_tasks([job], cluster="sequential", python="/py")
     words = list(task.wrapper)
-    assert words[:4] == ["/py", "-m", "gristmill.backends.jobmon.driver", "attempt"]
+    assert words[:5] == ["/py", "-I", "-c", boot(DRIVER), "attempt"]
     assert words[words.index("--result") + 1] == str(job.result_path)
     assert words[words.index("--max-attempts") + 1] == "3"
     assert words[words.index("--mem") + 1] == str(2**30)
     assert words[words.index("--runtime") + 1] == "90"
     assert words[words.index("--env") + 1] == "A=1"
     assert words[words.index("--cwd") + 1] == "/w"
+
+
+def test_the_wrapper_runs_isolated_from_a_shadowing_module_in_the_task_directory(
+    tmp_path: Path,
+) -> None:
+    """jobmon starts each task's command in a directory of the user's: a types.py there (or
+    on PYTHONPATH) must not run inside gristmill's wrapper. The task still gets the
+    user's environment (PYTHONPATH included)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    marker = tmp_path / "shadow-imported"
+    for name in ("types", "json", "signal"):
+        (project / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'a').write({name!r})\nraise SystemExit('shadowed')\n")
+    job = request("k.1", ["sh", "-c", 'echo "isolated $PYTHONPATH"'])
+    job = attrs.evolve(job, result_path=tmp_path / "r.json", stdout=tmp_path / "o",
+                       stderr=tmp_path / "e")
+    (task,) = plan_tasks([job], cluster="sequential", python=sys.executable)
+    done = subprocess.run([*task.wrapper, "--", *task.argv], cwd=project,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(project)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o").read_text() == f"isolated {project}\n"
+    assert not marker.exists()
+    result = read_result(tmp_path / "r.json", key="k.1")
+    assert result is not None
+    assert result.state is JobState.SUCCEEDED
 
 
 def test_the_driver_path_of_gristmill_0_1_still_runs_attempts(tmp_path: Path) -> None:

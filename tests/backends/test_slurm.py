@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from gristmill.backends.base import JobHandle, JobRequest
-from gristmill.backends.batch.arrays import GRISTMILL_PARENT, Array, element_boot
+from gristmill.backends.batch.arrays import Array, element_boot
 from gristmill.backends.batch.backend import lookup
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import read_manifest
+from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.registry import make_backend
 from gristmill.backends.slurm.backend import (
     STOP_RULES,

@@ -1,11 +1,11 @@
-"""``gristmill status``, ``tasks`` and ``logs``: read a run, explain its failures, write nothing."""
+"""``gristmill status`` and ``tasks``: read a run, explain its failures, write nothing; and
+the names ``logs`` takes for a node (``find_node``)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -98,24 +98,6 @@ def test_tasks_lists_nodes_filtered_by_state(failed_run: Path) -> None:
     assert bad.exit_code == 2
     assert "UPSTREAM_FAILED" in bad.stderr  # the message lists the states
     assert "Traceback" not in bad.output
-
-
-def test_logs_prints_a_nodes_logs(failed_run: Path) -> None:
-    both = cli("logs", str(failed_run), "exit_with")
-    assert both.exit_code == 0, both.output
-    assert re.search(r"/exit_with\.[0-9a-f]{16}\.1\.out <==", both.stdout)
-    assert re.search(r"/exit_with\.[0-9a-f]{16}\.1\.err <==", both.stdout)
-    assert "about to exit with code 3" in both.stdout
-    out_only = cli("logs", str(failed_run), "exit_with", "--out")
-    assert ".1.err" not in out_only.stdout
-    for args, fragment in (
-        (["nosuch"], "no attempt of a node named 'nosuch'"),
-        (["exit_with", "--attempt", "7"], "has no attempt 7"),
-    ):
-        missing = cli("logs", str(failed_run), *args)
-        assert missing.exit_code == 2
-        assert fragment in missing.stderr
-        assert "Traceback" not in missing.output
 
 
 def test_logs_finds_one_node_for_every_name_tasks_prints(env: None, tmp_path: Path) -> None:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import yaml
-from cs_flows import FailFastFlow, Flow, FlowSpecification, build, lines
+from cs_flows import (
+    CheckSpecification,
+    CheckTemplate,
+    FailFastFlow,
+    FitSpecification,
+    FitTemplate,
+    Flow,
+    FlowSpecification,
+    build,
+    lines,
+)
 
 from gristmill import runs
 from gristmill.compat.covid_shared import workflow
 from gristmill.engine.rebuild import rebuild_workflow
 from gristmill.engine.runner import run_workflow
 from gristmill.errors import BackendError
+from gristmill.graph.names import task_dir
 from gristmill.store.db import Store
 
 G = 2**30
@@ -134,3 +146,41 @@ def test_each_attempt_log_is_under_the_task_name(tmp_path: Path) -> None:
         "check/check.<id>.1.out", "fit/fit_0.<id>.1.out"]
     meta = yaml.safe_load((result.run_dir / runs.METADATA_FILE).read_text())
     assert meta["extra"]["workflow"] == f"flow-{tmp_path / 'v1'}"
+
+
+def test_templates_named_like_paths_keep_their_files_in_the_run(tmp_path: Path) -> None:
+    """covid_shared names a task by its key in ``task_template_classes``: any text. A name
+    that climbs (``../..``) or hides (``.check``) still writes only under the run's logs."""
+    climbing, hidden = "../../fit", ".check"
+
+    class OddSpecification(workflow.WorkflowSpecification):
+        tasks = {climbing: FitSpecification, hidden: CheckSpecification}
+
+    class OddFlow(Flow):
+        task_template_classes = {climbing: FitTemplate, hidden: CheckTemplate}
+
+        def attach_tasks(self, out: str, n_draws: int, failing: Iterable[int] = ()) -> None:
+            check = self.task_templates[hidden].get_task(out=out)
+            self.workflow.add_task(check)
+            for draw in range(n_draws):
+                fit = self.task_templates[climbing].get_task(out=out, draw=draw, code=0)
+                fit.add_downstream(check)
+                self.workflow.add_task(fit)
+
+    out = tmp_path / "out.txt"
+    flow = OddFlow(str(tmp_path / "v1"), OddSpecification())
+    flow.attach_tasks(out=str(out), n_draws=2)
+    result = flow.run()
+    assert result.counts == {"DONE": 3}
+    logs = result.run_dir / "logs"
+    folders = sorted(p.name for p in logs.iterdir())
+    assert folders == sorted([task_dir(climbing), task_dir(hidden)])
+    assert not any(name.startswith(".") for name in folders)
+    # Nothing two levels above the logs, where "../../fit" would have pointed.
+    assert not (result.run_dir / "fit").exists()
+    store = Store.open(result.run_dir, readonly=True)
+    try:
+        for attempt in store.attempts():
+            assert Path(attempt.stdout).parent == logs / task_dir(attempt.task)
+    finally:
+        store.close()

@@ -189,6 +189,9 @@ def test_write_adds_the_section_when_there_is_none(
     [
         ("[project.scripts]\nthis is not toml\n", r"pyproject\.toml:2: cannot read this"),
         ('[project]\nscripts = { a = "b:c" }\n', r"declares scripts inline"),
+        ('[project]\ndynamic = ["scripts"]\n\n[tool.hatch.metadata.hooks.gristmill]\n',
+         r"builds with gristmill's build hook .* reinstall the package \(pip install -e "),
+        ('[tool.hatch.metadata.hooks.gristmill.scripts]\nx = "a:b"\n', r"build hook"),
     ],
 )
 def test_write_refuses_what_it_cannot_edit_safely(

@@ -1,20 +1,24 @@
 """Job names (``gristmill.graph.names``): the default and template forms, sanitising,
-long names, and uniqueness in a run whatever the values."""
+long names, and uniqueness in a run whatever the values; task directories that no task
+name can move out of ``logs/``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 import pytest
+from gm_hostile_names import HOSTILE_NAMES
 from gm_tasks import fit, forecast, record, validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gristmill as gm
+from gristmill.dsl.task import Task
 from gristmill.dsl.workflow import Workflow
 from gristmill.errors import TaskArgumentError
-from gristmill.graph.names import JobNames
+from gristmill.graph.names import MAX_NAME, JobNames, task_dir
 
 
 def recorded(body: Callable[[], object]) -> Workflow:
@@ -237,3 +241,90 @@ def test_names_made_for_a_whole_group_are_the_names_made_one_by_one(
     every = [graph.job_name(*graph.locate(i)) for i in range(graph.n_nodes)]
     assert len(set(every)) == len(every)
     assert all(len(n) <= 128 for n in every)
+
+
+# -- names made safe for files -----------------------------------------------------------------
+
+
+def renamed(name: str, template: str | None = None) -> Task:
+    """A task called ``name`` (as a renamed function would be), taking ``--value``."""
+
+    def body(value: str) -> None: ...
+
+    body.__name__ = name
+    return gm.task(name=template)(click.option("--value", required=True)(body))
+
+
+def test_no_job_name_starts_with_a_dot_or_is_empty() -> None:
+    """Attempt files begin with the job name: none of them may be hidden or nameless."""
+    dots, empty, by_template = renamed(".."), renamed(""), renamed("t", template="{value}")
+
+    def body() -> None:
+        dots.map(value=["a", ".b"])
+        dots(value="c")  # a unit of its own: its one node arg comes first...
+        by_template.map(value=[".hidden", "..", ""])
+        empty(value="x")
+
+    names = [n.name for n in recorded(body).nodes()]
+    assert names[:2] == ["__a", "__.b"]  # the task's dots, then "_" and the value
+    assert names[3:6] == ["_hidden", "_", "job"]
+    assert names[6] == "_x"
+    assert not any(n.startswith(".") or not n for n in names)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(task=st.text(alphabet="._-a/", max_size=4), columns=st.lists(values, min_size=1,
+                                                                     max_size=4))
+def test_the_bulk_names_of_a_task_with_an_odd_name_are_the_names_made_one_by_one(
+        task: str, columns: list[str]) -> None:
+    odd = renamed(task)
+    graph = recorded(lambda: odd.map(value=columns)).graph()
+    names = JobNames.of(graph)
+    for start, bulk in names._naturals():
+        u = graph.locate(start)[0]
+        positions = graph.owned_positions.get(u) or range(graph.owned[u])
+        made = list(bulk)
+        assert made == [names.natural(graph.workflow.units[u], e) for e in positions]
+        assert not any(n.startswith(".") or not n for n in made)
+
+
+@pytest.mark.parametrize("name", ["fit", "fit_2", "Forecast", "seiir-fit", "a.b", "v1,2=3+4",
+                                  "_private", "x" * MAX_NAME])
+def test_a_plain_task_name_is_its_own_directory(name: str) -> None:
+    assert task_dir(name) == name
+
+
+def _is_safe_dir(made: str) -> bool:
+    return (
+        made not in ("", ".", "..")
+        and not made.startswith((".", "-"))
+        and all(c.isascii() and (c.isalnum() or c in "_.,=+-~") for c in made)
+        and len(made.encode()) <= 255
+    )
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:24])
+def test_a_hostile_task_name_becomes_a_plain_directory_with_its_digest(name: str) -> None:
+    made = task_dir(name)
+    assert made != name
+    assert _is_safe_dir(made), made
+    assert made == task_dir(name)  # the same on every resume
+    stem, mark, digest = made.rpartition("~")
+    assert mark
+    assert len(digest) == 12
+    assert len(stem) <= 64
+
+
+def test_hostile_task_names_never_share_a_directory_with_each_other_or_a_plain_name() -> None:
+    plain = ["a-b", "escape", "hidden", "task", "dash", "a-b-1234567890ab"]
+    every: list[Any] = [*HOSTILE_NAMES, *plain]
+    dirs = [task_dir(n) for n in every]
+    assert len(set(dirs)) == len(dirs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=12), unique=True, max_size=8))
+def test_any_task_names_make_distinct_safe_directories(names: list[str]) -> None:
+    dirs = [task_dir(n) for n in names]
+    assert len(set(dirs)) == len(dirs)
+    assert all(_is_safe_dir(d) for d in dirs)

@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,37 @@ def test_a_new_store_is_wal_with_schema_version_and_meta(tmp_path: Path) -> None
         store.close()
     with pytest.raises(StoreError, match="already exists"):
         Store.create(tmp_path, {})
+
+
+def test_a_reader_never_sees_a_store_being_made(tmp_path: Path) -> None:
+    """``gristmill status`` started with the run finds no store or a whole one: never an
+    empty file, nor tables without their meta."""
+    seen: list[str] = []
+    stop = threading.Event()
+    dirs = [tmp_path / f"r{i}" for i in range(40)]
+
+    def read() -> None:
+        while not stop.is_set():
+            for run_dir in dirs:
+                if (run_dir / STORE_NAME).exists():
+                    store = Store.open(run_dir, readonly=True, check=False)
+                    try:
+                        seen.append(str(store.meta().get("workflow")))
+                    finally:
+                        store.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for run_dir in dirs:
+            run_dir.mkdir()
+            Store.create(run_dir, {"workflow": "wf"}).close()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    assert set(seen) == {"wf"}
+    assert not [p for p in tmp_path.glob("r*/.*")]  # no draft left behind
 
 
 def test_the_dag_persists_units_nodes_and_edges(tmp_path: Path) -> None:
@@ -193,6 +225,30 @@ def test_every_attempt_is_recorded_with_what_the_worker_measured(tmp_path: Path)
         assert again.node_states()[2] == [1, 1, 0]
     finally:
         again.close()
+
+
+def test_one_attempt_is_read_by_its_key_and_its_end_seen_by_a_reader(tmp_path: Path) -> None:
+    """A reader holding the store open (``logs --follow``) sees the engine close the attempt."""
+    store = make_store(tmp_path)
+    with store.transaction() as cur:
+        store.add_attempts(cur, [attempt("id0", 1), attempt("id1", 1)])
+    reader = Store.open(tmp_path, readonly=True)
+    try:
+        found = reader.attempt("id1.1")
+        assert found is not None
+        assert (found.identity, found.attempt, found.ended) == ("id1", 1, None)
+        assert reader.attempt("id9.1") is None
+        with store.transaction() as cur:
+            store.finish_attempts(cur, [{
+                "key": "id1.1", "state": "SUCCEEDED", "exit_code": 0, "signal": None,
+                "peak_rss": None, "elapsed": 1.0, "host": "h", "reason": "", "ended": 300.0,
+            }])  # fmt: skip
+        ended = reader.attempt("id1.1")
+        assert ended is not None
+        assert (ended.state, ended.ended) == ("SUCCEEDED", 300.0)
+    finally:
+        reader.close()
+        store.close()
 
 
 def _half_written(store: Store, failure: str) -> None:

@@ -78,6 +78,12 @@ class JobStatus:
             reason=result.reason,
         )
 
+    def describe(self) -> str:
+        """``"FAILED — exit code 3"``: the state and why, as ``status`` words a failure."""
+        detail = self.reason or (f"exit code {self.exit_code}" if self.exit_code is not None
+                                 else "")
+        return f"{self.state.value} — {detail}" if detail else self.state.value
+
 
 def _at_least(least: float) -> Any:
     """A validator refusing a number below ``least`` (None passes: the field is unset)."""
@@ -115,6 +121,11 @@ class Capabilities:
     #: engine's own limits apply). Keeps each engine cycle cheap while the backend
     #: always has the next jobs queued.
     max_inflight: int | None = attrs.field(default=None, validator=_at_least(1))
+    #: Takes a new run-wide concurrency limit while jobs run (:class:`LiveLimit`). A
+    #: ``dag`` backend limits how many run itself, so ``gristmill limit`` reaches its
+    #: running jobs only through this; without it the new limit applies to nodes not yet
+    #: handed over.
+    live_limit: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.dag and self.max_inflight is not None:
@@ -167,6 +178,15 @@ class BackendSetting:
         if self.kind == "memory" and isinstance(value, str):
             return parse_memory(value, what=self.flag_for(backend))
         return value
+
+
+@runtime_checkable
+class LiveLimit(Protocol):
+    """What a backend with ``Capabilities.live_limit`` adds to :class:`Backend`."""
+
+    def set_max_concurrent(self, limit: int) -> str:
+        """Run at most ``limit`` jobs at once from now on; a line saying what changed."""
+        ...
 
 
 @runtime_checkable

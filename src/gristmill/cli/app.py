@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from gristmill.cli import graph, run, scripts, spec, status
+from gristmill.cli import graph, logs, run, scripts, spec, status, steer
 from gristmill.logs import CLI_FORMAT, configure_logging
 
 
@@ -25,7 +25,8 @@ def main(verbose: int) -> None:
 
 
 for command in (
-    run.run, run.resume, run.cancel, status.status, status.tasks, status.logs,
+    run.run, run.resume, run.cancel, status.status, status.tasks, logs.logs,
     graph.graph, spec.spec_command, spec.resources_command, scripts.entry_points, scripts.check,
+    steer.limit, steer.pause, steer.unpause,
 ):
     main.add_command(command)

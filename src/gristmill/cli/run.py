@@ -17,6 +17,7 @@ import click
 from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
+from gristmill.cli.progress import make_progress
 from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.dsl.workflow import Workflow
 from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
@@ -68,6 +69,11 @@ def run_options(fn: Any) -> Any:
         click.option("--rerun", multiple=True, metavar="TASK|NODE",
                      help="Run these nodes again even if DONE, and everything downstream of "
                      "them (repeatable): a task name, a job name or an identity prefix."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="No live progress (the final line and errors still print)."),
+        click.option("--progress-interval", type=click.FloatRange(0.5, 86400),
+                     help="Seconds between progress lines when stdout is not a terminal "
+                     "(default 60; a terminal gets a live display)."),
         click.option("--dry-run", is_flag=True,
                      help="Say per task how many nodes would run and why; write nothing "
                      "(gristmill -v ... lists the nodes)."),
@@ -242,6 +248,8 @@ class _Flags:
     poll_interval: float | None
     backend_option: tuple[str, ...]
     rerun: tuple[str, ...]
+    quiet: bool
+    progress_interval: float | None
     dry_run: bool
     #: ``resume -v`` (``run`` has none: a ``-v`` after a workflow option is its value)
     verbose: int = 0
@@ -268,7 +276,16 @@ def _run_or_preview(
         return
     if flags.verbose:
         configure_logging(verbose, fmt=CLI_FORMAT)
-    _run_to_exit(lambda: run_plan(make_plan(wf, options), run_dir, argv=sys.argv), run_dir)
+    progress = make_progress(flags.quiet, flags.progress_interval, verbose)
+
+    def call() -> RunResult:
+        plan = make_plan(wf, options)
+        if progress is None:
+            return run_plan(plan, run_dir, argv=sys.argv)
+        with progress:
+            return run_plan(plan, run_dir, argv=sys.argv, observer=progress)
+
+    _run_to_exit(call, run_dir)
 
 
 def _stored_resources(settings: dict[str, Any]) -> Resources:

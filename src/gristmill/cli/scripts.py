@@ -37,10 +37,20 @@ def entry_points(package: str, write: Path | None) -> None:
 @click.argument("package")
 @handle_errors
 def check(package: str) -> None:
-    """Fail when the installed console scripts of PACKAGE disagree with its tasks."""
-    from gristmill.dsl.scripts import check_installed
+    """Fail when the installed console scripts of PACKAGE disagree with its tasks.
+
+    It also names each task decorator that gristmill's build hook cannot read (the
+    hook would declare no script for it), unless a script for that task is installed.
+    """
+    from gristmill.build.scan import scan_importable
+    from gristmill.dsl.scripts import check_installed, installed_targets
 
     problems = check_installed(package)
+    covered = installed_targets(package)
+    problems[:0] = [
+        f"{item}; the gristmill build hook declares no console script for this task"
+        for item in scan_importable(package).unreadable if item.target not in covered
+    ]
     if problems:
         for line in problems:
             click.echo(line, err=True)

@@ -1,8 +1,10 @@
-"""``gristmill status``, ``tasks`` and ``logs``: read a run directory, never write it.
+"""``gristmill status`` and ``tasks``: read a run directory, never write it.
 
 They read the store with a read-only connection, so they work while the
 engine runs (SQLite WAL readers do not block the writer) and on a finished
-run with no backend at all.
+run with no backend at all. :func:`find_node` turns a name given on the command line
+(a job name, ``TASK#ID``, an attempt key, an identity prefix) into one node's
+attempts, for ``logs`` and any other command that takes a node.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gristmill.cli.common import handle_errors
+from gristmill.engine.steering import META_KEY as STEERING_KEY
+from gristmill.engine.steering import Steering
 from gristmill.errors import RunDirError
 from gristmill.states import NodeState
 from gristmill.store.db import AttemptRecord, Store
@@ -110,7 +114,10 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
             Text("all", style="bold"), *(str(total_all.get(s, "")) for s in states),
             str(sum(total_all.values())), "",
         )
-    parts: list[object] = [header, table]
+    parts: list[object] = [header]
+    parts.extend(Text(line, style="yellow")
+                 for line in Steering.from_json(meta.get(STEERING_KEY)).describe())
+    parts.append(table)
     failed = [a for _, _, _, a in store.last_attempts(_FAILED) if a is not None]
     if failed:
         parts.append(Text(f"\n{len(failed)} failed node(s):", style="bold red"))
@@ -193,41 +200,6 @@ def tasks(run_dir: Path, state: str | None, limit: int) -> None:
             click.echo(f"{name}\t{node_state}\tattempts={tries}\t{reason}".rstrip())
     finally:
         store.close()
-
-
-@click.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("node")
-@click.option("--attempt", type=int, help="Which attempt (default: the last).")
-@click.option("--out", "stream", flag_value="out", help="Only stdout.")
-@click.option("--err", "stream", flag_value="err", help="Only stderr.")
-@handle_errors
-def logs(run_dir: Path, node: str, attempt: int | None, stream: str | None) -> None:
-    """Print the logs of NODE: a name ``gristmill tasks`` prints (a job name, or
-    ``TASK#ID`` for a node that never ran), an identity prefix or an attempt key."""
-    run_dir = resolve_run_dir(run_dir)
-    store = _open(run_dir)
-    try:
-        found = find_node(store, node)
-    finally:
-        store.close()
-    if isinstance(found, str):  # a node of the run that has no attempt yet
-        click.echo(found)
-        return
-    matches = found
-    chosen = [a for a in matches if attempt is None or a.attempt == attempt]
-    if not chosen:
-        raise RunDirError(f"{node!r} has no attempt {attempt}; it has "
-                          f"{', '.join(str(a.attempt) for a in matches)}")
-    record = max(chosen, key=lambda a: a.attempt)
-    for label, path in (("stdout", record.stdout), ("stderr", record.stderr)):
-        if stream is not None and not label.endswith(stream):
-            continue
-        click.secho(f"==> {path} <==", bold=True)
-        try:
-            click.echo(Path(path).read_text(errors="replace"), nl=False)
-        except OSError as exc:
-            click.echo(f"(cannot read: {exc.strerror})")
 
 
 def find_node(store: Store, name: str) -> list[AttemptRecord] | str:

@@ -14,6 +14,7 @@ and says why, once.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 import shlex
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 from loguru import logger
 
 from gristmill.dsl import installed
+from gristmill.dsl.naming import claim_scripts
 from gristmill.dsl.registry import registry
 from gristmill.dsl.task import Task
 from gristmill.errors import GristmillError
@@ -34,6 +36,8 @@ from gristmill.worker.atomic import write_atomic
 _FALLBACK_WARNED: set[str] = set()
 _SECTION = "[project.scripts]"
 _INLINE_SCRIPTS = re.compile(r"^\s*scripts\s*=\s*\{", re.MULTILINE)
+#: A pyproject.toml whose build runs gristmill's hatchling hook (gristmill.build.hooks).
+_BUILD_HOOK = re.compile(r"^\s*\[\s*tool\.hatch\.metadata\.hooks\.gristmill\s*[\].]", re.MULTILINE)
 _ENTRY_LINE = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=\s*["\']([^"\']+)["\']\s*(#.*)?$')
 
 
@@ -76,10 +80,13 @@ def script_prefix(task: Task) -> tuple[str, ...]:
         _FALLBACK_WARNED.add(task.key)
         run_instead = f"running it with {shlex.join(fallback)!r} instead"
         if taken is None:
+            package = task.module.split(".")[0]
+            project = _hook_project(package)
             logger.warning(
-                "task {}: no installed console script targets {}; {} (add it with: gristmill "
-                "entry-points {} --write pyproject.toml && pip install -e .)",
-                task.name, task.entry_point, run_instead, task.module.split(".")[0],
+                "task {}: no installed console script targets {}; {} (add it with: {})",
+                task.name, task.entry_point, run_instead,
+                f"gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+                if project is None else f"pip install -e {project}, whose build writes it",
             )
         else:
             logger.warning(_taken_message(task, *taken, run_instead))
@@ -133,20 +140,13 @@ def _check_bound(task: Task) -> None:
 
 def scripts_table(package: str) -> dict[str, str]:
     """``{script name: target}`` for every task of a package."""
-    table: dict[str, str] = {}
-    owners: dict[str, str] = {}
+    claims = []
     for task in registry().tasks_in(package):
         if task.program is not None:
             continue  # runs an external program, not a console script
         _check_bound(task)
-        if task.script in table:
-            raise GristmillError(
-                f"tasks {owners[task.script]} and {task.key} both want the console script "
-                f"{task.script!r}; give one of them @gm.task(..., script='another-name')"
-            )
-        table[task.script] = task.entry_point
-        owners[task.script] = task.key
-    return dict(sorted(table.items()))
+        claims.append((task.key, task.script, task.entry_point))
+    return claim_scripts(claims)
 
 
 def render_table(table: Mapping[str, str]) -> str:
@@ -191,6 +191,12 @@ def update_pyproject(path: Path, package: str) -> tuple[list[str], list[str]]:
         text = path.read_text()
     except OSError as exc:
         raise GristmillError(f"cannot read {path}: {exc.strerror}") from None
+    if _BUILD_HOOK.search(text):
+        raise GristmillError(
+            f"{path} builds with gristmill's build hook ([tool.hatch.metadata.hooks.gristmill]), "
+            f"which writes the task scripts at every install; reinstall the package "
+            f"(pip install -e {path.parent}) instead of writing them into the file"
+        )
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == _SECTION), None)
     if start is None and _INLINE_SCRIPTS.search(text):
@@ -253,10 +259,42 @@ def check_installed(package: str) -> list[str]:
     problems = _drift(package, table, installed_targets)
     problems += _clashes(package, table, ours, {installed.normalize(d) for d in dists})
     if problems:
+        project = _hook_project(package)
         problems.append(
             f"fix: gristmill entry-points {package} --write pyproject.toml && pip install -e ."
+            if project is None else
+            f"fix: pip install -e {project} (its build hook writes the task scripts)"
         )
     return problems
+
+
+def installed_targets(package: str) -> set[str]:
+    """The targets of the console scripts that ``package``'s distributions installed."""
+    return {
+        installed.target(ep)
+        for dist in installed.distributions_of(package)
+        for ep in metadata.distribution(dist).entry_points if ep.group == "console_scripts"
+    }
+
+
+def _hook_project(package: str) -> Path | None:
+    """The project directory of an installed source tree built by gristmill's build hook.
+
+    Found by walking up from the package's files to the first ``pyproject.toml``
+    (an editable install points into the source tree); None for anything else.
+    """
+    spec = importlib.util.find_spec(package.split(".")[0])
+    locations = list(spec.submodule_search_locations or ()) if spec else []
+    for location in locations[:1]:
+        for parent in list(Path(location).parents)[:3]:
+            pyproject = parent / "pyproject.toml"
+            if pyproject.is_file():
+                try:
+                    text = pyproject.read_text(encoding="utf-8")
+                except OSError:
+                    return None
+                return parent if _BUILD_HOOK.search(text) else None
+    return None
 
 
 def _drift(package: str, table: Mapping[str, str], installed_targets: Mapping[str, str]

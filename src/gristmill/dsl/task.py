@@ -20,6 +20,7 @@ import click
 from loguru import logger
 
 from gristmill.dsl.context import current_recorder
+from gristmill.dsl.naming import default_script_name, script_target
 from gristmill.dsl.params import Signature
 from gristmill.dsl.registry import registry
 from gristmill.errors import NotInWorkflowError, TaskArgumentError
@@ -115,7 +116,7 @@ class Task:
     @property
     def entry_point(self) -> str:
         """The console-script target of this task (``module:qualname.main``)."""
-        return f"{self.module}:{self.qualname}.main"
+        return script_target(self.module, self.qualname)
 
     def main(self, args: list[str] | None = None) -> Any:
         """Run the task's command line (the console-script target)."""
@@ -309,19 +310,6 @@ def task(
     return decorate
 
 
-def default_script_name(module: str, name: str) -> str:
-    """``<package>-<task>`` with ``_`` as ``-`` (``seiir_like.tasks:fit`` -> ``seiir-like-fit``).
-
-    Every installed package shares ``PATH``: two packages' ``fit`` scripts would
-    overwrite each other's ``bin/fit``, so the top-level package names the
-    script too. A task name that already starts with the package's is not
-    prefixed twice (``seiir.tasks:seiir_fit`` -> ``seiir-fit``).
-    """
-    base = name.replace("_", "-")
-    prefix = "" if module == "__main__" else module.split(".")[0].strip("_").replace("_", "-")
-    if not prefix or base == prefix or base.startswith(prefix + "-"):
-        return base
-    return f"{prefix}-{base}"
 def _check_version(version: object) -> str | None:
     """``version=`` as the text identities carry: a non-empty str or int, one printable line."""
     if version is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -35,8 +36,21 @@ from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
 from gristmill.engine.plan import Plan
+from gristmill.engine.progress import Failure, Observer, finished_count, snapshot
+from gristmill.engine.steering import META_KEY as STEERING_KEY
+from gristmill.engine.steering import (
+    RESCAN,
+    Limits,
+    Mailbox,
+    Request,
+    Steering,
+    check_tasks,
+    steered,
+    tell_dag_backend,
+)
 from gristmill.engine.tracker import Tracker
-from gristmill.errors import BackendError, RunDirError, RunDirGoneError, StoreError
+from gristmill.errors import BackendError, RunDirError, RunDirGoneError, SpecError, StoreError
+from gristmill.graph.names import task_dir
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
@@ -45,6 +59,7 @@ from gristmill.worker.result import AttemptResult, ResultMismatchError, read_res
 
 #: Consecutive transient submission failures before the batch fails for good.
 SUBMIT_RETRIES = 5
+_READY = bytes([NodeState.READY])
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
 #: Seconds at most between two looks at whether the run directory is still there, while
@@ -78,6 +93,7 @@ class Engine:
         states: bytearray,
         attempts: list[int],
         watch: RunWatch | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.graph = graph = plan.graph
         self.store = store
@@ -85,8 +101,9 @@ class Engine:
         self.run_dir = run_dir
         #: Whether the run directory, store and lock file are still the ones taken.
         self.watch = watch
-        self.config = config = plan.config
-        self.plans = plan.units
+        self.config = plan.config
+        self.base_plans = plan.units
+        self.plans = list(plan.units)
         self.tracker = Tracker(graph, states)
         self.attempts = attempts  # per node: attempts ever made (numbers log files)
         self.tries: dict[int, int] = defaultdict(int)  # per node: failed attempts this run
@@ -100,18 +117,27 @@ class Engine:
         self._submit_paused_until = 0.0
         self.guard = SignalGuard()
         self._unsynced: float | None = None  # when the oldest commit not yet synced was made
-        self._log_dirs: set[Path] = set()
+        self._log_dirs: dict[str, Path] = {}  # task name -> its made log directory
         self._attempt_updates: list[dict[str, Any]] = []
         self._new_attempts: list[AttemptRecord] = []
         self._attempt_counts: dict[int, int] = {}
         self.failed_nodes: list[int] = []
         #: What the backend declared; read once, each field honoured below.
-        self.capabilities = caps = backend.capabilities
-        limits = [x for x in (config.max_concurrent, caps.max_inflight) if x]
-        self.window = min(limits) if limits else 10_000
+        self.capabilities = backend.capabilities
+        #: What ``gristmill limit``/``pause`` set (:mod:`.steering`); applied over the plan.
+        self.steering = Steering()
+        self.mailbox = Mailbox(run_dir)
+        self._unit_tasks = [unit.task.name for unit in graph.workflow.units]
+        self.window = 10_000
+        self._apply_steering()
         #: The backend runs dependencies and retries itself: it gets every node at once.
-        self.dag = caps.dag
+        self.dag = self.capabilities.dag
         self._polled_at = 0.0  # when ``poll`` was last called (time.monotonic())
+        #: Who watches (the CLI's progress display); snapshots at most every interval.
+        self.observer = observer
+        self._started = time.monotonic()
+        self._finished_before = 0
+        self._observed_at = -math.inf
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -120,6 +146,55 @@ class Engine:
 
     def _task_limit(self, unit: int) -> int | None:
         return self.plans[unit].policy.max_concurrent
+
+    # -- steering ------------------------------------------------------------------------------
+
+    def _apply_steering(self) -> None:
+        """Plans, caps and the in-flight window as the plan and steering make them."""
+        self.plans = steered(self.base_plans, self._unit_tasks, self.steering)
+        first = self.steering.workflow.max_concurrent or self.config.max_concurrent
+        limits = [x for x in (first, self.capabilities.max_inflight) if x]
+        self.window = min(limits) if limits else 10_000
+
+    def steer(self, requests: Sequence[Request]) -> None:
+        """Apply steering requests and record them in the store before acting on them."""
+        steering = self.steering
+        for request in requests:
+            try:
+                check_tasks(request, self._unit_tasks)
+            except SpecError as exc:
+                logger.warning("ignoring steering request {}: {}", request.describe(), exc)
+                continue
+            steering = steering.apply(request)
+            logger.info("steering: {}", request.describe())
+            if self.dag and request.action == "limit":
+                tell_dag_backend(self.backend, request)
+        if steering is self.steering:
+            return
+        with self.guard.section(), self.store.transaction() as cur:
+            self.store.set_meta(cur, STEERING_KEY, steering.to_json())
+        self.steering = steering
+        self._apply_steering()
+
+    def _check_mailbox(self) -> None:
+        if self.mailbox.pending():
+            self.steer(self.mailbox.take())
+
+    def observe(self, *, final: bool = False) -> None:
+        """Hand the observer a snapshot when its interval has passed (or at the end)."""
+        observer = self.observer
+        if observer is None:
+            return
+        now = time.monotonic()
+        if not final and now < self._observed_at + observer.interval:
+            return
+        self._observed_at = now
+        observer.update(snapshot(self.graph, self.tracker.states, started=self._started,
+                                 finished_before=self._finished_before, final=final))
+
+    def _work_waits(self) -> bool:
+        """A paused run with nothing live still has READY nodes to run once unpaused."""
+        return self.steering.paused and not self.stopping and _READY in self.tracker.states
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -137,13 +212,21 @@ class Engine:
         """Run until nothing is ready or running; return the final counts by state."""
         with self.signals():
             try:
+                self.steering = Steering.from_json(self.store.meta().get(STEERING_KEY))
+                self._apply_steering()
+                if self.dag and self.steering.workflow.max_concurrent:  # steered before
+                    tell_dag_backend(self.backend, Request("limit", limits=Limits(
+                        max_concurrent=self.steering.workflow.max_concurrent)))
+                self._check_mailbox()  # requests left while no engine ran
                 arrived = adopt_attempts(self, adopt)
                 self.tracker.start()
+                self._finished_before = finished_count(self.tracker.states)
                 for live, status in arrived:  # ended while no engine watched
                     self._finish(live, status)
                 self.flush()
                 self._loop()
                 self._check_run_dir()  # a run that vanished is never reported as complete
+                self.observe(final=True)
             except RunDirGoneError:
                 logger.warning("stopping: the run directory is gone; cancelling {} live job(s)",
                                len(self.live))
@@ -169,9 +252,14 @@ class Engine:
         interval = poll_min
         while True:
             self._check_run_dir()
-            submitted = 0 if self.stopping else self.dispatch()
+            self.observe()
+            self._check_mailbox()
+            submitted = 0 if self.stopping or self.steering.paused else self.dispatch()
             self.flush()
             if not self.live:
+                if self._work_waits():  # paused: wait for unpause, Ctrl-C or cancel
+                    time.sleep(RESCAN)
+                    continue
                 pause = self._submit_paused_until - time.monotonic()
                 if submitted == 0 and pause <= 0:
                     return
@@ -188,24 +276,26 @@ class Engine:
     def _pause(self, interval: float) -> None:
         """Wait for news at most ``interval`` s, and until the backend's poll floor passed.
 
-        The local backend's ``wait`` returns as soon as an attempt ends, and a due
+        The wait is cut into slices of at most :data:`~.steering.RESCAN` seconds so that
+        a steering request is acted on within about a second. The local backend's
+        ``wait`` returns as soon as an attempt ends, and a due
         checkpoint (:meth:`_sync`) cuts a wait short; neither may make the engine poll a
         backend sooner than its declared ``poll_min`` after the last poll. The rest of
         the floor is slept here: news cannot be acted on before the next poll anyway.
 
-        A long wait is cut into pieces of at most ``WATCH_EVERY`` s, with a look at the
-        run directory after each: a backend that returns before its piece is over had
-        news, and the wait ends there, as it would have uncut.
+        Each slice of the wait (at most ``WATCH_EVERY`` s) ends with a look at the run
+        directory (:meth:`_check_run_dir`), so a run directory that went is noticed
+        within about a second however long the poll interval.
         """
-        end = time.monotonic() + interval
-        while True:
-            left = self._sync(max(0.0, end - time.monotonic()))
-            piece = min(left, WATCH_EVERY)
+        deadline = time.monotonic() + self._sync(interval)
+        while (left := deadline - time.monotonic()) > 0:  # sliced: a steering request cuts it
+            step = min(left, RESCAN, WATCH_EVERY)
             began = time.monotonic()
-            self.backend.wait(piece)
+            self.backend.wait(step)
             self._check_run_dir()
-            if piece >= left or time.monotonic() - began < 0.9 * piece:
-                break
+            self.observe()
+            if time.monotonic() - began < step * 0.9 or self.mailbox.pending():
+                break  # the backend has news, or a steering request came
         rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
         while rest > 0:
             time.sleep(min(self._sync(rest), WATCH_EVERY))
@@ -295,8 +385,10 @@ class Engine:
         self.attempts[node] = attempt
         self._attempt_counts[node] = attempt
         job_name = self.graph.job_name(unit_index, element)
-        log_dir = self.run_dir / "logs" / task.name
-        if log_dir not in self._log_dirs:
+        log_dir = self._log_dirs.get(task.name)
+        if log_dir is None:
+            # task_dir: a task's name never reaches outside logs/ nor makes a hidden directory.
+            log_dir = self.run_dir / "logs" / task_dir(task.name)
             try:  # never parents=True: a run directory deleted meanwhile is not made again
                 log_dir.parent.mkdir(exist_ok=True)
                 log_dir.mkdir(exist_ok=True)
@@ -306,7 +398,7 @@ class Engine:
                     f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
                 ) from None
-            self._log_dirs.add(log_dir)
+            self._log_dirs[task.name] = log_dir
         resources = self.escalated.get(node, self.plans[unit_index].resources)
         key = f"{self.identities[node][:16]}.{attempt}"
         # The key in the file names makes them the attempt's alone: the store keeps keys
@@ -405,7 +497,8 @@ class Engine:
         for node, req, _ in batch:
             self._attempt_ended(node, req.key, JobStatus(JobState.FAILED, reason=str(exc)))
             if final:
-                self._final_failure(node, NodeState.FAILED)
+                self._final_failure(node, NodeState.FAILED, JobStatus(JobState.FAILED,
+                                                                      reason=str(exc)))
             else:
                 self.tracker.requeue(node)
         if not final:
@@ -480,7 +573,7 @@ class Engine:
             if verdict.why:
                 logger.warning("{} of {}: {}; not retrying", status.state.value, live.key,
                                verdict.why)
-            self._final_failure(node, NodeState.FAILED)
+            self._final_failure(node, NodeState.FAILED, status)
             return
         elif verdict.resources is not None:
             logger.info("{} of {}: retrying with {}", status.state.value, live.key,
@@ -488,8 +581,12 @@ class Engine:
             self.escalated[node] = verdict.resources
         self.tracker.requeue(node)
 
-    def _final_failure(self, node: int, state: NodeState) -> None:
+    def _final_failure(self, node: int, state: NodeState, status: JobStatus) -> None:
         self.failed_nodes.append(node)
+        if self.observer is not None:
+            unit, element = self._unit_of(node)
+            self.observer.failed(Failure(self.graph.workflow.units[unit].task.name,
+                                         self.graph.job_name(unit, element), status.describe()))
         blocked = self.tracker.node_failed(node, state)
         if self.dag:
             blocked += self._drop_live_descendants(node)

@@ -21,6 +21,7 @@ from gristmill.backends.registry import make_backend
 from gristmill.engine.interrupts import Interrupted
 from gristmill.engine.loop import Engine
 from gristmill.engine.plan import Plan, RunOptions, make_plan
+from gristmill.engine.progress import Observer
 from gristmill.engine.reconcile import apply, decide, forced_nodes
 from gristmill.errors import GristmillError, RunDirError
 from gristmill.graph.identity import IDENTITY_VERSION
@@ -130,13 +131,15 @@ def run_workflow(
     argv: list[str] | None = None,
     backend_options: Mapping[str, Any] | None = None,
     rerun: Sequence[str] = (),
+    observer: Observer | None = None,
     **more_backend_options: Any,
 ) -> RunResult:
     """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume).
 
     Backend options may come as one mapping (``backend_options``) as well as keywords.
     ``rerun`` names tasks, job names or identity prefixes to run again even if DONE, with
-    everything downstream of them.
+    everything downstream of them. ``observer`` receives progress while it runs
+    (:mod:`gristmill.engine.progress`).
     """
     plan = make_plan(wf, RunOptions(
         backend=backend, spec=spec, resources=resources, policy=policy,
@@ -144,12 +147,12 @@ def run_workflow(
         backend_options={**(backend_options or {}), **more_backend_options},
         rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
     ))
-    return run_plan(plan, run_dir, resume=resume, argv=argv)
+    return run_plan(plan, run_dir, resume=resume, argv=argv, observer=observer)
 
 
 def run_plan(
     plan: Plan, run_dir: str | os.PathLike[str], *, resume: bool = True,
-    argv: list[str] | None = None,
+    argv: list[str] | None = None, observer: Observer | None = None,
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine.
 
@@ -175,14 +178,14 @@ def run_plan(
         else:
             path = runs.make_run_directory(path)
         with RunLock(path) as lock:
-            return _run_locked(plan, path, existing, backend, argv, forced, lock)
+            return _run_locked(plan, path, existing, backend, argv, forced, lock, observer)
     finally:
         backend.close()  # again after a run: close is idempotent
 
 
 def _run_locked(
     plan: Plan, path: Path, existing: bool, backend: Backend, argv: list[str] | None,
-    forced: bytearray | None, lock: RunLock,
+    forced: bytearray | None, lock: RunLock, observer: Observer | None = None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
     store = Store.open(path, check=False) if existing else Store.create(path, meta)
@@ -209,7 +212,7 @@ def _run_locked(
             metadata = runs.resumed_metadata(path, metadata)
         metadata.dump(path)
         engine = Engine(plan=plan, store=store, backend=backend, run_dir=path, states=states,
-                        attempts=attempts, watch=watch)
+                        attempts=attempts, watch=watch, observer=observer)
         interrupted = False
         with engine.signals():  # held until the run's record is complete
             try:

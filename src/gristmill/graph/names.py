@@ -2,20 +2,28 @@
 
 A node's *natural* name is its task's ``name=`` template filled in with its arguments,
 or ``{task}_{node args}`` (the arguments that vary across the task's nodes, joined with
-``_``), with every run of characters outside ``[A-Za-z0-9_.,=+-]`` replaced by ``-``
-and at most 128 characters. Natural names can clash: ``x_y``, ``z`` joined is ``x``,
-``y_z`` joined; ``a/b``, ``a b`` and ``a:b`` are all ``a-b`` once sanitised; two tasks'
-templates may say the same. Every node of a clash then gets ``_<identity[:8]>``
-appended, all of them, so no name depends on the order in which calls were recorded.
+``_``), with every run of characters outside ``[A-Za-z0-9_.,=+-]`` replaced by ``-``, a
+leading run of ``.`` by ``_`` (attempt files begin with the job name: none is hidden),
+``job`` for an empty one, and at most 128 characters. Natural names can clash:
+``x_y``, ``z`` joined is ``x``, ``y_z`` joined; ``a/b``, ``a b`` and ``a:b`` are all
+``a-b`` once sanitised; two tasks' templates may say the same. Every node of a clash
+then gets ``_<identity[:8]>`` appended, all of them, so no name depends on the order in
+which calls were recorded.
 
 Names are for people (``gristmill tasks``, ``gristmill logs RUN NAME``, scheduler
 queues); nothing depends on them for correctness: attempt files are unique by the
 attempt's key (:mod:`gristmill.engine.loop`), and a workflow changed between runs may
 give an old name to another node.
+
+A task's files go to ``logs/<task dir>/`` (:func:`task_dir`): its name when that is a
+plain directory name, else a name made safe the same way plus a digest of the task's
+name, so no task name can reach outside ``logs/``, hide its directory or clash with
+another task's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import string
@@ -32,9 +40,41 @@ if TYPE_CHECKING:
     from gristmill.graph.resolved import Graph
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+_LEADING_DOTS = re.compile(r"^\.+")
 MAX_NAME = 128
+#: A task name used as it is for its log directory: safe characters, not starting with
+#: ``.`` (hidden, or ``..``) or ``-`` (read as an option by ``cd``, ``rm``), not too long.
+_PLAIN_DIR = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.,=+-]{{0,{MAX_NAME - 1}}}")
+#: Joins a made-safe task name to its digest; outside the safe characters, so a task
+#: directory made this way is never another task's own name.
+DIR_DIGEST_MARK = "~"
 #: Identity characters that tell apart nodes whose names would clash (then 16, 32, ...).
 SUFFIX = 8
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a job name may spell it: runs of other characters than
+    ``[A-Za-z0-9_.,=+-]`` become ``-`` and leading dots ``_``."""
+    text = _UNSAFE.sub("-", text)
+    return _LEADING_DOTS.sub("_", text) if text.startswith(".") else text
+
+
+def task_dir(task: str) -> str:
+    """The directory under a run's ``logs/`` that holds the files of task ``task``.
+
+    A plain name (safe characters, not starting with ``.`` or ``-``, at most 128
+    characters; every Python identifier) is used as it is. Any other (``../x``, ``a/b``,
+    ``..``, a NUL or control character, 5,000 characters) is made safe as job names are,
+    stripped of leading dots and dashes, cut to 64 characters and followed by ``~`` and
+    12 hex characters of the name's BLAKE2b digest: the same directory on every resume,
+    whatever the other tasks are called, and never another task's (a plain name holds
+    no ``~``; two made ones differ by their digests).
+    """
+    if _PLAIN_DIR.fullmatch(task):
+        return task
+    stem = _UNSAFE.sub("-", task).lstrip(".-")[:64] or "task"
+    digest = hashlib.blake2b(task.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    return f"{stem}{DIR_DIGEST_MARK}{digest}"
 
 
 def name_part(value: Any) -> str:
@@ -108,7 +148,7 @@ class JobNames:
                 name = "_".join([task.name, *(name_part(args.get(n, "")) for n in node_args)])
             else:
                 name = self._from_template(u, element, args, node_args)
-        name = _UNSAFE.sub("-", name)
+        name = safe_name(name) or "job"  # a task or a template may spell nothing
         if len(name) > MAX_NAME:  # schedulers truncate or refuse long names: keep them unique
             name = suffixed(name, self.graph.identity_of(u.index, element))
         return name
@@ -144,8 +184,9 @@ class JobNames:
 
         Default names of a group are made without a Python loop per node: each value is
         turned to text and sanitised once per column (sanitising the parts is sanitising
-        the name: ``_`` is safe, so no run of unsafe characters spans two parts) and the
-        names come out of one format string, about ten times faster.
+        the name: ``_`` is safe, so no run of unsafe characters spans two parts, and only
+        the first part, the task's name, can begin with dots) and the names come out of
+        one format string, about ten times faster.
         """
         graph = self.graph
         positions = graph.owned_positions.get(u.index)
@@ -157,7 +198,7 @@ class JobNames:
         # Every column varies, so every column is a node arg, in signature order in both.
         parts = [_safe_texts(column) for column in u.columns.values()]
         # Sanitised text holds no "%": the constant node args go into the format as they are.
-        form = "_".join([_UNSAFE.sub("-", u.task.name), *(
+        form = "_".join([safe_name(u.task.name), *(
             "%s" if n in u.columns else _UNSAFE.sub("-", name_part(u.const.get(n, "")))
             for n in node_args)])
         rows = itertools.product(*parts) if u.is_product else zip(*parts)

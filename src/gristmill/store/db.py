@@ -84,33 +84,52 @@ class Store:
 
     @classmethod
     def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
+        """Make the store of a new run; it appears at its path whole, tables and meta.
+
+        It is written under a temporary name in SQLite's rollback-journal mode and
+        renamed into place once committed and closed, so ``gristmill status`` (or any
+        reader) started at the same moment finds no store or a whole one, never an empty
+        file or a write-ahead log still being written. Then it is opened in WAL mode.
+        """
         path = run_dir / STORE_NAME
         if path.exists():
             raise StoreError(f"{path} already exists; open it instead of creating it")
+        draft = path.with_name(f".{STORE_NAME}.{os.getpid()}.new")
         # SQLite makes new databases 0644 whatever the umask; an empty file made first
         # keeps the user's umask, and SQLite gives its -wal and -shm files the same mode.
         with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
-        conn = cls._connect(path)
-        try:  # one transaction: a crash leaves a whole store or an empty one, never half
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
-                + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.close()
-            for suffix in ("", "-wal", "-shm"):  # ours and empty; a later open would refuse it
+            os.close(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                             0o666))
+        try:  # one transaction: a crash leaves no store, never half of one
+            conn = sqlite3.connect(draft, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))]
+                    + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
+                )
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            if path.exists():  # (the commit above synced the file: synchronous=FULL)
+                raise sqlite3.OperationalError(f"{path} appeared while it was being made")
+            os.rename(draft, path)
+            folder = os.open(run_dir, os.O_RDONLY | os.O_CLOEXEC)
+            try:  # the rename itself survives a machine crash
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except (sqlite3.Error, OSError) as exc:
+            for suffix in ("", "-journal"):  # ours and unfinished
                 with contextlib.suppress(OSError):
-                    path.with_name(path.name + suffix).unlink()
+                    draft.with_name(draft.name + suffix).unlink()
             raise StoreError(
                 f"cannot create the run store {path}: {exc} ({diagnose(path)})"
             ) from exc
-        return cls(path, conn)
+        return cls(path, cls._connect(path))
 
     @classmethod
     def open(cls, run_dir: Path, *, readonly: bool = False, check: bool = True) -> Store:
@@ -437,6 +456,12 @@ class Store:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY submitted, attempt"
         return [AttemptRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def attempt(self, key: str) -> AttemptRecord | None:
+        """One attempt by its key, ``None`` when the store has none: one indexed lookup,
+        cheap enough for ``gristmill logs --follow`` to ask twice a second."""
+        row = self.conn.execute("SELECT * FROM attempts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else AttemptRecord.from_row(row)
 
     def last_resources(self) -> dict[str, dict[str, Any]]:
         """The resources asked for by each node's latest attempt, by identity."""

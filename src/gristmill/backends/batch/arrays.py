@@ -21,11 +21,9 @@ import attrs
 
 from gristmill.backends.base import JobRequest
 from gristmill.backends.batch.element import MANIFEST_VERSION
+from gristmill.backends.isolated import boot
 from gristmill.resources import Resources
 from gristmill.worker.atomic import write_atomic
-
-#: The directory that holds the ``gristmill`` package in use (``src`` or site-packages).
-GRISTMILL_PARENT = Path(__file__).resolve().parents[3]
 
 
 @attrs.frozen
@@ -110,12 +108,5 @@ def element_command(python: str, manifest: Path, index_var: str, first: int = 0)
 
 
 def element_boot() -> str:
-    """The ``python -I -c`` program that runs an array element.
-
-    Isolated (``-I``): the job's working directory and the user's PYTHONPATH cannot shadow
-    the standard library inside the wrapper (a project's ``types.py`` would otherwise be
-    imported by it). gristmill is found by the path it was submitted from, added after
-    the standard library and site-packages.
-    """
-    return (f"import sys; sys.path.append({str(GRISTMILL_PARENT)!r}); "
-            "from gristmill.backends.batch.element import main; sys.exit(main())")
+    """The ``python -I -c`` program that runs an array element (see :mod:`..isolated`)."""
+    return boot("gristmill.backends.batch.element")

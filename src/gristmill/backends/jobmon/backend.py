@@ -49,6 +49,7 @@ from gristmill.backends.base import (
     JobStatus,
     SleepingWaitMixin,
 )
+from gristmill.backends.isolated import isolated_argv
 from gristmill.backends.jobmon.driver import (
     launch,
     read_json,
@@ -56,6 +57,7 @@ from gristmill.backends.jobmon.driver import (
 )
 from gristmill.backends.jobmon.settings import SETTINGS
 from gristmill.backends.jobmon.translate import (
+    DRIVER,
     LOCAL_CLUSTERS,
     STATES,
     WorkflowPlan,
@@ -150,7 +152,7 @@ class JobmonBackend(SleepingWaitMixin):
 
     name = "jobmon"
     #: One status request every 0.5 s at most: each asks the server for every task.
-    capabilities = Capabilities(reattach=True, dag=True, poll_min=0.5)
+    capabilities = Capabilities(reattach=True, dag=True, poll_min=0.5, live_limit=True)
     settings = SETTINGS
 
     def __init__(
@@ -298,7 +300,7 @@ class JobmonBackend(SleepingWaitMixin):
             env.update({k: v for k, v in LOCAL_INTERVALS.items() if k not in os.environ})
         # jobmon's distributor looks its worker_node_entry_point up on PATH.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        argv = [sys.executable, "-m", "gristmill.backends.jobmon.driver", "drive",
+        argv = [*isolated_argv(sys.executable, DRIVER), "drive",
                 str(run.plan_path), "--generation", str(generation), "--timeout", str(self.timeout)]
         pid = launch(argv, env=env, cwd=run.root, log=log)
         write_json(run.root / "driver.json", {
@@ -373,9 +375,27 @@ class JobmonBackend(SleepingWaitMixin):
                 out[parsed[0]] = (parsed[1], state)
         return out
 
-    def _get(self, route: str) -> dict[str, Any]:
+    def set_max_concurrent(self, limit: int) -> str:
+        """``gristmill limit --max-concurrent``: jobmon's own live limit of each workflow
+        (what ``jobmon concurrency_limit`` sets); drivers started later get it too."""
+        self.max_concurrent = limit
+        changed = []
+        for run in self.runs.values():
+            workflow_id = read_json(run.root / "workflow.json").get("workflow_id")
+            if workflow_id is not None:
+                self._get(f"/workflow/{workflow_id}/update_max_concurrently_running",
+                          method="PUT", body={"max_tasks": limit})
+                changed.append(str(workflow_id))
+        if not changed:
+            return f"jobmon workflows started from now on run at most {limit} task(s) at once"
+        return (f"jobmon workflow {', '.join(changed)} now runs at most {limit} task(s) "
+                "at once")
+
+    def _get(self, route: str, *, method: str = "GET",
+             body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # jobmon 3.2's routes all read a JSON body: without one they answer 500.
-        request = urllib.request.Request(self.service_url + route, data=b"{}", method="GET",
+        request = urllib.request.Request(self.service_url + route,
+                                         data=json.dumps(body or {}).encode(), method=method,
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=30) as resp:

@@ -34,6 +34,7 @@ from typing import Any, Union
 import attrs
 
 from gristmill.backends.base import JobRequest
+from gristmill.backends.isolated import isolated_argv
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import Resources
 from gristmill.states import JobState
@@ -133,12 +134,18 @@ def compute_resources(res: Resources, cluster: str, queue: str | None = None,
     return out
 
 
-def wrapper_argv(job: JobRequest, python: str) -> list[str]:
-    """The worker wrapper in front of the task's argv (``-m gristmill.backends.jobmon.driver``).
+#: The module each jobmon task (``attempt``) and the detached driver (``drive``) run.
+DRIVER = "gristmill.backends.jobmon.driver"
 
-    The template puts ``--`` (or ``--node NODE --``) between it and the task's argv.
+
+def wrapper_argv(job: JobRequest, python: str) -> list[str]:
+    """The worker wrapper in front of the task's argv (:mod:`gristmill.backends.jobmon.driver`).
+
+    Started isolated (:mod:`gristmill.backends.isolated`): a module in the directory jobmon
+    runs it in cannot shadow the standard library inside the wrapper. The template puts
+    ``--`` (or ``--node NODE --``) between it and the task's argv.
     """
-    words = [python, "-m", "gristmill.backends.jobmon.driver", "attempt",
+    words = [*isolated_argv(python, DRIVER), "attempt",
              "--result", str(job.result_path), "--key", job.key, "--stdout", str(job.stdout),
              "--stderr", str(job.stderr), "--max-attempts", str(job.max_attempts)]
     if job.resources.mem is not None:

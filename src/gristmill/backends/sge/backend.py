@@ -41,9 +41,10 @@ from pathlib import Path
 import attrs
 
 from gristmill.backends.base import JobHandle, JobStatus
-from gristmill.backends.batch.arrays import GRISTMILL_PARENT, Array, element_command, throttle
+from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
 from gristmill.backends.batch.commands import CommandRunner
+from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.sge.settings import SETTINGS
 from gristmill.errors import BackendError
 from gristmill.resources import format_memory_mb, parse_memory
