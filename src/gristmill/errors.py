@@ -51,6 +51,16 @@ class StoreError(RunDirError):
     """The run store is corrupt, from a newer schema, or cannot be written."""
 
 
+class RunDirGoneError(RunDirError):
+    """The run directory, its store or its lock file was deleted or moved under a running
+    engine, which then cancelled its jobs and stopped.
+
+    Exit code 1, as for a run that did not complete: the input was fine, the run is not.
+    """
+
+    exit_code = 1
+
+
 def shown(value: object, limit: int = 200) -> str:
     """``repr(value)`` cut to ``limit`` characters, for a message: an error never prints a
     huge value (a crafted spec, a megabyte argument) whole."""

@@ -3,6 +3,7 @@ the names ``logs`` takes for a node (``find_node``)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shlex
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from gm_testing import attempts
+from gm_users import as_nobody, shared_tmp
 from loguru import logger
 
 from gristmill.cli.app import main
@@ -176,6 +178,79 @@ def test_status_reads_a_run_while_its_engine_runs(env: None, tmp_path: Path) -> 
         watch = cli("status", str(run_dir), "--watch", "--interval", "0.2")  # ends with the run
         assert watch.exit_code == 0, watch.output
         assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# -- runs the reader cannot write: another user's (here: root's, read as nobody) -------------
+
+shared = pytest.fixture(name="shared")(shared_tmp)
+
+
+def _outcome(*args: str) -> tuple[int, str, str]:
+    result = cli(*args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def roots_run(env: None, shared: Path) -> Path:
+    """A finished run of root's, which nobody may read but not write (directories 755)."""
+    import engine_tasks
+
+    result = run_workflow(engine_tasks.three_failures(), run_dir=shared / "runs",
+                          policy=Policy(retries=0))
+    assert result.counts == {"FAILED": 3}
+    return result.run_dir
+
+
+def test_status_tasks_and_logs_read_another_users_run(roots_run: Path) -> None:
+    files = sorted(p.name for p in roots_run.iterdir())
+    for args in (["status", str(roots_run)], ["tasks", str(roots_run)],
+                 ["logs", str(roots_run), "exit_with"], ["status", str(roots_run.parent)]):
+        as_root = _outcome(*args)  # also loads what the command needs, as root
+        assert as_root[0] == 0, as_root
+        assert as_nobody(functools.partial(_outcome, *args)) == as_root
+    assert "3 failed node(s)" in as_root[1]
+    assert sorted(p.name for p in roots_run.iterdir()) == files  # no -wal or -shm left
+
+
+def test_resuming_another_users_run_says_it_is_not_writable(roots_run: Path) -> None:
+    code, out, err = as_nobody(lambda: _outcome("resume", str(roots_run)))
+    assert (code, out) == (2, ""), err
+    assert err == (
+        f"error: the run directory {roots_run} is not writable by you (nobody): it belongs to "
+        f"root (mode drwxr-xr-x); nothing was changed; continue it as root, or copy it to "
+        f"storage you can write (cp -a {roots_run} NEW_PATH) and continue the copy: gristmill "
+        "resume NEW_PATH\n"
+    )
+
+
+def test_status_reads_another_users_run_while_its_engine_runs(
+    env: None, tmp_path: Path, shared: Path
+) -> None:
+    """The engine's -shm is root's: SQLite reads through it without writing it."""
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [*GRISTMILL, "run", "engine_tasks:sleepers", "--pidfile", str(tmp_path / "pid"),
+         "--pause", "20", "--release", str(release), "--run-dir", str(shared / "runs")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the engine records RUNNING at its next poll
+            out = _outcome("status", str(shared / "runs"))[1]
+            if "RUNNING" in out or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert "RUNNING" in out, out
+        code, seen, err = as_nobody(lambda: _outcome("status", str(shared / "runs")))
+        assert code == 0, err
+        assert f"engine running (pid {proc.pid}" in seen
+        assert "RUNNING" in seen
+        release.touch()
+        assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -173,7 +173,8 @@ def test_a_read_only_run_dir_is_refused_and_left_as_it_was(
     for command in (["resume", str(run_dir)], ["run", "rel_tasks:stages", "--path", "x",
                                                  "--n", "3", "--run-dir", str(run_dir)]):
         assert_user_error(CliRunner().invoke(main, command),
-                          f"cannot lock the run directory {run_dir}", "Read-only file system")
+                          f"the run directory {run_dir} (owned by root) is on a read-only file "
+                          "system, so the run cannot continue there; nothing was changed")
     status = CliRunner().invoke(main, ["status", str(run_dir)])  # an archived run reads fine
     assert status.exit_code == 0, status.output
     assert "quick_effect │    3 │     3" in status.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,12 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from gm_users import as_nobody, shared_tmp
 
 import gristmill.runs.directory as runs
 from gristmill.errors import RunDirError
 
 DAY = datetime.date(2026, 11, 29)
 SRC = str(Path(runs.__file__).resolve().parents[2])
+
+
+shared = pytest.fixture(name="shared")(shared_tmp)
 
 
 def names(root: Path) -> list[str]:
@@ -294,3 +299,70 @@ def test_a_refused_run_leaves_no_numbered_directory_behind(tmp_path: Path, block
         runs.make_run_directory(tmp_path)
     assert runs.list_runs(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["latest"]
+
+
+# ------------------------------------------------- numbers of runs moved away
+
+
+def test_the_number_of_the_newest_run_is_not_reused_once_it_moved_away(tmp_path: Path) -> None:
+    """Its engine may still run it elsewhere: the new run must not take its name."""
+    runs.make_run_directory(tmp_path, date=DAY)
+    second = runs.make_run_directory(tmp_path, date=DAY)
+    second.rename(tmp_path.parent / "elsewhere")  # latest now dangles, still naming .02
+    assert runs.make_run_directory(tmp_path, date=DAY).name == "2026_11_29.03"
+
+
+def test_the_record_keeps_a_number_when_latest_no_longer_names_it(tmp_path: Path) -> None:
+    first = runs.make_run_directory(tmp_path, date=DAY)
+    second = runs.make_run_directory(tmp_path, date=DAY)
+    runs.mark_latest(first)
+    shutil.rmtree(second)
+    assert (tmp_path / ".gristmill-runs.lock").read_text() == "2026_11_29.02\n"
+    assert runs.make_run_directory(tmp_path, date=DAY).name == "2026_11_29.03"
+
+
+def test_the_record_keeps_the_highest_run_made(tmp_path: Path) -> None:
+    """A run made for an earlier day does not lower it."""
+    runs.make_run_directory(tmp_path, date=DAY)
+    runs.make_run_directory(tmp_path, date=datetime.date(2026, 11, 28))
+    assert (tmp_path / ".gristmill-runs.lock").read_text() == "2026_11_29.01\n"
+
+
+# ------------------------------------------------------- runs one cannot write
+
+
+def test_a_run_directory_one_can_write_passes(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "fit").mkdir(parents=True)
+    (tmp_path / "gristmill.db").write_bytes(b"")
+    runs.check_writable(tmp_path, ["gristmill.db", "gristmill.db-wal", "logs"])
+
+
+@pytest.mark.parametrize("what", ["directory", "store", "task logs"])
+def test_a_run_directory_another_user_cannot_write_is_named_with_its_owner(
+    shared: Path, what: str
+) -> None:
+    run_dir = shared / "2026_11_29.01"
+    (run_dir / "logs" / "fit").mkdir(parents=True)
+    (run_dir / "gristmill.db").write_bytes(b"")
+    for path in (run_dir, run_dir / "logs", run_dir / "logs" / "fit", run_dir / "gristmill.db"):
+        path.chmod(0o777 if path.is_dir() else 0o666)  # nobody may write all of it ...
+    blocked = {"directory": run_dir, "store": run_dir / "gristmill.db",
+               "task logs": run_dir / "logs" / "fit"}[what]
+    blocked.chmod(0o755 if blocked.is_dir() else 0o644)  # ... but this
+
+    def check() -> str:
+        try:
+            runs.check_writable(run_dir, ["gristmill.db", "gristmill.db-wal", "logs"])
+        except RunDirError as exc:
+            return str(exc)
+        return "passed"
+
+    message = as_nobody(check)
+    named = "it" if blocked == run_dir else str(blocked)
+    mode = "drwxr-xr-x" if blocked.is_dir() else "-rw-r--r--"
+    assert message == (
+        f"the run directory {run_dir} is not writable by you (nobody): {named} belongs to "
+        f"root (mode {mode}); nothing was changed; continue it as root, or copy it to storage "
+        f"you can write (cp -a {run_dir} NEW_PATH) and continue the copy: gristmill resume "
+        "NEW_PATH"
+    )

@@ -15,6 +15,7 @@ Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -48,11 +49,12 @@ from gristmill.engine.steering import (
     tell_dag_backend,
 )
 from gristmill.engine.tracker import Tracker
-from gristmill.errors import BackendError, RunDirError, SpecError
+from gristmill.errors import BackendError, RunDirError, RunDirGoneError, SpecError, StoreError
 from gristmill.graph.names import task_dir
 from gristmill.resources import Resources
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import AttemptRecord, Store
+from gristmill.store.watch import RunWatch
 from gristmill.worker.result import AttemptResult, ResultMismatchError, read_result
 
 #: Consecutive transient submission failures before the batch fails for good.
@@ -60,6 +62,9 @@ SUBMIT_RETRIES = 5
 _READY = bytes([NodeState.READY])
 #: Seconds at most between a commit and the checkpoint that makes it durable on disk.
 SYNC_EVERY = 1.0
+#: Seconds at most between two looks at whether the run directory is still there, while
+#: the loop waits (between cycles it looks every cycle).
+WATCH_EVERY = 1.0
 
 
 @attrs.define
@@ -87,12 +92,15 @@ class Engine:
         run_dir: Path,
         states: bytearray,
         attempts: list[int],
+        watch: RunWatch | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.graph = graph = plan.graph
         self.store = store
         self.backend = backend
         self.run_dir = run_dir
+        #: Whether the run directory, store and lock file are still the ones taken.
+        self.watch = watch
         self.config = plan.config
         self.base_plans = plan.units
         self.plans = list(plan.units)
@@ -217,7 +225,17 @@ class Engine:
                     self._finish(live, status)
                 self.flush()
                 self._loop()
+                self._check_run_dir()  # a run that vanished is never reported as complete
                 self.observe(final=True)
+            except RunDirGoneError:
+                logger.warning("stopping: the run directory is gone; cancelling {} live job(s)",
+                               len(self.live))
+                self.guard.critical = True  # a Ctrl-C must not break the cleanup
+                self.stopping = True
+                self.cancel_all("the run directory was deleted or moved while the engine ran")
+                with contextlib.suppress(RunDirError):  # the store may be gone with it
+                    self.flush()
+                raise
             except (Interrupted, KeyboardInterrupt):
                 logger.warning("stopping: cancelling {} live job(s)", len(self.live))
                 self.guard.critical = True  # a second Ctrl-C must not break the cleanup
@@ -233,6 +251,7 @@ class Engine:
         poll_min = max(self.config.poll_min, self.capabilities.poll_min)
         interval = poll_min
         while True:
+            self._check_run_dir()
             self.observe()
             self._check_mailbox()
             submitted = 0 if self.stopping or self.steering.paused else self.dispatch()
@@ -263,19 +282,31 @@ class Engine:
         checkpoint (:meth:`_sync`) cuts a wait short; neither may make the engine poll a
         backend sooner than its declared ``poll_min`` after the last poll. The rest of
         the floor is slept here: news cannot be acted on before the next poll anyway.
+
+        Each slice of the wait (at most ``WATCH_EVERY`` s) ends with a look at the run
+        directory (:meth:`_check_run_dir`), so a run directory that went is noticed
+        within about a second however long the poll interval.
         """
         deadline = time.monotonic() + self._sync(interval)
         while (left := deadline - time.monotonic()) > 0:  # sliced: a steering request cuts it
-            step = min(left, RESCAN)
+            step = min(left, RESCAN, WATCH_EVERY)
             began = time.monotonic()
             self.backend.wait(step)
+            self._check_run_dir()
             self.observe()
             if time.monotonic() - began < step * 0.9 or self.mailbox.pending():
                 break  # the backend has news, or a steering request came
         rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
         while rest > 0:
-            time.sleep(self._sync(rest))
+            time.sleep(min(self._sync(rest), WATCH_EVERY))
+            self._check_run_dir()
             rest = self._polled_at + self.capabilities.poll_min - time.monotonic()
+
+    def _check_run_dir(self) -> None:
+        """Raise :class:`RunDirGoneError` when the run directory, its store or its lock file
+        was deleted or moved (see :mod:`gristmill.store.watch`)."""
+        if self.watch is not None:
+            self.watch.check()
 
     def _sync(self, interval: float) -> float:
         """Make what was written durable (SQLite checkpoint, fsync) at most every SYNC_EVERY s;
@@ -358,9 +389,11 @@ class Engine:
         if log_dir is None:
             # task_dir: a task's name never reaches outside logs/ nor makes a hidden directory.
             log_dir = self.run_dir / "logs" / task_dir(task.name)
-            try:
-                log_dir.mkdir(parents=True, exist_ok=True)
+            try:  # never parents=True: a run directory deleted meanwhile is not made again
+                log_dir.parent.mkdir(exist_ok=True)
+                log_dir.mkdir(exist_ok=True)
             except OSError as exc:
+                self._check_run_dir()
                 raise RunDirError(
                     f"cannot create the log directory {log_dir}: {exc.strerror}; free space or "
                     f"fix permissions, then resume the run (gristmill resume {self.run_dir})"
@@ -627,9 +660,11 @@ class Engine:
                         self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
                     if FAULT:
                         FAULT.reached("status")
-            except BaseException:
+            except BaseException as exc:
                 self.tracker.single_changes[:0] = singles
                 self.tracker.range_changes[:0] = ranges
+                if isinstance(exc, StoreError) and not isinstance(exc, RunDirGoneError):
+                    self._check_run_dir()  # a store that moved away is the news, not the write
                 raise
             self._new_attempts = []
             self._attempt_updates = []

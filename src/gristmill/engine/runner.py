@@ -26,11 +26,13 @@ from gristmill.engine.reconcile import apply, decide, forced_nodes
 from gristmill.errors import GristmillError, RunDirError
 from gristmill.graph.identity import IDENTITY_VERSION
 from gristmill.resources import Policy, Resources
+from gristmill.runs.directory import check_writable
 from gristmill.spec.load import Spec
 from gristmill.spec.settings import idle_escalations
 from gristmill.states import NodeState
 from gristmill.store.db import STORE_NAME, Store
-from gristmill.store.lock import RunLock
+from gristmill.store.lock import LOCK_NAME, RunLock
+from gristmill.store.watch import RunWatch
 
 if TYPE_CHECKING:
     from gristmill.dsl.workflow import Workflow
@@ -154,14 +156,17 @@ def run_plan(
 ) -> RunResult:
     """Run a plan: its backend, a run directory, the lock, the store, the engine.
 
-    What can be refused is refused before anything is written: another workflow's run
-    directory, a ``--rerun`` that names nothing, an unknown backend.
+    What can be refused is refused before anything is written or started: a run directory
+    this user cannot write, another workflow's run directory, a ``--rerun`` that names
+    nothing, an unknown backend.
     """
     for warning in idle_escalations((u.task.name, p.policy)
                                     for u, p in zip(plan.workflow.units, plan.units)):
         logger.warning(warning)
     path, existing = locate_run_dir(run_dir, resume=resume)
     if existing:
+        check_writable(path, (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", LOCK_NAME,
+                              runs.METADATA_FILE, "logs"))
         plan = plan_for_run(plan, path)
     forced = forced_nodes(plan)
     backend = make_backend(plan.backend, **plan.backend_options)
@@ -172,21 +177,23 @@ def run_plan(
             checked()
         else:
             path = runs.make_run_directory(path)
-        with RunLock(path):
-            return _run_locked(plan, path, existing, backend, argv, forced, observer)
+        with RunLock(path) as lock:
+            return _run_locked(plan, path, existing, backend, argv, forced, lock, observer)
     finally:
         backend.close()  # again after a run: close is idempotent
 
 
 def _run_locked(
     plan: Plan, path: Path, existing: bool, backend: Backend, argv: list[str] | None,
-    forced: bytearray | None, observer: Observer | None = None,
+    forced: bytearray | None, lock: RunLock, observer: Observer | None = None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
     store = Store.open(path, check=False) if existing else Store.create(
         path, meta, dag=lambda new: new.write_dag(plan.unit_rows(), plan.identities,
                                                   plan.unit_of_nodes()))
     try:
+        assert lock.fd is not None
+        watch = RunWatch.take(path, store.path, lock.path, lock.fd)
         if existing:
             decision = decide(store, plan, forced)
             open_attempts = apply(store, plan, decision)
@@ -206,7 +213,7 @@ def _run_locked(
             metadata = runs.resumed_metadata(path, metadata)
         metadata.dump(path)
         engine = Engine(plan=plan, store=store, backend=backend, run_dir=path, states=states,
-                        attempts=attempts, observer=observer)
+                        attempts=attempts, watch=watch, observer=observer)
         interrupted = False
         with engine.signals():  # held until the run's record is complete
             try:

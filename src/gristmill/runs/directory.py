@@ -24,8 +24,9 @@ import datetime
 import os
 import re
 import secrets
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from loguru import logger
@@ -53,15 +54,20 @@ def setup_directory_structure(root: PathLike, *, with_production: bool = False) 
 def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> Path:
     """Create ``root/YYYY_MM_DD.NN`` with the next number for that day and point ``latest`` at it.
 
-    The number is one past the highest existing one (a deleted run's number is
-    never reused). Creation is a plain ``mkdir`` retried on collision, so
-    concurrent callers always get distinct directories.
+    The number is one past the highest one of that day that was ever made here: the
+    directories there now, the run ``latest`` names (even when it is gone) and the last
+    run this function made, recorded in the root's lock file. So a run that was deleted
+    or moved away never gives its number to a new run: an engine may still be running it
+    elsewhere, and its results, logs and messages name that number. Creation is a plain
+    ``mkdir`` retried on collision, so concurrent callers always get distinct directories,
+    and a new run never lands in an existing one.
     """
     root_path = _ensure_root(Path(root).absolute())
     _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
     day = (date or datetime.date.today()).strftime("%Y_%m_%d")
-    numbers = [n for d, n in (_parse_run_name(p.name) for p in _iterdir(root_path)) if d == day]
-    number = max(numbers, default=0) + 1
+    names: list[str | None] = [p.name for p in _iterdir(root_path)]
+    names += [_read_link(root_path / LATEST_LINK), _read_record(root_path)]
+    number = max((n for d, n in map(_parse_run_name, names) if d == day), default=0) + 1
     while True:
         run_dir = root_path / f"{day}.{number:02d}"
         try:
@@ -75,12 +81,14 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
                 "choose a root you can write to or fix its permissions"
             ) from exc
     try:
-        with _root_lock(root_path):
+        with _root_lock(root_path) as record:
             # A concurrent caller may already have made a later run of the same day: keep
             # it latest.
             current = _parse_run_name(_read_link(root_path / LATEST_LINK))
             if not (current[0] == day and current[1] > number):
                 _replace_link(root_path / LATEST_LINK, run_dir)
+            if record is not None:
+                _write_record(record, run_dir.name)
     except BaseException:
         with contextlib.suppress(OSError):  # a refused run leaves no empty directory behind
             run_dir.rmdir()
@@ -151,6 +159,55 @@ def mark_production(run_dir: PathLike, tag: str) -> Path:
     production = run.parent / PRODUCTION_DIR
     _mkdir(production, exist_ok=True)
     return _replace_link(production / tag, run)
+
+
+def check_writable(run_dir: Path, names: Iterable[str]) -> None:
+    """Refuse to continue a run in a directory this user cannot write, before anything starts.
+
+    An engine writes the directory, the files ``names`` (those that exist) and the task
+    directories under ``logs``; another user's run, a read-only mount or a ``chmod a-w``
+    copy can still be read (``gristmill status``), but not continued. The message names
+    what is not writable, who owns it and what to do, rather than letting SQLite or the
+    lock report a write that failed.
+    """
+    paths = [run_dir, *(run_dir / name for name in names)]
+    with contextlib.suppress(OSError):
+        paths += sorted(p for p in (run_dir / "logs").iterdir() if p.is_dir())
+    effective = os.access in os.supports_effective_ids
+    for path in paths:
+        if not os.path.lexists(path) or os.access(path, os.W_OK, effective_ids=effective):
+            continue
+        try:
+            info = os.stat(path)
+            read_only = hasattr(os, "statvfs") and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue  # gone meanwhile: nothing to say about it
+        owner = _user_name(info.st_uid)
+        copy = (f"copy it to storage you can write (cp -a {run_dir} NEW_PATH) and continue the "
+                "copy: gristmill resume NEW_PATH")
+        if read_only:
+            raise RunDirError(
+                f"the run directory {run_dir} (owned by {owner}) is on a read-only file system, "
+                f"so the run cannot continue there; nothing was changed; {copy}"
+            )
+        what = "it" if path == run_dir else f"{path}"
+        raise RunDirError(
+            f"the run directory {run_dir} is not writable by you ({_user_name(os.geteuid())}): "
+            f"{what} belongs to {owner} (mode {stat.filemode(info.st_mode)}); nothing was "
+            f"changed; continue it as {owner}, or {copy}"
+        )
+
+
+def _user_name(uid: int) -> str:
+    """The login name of ``uid`` (the number when it has none)."""
+    try:
+        import pwd
+    except ImportError:  # Windows
+        return str(uid)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _ensure_root(root: Path) -> Path:
@@ -240,11 +297,36 @@ def _replace_link(link: Path, target: Path) -> Path:
     return link
 
 
+def _read_record(root: Path) -> str | None:
+    """The last run :func:`make_run_directory` made under ``root`` (the lock file's text)."""
+    try:
+        return (root / _LOCK_FILE).read_text(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+def _write_record(fd: int, name: str) -> None:
+    """Record ``name`` as the last run made, unless a later one is recorded already."""
+    try:
+        recorded = os.pread(fd, 256, 0).decode(errors="replace").strip()
+        if _parse_run_name(recorded) >= _parse_run_name(name):
+            return
+        data = f"{name}\n".encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    except OSError as exc:  # the numbers still come from the directories and latest
+        logger.debug("cannot record {} in {}: {}", name, _LOCK_FILE, exc)
+
+
 @contextlib.contextmanager
-def _root_lock(root: Path) -> Iterator[None]:
-    """Serialise moves of ``latest`` between processes; best effort where flock is missing."""
+def _root_lock(root: Path) -> Iterator[int | None]:
+    """Serialise moves of ``latest`` between processes; best effort where flock is missing.
+
+    Yields the lock file's descriptor (None without one), in which the last run made is
+    recorded.
+    """
     if sys.platform == "win32":
-        yield
+        yield None
         return
     import fcntl
 
@@ -252,13 +334,13 @@ def _root_lock(root: Path) -> Iterator[None]:
         fd = os.open(root / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         logger.debug("no lock file in {}: {}", root, exc)
-        yield
+        yield None
         return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:  # e.g. ENOLCK on some NFS mounts
             logger.debug("cannot lock {}: {}", root / _LOCK_FILE, exc)
-        yield
+        yield fd
     finally:
         os.close(fd)

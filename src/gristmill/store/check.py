@@ -11,11 +11,19 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import stat
 import urllib.parse
 from pathlib import Path
 
 from gristmill.errors import StoreError
+from gristmill.store.lock import is_locked
 from gristmill.store.schema import SCHEMA_VERSION
+
+#: SQLite result codes of a reader that can neither make nor use the ``-shm`` index beside
+#: a WAL store (the directory is not writable by it): SQLITE_CANTOPEN (primary code), and
+#: SQLITE_READONLY_CANTINIT and SQLITE_READONLY_DIRECTORY (extended codes).
+_CANTOPEN = 14
+_READONLY_NO_INDEX = (1288, 1544)
 
 
 def check_store(path: Path, full: bool = True, *, immutable: bool = False) -> None:
@@ -24,6 +32,10 @@ def check_store(path: Path, full: bool = True, *, immutable: bool = False) -> No
     ``immutable`` reads a store whose write-ahead log is empty without making the
     ``-wal`` and ``-shm`` files a read-only connection otherwise leaves beside it.
     """
+    unreadable = [p for p in (path, path.with_name(path.name + "-wal"))
+                  if p.exists() and not os.access(p, os.R_OK)]
+    if unreadable:
+        raise StoreError(f"cannot read the run store {path}: {not_readable(unreadable[0])}")
     conn = open_readonly(path, immutable=immutable)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
@@ -77,15 +89,24 @@ def check_store(path: Path, full: bool = True, *, immutable: bool = False) -> No
 
 
 def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
-    """A read-only connection, also on read-only storage (an archived run).
+    """A read-only connection, also where the reader cannot write: another user's run, a
+    read-only mount, an archived copy.
 
-    There SQLite cannot make the ``-shm`` file a WAL reader needs, so a store whose
-    write-ahead log is empty (the engine closed it) is opened as immutable instead;
-    ``immutable`` asks for that at once (the caller checked that the log is empty and
-    that no engine holds the run).
+    A reader of a WAL store needs the ``-shm`` index beside it, which SQLite makes when
+    it is missing; a reader who cannot write the directory cannot make it. A store its
+    engine closed has neither ``-wal`` nor ``-shm`` left (the engine's last connection
+    removed them), so when no ``-wal`` is there and no engine holds the run, the store is
+    read as immutable: from the file alone, making nothing beside it (a reader who could
+    write there would otherwise leave ``-wal`` and ``-shm`` files its owner may then be
+    unable to write). A run an engine holds, or one an engine left with changes in its
+    log, is read through its ``-shm``: SQLite uses it read-only when it cannot write it.
+    Otherwise a store whose log is empty is read as immutable after all; ``immutable``
+    asks for that at once (the caller checked that the log is empty and that no engine
+    holds the run).
     """
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-    if immutable:
+    wal = path.with_name(path.name + "-wal")
+    if immutable or (not wal.exists() and not is_locked(path.parent)):
         return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     try:
@@ -96,14 +117,34 @@ def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
         conn.close()
     else:
         return conn
-    wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
         raise StoreError(
-            f"cannot read the run store {path}: it is on read-only storage and its "
-            f"write-ahead log {wal} holds changes not yet in it; copy the run directory to "
-            "writable storage to read it"
+            f"cannot read the run store {path}: its write-ahead log {wal} holds changes not "
+            f"yet in it, and reading them needs the index file {path.name}-shm, which is "
+            f"missing and cannot be made in {path.parent} (not writable by you, or read-only "
+            "storage); copy the run directory to storage you can write (cp -a) and read the "
+            "copy, or ask its owner to run gristmill status there once"
         )
     return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
+
+
+def not_readable(path: Path) -> str:
+    """Why this user cannot read ``path``: whose it is, its mode, and what to ask for."""
+    info = os.stat(path)
+    return (f"{path} belongs to {_user_name(info.st_uid)} (mode {stat.filemode(info.st_mode)}) "
+            f"and is not readable by you ({_user_name(os.geteuid())}); ask its owner to make "
+            "the run directory readable (chmod -R a+rX, or g+rX for a shared group)")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+    except ImportError:  # Windows
+        return str(uid)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def corrupt(path: Path, exc: Exception) -> StoreError:
@@ -114,7 +155,11 @@ def corrupt(path: Path, exc: Exception) -> StoreError:
 
 
 def cannot_open(exc: Exception) -> bool:
-    """SQLITE_CANTOPEN: a file could not be opened (permissions, read-only storage)."""
+    """A file could not be opened or made (permissions, read-only storage), as opposed to
+    a store that is damaged: SQLITE_CANTOPEN, or a WAL index the reader cannot make."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == _CANTOPEN or code in _READONLY_NO_INDEX
     return "unable to open database file" in str(exc)
 
 

@@ -26,7 +26,8 @@ def write_atomic(path: PathLike, data: str | bytes, *, fsync: bool = True,
     ``fsync`` (the default) makes the content durable before the rename, so even a
     machine crash leaves the old file or the new one; pass False only for files a
     crash of the whole machine may lose (nothing gristmill keeps). ``make_dirs``
-    creates a missing parent directory on the first miss.
+    creates a missing parent directory on the first miss (an attempt's files use
+    :func:`write_attempt_file` instead).
     """
     target = os.fspath(path)
     payload = data.encode() if isinstance(data, str) else data
@@ -56,3 +57,24 @@ def write_atomic(path: PathLike, data: str | bytes, *, fsync: bool = True,
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_attempt_file(path: PathLike, data: str | bytes, *, fsync: bool = True) -> None:
+    """:func:`write_atomic` for a file of an attempt (result, handle, cancel request): its
+    directory is made when missing, never that directory's parents (:func:`make_own_dir`)."""
+    try:
+        write_atomic(path, data, fsync=fsync, make_dirs=False)
+    except FileNotFoundError:
+        make_own_dir(path)
+        write_atomic(path, data, fsync=fsync, make_dirs=False)
+
+
+def make_own_dir(path: PathLike) -> None:
+    """Make the directory ``path`` is in, never its parents.
+
+    Attempt files (results, logs, handles) live in ``RUN_DIR/logs/<task>/``: a missing
+    task directory is made, but a run directory deleted or moved while an attempt ran is
+    not made again, half empty, where it was (FileNotFoundError instead).
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(os.path.dirname(os.fspath(path)) or ".")

@@ -24,7 +24,7 @@ import attrs
 
 from gristmill.errors import BackendError
 from gristmill.states import JobState
-from gristmill.worker.atomic import write_atomic
+from gristmill.worker.atomic import make_own_dir, write_attempt_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -123,7 +123,7 @@ def write_result(path: PathLike, result: AttemptResult, *, key: str | None) -> N
     """
     if result.key != key:
         result = attrs.evolve(result, key=key)
-    write_atomic(path, result.to_json(), fsync=False)
+    write_attempt_file(path, result.to_json(), fsync=False)
 
 
 def read_result(path: PathLike, *, key: str | None) -> AttemptResult | None:
@@ -154,9 +154,10 @@ def read_result(path: PathLike, *, key: str | None) -> AttemptResult | None:
 
 
 def open_retrying(path: str, flags: int) -> int:
-    """``os.open``, creating the parent directories on the first miss (rare, so cheap)."""
+    """``os.open``, creating the file's directory on the first miss (rare, so cheap; never
+    its parents, see :func:`~gristmill.worker.atomic.make_own_dir`)."""
     try:
         return os.open(path, flags, 0o666)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        make_own_dir(path)
         return os.open(path, flags, 0o666)

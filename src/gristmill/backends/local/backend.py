@@ -50,7 +50,7 @@ from gristmill.backends.local.supervisor import CANCEL_SCAN
 from gristmill.errors import BackendError, SpecError
 from gristmill.resources import format_memory, parse_memory
 from gristmill.states import JobState
-from gristmill.worker.atomic import write_atomic
+from gristmill.worker.atomic import write_attempt_file
 from gristmill.worker.monitor import MAX_WAIT, human_size
 from gristmill.worker.procfs import alive, mem_total, start_time, stat_fields
 from gristmill.worker.result import AttemptResult, read_result
@@ -235,7 +235,7 @@ class LocalBackend:
                     ids.append(seq)
             elif not os.path.exists(handle.result_path):
                 try:  # adopted, or ours after close(): the orphaned supervisor looks for it
-                    write_atomic(handle.result_path + ".cancel", "")
+                    write_attempt_file(handle.result_path + ".cancel", "")
                 except OSError as exc:
                     logger.warning("cannot ask for job {} to be cancelled: {}", handle.key, exc)
         if ids:

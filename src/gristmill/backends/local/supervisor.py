@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import attrs
 
 from gristmill.states import JobState
-from gristmill.worker.atomic import write_atomic
+from gristmill.worker.atomic import write_attempt_file
 from gristmill.worker.monitor import Monitor, become_subreaper
 from gristmill.worker.procfs import start_time
 from gristmill.worker.result import AttemptResult, write_result
@@ -180,7 +180,7 @@ class _Supervisor:
         prefix = f"{os.getpid()}.{start_time(os.getpid()) or 0}."
         for job in self.jobs.values():
             with contextlib.suppress(OSError):
-                write_atomic(job.res + ".handle", f"{prefix}{job.key}\n")
+                write_attempt_file(job.res + ".handle", f"{prefix}{job.key}\n")
 
     def cancel(self, key: int) -> None:
         if key in self.running:
