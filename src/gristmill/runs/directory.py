@@ -50,15 +50,20 @@ def setup_directory_structure(root: PathLike, *, with_production: bool = False) 
         _mkdir(root_path / PRODUCTION_DIR, exist_ok=True)
 
 
-def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> Path:
+def make_run_directory(
+    root: PathLike, *, date: datetime.date | None = None, mark_latest: bool = True
+) -> Path:
     """Create ``root/YYYY_MM_DD.NN`` with the next number for that day and point ``latest`` at it.
 
     The number is one past the highest existing one (a deleted run's number is
     never reused). Creation is a plain ``mkdir`` retried on collision, so
-    concurrent callers always get distinct directories.
+    concurrent callers always get distinct directories. With ``mark_latest=False``
+    ``latest`` stays where it is: covid_shared applications move it only once they
+    succeed, because the next stage reads ``latest`` as finished output.
     """
     root_path = _ensure_root(Path(root).absolute())
-    _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
+    if mark_latest:
+        _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
     day = (date or datetime.date.today()).strftime("%Y_%m_%d")
     numbers = [n for d, n in (_parse_run_name(p.name) for p in _iterdir(root_path)) if d == day]
     number = max(numbers, default=0) + 1
@@ -74,6 +79,9 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
                 f"cannot create run directory {run_dir}: {exc.strerror}; "
                 "choose a root you can write to or fix its permissions"
             ) from exc
+    if not mark_latest:
+        logger.info("created run directory {}", run_dir)
+        return run_dir
     try:
         with _root_lock(root_path):
             # A concurrent caller may already have made a later run of the same day: keep
@@ -151,6 +159,16 @@ def mark_production(run_dir: PathLike, tag: str) -> Path:
     production = run.parent / PRODUCTION_DIR
     _mkdir(production, exist_ok=True)
     return _replace_link(production / tag, run)
+
+
+def replace_link(link: PathLike, target: PathLike) -> Path:
+    """Point ``link`` at the directory ``target`` (relative, atomic), wherever the link lives.
+
+    What ``mark_latest`` and ``mark_best`` do inside a run's parent, for a link elsewhere
+    (covid_shared's ``mark_explicit`` takes the version root separately). An empty
+    directory in the link's place is replaced; a file or a non-empty directory is refused.
+    """
+    return _replace_link(Path(link).absolute(), _existing_run(target))
 
 
 def _ensure_root(root: Path) -> Path:
