@@ -96,8 +96,8 @@ def test_logging_to_files_writes_text_and_json(tmp_path: Path) -> None:
     cli_tools.configure_logging_to_files(tmp_path)
     logger.debug("to the files")
     logger.remove()  # flush and close the file sinks
-    assert "to the files" in (tmp_path / "logs" / "main.log").read_text()
-    assert '"to the files"' in (tmp_path / "logs" / "main_detailed.log").read_text()
+    assert "to the files" in (tmp_path / "logs" / "master_log.txt").read_text()
+    assert '"to the files"' in (tmp_path / "logs" / "master_log.json").read_text()
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -314,6 +314,7 @@ def test_mark_production_checks_the_date_format(tmp_path: Path) -> None:
 
 def test_last_stage_directory_is_a_path_or_a_version_under_a_root(tmp_path: Path) -> None:
     run_dir = cli_tools.make_run_directory(tmp_path)
+    cli_tools.mark_latest(run_dir)  # what a successful application does
     assert cli_tools.get_last_stage_directory(run_dir) == run_dir.resolve()
     assert cli_tools.get_last_stage_directory("latest", last_stage_root=tmp_path) == run_dir
     assert cli_tools.get_last_stage_directory(
