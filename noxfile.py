@@ -26,9 +26,10 @@ LINTED = ("src", "tests", "benchmarks", "examples", "noxfile.py")
 def tests(session: nox.Session) -> None:
     """Run pytest (extra arguments are passed through: ``nox -s tests -- -k spec -x``).
 
-    The dask extra is installed: its backend's tests start a real scheduler and workers.
+    The dask extra is installed: its backend's tests start a real scheduler and workers; so is
+    covid-shared, whose layer's tests run a pipeline that reads a location hierarchy with pandas.
     """
-    session.install("-e", ".[test,dask]", "-e", EXAMPLE)
+    session.install("-e", ".[test,dask,covid-shared]", "-e", EXAMPLE)
     # Only exit code 0 counts: 5 ("no tests collected") is a failure, not a pass.
     session.run("pytest", *session.posargs, success_codes=[0])
 

@@ -89,17 +89,21 @@ def _finish(
     app.pop("error_info", None)
     provenance.record_resume(_now(provenance))
     provenance.finish("succeeded")
-    data["provenance"] = provenance.to_dict()
-    write_atomic(metadata_file, yaml.safe_dump(data, sort_keys=True, default_flow_style=False),
-                 make_dirs=False)
-    provenance.dump(app_dir)
+
+    def write() -> None:
+        data["provenance"] = provenance.to_dict()
+        text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+        write_atomic(metadata_file, text, make_dirs=False)
+        provenance.dump(app_dir)
+
+    write()
     success = Metadata()
     success["success"] = True
     make_links(success, app_dir, bool(request.get("mark_best")), request.get("production_tag"),
                request.get("quick"))
-    del request[RESUMABLE_KEY]  # last: a failure above is retried by resuming again
+    del request[RESUMABLE_KEY]  # only now: a failure above is retried by resuming again
     request[COMPLETED_KEY] = str(run_dir)
-    provenance.dump(app_dir)
+    write()
     logger.info("{} completed: the application in {} succeeded (metadata.yaml, links)",
                 run_dir, app_dir)
 
