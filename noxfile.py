@@ -72,11 +72,12 @@ def install_example(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run pytest (extra arguments are passed through: ``nox -s tests -- -k spec -x``).
 
-    The dask extra is installed: its backend's tests start a real scheduler and workers.
+    The dask extra is installed: its backend's tests start a real scheduler and workers; so is
+    covid-shared, whose layer's tests run a pipeline that reads a location hierarchy with pandas.
     With ``GM_HIDE_SCHEDULERS=1`` no Slurm or Grid Engine client is on the tests' PATH
     (tests/test_scheduler_guard.py then checks that none can be found).
     """
-    session.install("-e", ".[test,dask]")
+    session.install("-e", ".[test,dask,covid-shared]")
     install_example(session)
     if os.environ.get("GM_HIDE_SCHEDULERS") != "1":
         # Only exit code 0 counts: 5 ("no tests collected") is a failure, not a pass.

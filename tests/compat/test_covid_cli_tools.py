@@ -16,7 +16,7 @@ from loguru import logger
 
 import gristmill as gm
 from gristmill import runs
-from gristmill.compat.covid_shared import cli_tools
+from gristmill.compat.covid_shared import cli_tools, paths
 
 
 def sink() -> tuple[io.StringIO, int]:
@@ -96,8 +96,8 @@ def test_logging_to_files_writes_text_and_json(tmp_path: Path) -> None:
     cli_tools.configure_logging_to_files(tmp_path)
     logger.debug("to the files")
     logger.remove()  # flush and close the file sinks
-    assert "to the files" in (tmp_path / "logs" / "main.log").read_text()
-    assert '"to the files"' in (tmp_path / "logs" / "main_detailed.log").read_text()
+    assert "to the files" in (tmp_path / "logs" / "master_log.txt").read_text()
+    assert '"to the files"' in (tmp_path / "logs" / "master_log.json").read_text()
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -314,6 +314,7 @@ def test_mark_production_checks_the_date_format(tmp_path: Path) -> None:
 
 def test_last_stage_directory_is_a_path_or_a_version_under_a_root(tmp_path: Path) -> None:
     run_dir = cli_tools.make_run_directory(tmp_path)
+    cli_tools.mark_latest(run_dir)  # what a successful application does
     assert cli_tools.get_last_stage_directory(run_dir) == run_dir.resolve()
     assert cli_tools.get_last_stage_directory("latest", last_stage_root=tmp_path) == run_dir
     assert cli_tools.get_last_stage_directory(
@@ -326,3 +327,135 @@ def test_incomplete_runs_cannot_be_marked() -> None:
     cli_tools.validate_best_and_production_tags(True, False, None)
     with pytest.raises(ValueError, match="incomplete run"):
         cli_tools.validate_best_and_production_tags(True, True, None)
+
+
+# -- covid_shared 2.2's names -----------------------------------------------------------------
+
+#: What covid_shared 2.2.1 offers, module by module (its public names a pipeline imports).
+COVID_SHARED_NAMES = {
+    "cli_tools": [
+        "finish_application", "add_mobility_gpr_dependency_option",
+        "add_model_inputs_dependency_option", "add_output_options", "add_r_singularity_option",
+        "add_seir_covariates_dependency_option", "add_snapshot_dependency_option",
+        "add_verbose", "add_verbose_and_with_debugger", "add_with_debugger",
+        "pass_run_metadata", "with_mark_best", "with_output_root", "with_production_tag",
+        "DEFAULT_LOG_MESSAGING_FORMAT", "LOG_FORMATS", "add_logging_sink",
+        "configure_logging_to_files", "configure_logging_to_terminal", "Metadata",
+        "RunMetadata", "YamlIOMixin", "get_function_full_argument_mapping",
+        "handle_exceptions", "monitor_application", "update_with_previous_metadata",
+        "get_current_previous_version", "get_last_stage_directory", "get_run_directory",
+        "make_links", "make_run_directory", "mark_best", "mark_best_explicit", "mark_explicit",
+        "mark_latest", "mark_latest_explicit", "mark_production", "mark_production_explicit",
+        "move_link", "setup_directory_structure", "validate_best_and_production_tags",
+    ],
+    "cli_tools.run_directory": ["make_links", "move_link", "get_run_directory"],
+    "cli_tools.logging": ["JOBMON_LOGGING_LEVEL", "LOG_FORMATS"],
+    "paths": [
+        "EXEC_R_SCRIPT_PATH", "R_SINGULARITY_IMAGE_PATH", "COVID_19", "ARCHIVE_ROOT",
+        "RCLONE_CONFIG_PATH", "MODEL_INPUTS_ROOT", "SEIR_FIT_ROOT", "SNAPSHOT_ROOT",
+        "METADATA_FILE_NAME", "LOG_DIR", "LOG_FILE_NAME", "DETAILED_LOG_FILE_NAME", "BEST_LINK",
+        "LATEST_LINK", "PRODUCTION_RUN", "latest_production_snapshot_path",
+        "latest_production_data_fixes_path", "latest_production_etl_path",
+        "DIRECTORY_PERMISSIONS", "FILE_PERMISSIONS", "make_dir_tree",
+        "recursive_set_permissions",
+    ],
+    "ihme_deps": ["load_location_hierarchy", "get_location_hierarchy_by_version", "Tool", "Task",
+                  "WorkflowRunStatus", "WorkflowAlreadyComplete"],
+    "shell_tools": ["wget", "unzip_and_delete_archive", "mkdir"],
+    "parallel": ["is_notebook", "run_parallel"],
+    "workflow": ["TaskSpecification", "WorkflowSpecification", "TaskTemplate", "WorkflowTemplate",
+                 "get_jobmon_tool"],
+    "workflow.utilities": ["get_jobmon_tool", "make_log_dirs"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(COVID_SHARED_NAMES))
+def test_every_name_a_pipeline_imports_is_there(module: str) -> None:
+    import importlib
+
+    found = importlib.import_module(f"gristmill.compat.covid_shared.{module}")
+    assert [n for n in COVID_SHARED_NAMES[module] if not hasattr(found, n)] == []
+
+
+def test_from_the_package_every_module_imports() -> None:
+    from gristmill.compat.covid_shared import (  # noqa: F401
+        cli_tools,
+        ihme_deps,
+        parallel,
+        paths,
+        shell_tools,
+        workflow,
+    )
+
+
+def test_dependency_and_r_options() -> None:
+    @click.command()
+    @cli_tools.add_model_inputs_dependency_option()
+    @cli_tools.add_mobility_gpr_dependency_option()
+    @cli_tools.add_r_singularity_option()
+    def stage(**kwargs: Any) -> None:
+        click.echo(yaml.safe_dump(kwargs))
+
+    missing = CliRunner().invoke(stage, [])
+    assert missing.exit_code == 2
+    assert "--mobility-gpr-version" in missing.output
+    done = CliRunner().invoke(stage, ["--mobility-gpr-version", "2026_01_02.01"])
+    assert done.exit_code == 0, done.output
+    assert yaml.safe_load(done.output) == {
+        "model_inputs_version": "best", "mobility_gpr_version": "2026_01_02.01",
+        "r_singularity_image": os.fspath(paths.R_SINGULARITY_IMAGE_PATH)}
+
+
+def test_a_new_run_directory_leaves_latest_until_the_application_succeeds(tmp_path: Path) -> None:
+    first = cli_tools.make_run_directory(tmp_path)
+    assert not (tmp_path / "latest").exists()
+    assert cli_tools.get_run_directory(tmp_path) == first.parent / first.name.replace(".01", ".02")
+    success = cli_tools.Metadata()
+    success["success"] = True
+    cli_tools.make_links(success, first, True, None)
+    second = cli_tools.make_run_directory(tmp_path)
+    assert (tmp_path / "latest").resolve() == first.resolve()
+    failure = cli_tools.Metadata()
+    failure["success"] = False
+    cli_tools.make_links(failure, second, True, None)
+    assert (tmp_path / "best").resolve() == first.resolve()
+
+
+def test_explicit_marks_and_move_link(tmp_path: Path) -> None:
+    run_dir = cli_tools.make_run_directory(tmp_path / "runs")
+    elsewhere = tmp_path / "published"
+    elsewhere.mkdir()
+    cli_tools.mark_best_explicit(run_dir, elsewhere)
+    cli_tools.mark_latest_explicit(run_dir, elsewhere)
+    cli_tools.mark_production_explicit(run_dir, elsewhere / "production-runs", "2026_01_02")
+    for link in ("best", "latest", "production-runs/2026_01_02"):
+        assert (elsewhere / link).resolve() == run_dir.resolve()
+    (elsewhere / "empty").mkdir()
+    cli_tools.move_link(elsewhere / "empty", run_dir)  # covid_shared's placeholder directory
+    assert (elsewhere / "empty").is_symlink()
+    (elsewhere / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a symlink or a directory"):
+        cli_tools.move_link(elsewhere / "file", run_dir)
+    with pytest.raises(ValueError, match="YYYY_MM_DD"):
+        cli_tools.mark_production_explicit(run_dir, elsewhere, "friday")
+
+
+def test_current_and_previous_versions(tmp_path: Path) -> None:
+    for name in ("2026_01_01.01", "2026_01_01.02", "2026_01_03.01", "2026_01_03.02"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "latest").symlink_to("2026_01_03.02")
+    current = tmp_path / "latest"
+    assert cli_tools.get_current_previous_version(current) == ("2026_01_03.02", "2026_01_01.02")
+    assert cli_tools.get_current_previous_version(current, resolved_name=False)[0] == "latest"
+    assert cli_tools.get_current_previous_version(
+        current, tmp_path / "2026_01_03.01") == ("2026_01_03.02", "2026_01_03.01")
+    with pytest.raises(ValueError, match="no run of a day before 2026_01_01"):
+        cli_tools.get_current_previous_version(tmp_path / "2026_01_01.02")
+
+
+def test_yaml_io_mixin_reads_and_writes_plain_data(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    with path.open("w") as out:
+        cli_tools.YamlIOMixin._write({"b": ValueError, "a": (1, 2)}, out)
+    with path.open() as stream:
+        assert cli_tools.YamlIOMixin._load(stream) == {"a": [1, 2], "b": "builtins.ValueError"}

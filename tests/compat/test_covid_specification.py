@@ -95,9 +95,12 @@ def test_unknown_task_keys_are_errors_not_warnings() -> None:
         FitSpecification({"m_mem_fre": "20G"})
 
 
-def test_the_original_to_dict_names_are_read_too() -> None:
-    spec = FitSpecification({"runtime": 2000, "memory": "4G", "cores": 2})
-    assert spec.to_dict() == {"max_runtime_seconds": 2000, "m_mem_free": "4G", "num_cores": 2}
+def test_to_dict_writes_covid_shareds_keys_and_both_names_are_read() -> None:
+    spec = FitSpecification({"max_runtime_seconds": 2000, "m_mem_free": "4G", "num_cores": 2})
+    assert spec.to_dict() == {"runtime": 2000, "memory": "4G", "cores": 2, "queue": None}
+    assert FitSpecification({"runtime": 2000, "memory": "4G", "cores": 2}) == spec
+    own = FitSpecification({"queue": "all.q", "project": "proj_x"})
+    assert list(own.to_dict()) == ["runtime", "memory", "cores", "queue", "project"]
     with pytest.raises(SpecError, match="m_mem_free is given twice"):
         FitSpecification({"memory": "4G", "m_mem_free": "5G"})
 
@@ -172,6 +175,10 @@ def test_a_workflow_specification_round_trips_through_yaml(tmp_path: Path) -> No
     assert again == spec
     assert again.to_dict() == spec.to_dict()
     assert (again.backend, again.max_concurrent) == ("local", 4)
+    data = spec.to_dict()  # covid_shared's shape: project, queue, tasks with their queue
+    assert list(data) == ["project", "queue", "backend", "max_concurrent", "tasks"]
+    assert (data["tasks"]["fit"]["queue"], data["tasks"]["check"]["queue"]) == ("long.q", "all.q")
+    assert FlowSpecification().to_dict()["project"] is None
 
 
 def test_allowed_projects_and_queues_restrict_values_when_set() -> None:

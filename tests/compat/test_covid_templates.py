@@ -154,7 +154,7 @@ def test_resources_come_from_the_task_specification() -> None:
     assert fit.get_task(out="o", draw=0, code=0).resources == Resources(
         mem=3 * G, cores=2, runtime=1000
     )
-    assert fit.params == {"max_runtime_seconds": 1000, "m_mem_free": "3G", "num_cores": 2}
+    assert fit.params == {"runtime": 1000, "memory": "3G", "cores": 2, "queue": None}
 
 
 def test_yaml_overrides_reach_the_engines_plan(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_the_tutorial_runs_end_to_end_with_a_yaml_override(
         assert (root / link).resolve() == run_dir.resolve()
     old = yaml.safe_load((run_dir / "metadata.yaml").read_text())
     assert old["app_metadata"]["success"] is True
-    assert old["app_metadata"]["workflow_specification"]["tasks"]["my_task1"]["m_mem_free"] == "20G"
+    assert old["app_metadata"]["workflow_specification"]["tasks"]["my_task1"]["memory"] == "20G"
     assert old["provenance"]["jobmon_tool_version"] == "15"
     # The workflow ran through gristmill, with the override and the installed scripts.
     (wf_run,) = runs.list_runs(run_dir / "gristmill")

@@ -110,6 +110,20 @@ def test_an_existing_run_is_resumed_only_when_asked(et: ModuleType, tmp_path: Pa
     assert new != first.run_dir
 
 
+def test_on_finish_hooks_get_the_result_while_the_run_is_still_locked(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    from gristmill.store.lock import is_locked
+
+    seen: list[tuple[RunResult, bool]] = []
+    wf = et.one_exit(code=3)
+    wf.on_finish.append(lambda result: seen.append((result, is_locked(result.run_dir))))
+    failed = run_workflow(wf, run_dir=tmp_path / "runs")
+    assert seen == [(failed, True)]
+    assert not failed.ok
+    assert not is_locked(failed.run_dir)
+
+
 # -- a store that cannot be trusted is never written ---------------------------------------------
 
 

@@ -154,6 +154,33 @@ def test_latest_is_relative_and_moves(tmp_path: Path) -> None:
     assert names(moved) == [".gristmill-runs.lock", "2026_11_29.01", "2026_11_29.02", "latest"]
 
 
+def test_a_run_made_without_marking_latest_leaves_latest_alone(tmp_path: Path) -> None:
+    first = runs.make_run_directory(tmp_path, date=DAY)
+    second = runs.make_run_directory(tmp_path, date=DAY, mark_latest=False)
+    assert second.name == "2026_11_29.02"
+    assert runs.latest_run(tmp_path) == first.resolve()
+    fresh = tmp_path / "fresh"
+    made = runs.make_run_directory(fresh, date=DAY, mark_latest=False)
+    assert made.is_dir()
+    assert not (fresh / "latest").exists()
+    assert runs.make_run_directory(fresh, date=DAY, mark_latest=False).name == "2026_11_29.02"
+
+
+def test_replace_link_points_a_link_anywhere_at_a_run(tmp_path: Path) -> None:
+    run = runs.make_run_directory(tmp_path / "runs", date=DAY)
+    elsewhere = tmp_path / "versions"
+    elsewhere.mkdir()
+    (elsewhere / "best").mkdir()  # covid_shared's empty placeholder is replaced
+    link = runs.replace_link(elsewhere / "best", run)
+    assert os.readlink(link) == "../runs/2026_11_29.01"
+    assert link.resolve() == run.resolve()
+    (elsewhere / "notes").write_text("x")
+    with pytest.raises(RunDirError, match="is a file, not a link"):
+        runs.replace_link(elsewhere / "notes", run)
+    with pytest.raises(RunDirError, match="does not exist"):
+        runs.replace_link(elsewhere / "best", tmp_path / "missing")
+
+
 def test_latest_run_dangling_link_is_none(tmp_path: Path) -> None:
     run = runs.make_run_directory(tmp_path, date=DAY)
     run.rmdir()

@@ -18,6 +18,7 @@ from gristmill.backends.registry import DEFAULT_BACKEND
 from gristmill.cli.backend_flags import BackendFlagsCommand, given_backend_flags, options_for
 from gristmill.cli.common import WF_ARGS, handle_errors
 from gristmill.cli.progress import make_progress
+from gristmill.cli.status import resolve_run_dir
 from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.dsl.workflow import Workflow
 from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
@@ -222,6 +223,7 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
     if "" not in sys.path:
         sys.path.insert(0, "")
     flags = _Flags(**given)
+    run_dir = resolve_run_dir(run_dir)
     wf, meta = rebuild_workflow(run_dir)
     spec = Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)")
     if spec_path is not None:

@@ -149,10 +149,17 @@ def status(run_dir: Path, watch: bool, interval: float, failures: int) -> None:
 
 
 def resolve_run_dir(run_dir: Path) -> Path:
+    """A run, the run a root's ``latest`` names, or the latest run a covid_shared version
+    directory holds under ``gristmill/`` (said on stderr)."""
     if not (run_dir / "gristmill.db").exists() and (run_dir / "latest").exists():
         run_dir = (run_dir / "latest").resolve()
+    nested = run_dir / "gristmill" / "latest"
+    if not (run_dir / "gristmill.db").exists() and (nested / "gristmill.db").exists():
+        click.echo(f"{run_dir}: its latest gristmill run is {nested.resolve()}", err=True)
+        run_dir = nested.resolve()
     if not (run_dir / "gristmill.db").exists():
-        raise RunDirError(f"{run_dir} is not a gristmill run directory (no gristmill.db)")
+        raise RunDirError(f"{run_dir} is not a gristmill run directory: it has no run store "
+                          "(gristmill.db), nor a latest run in it or in its gristmill/")
     return run_dir
 
 

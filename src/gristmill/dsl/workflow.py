@@ -60,6 +60,11 @@ class Workflow:
     spec: Spec | None = None
     units: list[Unit] = attrs.field(factory=list)
     _graph: Graph | None = attrs.field(default=None, repr=False)
+    #: Called with the :class:`RunResult` when a run or resume of this workflow ends, while
+    #: the run's lock is still held. Not stored with the run: whatever records the workflow
+    #: again for ``gristmill resume`` attaches its own (covid_shared's layer finishes an
+    #: application's links and metadata this way).
+    on_finish: list[Callable[[RunResult], None]] = attrs.field(factory=list, repr=False)
 
     def graph(self) -> Graph:
         """The resolved graph (identities, dedupe, cycle check), built once."""

@@ -178,7 +178,10 @@ def run_plan(
         else:
             path = runs.make_run_directory(path)
         with RunLock(path) as lock:
-            return _run_locked(plan, path, existing, backend, argv, forced, lock, observer)
+            result = _run_locked(plan, path, existing, backend, argv, forced, lock, observer)
+            for hook in plan.workflow.on_finish:
+                hook(result)
+            return result
     finally:
         backend.close()  # again after a run: close is idempotent
 

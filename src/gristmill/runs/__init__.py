@@ -19,6 +19,7 @@ from gristmill.runs.directory import (
     mark_best,
     mark_latest,
     mark_production,
+    replace_link,
     setup_directory_structure,
 )
 from gristmill.runs.metadata import (
@@ -50,6 +51,7 @@ __all__ = [
     "mark_best",
     "mark_latest",
     "mark_production",
+    "replace_link",
     "resumed_metadata",
     "setup_directory_structure",
 ]

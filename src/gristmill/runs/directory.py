@@ -51,7 +51,9 @@ def setup_directory_structure(root: PathLike, *, with_production: bool = False) 
         _mkdir(root_path / PRODUCTION_DIR, exist_ok=True)
 
 
-def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> Path:
+def make_run_directory(
+    root: PathLike, *, date: datetime.date | None = None, mark_latest: bool = True
+) -> Path:
     """Create ``root/YYYY_MM_DD.NN`` with the next number for that day and point ``latest`` at it.
 
     The number is one past the highest one of that day that was ever made here: the
@@ -60,10 +62,13 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
     or moved away never gives its number to a new run: an engine may still be running it
     elsewhere, and its results, logs and messages name that number. Creation is a plain
     ``mkdir`` retried on collision, so concurrent callers always get distinct directories,
-    and a new run never lands in an existing one.
+    and a new run never lands in an existing one. With ``mark_latest=False``
+    ``latest`` stays where it is: covid_shared applications move it only once they
+    succeed, because the next stage reads ``latest`` as finished output.
     """
     root_path = _ensure_root(Path(root).absolute())
-    _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
+    if mark_latest:
+        _check_link_place(root_path / LATEST_LINK)  # refuse before a numbered directory exists
     day = (date or datetime.date.today()).strftime("%Y_%m_%d")
     names: list[str | None] = [p.name for p in _iterdir(root_path)]
     names += [_read_link(root_path / LATEST_LINK), _read_record(root_path)]
@@ -80,6 +85,9 @@ def make_run_directory(root: PathLike, *, date: datetime.date | None = None) -> 
                 f"cannot create run directory {run_dir}: {exc.strerror}; "
                 "choose a root you can write to or fix its permissions"
             ) from exc
+    if not mark_latest:
+        logger.info("created run directory {}", run_dir)
+        return run_dir
     try:
         with _root_lock(root_path) as record:
             # A concurrent caller may already have made a later run of the same day: keep
@@ -208,6 +216,16 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
+
+
+def replace_link(link: PathLike, target: PathLike) -> Path:
+    """Point ``link`` at the directory ``target`` (relative, atomic), wherever the link lives.
+
+    What ``mark_latest`` and ``mark_best`` do inside a run's parent, for a link elsewhere
+    (covid_shared's ``mark_explicit`` takes the version root separately). An empty
+    directory in the link's place is replaced; a file or a non-empty directory is refused.
+    """
+    return _replace_link(Path(link).absolute(), _existing_run(target))
 
 
 def _ensure_root(root: Path) -> Path:

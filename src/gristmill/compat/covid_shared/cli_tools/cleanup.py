@@ -1,4 +1,12 @@
-"""``finish_application``: write the metadata, move the links, and fail if the application did."""
+"""``finish_application``: write the metadata, move the links, and fail if the application did.
+
+Besides covid_shared's ``metadata.yaml`` it records, in the run's gristmill provenance
+(``run_metadata.yaml``, also the ``provenance`` block of ``metadata.yaml``), what the user
+asked for (``--mark-best``, ``--production-tag``, a quick run), how the application ended,
+and, when it failed because its workflow run did, which gristmill run that was: a
+``gristmill resume`` that completes that run then finishes the application
+(:mod:`.completion`).
+"""
 
 from __future__ import annotations
 
@@ -8,39 +16,20 @@ from pathlib import Path
 from loguru import logger
 
 from gristmill import runs
+from gristmill.compat.covid_shared.cli_tools.completion import (
+    APPLICATION_KEY,
+    REQUEST_KEY,
+    RESUMABLE_KEY,
+)
 from gristmill.compat.covid_shared.cli_tools.metadata import (
     METADATA_FILE_NAME,
     Metadata,
     RunMetadata,
+    raised_by,
 )
-from gristmill.compat.covid_shared.cli_tools.run_directory import mark_production
-
-
-def make_links(
-    app_metadata: Metadata,
-    run_directory: str | os.PathLike[str],
-    mark_as_best: bool,
-    production_tag: str | None,
-    quick: int | None = None,
-) -> None:
-    """After a successful, complete run: move ``latest``, and ``best``/production when asked.
-
-    As in covid_shared a production tag is only applied together with ``mark_best``,
-    and a tag that is not a ``YYYY_MM_DD`` date is reported and skipped.
-    """
-    if not app_metadata["success"] or quick:
-        return
-    runs.mark_latest(run_directory)
-    if mark_as_best:
-        runs.mark_best(run_directory)
-    if production_tag and not mark_as_best:
-        logger.warning("production tag {!r} ignored: a run is tagged for production only "
-                       "together with --mark-best", production_tag)
-    elif production_tag:
-        try:
-            mark_production(run_directory, production_tag)
-        except ValueError as exc:
-            logger.warning("{}; the run was not marked for production", exc)
+from gristmill.compat.covid_shared.cli_tools.run_directory import make_links
+from gristmill.compat.covid_shared.errors import WorkflowRunError
+from gristmill.errors import RunDirError
 
 
 def finish_application(
@@ -51,24 +40,64 @@ def finish_application(
     production_tag: str | None,
     quick: int | None = None,
 ) -> None:
-    """End an application run.
+    """End an application run, in covid_shared's order.
 
-    Writes ``metadata.yaml`` (covid_shared's file, read by later stages) and
-    gristmill's ``run_metadata.yaml``, moves the links on success, then re-raises the
-    application's exception (or ``KeyboardInterrupt``) if it failed.
+    1. ``metadata.yaml`` (and gristmill's ``run_metadata.yaml``), with the provenance
+       already finished: its status and end time are true when written.
+    2. The links, only if the application succeeded (:func:`make_links`).
+    3. The application's exception raised again (``KeyboardInterrupt`` for an interrupt).
     """
-    run_dir = Path(run_directory)
+    run_dir = Path(run_directory).resolve()
     success = bool(app_metadata["success"])
+    error_info = None if success else app_metadata["error_info"]
+    interrupted = not success and not isinstance(error_info, dict)
     run_metadata["app_metadata"] = app_metadata.to_dict()
-    run_metadata.dump(run_dir / METADATA_FILE_NAME)
     provenance = run_metadata.provenance
-    provenance.finish("succeeded" if success else "failed")
     provenance.extra.setdefault("application", run_metadata.get("tool_name"))
-    provenance.dump(run_dir)
+    request: dict[str, object] = {
+        "mark_best": bool(mark_best), "production_tag": production_tag, "quick": quick,
+    }
+    failed_run = _failed_workflow_run(app_metadata)
+    if failed_run is not None:
+        request[RESUMABLE_KEY] = str(failed_run)
+    provenance.extra[REQUEST_KEY] = request
+    provenance.finish("succeeded" if success else "cancelled" if interrupted else "failed")
+    run_metadata.dump(run_dir / METADATA_FILE_NAME)
+    try:
+        provenance.dump(run_dir)
+    except RunDirError as exc:  # metadata.yaml, which later stages read, is written
+        logger.warning("{}", exc)
+    if failed_run is not None:
+        _point_back(failed_run, run_dir)
     make_links(app_metadata, run_dir, mark_best, production_tag, quick)
     if success:
         return
-    error_info = app_metadata["error_info"]
-    if not isinstance(error_info, dict):
+    if interrupted:
         raise KeyboardInterrupt
+    assert isinstance(error_info, dict)
     raise error_info["exception_value"]
+
+
+def _failed_workflow_run(app_metadata: Metadata) -> Path | None:
+    """The gristmill run whose failure (or interrupt) failed the application, if that was it."""
+    if app_metadata["success"]:
+        return None
+    exc = raised_by(app_metadata)
+    if not isinstance(exc, WorkflowRunError):
+        return None
+    run_dir = Path(exc.result.run_dir)
+    return run_dir if run_dir.is_dir() else None
+
+
+def _point_back(workflow_run: Path, application_dir: Path) -> None:
+    """Tell the gristmill run which application to finish when a resume completes it."""
+    try:
+        metadata = runs.load_run_metadata(workflow_run)
+        metadata.extra[APPLICATION_KEY] = str(application_dir)
+        metadata.dump(workflow_run)
+    except RunDirError as exc:
+        logger.warning("{}; a gristmill resume of {} will not finish the application in {}",
+                       exc, workflow_run, application_dir)
+        return
+    logger.info("the workflow run failed; after fixing the cause, `gristmill resume {}` "
+                "finishes it and this application's metadata and links", application_dir)

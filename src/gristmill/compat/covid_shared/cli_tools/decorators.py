@@ -18,6 +18,7 @@ from gristmill.compat.covid_shared.cli_tools.metadata import (
     RunMetadata,
     get_function_full_argument_mapping,
 )
+from gristmill.compat.covid_shared.paths import BEST_LINK, R_SINGULARITY_IMAGE_PATH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,3 +92,64 @@ def pass_run_metadata(run_metadata: RunMetadata | None = None) -> Callable[[F], 
         return wrapped  # type: ignore[return-value]
 
     return decorate
+
+
+def add_r_singularity_option() -> Callable[[F], F]:
+    """Add ``--r-singularity-image`` (default: ``paths.R_SINGULARITY_IMAGE_PATH``)."""
+
+    def wrapper(entry_point: F) -> F:
+        return click.option(
+            "--r-singularity-image",
+            "r_singularity_image",
+            type=click.Path(file_okay=True),
+            default=os.fspath(R_SINGULARITY_IMAGE_PATH),
+            show_default=True,
+            help="Path to an R singularity image; 'None' uses the active conda environment.",
+        )(entry_point)
+
+    return wrapper
+
+
+def _create_dependency_option(
+    data_source: str, default: str | os.PathLike[str] | None = BEST_LINK
+) -> Callable[[F], F]:
+    """Add ``--<data-source>-version``: which run of an upstream stage to read.
+
+    ``default`` (``best`` unless given) is a version name or path; with ``None`` the option
+    is required.
+    """
+    words = data_source.replace("-", " ")
+
+    def wrapper(entry_point: F) -> F:
+        if default is None:
+            option = click.option(f"--{data_source}-version", type=click.Path(file_okay=False),
+                                  required=True, help=f"Version of the {words} to use. Required.")
+        else:
+            option = click.option(
+                f"--{data_source}-version", type=click.Path(file_okay=False),
+                default=os.fspath(default),
+                help=f'Version of the {words} to use. Defaults to "{os.fspath(default)}".',
+            )
+        return option(entry_point)
+
+    return wrapper
+
+
+def add_mobility_gpr_dependency_option() -> Callable[[F], F]:
+    """``--mobility-gpr-version``, required."""
+    return _create_dependency_option("mobility-gpr", None)
+
+
+def add_model_inputs_dependency_option() -> Callable[[F], F]:
+    """``--model-inputs-version``, default ``best``."""
+    return _create_dependency_option("model-inputs")
+
+
+def add_seir_covariates_dependency_option() -> Callable[[F], F]:
+    """``--seir-covariates-version``, default ``best``."""
+    return _create_dependency_option("seir-covariates")
+
+
+def add_snapshot_dependency_option() -> Callable[[F], F]:
+    """``--snapshot-version``, default ``best``."""
+    return _create_dependency_option("snapshot")

@@ -9,8 +9,12 @@ from typing import TextIO, Union
 
 from loguru import logger
 
+from gristmill.compat.covid_shared import paths
+
 #: A level below DEBUG, for ``-vvv`` (covid_shared logged jobmon's internals there).
 TRACE_LEVEL = "TRACE"
+#: covid_shared's number for that level (loguru's TRACE is 5).
+JOBMON_LOGGING_LEVEL = 5
 DEFAULT_LOG_MESSAGING_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | "
     "<cyan>{name}</cyan>:<cyan>{function}</cyan>:<cyan>{line}</cyan> "
@@ -23,9 +27,9 @@ LOG_FORMATS: dict[int, tuple[str, str]] = {
     2: ("DEBUG", DEFAULT_LOG_MESSAGING_FORMAT),
     3: (TRACE_LEVEL, DEFAULT_LOG_MESSAGING_FORMAT),
 }
-LOG_DIR = "logs"
-LOG_FILE_NAME = "main.log"
-DETAILED_LOG_FILE_NAME = "main_detailed.log"
+LOG_DIR = paths.LOG_DIR
+LOG_FILE_NAME = paths.LOG_FILE_NAME
+DETAILED_LOG_FILE_NAME = paths.DETAILED_LOG_FILE_NAME
 
 Sink = Union[TextIO, "os.PathLike[str]", str]
 
@@ -58,7 +62,8 @@ def configure_logging_to_terminal(verbose: int) -> None:
 
 
 def configure_logging_to_files(output_path: str | os.PathLike[str]) -> None:
-    """Also log everything (TRACE and up) to ``output_path/logs/main.log`` and a JSON twin."""
+    """Also log everything (TRACE and up) to ``output_path/logs/master_log.txt`` and, one JSON
+    record a line, ``master_log.json`` (covid_shared's names, which its tools look for)."""
     log_dir = Path(output_path) / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
     top = max(LOG_FORMATS)

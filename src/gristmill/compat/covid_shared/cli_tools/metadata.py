@@ -1,9 +1,11 @@
 """``Metadata``, ``RunMetadata``, ``monitor_application`` and ``handle_exceptions``.
 
 ``Metadata`` is covid_shared's set-once dict. ``RunMetadata`` adds the start time and,
-through :class:`gristmill.runs.directory.RunMetadata`, the provenance gristmill records for its
+through :class:`gristmill.runs.metadata.RunMetadata`, the provenance gristmill records for its
 own runs (package and version, ``__jobmon_tool_version__``, git commit, user, host,
-argv); ``finish_application`` writes both.
+argv); ``finish_application`` writes both. ``metadata.yaml`` is written as covid_shared
+wrote it (keys sorted, the same keys), except that values YAML cannot read back safely
+(exception classes and objects) are written as text.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import types
 from bdb import BdbQuit
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import yaml
 from loguru import logger
@@ -28,8 +30,26 @@ from gristmill import runs
 from gristmill.errors import GristmillError
 
 METADATA_FILE_NAME = "metadata.yaml"
+#: Not a key: the exception ``monitor_application`` caught (``finish_application`` reads it).
+_RAISED = "_raised"
 
 R = TypeVar("R")
+
+
+class YamlIOMixin:
+    """Read and write plain data as YAML (covid_shared's mixin; safe loading and dumping).
+
+    covid_shared used ``yaml.load``/``yaml.dump``, which read and wrote Python objects;
+    here only plain data is read, and what YAML cannot write plainly is written as text.
+    """
+
+    @staticmethod
+    def _load(in_file: IO[str]) -> Any:
+        return yaml.safe_load(in_file)
+
+    @staticmethod
+    def _write(data: Mapping[str, Any], out_file: IO[str]) -> None:
+        yaml.safe_dump(_yaml_safe(data), out_file, default_flow_style=False)
 
 
 class Metadata(Mapping[str, Any]):
@@ -97,7 +117,12 @@ def _collect(package: str | types.ModuleType | None) -> runs.RunMetadata:
         return runs.RunMetadata.collect(package=None)
 
 
-class RunMetadata(Metadata):
+def raised_by(app_metadata: Metadata) -> BaseException | None:
+    """The exception ``monitor_application`` recorded in ``app_metadata`` (not one of its keys)."""
+    return cast("BaseException | None", getattr(app_metadata, _RAISED, None))
+
+
+class RunMetadata(Metadata, YamlIOMixin):
     """Metadata of one application run: start time, arguments, run time and provenance.
 
     ``package`` names the application's package for the provenance; by default it is
@@ -127,9 +152,10 @@ class RunMetadata(Metadata):
         self._metadata[metadata_key] = yaml.safe_load(metadata_file)
 
     def to_yaml(self) -> str:
-        """The YAML ``dump`` writes: the keys set so far plus ``provenance``."""
+        """The YAML ``dump`` writes: the keys set so far plus ``provenance``, sorted as
+        covid_shared's ``yaml.dump`` sorted them."""
         data = {**_yaml_safe(self._metadata), "provenance": self.provenance.to_dict()}
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+        return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
 
     def dump(self, metadata_file_path: str | os.PathLike[str]) -> None:
         """Write the metadata (with ``run_time``) as YAML; a missing directory is logged."""
@@ -197,10 +223,12 @@ def monitor_application(
         try:
             result = func(metadata, *args, **kwargs)
             metadata["success"] = True
-        except (BdbQuit, KeyboardInterrupt):
+        except (BdbQuit, KeyboardInterrupt) as exc:
+            setattr(metadata, _RAISED, exc)
             metadata["success"] = False
             metadata["error_info"] = "User interrupt."
         except Exception as exc:
+            setattr(metadata, _RAISED, exc)
             metadata["success"] = False
             _log_exception(logger_, exc)
             metadata["error_info"] = {

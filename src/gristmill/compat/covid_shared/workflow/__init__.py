@@ -6,17 +6,14 @@ is a gristmill workflow, run on any backend by ``WorkflowTemplate.run``.
 
 from __future__ import annotations
 
+from gristmill.compat.covid_shared.errors import WorkflowInterruptedError, WorkflowRunError
 from gristmill.compat.covid_shared.workflow import specification, template, utilities
 from gristmill.compat.covid_shared.workflow.dag import TaskDag, TemplateTask
 from gristmill.compat.covid_shared.workflow.specification import (
     TaskSpecification,
     WorkflowSpecification,
 )
-from gristmill.compat.covid_shared.workflow.template import (
-    TaskTemplate,
-    WorkflowRunError,
-    WorkflowTemplate,
-)
+from gristmill.compat.covid_shared.workflow.template import TaskTemplate, WorkflowTemplate
 from gristmill.compat.covid_shared.workflow.utilities import Tool, get_jobmon_tool
 
 __all__ = [
@@ -25,6 +22,7 @@ __all__ = [
     "TaskTemplate",
     "TemplateTask",
     "Tool",
+    "WorkflowInterruptedError",
     "WorkflowRunError",
     "WorkflowSpecification",
     "WorkflowTemplate",

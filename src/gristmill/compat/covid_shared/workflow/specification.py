@@ -24,7 +24,7 @@ from gristmill.resources import Resources, format_memory, parse_duration, parse_
 _GIB = 2**30
 _TASK_KEYS = ("max_runtime_seconds", "m_mem_free", "num_cores")
 _DEFAULTS = tuple(f"default_{key}" for key in _TASK_KEYS)
-#: Other names for the three settings: covid_shared's own ``to_dict`` wrote the first three.
+#: Other names for the three settings: ``to_dict`` writes the first three, as covid_shared did.
 _TASK_ALIASES = {
     "runtime": "max_runtime_seconds",
     "memory": "m_mem_free",
@@ -186,15 +186,19 @@ class TaskSpecification:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings under the keys :meth:`from_dict` reads, so that they round-trip."""
+        """The settings under covid_shared's keys (``runtime``, ``memory``, ``cores``, ``queue``).
+
+        :meth:`from_dict` reads them back (they are aliases of the class-default names),
+        so they round-trip. ``project`` is added only when this task sets its own.
+        """
         out: dict[str, Any] = {
-            "max_runtime_seconds": self.max_runtime_seconds,
-            "m_mem_free": self.m_mem_free,
-            "num_cores": self.num_cores,
+            "runtime": self.max_runtime_seconds,
+            "memory": self.m_mem_free,
+            "cores": self.num_cores,
+            "queue": self.queue,
         }
-        for key in _PLACEMENT_KEYS:
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        if self.project is not None:
+            out["project"] = self.project
         return out
 
     @classmethod
@@ -321,19 +325,13 @@ class WorkflowSpecification:
         return specifications
 
     def to_dict(self) -> dict[str, Any]:
-        """Settings that :meth:`from_dict` reads back to an equal specification."""
-        out: dict[str, Any] = {}
-        for key in ("project", "queue", "backend", "max_concurrent"):
+        """covid_shared's ``{project, queue, tasks}`` (plus ``backend`` and ``max_concurrent``
+        when set); :meth:`from_dict` reads it back to an equal specification."""
+        out: dict[str, Any] = {"project": self.project, "queue": self.queue}
+        for key in ("backend", "max_concurrent"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        tasks = {}
-        for name, spec in self.task_specifications.items():
-            settings = spec.to_dict()
-            for key in _PLACEMENT_KEYS:  # inherited from the workflow: said once, above
-                if key in settings and settings[key] == getattr(self, key):
-                    del settings[key]
-            tasks[name] = settings
-        out["tasks"] = tasks
+        out["tasks"] = {name: spec.to_dict() for name, spec in self.task_specifications.items()}
         return out
 
     @classmethod

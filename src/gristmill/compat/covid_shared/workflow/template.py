@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 from loguru import logger
 
 from gristmill import runs
+from gristmill.compat.covid_shared.cli_tools.completion import complete_application
+from gristmill.compat.covid_shared.errors import WorkflowInterruptedError, WorkflowRunError
 from gristmill.compat.covid_shared.workflow.command import (
     CommandTemplate,
     check_declared,
@@ -34,20 +36,9 @@ from gristmill.compat.covid_shared.workflow.specification import (
 from gristmill.compat.covid_shared.workflow.utilities import Tool
 from gristmill.dsl.workflow import Workflow, rebuilds_workflow
 from gristmill.engine.runner import RunResult, run_workflow
-from gristmill.errors import GraphError, GristmillError, RunDirError, SpecError, TaskArgumentError
+from gristmill.errors import GraphError, RunDirError, SpecError, TaskArgumentError
 from gristmill.resources import Resources
 from gristmill.store.db import STORE_NAME
-
-
-class WorkflowRunError(GristmillError, RuntimeError):
-    """A workflow run did not finish every task; ``status`` and ``result`` say how it ended."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, status: str, result: RunResult) -> None:
-        super().__init__(message)
-        self.status = status
-        self.result = result
 
 
 class TaskTemplate:
@@ -257,7 +248,10 @@ class WorkflowTemplate(abc.ABC):
             for index in entry["upstream"]:
                 task.add_upstream(made[index])
             made.append(self.workflow.add_task(task))
-        return self.to_gristmill()
+        wf = self.to_gristmill()
+        # A resume that completes a run a failed application was waiting for finishes it.
+        wf.on_finish.append(complete_application)
+        return wf
 
     def run(
         self,
@@ -293,7 +287,8 @@ class WorkflowTemplate(abc.ABC):
         self._record_tool(result.run_dir)
         if not result.ok:
             status = "cancelled" if result.interrupted else "failed"
-            raise WorkflowRunError(
+            error = WorkflowInterruptedError if result.interrupted else WorkflowRunError
+            raise error(
                 f"Workflow {wf.name!r} {status} with status {status.upper()}: "
                 f"{dict(result.counts)}."
                 f"\nRun directory: {result.run_dir} (see: gristmill status {result.run_dir}; "
