@@ -7,6 +7,7 @@ says which job each is. The backend against the live cluster is test_sge_cluster
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -270,6 +271,20 @@ def test_poll_asks_qacct_only_for_gone_jobs_without_a_result(
     assert statuses[killed].state is JobState.CANCELLED
     assert backend.calls == {"qstat": 1, "qacct": 1}
     assert (bin_dir / "qacct.args").read_text() == "-j 9\n"
+
+
+def test_a_wrapper_that_could_not_start_nor_record_its_attempt_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exit_status 75 (EX_TEMPFAIL) and no result file: LOST, the task's retries kept."""
+    tempfail = re.sub(r"exit_status\s+3", "exit_status  75", read("qacct_exit3.txt"))
+    tempfail = re.sub(r"jobnumber\s+2", "jobnumber    77", tempfail)  # not in qstat's list
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"), qacct=tempfail)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    handle = JobHandle("sge", "77", "a.1", str(tmp_path / "a.1.result.json"))
+    status = SgeBackend(runner=CommandRunner(attempts=1)).poll([handle])[handle]
+    assert status.state is JobState.LOST
+    assert "short of file descriptors or processes" in status.reason
 
 
 def test_a_job_nobody_knows_is_lost_after_the_grace_time(

@@ -471,6 +471,19 @@ def test_jobs_gone_from_squeue_are_looked_up_with_one_sacct(fake: Fake, tmp_path
     assert sacct[-1] == "--jobs=1,2,3,4,5,6"
 
 
+def test_a_wrapper_that_could_not_start_nor_record_its_attempt_is_lost(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """Exit 75 (EX_TEMPFAIL) with no result file: the node was short of descriptors or
+    processes; LOST runs it again without spending the task's retries."""
+    fake.reply("squeue", stderr=data("purged_noacct.squeue.stderr.txt"), rc=1)
+    fake.reply("sacct", data("exit3_cgroup.sacct_steps.txt").replace("3:0", "75:0"))
+    (handle,) = handles_for(tmp_path, ["2"])
+    status = backend().poll([handle])[handle]
+    assert status.state is JobState.LOST
+    assert "short of file descriptors or processes" in status.reason
+
+
 def test_without_accounting_gone_jobs_come_from_scontrol(fake: Fake, tmp_path: Path) -> None:
     fake.config(AccountingStorageType="accounting_storage/none")
     fake.reply("squeue", stderr=data("purged_noacct.squeue.stderr.txt"), rc=1)

@@ -42,7 +42,7 @@ import attrs
 
 from gristmill.backends.base import JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
-from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.sge.settings import SETTINGS
@@ -430,10 +430,10 @@ class SgeBackend(ArrayBackend):
             record = lookup(finished, handle.job_id)
             if record is not None:
                 self.vanished.seen(handle.job_id)
-                out[handle] = self._memory(handle, JobStatus(
+                out[handle] = unstarted(self._memory(handle, JobStatus(
                     record.state, record.exit_code, record.signal, record.peak_vmem,
                     record.elapsed, record.host, record.reason,
-                ))
+                )))
             else:
                 status = self.unknown(handle)
                 if status is not None:

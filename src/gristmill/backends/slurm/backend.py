@@ -30,7 +30,7 @@ import attrs
 
 from gristmill.backends.base import JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
-from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import log_tail, verdict
 from gristmill.backends.slurm.settings import SETTINGS
@@ -448,8 +448,8 @@ class SlurmBackend(ArrayBackend):
             reason = "OUT_OF_MEMORY"
         elif state is JobState.TIMEOUT:
             reason = f"{record.raw_state}: time limit reached"
-        return JobStatus(state, record.exit_code, record.signal, record.peak_rss,
-                         record.elapsed, record.host, reason)
+        return unstarted(JobStatus(state, record.exit_code, record.signal, record.peak_rss,
+                                   record.elapsed, record.host, reason))
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
