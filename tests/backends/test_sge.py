@@ -213,6 +213,7 @@ def test_the_shell_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: 
 def test_the_python_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: Path) -> None:
     """The default: python runs the script, no login shell; element 2 is entry 1."""
     res = Resources()
+    (tmp_path / "logs").mkdir()  # the run's (the engine makes each task's folder in it)
     jobs = [request(tmp_path, f"n{i}.1", res) for i in range(2)]
     jobs[1] = attrs.evolve(jobs[1], argv=("sh", "-c", "echo picked >&2; exit 4"))
     array = Array("fit", res, tuple(jobs))
