@@ -199,9 +199,7 @@ def _run_locked(
     forced: bytearray | None, lock: RunLock, observer: Observer | None = None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
-    store = Store.open(path, check=False) if existing else Store.create(
-        path, meta, dag=lambda new: new.write_dag(plan.unit_rows(), plan.identities,
-                                                  plan.unit_of_nodes()))
+    store = Store.open(path, check=False) if existing else Store.create(path, meta)
     try:
         assert lock.fd is not None
         watch = RunWatch.take(path, store.path, lock.path, lock.fd)
@@ -217,6 +215,7 @@ def _run_locked(
         else:
             states = bytearray(plan.graph.n_nodes)
             attempts = [0] * plan.graph.n_nodes
+            store.write_dag(plan.unit_rows(), plan.identities, plan.unit_of_nodes())
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
         metadata = _collect_metadata(plan, backend.name, argv)

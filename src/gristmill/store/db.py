@@ -83,16 +83,16 @@ class Store:
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def create(cls, run_dir: Path, meta: Mapping[str, Any],
-               dag: Callable[[Store], None] | None = None) -> Store:
-        """Make the store of a new run; it appears at its path whole: tables, meta and
-        what ``dag`` writes (the run's DAG, :meth:`write_dag`).
+    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
+        """Make the store of a new run; it appears at its path whole: tables and meta.
 
         It is written under a temporary name in SQLite's rollback-journal mode and
         renamed into place once committed and closed, so ``gristmill status`` (or any
-        reader) started at the same moment finds no store or a whole one, never an empty
-        file, a run without its DAG or a write-ahead log still being written; a full disk
-        leaves no store at all. Then it is opened in WAL mode.
+        reader) started at the same moment finds no store or one that names its run,
+        never an empty file or a write-ahead log still being written; a disk too full
+        for that leaves no store at all. Then it is opened in WAL mode. The DAG is
+        written next (:meth:`write_dag`), in a transaction of its own: an engine killed
+        during it leaves a store that ``resume`` completes, as it knows the workflow.
         """
         path = run_dir / STORE_NAME
         if path.exists():
@@ -115,8 +115,6 @@ class Store:
                     + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
                 )
                 conn.execute("COMMIT")
-                if dag is not None:
-                    dag(cls(draft, conn))
             finally:
                 conn.close()
             if path.exists():  # (the commit above synced the file: synchronous=FULL)
@@ -127,7 +125,7 @@ class Store:
                 os.fsync(folder)
             finally:
                 os.close(folder)
-        except (sqlite3.Error, OSError, StoreError) as exc:
+        except (sqlite3.Error, OSError) as exc:
             why = diagnose(path)  # before the draft goes: removing it frees the space
             for suffix in ("", "-journal"):  # ours and unfinished
                 with contextlib.suppress(OSError):
