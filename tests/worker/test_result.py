@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import attrs
 import pytest
 
 from gristmill.backends.base import JobStatus
@@ -29,7 +28,7 @@ def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "r.json"
     assert read_result(path, key="abc.1") is None
     write_result(path, result, key="abc.1")
-    assert read_result(path, key="abc.1") == attrs.evolve(result, key="abc.1")
+    assert read_result(path, key="abc.1") == result.evolve(key="abc.1")
     assert os.listdir(path.parent) == ["r.json"]  # no temporary left behind
     assert AttemptResult.from_json(result.to_json()) == result
     assert JobStatus.from_result(result) == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
@@ -57,8 +56,8 @@ def test_a_result_names_its_attempt_and_is_refused_for_another(tmp_path: Path) -
     done = AttemptResult(JobState.SUCCEEDED, 0, None, None, 1.0, "h", 1.0, 2.0, "exit code 0")
     write_result(path, done, key="0123456789abcdef.2")
     assert json.loads(path.read_text())["key"] == "0123456789abcdef.2"
-    assert read_result(path, key="0123456789abcdef.2") == attrs.evolve(
-        done, key="0123456789abcdef.2")
+    assert read_result(path, key="0123456789abcdef.2") == done.evolve(
+        key="0123456789abcdef.2")
     for other in ("0123456789abcdef.1", "fedcba9876543210.2"):
         with pytest.raises(ResultMismatchError, match=f"of attempt {other}") as caught:
             read_result(path, key=other)
