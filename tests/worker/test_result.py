@@ -92,3 +92,23 @@ def test_a_start_the_machine_had_no_resources_for_is_a_lost_result(tmp_path: Pat
     back = read_result(tmp_path / "r.json", key="abc.1")
     assert back is not None
     assert JobStatus.from_result(back).state is JobState.LOST
+
+
+def test_a_result_is_a_frozen_value() -> None:
+    import pickle
+
+    result = AttemptResult(JobState.FAILED, 3, None, None, 1.0, "h", 1.0, 2.0, "exit code 3",
+                           key="k.1")
+    same = AttemptResult(JobState.FAILED, 3, None, None, 1.0, "h", 1.0, 2.0, "exit code 3",
+                         key="k.1")
+    assert result == same
+    assert hash(result) == hash(same)
+    assert result != result.evolve(key="k.2")
+    assert pickle.loads(pickle.dumps(result)) == result
+    assert repr(result).startswith("AttemptResult(state=<JobState.FAILED")
+    with pytest.raises(AttributeError, match="frozen"):
+        result.state = JobState.SUCCEEDED  # type: ignore[misc]
+    with pytest.raises(ValueError, match="an attempt ends"):
+        result.evolve(state=JobState.RUNNING)
+    with pytest.raises(TypeError, match="no field colour"):
+        result.evolve(colour="red")
