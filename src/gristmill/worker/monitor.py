@@ -51,17 +51,11 @@ import os
 import resource
 import select
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
 
-import attrs
-
-from gristmill.resources import format_duration
 from gristmill.states import JobState
 from gristmill.worker.procfs import (
-    Proc,
     children,
     descendants,
     environ,
@@ -69,7 +63,15 @@ from gristmill.worker.procfs import (
     table,
     ticks_now,
 )
-from gristmill.worker.result import AttemptResult, PathLike, open_retrying
+from gristmill.worker.result import AttemptResult, open_retrying
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Mapping, Sequence
+
+    from gristmill.worker.procfs import Proc
+    from gristmill.worker.result import PathLike
 
 _RESET_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
@@ -146,35 +148,47 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-@attrs.define
 class _Attempt:
-    key: int
-    pid: int
-    pidfd: int | None
-    proc: subprocess.Popen[bytes] | None  # only when spawned through subprocess (cwd set)
-    mem_limit: int | None
-    runtime_limit: float | None
-    started: float
-    t0: float
-    deadline: float | None
-    next_sample: float | None
-    verdict: JobState | None = None  # OOM, TIMEOUT or CANCELLED once we act on it
-    kill_at: float | None = None  # SIGKILL follows the SIGTERM at this time
-    forced: bool = False  # SIGTERM was not enough
-    exited: bool = False
-    peak: int = 0  # sampled group RSS
-    floor: int = 0  # our own peak RSS at spawn; see _finish
-    token: str = ""  # TOKEN_VAR's value in its environment
-    born: int = 0  # clock ticks since boot just before the spawn (procfs.ticks_now)
-    tree: dict[int, int] = attrs.Factory(dict)  # descendants seen by a scan: pid -> start
+    """One running attempt, as the monitor tracks it (a plain class: no attrs in a wrapper)."""
+
+    __slots__ = ("born", "deadline", "exited", "floor", "forced", "key", "kill_at", "mem_limit",
+                 "next_sample", "peak", "pid", "pidfd", "proc", "runtime_limit", "started", "t0",
+                 "token", "tree", "verdict")
+
+    def __init__(self, key: int, pid: int, pidfd: int | None,
+                 proc: subprocess.Popen[bytes] | None, mem_limit: int | None,
+                 runtime_limit: float | None, started: float, t0: float,
+                 deadline: float | None, next_sample: float | None, *, floor: int = 0,
+                 token: str = "", born: int = 0) -> None:
+        self.key = key
+        self.pid = pid
+        self.pidfd = pidfd
+        self.proc = proc  # only when spawned through subprocess (cwd set)
+        self.mem_limit = mem_limit
+        self.runtime_limit = runtime_limit
+        self.started = started
+        self.t0 = t0
+        self.deadline = deadline
+        self.next_sample = next_sample
+        self.verdict: JobState | None = None  # OOM, TIMEOUT or CANCELLED once we act on it
+        self.kill_at: float | None = None  # SIGKILL follows the SIGTERM at this time
+        self.forced = False  # SIGTERM was not enough
+        self.exited = False
+        self.peak = 0  # sampled group RSS
+        self.floor = floor  # our own peak RSS at spawn; see _finish
+        self.token = token  # TOKEN_VAR's value in its environment
+        self.born = born  # clock ticks since boot just before the spawn (procfs.ticks_now)
+        self.tree: dict[int, int] = {}  # descendants seen by a scan: pid -> start
 
 
-@attrs.define
 class _Stray:
     """A child of ours that no attempt leads: what an attempt left, reparented to us."""
 
-    start: int
-    owners: set[int]  # the keys of the running attempts it may belong to
+    __slots__ = ("owners", "start")
+
+    def __init__(self, start: int, owners: set[int]) -> None:
+        self.start = start
+        self.owners = owners  # the keys of the running attempts it may belong to
 
 
 class Monitor:
@@ -275,6 +289,8 @@ class Monitor:
     ) -> tuple[int, subprocess.Popen[bytes] | None]:
         """posix_spawn (the fastest way here: ~0.6 ms vs ~1.5 ms for Popen); Popen for ``cwd``."""
         if cwd is not None or not hasattr(os, "posix_spawn"):
+            import subprocess  # only here: ~9 ms of every wrapper's start otherwise
+
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=cwd,
                 env=env, start_new_session=True,
@@ -532,7 +548,7 @@ class Monitor:
         for attempt in list(self._attempts.values()):
             _killpg(attempt.pid, signal.SIGKILL)
             result = self._finish(attempt)
-            failed = attrs.evolve(result, state=JobState.FAILED, reason=reason)
+            failed = result.evolve(state=JobState.FAILED, reason=reason)
             results.append((attempt.key, failed))
         return results
 
@@ -587,6 +603,8 @@ def _classify(
     if verdict is JobState.CANCELLED:
         return JobState.CANCELLED, code, sig, "cancelled" + forced
     if verdict is JobState.TIMEOUT:
+        from gristmill.units import format_duration  # imports re: only for a timeout
+
         limit_text = format_duration(math.ceil(attempt.runtime_limit or 0))
         return JobState.TIMEOUT, code, sig, f"exceeded runtime {limit_text}{forced}"
     # Ours, or a SIGKILL from elsewhere (the kernel's OOM killer) at the limit.

@@ -19,8 +19,11 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 #: The manifest format :func:`read_manifest` reads; 1 (gristmill 0.1) is still read.
 MANIFEST_VERSION = 2
@@ -134,8 +137,6 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     it now, before the job ends (the wrapper ignores SIGTERM; the scheduler's
     SIGKILL comes some seconds later).
     """
-    import attrs
-
     from gristmill.errors import BackendError
     from gristmill.states import JobState
     from gristmill.worker.result import read_result, write_result
@@ -151,7 +152,7 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     found = verdict(log_tail(log), rules)
     if found is None or found[0] == result.state.value:
         return
-    write_result(result_path, attrs.evolve(result, state=JobState(found[0]), reason=found[1]),
+    write_result(result_path, result.evolve(state=JobState(found[0]), reason=found[1]),
                  key=result.key or key)
 
 
