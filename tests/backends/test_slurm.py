@@ -439,7 +439,8 @@ def test_one_poll_answers_every_job_with_one_squeue(
     statuses = slurm.poll(handles)
     got = {h.job_id: s.state for h, s in statuses.items()}
     assert got == {**want, oom: OOM}  # jobacct's FAILED becomes OOM through the job's log
-    assert slurm.calls == {"squeue": 1}
+    # Finished jobs are asked about in one sacct call too, for what they used.
+    assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}  # scontrol: config, once
     (squeue,) = fake.calls("squeue")
     array = job_ids(mode)["array"]
     assert "--array" in squeue

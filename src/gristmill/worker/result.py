@@ -62,6 +62,11 @@ class AttemptResult:
     #: The attempt this is the result of (``<identity[:16]>.<attempt>``); ``None`` in
     #: results of gristmill 0.1 and of a wrapper run by hand without ``--key``.
     key: str | None = None
+    #: CPU seconds (user + system) of the attempt's whole process tree, as the monitor
+    #: counts it (see :mod:`gristmill.worker.monitor`, "CPU time"); ``None`` where it was
+    #: not measured: the attempt never started, or the result was written by a gristmill
+    #: that did not measure it.
+    cpu_time: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -71,6 +76,8 @@ class AttemptResult:
         }
         if self.key is not None:
             data["key"] = self.key
+        if self.cpu_time is not None:
+            data["cpu_time"] = self.cpu_time
         return data
 
     @classmethod
@@ -83,11 +90,14 @@ class AttemptResult:
         key = data.get("key")
         if not isinstance(key, _OPT_STR):
             raise ValueError(f"key: {key!r} is not of the expected type")
+        cpu_time = data.get("cpu_time")
+        if not isinstance(cpu_time, (int, float, type(None))) or isinstance(cpu_time, bool):
+            raise ValueError(f"cpu_time: {cpu_time!r} is not of the expected type")
         return cls(
             JobState(data["state"]), data.get("exit_code"), data.get("signal"),
             data.get("peak_rss"),
             float(data["elapsed"]), data["host"], float(data["started"]), float(data["ended"]),
-            data["reason"], key,
+            data["reason"], key, None if cpu_time is None else float(cpu_time),
         )
 
     def to_json(self) -> str:
