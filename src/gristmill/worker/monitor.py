@@ -557,7 +557,9 @@ class Monitor:
                 stray.owners.discard(attempt.key)
                 if not stray.owners:
                     roots[pid] = stray.start
-        return _kill_trees(roots) if roots else set()
+        # The roots too: one our SIGKILL to the group reached first may already be a
+        # zombie, which _kill_trees no longer sees, yet it is ours to reap and count.
+        return set(roots) | _kill_trees(roots) if roots else set()
 
     def close(self) -> None:
         """Kill every stray and recorded descendant left, before the owner exits.
