@@ -543,8 +543,10 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         try:
             old = version()
             for step in range(old + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[step]:
-                    conn.execute(statement)
+                for table, column, kind in MIGRATIONS[step]:
+                    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             if old < SCHEMA_VERSION:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                              (str(SCHEMA_VERSION),))

@@ -18,13 +18,12 @@ knows only version 2: that gristmill would write attempts without their CPU time
 
 SCHEMA_VERSION = 3
 
-#: The statements that bring a store of version ``v - 1`` to version ``v``.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+#: What brings a store of version ``v - 1`` to version ``v``: the columns it adds, as
+#: (table, column, type). A column already there is left as it is, so a step is safe
+#: on a store that has it (one whose version was set back by hand, say).
+MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     2: (),  # the tables are the same; only the identities' meaning changed
-    3: (
-        "ALTER TABLE attempts ADD COLUMN cpu_time REAL",
-        "ALTER TABLE attempts ADD COLUMN usage_source TEXT",
-    ),
+    3: (("attempts", "cpu_time", "REAL"), ("attempts", "usage_source", "TEXT")),
 }
 
 SCHEMA = """
