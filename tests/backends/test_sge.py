@@ -113,6 +113,17 @@ def test_qacct_ok_and_exit_3() -> None:
     assert (bad.state, bad.exit_code, bad.signal) == (JobState.FAILED, 3, None)
 
 
+def test_qacct_cpu_is_the_jobs_cpu_time() -> None:
+    """``cpu`` (user + system of the whole job, ``0.121s``); junk or a missing line: unknown."""
+    (ok,) = parse_qacct(read("qacct_ok.txt")).values()
+    assert ok.cpu_time == pytest.approx(0.121)
+    assert parse_qacct(read("qacct_hvmem.txt"))["6"].cpu_time == pytest.approx(0.209)
+    text = read("qacct_ok.txt")
+    assert next(iter(parse_qacct(text.replace("0.121s", "n/a")).values())).cpu_time is None
+    no_cpu = "\n".join(line for line in text.splitlines() if not line.startswith("cpu "))
+    assert next(iter(parse_qacct(no_cpu).values())).cpu_time is None
+
+
 def test_qacct_h_rt_kill_is_a_timeout_and_qdel_a_cancel() -> None:
     timeout = parse_qacct(read("qacct_timeout.txt"))["3"]
     assert (timeout.state, timeout.exit_code, timeout.signal) == (JobState.TIMEOUT, 137, 9)
@@ -270,6 +281,9 @@ def test_poll_asks_qacct_only_for_gone_jobs_without_a_result(
     statuses = backend.poll([running, killed])
     assert statuses[running].state is JobState.RUNNING
     assert statuses[killed].state is JobState.CANCELLED
+    assert statuses[running].usage_source is None  # still running: nothing measured yet
+    assert (statuses[killed].cpu_time, statuses[killed].usage_source) == (
+        pytest.approx(0.106), "scheduler")  # qacct's cpu line
     assert backend.calls == {"qstat": 1, "qacct": 1}
     assert (bin_dir / "qacct.args").read_text() == "-j 9\n"
 

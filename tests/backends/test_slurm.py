@@ -25,12 +25,14 @@ from gristmill.backends.batch.element import read_manifest
 from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.registry import make_backend
 from gristmill.backends.slurm.backend import (
+    SACCT_FORMAT,
     STOP_RULES,
     SlurmBackend,
     batch_script,
     compact_ids,
     expand_ids,
     job_log,
+    parse_cpu_time,
     parse_elapsed,
     parse_exit_code,
     parse_rss,
@@ -237,6 +239,45 @@ def test_sacct_of_an_array_names_its_elements(mode: str) -> None:
     assert all(r.peak_rss for r in records.values())
 
 
+# What the job ``ok`` (sacct_steps of each mode above) reads as in SACCT_FORMAT: its
+# recorded values with TotalCPU, AllocCPUS, ReqMem and NodeList in the form sacct gives
+# them (``MM:SS.mmm``; the job line's TotalCPU sums its steps; ``--mem`` shows as ReqMem).
+USAGE_SACCT = """\
+1|COMPLETED|0:0||00:00:04|00:01.234|1|200M|vm
+1.batch|COMPLETED|0:0|66076K|00:00:04|00:01.230|1||vm
+1.extern|COMPLETED|0:0|0|00:00:04|00:00.004|1||vm
+6_3|FAILED|2:0||00:00:04|1-02:03:04|8|4Gn|node[01-02]
+6_3.batch|FAILED|2:0|3228K|00:00:04|1-02:03:03.500|8||node01
+6_4|COMPLETED|0:0||00:00:04||1|100M|vm
+6_4.batch|COMPLETED|0:0|3296K|00:00:04|00:00.100|1||vm
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("00:01.234", 1.234), ("05:02.500", 302.5), ("02:03:04", 7384.0),
+     ("1-02:03:04", 93784.0), ("1-02:03:04.5", 93784.5), ("", None), ("junk", None),
+     ("1:2:3:4", None)],
+)
+def test_total_cpu_reads_in_seconds(text: str, seconds: float | None) -> None:
+    assert parse_cpu_time(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_sacct_carries_what_each_job_used() -> None:
+    assert SACCT_FORMAT.split(",")[:5] == ["JobID", "State", "ExitCode", "MaxRSS", "Elapsed"]
+    records = parse_sacct(USAGE_SACCT)
+    ok, multi, fallback = records["1"], records["6_3"], records["6_4"]
+    assert (ok.cpu_time, ok.peak_rss, ok.host, ok.alloc_cpus, ok.req_mem) == (
+        pytest.approx(1.234), 66076 * 1024, "vm", 1, 200 * 2**20)  # MaxRSS of .batch
+    assert (multi.cpu_time, multi.host, multi.alloc_cpus, multi.req_mem) == (
+        93784, "node[01-02]", 8, 4 * 2**30)
+    assert fallback.cpu_time == pytest.approx(0.1)  # the job line's empty: the batch step's
+    # The five fields gristmill asked for before: the rest is unknown, not wrong.
+    (old,) = parse_sacct(data("ok_cgroup.sacct_steps.txt")).values()
+    assert (old.cpu_time, old.alloc_cpus, old.host, old.peak_rss) == (None, None, None,
+                                                                       66076 * 1024)
+
+
 def test_sacct_without_accounting_fails_with_a_message() -> None:
     assert data("ok_noacct.sacct_steps.rc.txt").strip() == "1"
     assert "accounting storage is disabled" in data("ok_noacct.sacct_steps.stderr.txt")
@@ -439,7 +480,8 @@ def test_one_poll_answers_every_job_with_one_squeue(
     statuses = slurm.poll(handles)
     got = {h.job_id: s.state for h, s in statuses.items()}
     assert got == {**want, oom: OOM}  # jobacct's FAILED becomes OOM through the job's log
-    assert slurm.calls == {"squeue": 1}
+    # Finished jobs are asked about in one sacct call too, for what they used.
+    assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}  # scontrol: config, once
     (squeue,) = fake.calls("squeue")
     array = job_ids(mode)["array"]
     assert "--array" in squeue
@@ -469,6 +511,33 @@ def test_jobs_gone_from_squeue_are_looked_up_with_one_sacct(fake: Fake, tmp_path
     assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}  # scontrol: config, once
     (sacct,) = fake.calls("sacct")
     assert sacct[-1] == "--jobs=1,2,3,4,5,6"
+
+
+def test_jobs_finished_in_squeue_get_their_usage_from_the_same_sacct_call(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """squeue's state stands (sacct may lag); what the job used is sacct's, marked so."""
+    fake.reply("squeue", "1|COMPLETED|None|vm\n6_4|COMPLETED|None|vm\n7|RUNNING|None|vm\n")
+    fake.reply("sacct", USAGE_SACCT)
+    handles = handles_for(tmp_path, ["1", "6_4", "7"])
+    slurm = backend()
+    statuses = {h.job_id: s for h, s in slurm.poll(handles).items()}
+    ok = statuses["1"]
+    assert (ok.state, ok.cpu_time, ok.peak_rss, ok.host, ok.usage_source) == (
+        S, pytest.approx(1.234), 66076 * 1024, "vm", "scheduler")
+    assert statuses["6_4"].cpu_time == pytest.approx(0.1)
+    assert (statuses["7"].state, statuses["7"].usage_source) == (JobState.RUNNING, None)
+    (sacct,) = fake.calls("sacct")
+    assert f"--format={SACCT_FORMAT}" in sacct
+    assert sacct[-1] == "--jobs=1,6"  # not the running job's array
+    assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}
+
+
+def test_no_sacct_is_asked_while_every_job_still_runs(fake: Fake, tmp_path: Path) -> None:
+    fake.reply("squeue", "7|RUNNING|None|vm\n")
+    slurm = backend()
+    slurm.poll(handles_for(tmp_path, ["7"]))
+    assert slurm.calls == {"squeue": 1}
 
 
 def test_a_wrapper_that_could_not_start_nor_record_its_attempt_is_lost(

@@ -140,6 +140,23 @@ def test_ready_nodes_are_submitted_in_batches_and_every_transition_is_recorded(
         assert [ts for ts, _ in mine] == sorted(ts for ts, _ in mine)
 
 
+def test_each_attempt_records_the_cpu_time_it_burned(et: ModuleType, tmp_path: Path) -> None:
+    result = run(et.busy_and_idle(cpu=0.5), tmp_path)
+    assert result.ok
+    store = Store.open(result.run_dir, readonly=True)
+    try:
+        records = store.attempts()
+    finally:
+        store.close()
+    cpu = {a.argv[a.argv.index("--cpu") + 1]: a.cpu_time for a in records}
+    assert {a.usage_source for a in records} == {"worker"}
+    busy, idle = cpu["0.5"], cpu["0.0"]
+    assert busy is not None
+    assert busy >= 0.5
+    assert idle is not None
+    assert idle < busy - 0.3
+
+
 # -- failures, retries and escalation ---------------------------------------------------------
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from gristmill.backends.base import JobStatus
-from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
+from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide, with_usage
 from gristmill.resources import Escalation, Policy, Resources
 from gristmill.states import JobState
 from gristmill.worker.result import AttemptResult
@@ -15,6 +16,27 @@ G = 2**30
 
 def result(state: JobState, signal: int | None = None, code: int | None = 1) -> AttemptResult:
     return AttemptResult(state, code, signal, 10, 1.0, "h", 0.0, 1.0, f"wrapper: {state.value}")
+
+
+def test_the_schedulers_accounting_wins_for_cpu_time_and_peak_memory() -> None:
+    """sacct's numbers where it has them, the worker's for the rest; elapsed and host
+    stay the worker's; ``usage_source`` says whose they are."""
+    measured = AttemptResult(JobState.SUCCEEDED, 0, None, 10, 1.5, "h", 0.0, 1.5, "exit code 0",
+                             cpu_time=0.4)
+    both = JobStatus(JobState.SUCCEEDED, 0, None, 20, 2.0, "node7", "", 0.5, "scheduler")
+    merged = authoritative(both, measured)
+    assert (merged.cpu_time, merged.peak_rss, merged.elapsed, merged.host) == (0.5, 20, 1.5, "h")
+    assert merged.usage_source == "scheduler"
+    cpu_only = authoritative(JobStatus(JobState.SUCCEEDED, cpu_time=0.5,
+                                       usage_source="scheduler"), measured)
+    assert (cpu_only.cpu_time, cpu_only.peak_rss, cpu_only.usage_source) == (
+        0.5, 10, "scheduler+worker")
+    squeue = authoritative(JobStatus(JobState.SUCCEEDED), measured)  # no accounting
+    assert (squeue.cpu_time, squeue.peak_rss, squeue.usage_source) == (0.4, 10, "worker")
+    unmeasured = JobStatus(JobState.SUCCEEDED, elapsed=1.0)
+    assert with_usage(unmeasured, both) == attrs.evolve(
+        unmeasured, cpu_time=0.5, peak_rss=20, usage_source="scheduler")
+    assert authoritative(both, None) == both  # no result file: the scheduler's record
 
 
 def test_the_result_file_wins_but_the_scheduler_says_why_a_signal_came() -> None:

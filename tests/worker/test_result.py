@@ -24,7 +24,7 @@ MB = 2**20
 
 def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
     result = AttemptResult(JobState.OOM, None, 9, 480 * MB, 1.5, "node1", 100.0, 101.5,
-                           "exceeded memory limit 100M (peak 480M)")
+                           "exceeded memory limit 100M (peak 480M)", cpu_time=0.75)
     path = tmp_path / "deep" / "r.json"
     assert read_result(path, key="abc.1") is None
     write_result(path, result, key="abc.1")
@@ -32,7 +32,21 @@ def test_result_files_round_trip_atomically(tmp_path: Path) -> None:
     assert os.listdir(path.parent) == ["r.json"]  # no temporary left behind
     assert AttemptResult.from_json(result.to_json()) == result
     assert JobStatus.from_result(result) == JobStatus(JobState.OOM, None, 9, 480 * MB, 1.5, "node1",
-                                           "exceeded memory limit 100M (peak 480M)")
+                                           "exceeded memory limit 100M (peak 480M)", 0.75,
+                                           "worker")
+
+
+def test_a_result_without_cpu_time_reads_as_unmeasured() -> None:
+    """Results written before CPU time was measured still read; a bad value is refused."""
+    old = {"state": "SUCCEEDED", "exit_code": 0, "signal": None, "peak_rss": None,
+           "elapsed": 1.0, "host": "n", "started": 1.0, "ended": 2.0, "reason": "exit code 0"}
+    result = AttemptResult.from_dict(old)
+    assert result.cpu_time is None
+    assert "cpu_time" not in result.to_dict()
+    assert JobStatus.from_result(result).usage_source is None  # nothing measured
+    assert AttemptResult.from_dict({**old, "cpu_time": 2}).cpu_time == 2.0
+    with pytest.raises(ValueError, match="cpu_time"):
+        AttemptResult.from_dict({**old, "cpu_time": "2s"})
 
 
 def test_a_corrupt_result_file_is_an_error_naming_it(tmp_path: Path) -> None:

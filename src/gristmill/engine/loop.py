@@ -634,6 +634,7 @@ class Engine:
                 "key": key, "state": status.state.value, "exit_code": status.exit_code,
                 "signal": status.signal, "peak_rss": status.peak_rss, "elapsed": status.elapsed,
                 "host": status.host, "reason": status.reason, "ended": time.time(),
+                "cpu_time": status.cpu_time, "usage_source": status.usage_source,
             }
         )
 

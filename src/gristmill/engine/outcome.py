@@ -12,7 +12,7 @@ import enum
 
 import attrs
 
-from gristmill.backends.base import JobStatus
+from gristmill.backends.base import MIXED, SCHEDULER, JobStatus
 from gristmill.resources import DEFAULT_ON_OOM, DEFAULT_ON_TIMEOUT, Policy, Resources
 from gristmill.states import JobState
 from gristmill.worker.result import AttemptResult
@@ -30,7 +30,7 @@ def authoritative(status: JobStatus, result: AttemptResult | None) -> JobStatus:
     """
     if result is None:
         return status
-    merged = JobStatus.from_result(result)
+    merged = with_usage(JobStatus.from_result(result), status)
     stopped = merged.state is JobState.CANCELLED or (
         merged.state is JobState.FAILED and merged.signal is not None
     )
@@ -39,6 +39,29 @@ def authoritative(status: JobStatus, result: AttemptResult | None) -> JobStatus:
     if status.state is JobState.OOM and merged.state is JobState.FAILED:
         return attrs.evolve(merged, state=JobState.OOM, reason=status.reason or merged.reason)
     return merged
+
+
+def with_usage(worker: JobStatus, scheduler: JobStatus) -> JobStatus:
+    """The worker's record with the scheduler's ``cpu_time`` and ``peak_rss`` where its
+    accounting has them (``usage_source`` says whose numbers these are).
+
+    The scheduler's numbers win because they are what a site charges and what efficiency
+    reports compare with: they count the whole job (wrapper included) by the scheduler's
+    own means (Slurm's cgroup or jobacct sampling), which no process of the job can
+    escape. The worker's stand where accounting has none (no accounting storage, a
+    record not yet written, or a value it leaves empty). Elapsed and host stay the
+    worker's: it times the task itself to the millisecond where the scheduler counts
+    whole seconds including the job's own start, and both name the same node.
+    """
+    if scheduler.usage_source != SCHEDULER:
+        return worker
+    cpu = scheduler.cpu_time if scheduler.cpu_time is not None else worker.cpu_time
+    rss = scheduler.peak_rss if scheduler.peak_rss is not None else worker.peak_rss
+    took = (scheduler.cpu_time is not None, scheduler.peak_rss is not None)
+    had = (worker.cpu_time is not None, worker.peak_rss is not None)
+    from_worker = any(h and not t for t, h in zip(took, had))
+    source = (MIXED if from_worker else SCHEDULER) if any(took) else worker.usage_source
+    return attrs.evolve(worker, cpu_time=cpu, peak_rss=rss, usage_source=source)
 
 
 class Action(enum.Enum):

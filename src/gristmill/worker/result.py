@@ -41,7 +41,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 _OPT_STR = (str, type(None))
 _FIELDS = ("state", "exit_code", "signal", "peak_rss", "elapsed", "host", "started", "ended",
-           "reason", "key")
+           "reason", "key", "cpu_time")
 
 
 class AttemptResult:
@@ -66,14 +66,20 @@ class AttemptResult:
     #: The attempt this is the result of (``<identity[:16]>.<attempt>``); ``None`` in
     #: results of gristmill 0.1 and of a wrapper run by hand without ``--key``.
     key: str | None
+    #: CPU seconds (user + system) of the attempt's whole process tree, as the monitor
+    #: counts it (see :mod:`gristmill.worker.monitor`, "CPU time"); ``None`` where it was
+    #: not measured: the attempt never started, or the result was written by a gristmill
+    #: that did not measure it.
+    cpu_time: float | None
 
     def __init__(self, state: JobState, exit_code: int | None, signal: int | None,
                  peak_rss: int | None, elapsed: float, host: str, started: float, ended: float,
-                 reason: str, key: str | None = None) -> None:
+                 reason: str, key: str | None = None, cpu_time: float | None = None) -> None:
         if state not in _FINAL:
             raise ValueError(
                 f"state: an attempt ends {', '.join(s.name for s in _FINAL)}, not {state}")
-        values = (state, exit_code, signal, peak_rss, elapsed, host, started, ended, reason, key)
+        values = (state, exit_code, signal, peak_rss, elapsed, host, started, ended, reason, key,
+                  cpu_time)
         for name, value in zip(_FIELDS, values):
             object.__setattr__(self, name, value)
 
@@ -118,6 +124,8 @@ class AttemptResult:
         }
         if self.key is not None:
             data["key"] = self.key
+        if self.cpu_time is not None:
+            data["cpu_time"] = self.cpu_time
         return data
 
     @classmethod
@@ -130,11 +138,14 @@ class AttemptResult:
         key = data.get("key")
         if not isinstance(key, _OPT_STR):
             raise ValueError(f"key: {key!r} is not of the expected type")
+        cpu_time = data.get("cpu_time")
+        if not isinstance(cpu_time, (int, float, type(None))) or isinstance(cpu_time, bool):
+            raise ValueError(f"cpu_time: {cpu_time!r} is not of the expected type")
         return cls(
             JobState(data["state"]), data.get("exit_code"), data.get("signal"),
             data.get("peak_rss"),
             float(data["elapsed"]), data["host"], float(data["started"]), float(data["ended"]),
-            data["reason"], key,
+            data["reason"], key, None if cpu_time is None else float(cpu_time),
         )
 
     def to_json(self) -> str:

@@ -27,6 +27,14 @@ it is not killed: its allocation fails and it usually exits 1 (Python raises
 MemoryError). Nothing in qacct says "memory"; so a FAILED attempt whose task's
 stderr ends with a recognised allocation failure (:data:`OOM_MARKS`) is reported
 as OOM, every other one stays FAILED.
+
+What a job used comes from the same qacct record when qacct is asked: ``cpu`` (user +
+system seconds of every process of the job, the wrapper included, as the execution
+daemon accounts them) is the attempt's CPU time, marked as the scheduler's; the peak
+memory stays ``maxvmem`` (virtual memory: qacct has no resident peak of the whole
+job), ``ru_wallclock`` the elapsed time and ``hostname`` the host. Where the result
+file exists qacct is not asked (it would cost one ``qacct`` per array and poll), and
+the worker's own measurement stands.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from pathlib import Path
 
 import attrs
 
-from gristmill.backends.base import JobHandle, JobStatus
+from gristmill.backends.base import SCHEDULER, JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
@@ -95,6 +103,7 @@ class SgeRecord:
     host: str | None = None
     elapsed: float | None = None
     reason: str = ""
+    cpu_time: float | None = None  # qacct's ``cpu``: user + system seconds of the whole job
 
 
 def parse_qstat_xml(text: str) -> dict[str, SgeRecord]:
@@ -191,10 +200,7 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
         except (ValueError, IndexError):
             exit_code = None
         signal = exit_code - 128 if exit_code is not None and 128 < exit_code < 193 else None
-        try:
-            elapsed: float | None = float(fields.get("ru_wallclock", "").rstrip("s"))
-        except ValueError:
-            elapsed = None
+        elapsed = _seconds(fields.get("ru_wallclock", ""))
         reason = f"failed {failed_text}" if failed else f"exit_status {exit_code}"
         state = qacct_state(failed, exit_code)
         if state is JobState.TIMEOUT:
@@ -205,9 +211,18 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
         out[key] = SgeRecord(
             state, failed_text, exit_code, signal,
             parse_qacct_memory(fields.get("maxvmem", "")),
-            fields.get("hostname") or None, elapsed, reason,
+            fields.get("hostname") or None, elapsed, reason, _seconds(fields.get("cpu", "")),
         )
     return out
+
+
+def _seconds(text: str) -> float | None:
+    """qacct's ``ru_wallclock`` or ``cpu`` (``0.121s``, ``4``) in seconds; None for junk."""
+    try:
+        value = float(text.strip().rstrip("s"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def qdel_argv(job_ids: Sequence[str]) -> list[str]:
@@ -432,7 +447,8 @@ class SgeBackend(ArrayBackend):
                 self.vanished.seen(handle.job_id)
                 out[handle] = unstarted(self._memory(handle, JobStatus(
                     record.state, record.exit_code, record.signal, record.peak_vmem,
-                    record.elapsed, record.host, record.reason,
+                    record.elapsed, record.host, record.reason, record.cpu_time,
+                    SCHEDULER if record.cpu_time is not None else None,
                 )))
             else:
                 status = self.unknown(handle)

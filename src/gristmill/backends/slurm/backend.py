@@ -8,6 +8,15 @@ live job; jobs that already left the queue are looked up with one ``sacct``
 call, or — where accounting is not configured — one ``scontrol show job``.
 The worker wrapper's result file is the source of truth where it exists.
 
+What a job used comes from sacct where accounting is on: jobs squeue lists as finished
+are asked about in the same one ``sacct`` call as those gone from it, for ``TotalCPU``
+(user + system seconds of all the job's steps) and the batch step's ``MaxRSS``, with
+``AllocCPUS``, ``ReqMem`` and ``NodeList``. These are the scheduler's numbers and win
+over the wrapper's own measurement for CPU time and peak memory
+(:func:`gristmill.engine.outcome.with_usage`); where sacct has none yet (slurmdbd lags
+a few seconds behind a job's end) the wrapper's stand, marked as such. A finished job
+is never held back waiting for its accounting.
+
 Memory limits are classified as OOM whether the site enforces them with
 cgroups (``OUT_OF_MEMORY``) or with jobacct polling (``FAILED`` with
 ``JobLaunchFailure``/signal 9 and "exceeded memory limit" in the job's log).
@@ -28,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from gristmill.backends.base import JobHandle, JobStatus
+from gristmill.backends.base import SCHEDULER, JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
@@ -129,6 +138,16 @@ class SlurmRecord:
     peak_rss: int | None = None
     host: str | None = None
     elapsed: float | None = None
+    cpu_time: float | None = None  # TotalCPU, seconds
+    alloc_cpus: int | None = None  # AllocCPUS
+    req_mem: int | None = None  # ReqMem, bytes (per node, or per CPU with a ``c`` suffix)
+
+    def status(self, reason: str, state: JobState | None = None) -> JobStatus:
+        """What the backend reports for this record: sacct's usage marked as the scheduler's."""
+        measured = self.cpu_time is not None or self.peak_rss is not None
+        return JobStatus(self.state if state is None else state, self.exit_code, self.signal,
+                         self.peak_rss, self.elapsed, self.host, reason, self.cpu_time,
+                         SCHEDULER if measured else None)
 
 
 def parse_squeue(text: str) -> dict[str, SlurmRecord]:
@@ -162,42 +181,94 @@ def parse_elapsed(text: str) -> float | None:
         return None
 
 
-#: What :func:`parse_sacct` reads: job lines carry the state, ``.batch`` lines MaxRSS.
-SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed"
+def parse_cpu_time(text: str) -> float | None:
+    """sacct's ``TotalCPU`` (``[D-][HH:]MM:SS[.mmm]``: ``00:01.234``, ``1-02:03:04``) in seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    days, _, clock = text.rpartition("-")
+    try:
+        *whole, seconds = clock.split(":")
+        if not 1 <= len(whole) <= 2:
+            return None
+        hours, minutes = ([0] + [int(p) for p in whole])[-2:]
+        value = int(days or 0) * 86400 + hours * 3600 + minutes * 60 + float(seconds)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def parse_count(text: str) -> int | None:
+    """sacct's ``AllocCPUS`` (``1``); None when empty (a step line) or junk."""
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def parse_req_mem(text: str) -> int | None:
+    """sacct's ``ReqMem`` (``200M``; ``4Gc``/``4Gn`` before Slurm 21.08) in bytes."""
+    return parse_rss(text.strip().rstrip("cn"))
+
+
+def parse_host(text: str) -> str | None:
+    """sacct's ``NodeList``: the node (or Slurm's range of nodes); None before one is assigned."""
+    text = text.strip()
+    return None if not text or text in ("None assigned", "(null)") else text
+
+
+#: What :func:`parse_sacct` reads, in this order. Job lines carry the state, TotalCPU
+#: (all the job's steps), AllocCPUS, ReqMem and NodeList; ``.batch`` lines MaxRSS.
+SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed,TotalCPU,AllocCPUS,ReqMem,NodeList"
 
 
 def parse_sacct(text: str) -> dict[str, SlurmRecord]:
-    """Lines of ``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,Elapsed``.
+    """Lines of ``sacct --parsable2 --noheader --format=`` :data:`SACCT_FORMAT` (or its
+    first five fields, as gristmill asked before: the rest is then unknown).
 
-    Job lines carry the state; the ``.batch`` step line carries MaxRSS and the
-    signal that ended the script (``0:15`` on a timeout, ``0:9`` on a kill).
+    Job lines carry the state and what the job used; the ``.batch`` step line carries
+    MaxRSS and the signal that ended the script (``0:15`` on a timeout, ``0:9`` on a
+    kill), and its TotalCPU where the job line has none.
     """
     jobs: dict[str, SlurmRecord] = {}
-    steps: dict[str, tuple[int | None, int | None]] = {}
+    steps: dict[str, tuple[int | None, int | None, float | None]] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3 or not parts[0]:
             continue
+        parts += [""] * (9 - len(parts))
         job_id, state, exit_text = parts[0], parts[1], parts[2]
-        rss = parse_rss(parts[3]) if len(parts) > 3 else None
+        rss = parse_rss(parts[3])
+        cpu = parse_cpu_time(parts[5])
         exit_code, signal = parse_exit_code(exit_text)
         if "." in job_id:
             base, _, step = job_id.partition(".")
             if step == "batch":
-                steps[base] = (rss, signal)
+                steps[base] = (rss, signal, cpu)
             continue
-        elapsed = parse_elapsed(parts[4]) if len(parts) > 4 else None
         for one in expand_ids(job_id):
             jobs[one] = SlurmRecord(
-                slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
+                slurm_state(state), state, "", exit_code, signal, rss, parse_host(parts[8]),
+                parse_elapsed(parts[4]), cpu, parse_count(parts[6]), parse_req_mem(parts[7]),
             )
-    for job_id, (rss, step_signal) in steps.items():
+    for job_id, (rss, step_signal, step_cpu) in steps.items():
         record = jobs.get(job_id)
         if record is not None:
             jobs[job_id] = attrs.evolve(
-                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal
+                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal,
+                cpu_time=record.cpu_time if record.cpu_time is not None else step_cpu,
             )
     return jobs
+
+
+def _with_usage(queued: SlurmRecord | None, accounted: SlurmRecord | None) -> SlurmRecord | None:
+    """squeue's record of a finished job with what sacct says it used (its state stays
+    squeue's: sacct may lag behind it)."""
+    if queued is None or accounted is None:
+        return queued
+    return attrs.evolve(
+        queued, peak_rss=accounted.peak_rss, cpu_time=accounted.cpu_time,
+        alloc_cpus=accounted.alloc_cpus, req_mem=accounted.req_mem,
+        host=accounted.host or queued.host, elapsed=accounted.elapsed or queued.elapsed,
+    )
 
 
 _KV = re.compile(r"(\w+)=(\S*)")
@@ -410,9 +481,15 @@ class SlurmBackend(ArrayBackend):
         queue = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
         records = {job_id: lookup(queue, job_id) for job_id in by_id}
         gone = [job_id for job_id, record in records.items() if record is None]
-        if gone:
-            finished = self._finished(gone)
+        ended = [job_id for job_id, record in records.items()
+                 if record is not None and record.state.finished]
+        if ended and not self.accounting:
+            ended = []  # scontrol says nothing of what a job used
+        if gone or ended:
+            finished = self._finished([*gone, *ended])
             records.update({job_id: lookup(finished, job_id) for job_id in gone})
+            for job_id in ended:
+                records[job_id] = _with_usage(records[job_id], lookup(finished, job_id))
         out: dict[JobHandle, JobStatus] = {}
         for job_id, handle in by_id.items():
             record = records[job_id]
@@ -426,7 +503,8 @@ class SlurmBackend(ArrayBackend):
         return out
 
     def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
-        """Jobs no longer in squeue: one sacct call, or scontrol without accounting."""
+        """Jobs no longer in squeue (or finished in it, for their usage): one sacct call,
+        or scontrol without accounting."""
         if self.accounting:
             proc = self.runner.run(
                 ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
@@ -448,8 +526,7 @@ class SlurmBackend(ArrayBackend):
             reason = "OUT_OF_MEMORY"
         elif state is JobState.TIMEOUT:
             reason = f"{record.raw_state}: time limit reached"
-        return unstarted(JobStatus(state, record.exit_code, record.signal, record.peak_rss,
-                                   record.elapsed, record.host, reason))
+        return unstarted(record.status(reason, state))
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""
