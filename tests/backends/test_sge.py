@@ -85,6 +85,8 @@ def test_a_job_listed_without_tasks_answers_for_its_tasks() -> None:
     ("qw", JobState.QUEUED), ("hqw", JobState.QUEUED), ("r", JobState.RUNNING),
     ("t", JobState.RUNNING), ("dr", JobState.RUNNING), ("Rr", JobState.RUNNING),
     ("Eqw", JobState.FAILED), ("s", JobState.RUNNING),
+    # rescheduled (the host failed, qmod -rj): waiting or running again, never an end
+    ("Rq", JobState.QUEUED), ("Rhqw", JobState.QUEUED), ("Rt", JobState.RUNNING),
 ])
 def test_state_codes(code: str, state: JobState) -> None:
     assert sge_state(code) is state
@@ -357,3 +359,32 @@ def test_backend_registered_and_options_checked() -> None:
     with pytest.raises(BackendError, match="batch_size"):
         SgeBackend(batch_size=0)
     assert SgeBackend(python=sys.executable).python == sys.executable
+
+
+def _qacct_failed(code: str, job: str = "2") -> str:
+    """The recorded exit3 job's qacct, as if it had ended ``failed <code>``."""
+    text = re.sub(r"failed\s+0", f"failed       {code}", read("qacct_exit3.txt"))
+    return re.sub(r"jobnumber\s+2", f"jobnumber    {job}", text)
+
+
+def test_a_run_grid_engine_rescheduled_is_no_end_and_a_lost_job_is_the_hosts_fault() -> None:
+    assert parse_qacct(_qacct_failed("25  : rescheduling")) == {}
+    (host,) = parse_qacct(_qacct_failed("21  : in recognizing job")).values()
+    assert host.state is JobState.NODE_FAIL
+    assert "host" in host.reason
+    # the task's own setup errors stay its failures
+    (shell,) = parse_qacct(_qacct_failed("27  : searching requested shell")).values()
+    assert shell.state is JobState.FAILED
+
+
+def test_a_rescheduled_task_waits_and_its_earlier_runs_record_is_not_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gone from qstat for a moment with only the rescheduled run in qacct: not an end
+    (LOST only after the grace time, which a task back in the queue never reaches)."""
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"),
+                            qacct=_qacct_failed("25  : rescheduling", job="77"))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    handle = JobHandle("sge", "77", "a.1", str(tmp_path / "a.1.result.json"))
+    backend = SgeBackend(runner=CommandRunner(attempts=1))
+    assert backend.poll([handle]) == {}

@@ -19,6 +19,9 @@ How qacct's fields map:
 * ``failed 0`` — exit_status 0 is SUCCEEDED, anything else FAILED;
 * ``failed 37`` (qmaster enforced h_rt/h_cpu/h_vmem; exit 137) — TIMEOUT;
 * ``failed 100`` (assumedly after job: killed from outside, i.e. ``qdel``) — CANCELLED;
+* ``failed 21`` (in recognising job: the host's daemon lost the job) — NODE_FAIL;
+* ``failed 25`` (rescheduling) — no end: the task runs again under the same id (it
+  shows ``Rq``/``Rr`` in qstat meanwhile), so that record is passed over;
 * any other ``failed`` code (the job could not be set up) — FAILED with qacct's text.
 
 Memory is requested as ``-l h_vmem=`` (default) or ``-l m_mem_free=`` (option
@@ -62,6 +65,12 @@ from gristmill.states import JobState
 OOM_MARKS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 _TIMEOUT_FAILED = 37
 _CANCELLED_FAILED = 100
+#: ``failed 21`` (in recognising job): the execution daemon no longer knows the job, as
+#: after its host went down or rebooted; the host's fault, not the task's.
+_HOST_FAILED = 21
+#: ``failed 25`` (rescheduling): the record of a run Grid Engine stopped to run the task
+#: again under the same id; no end of it.
+_RESCHEDULED_FAILED = 25
 _MEMORY_RESOURCES = ("h_vmem", "m_mem_free")
 
 
@@ -69,11 +78,15 @@ def sge_state(code: str) -> JobState:
     """Map a qstat state code (``qw``, ``hqw``, ``r``, ``t``, ``dr``, ``Eqw``...) to a JobState.
 
     ``E`` (error: the job cannot start until an admin clears it) is FAILED; jobs
-    being deleted (``d``) count as running until they leave the queue.
+    being deleted (``d``) count as running until they leave the queue. ``R`` marks a
+    task Grid Engine rescheduled (its host failed, or ``qmod -rj``): it runs again under
+    the same id, so ``Rq`` is waiting (QUEUED) and ``Rr`` running, never an end.
     """
     if "E" in code:
         return JobState.FAILED
-    if any(c in code for c in "rtRsSTd"):
+    if "q" in code:
+        return JobState.QUEUED
+    if any(c in code for c in "rtsSTd"):
         return JobState.RUNNING
     return JobState.QUEUED
 
@@ -172,6 +185,8 @@ def qacct_state(failed: int, exit_status: int | None) -> JobState:
         return JobState.TIMEOUT
     if failed == _CANCELLED_FAILED:
         return JobState.CANCELLED
+    if failed == _HOST_FAILED:
+        return JobState.NODE_FAIL
     if failed == 0 and exit_status == 0:
         return JobState.SUCCEEDED
     return JobState.FAILED
@@ -195,6 +210,8 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
             failed = int(failed_text.split()[0])
         except (ValueError, IndexError):
             failed = -1
+        if failed == _RESCHEDULED_FAILED:  # a run before a reschedule: the task goes on
+            continue
         try:
             exit_code: int | None = int(fields.get("exit_status", "").split()[0])
         except (ValueError, IndexError):
@@ -207,6 +224,8 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
             reason = f"time limit reached ({reason})"
         elif state is JobState.CANCELLED:
             reason = f"cancelled through Grid Engine, qdel ({reason})"
+        elif state is JobState.NODE_FAIL:
+            reason = f"the job's host lost it ({reason})"
         key = f"{number}_{task}" if task.isdigit() else number
         out[key] = SgeRecord(
             state, failed_text, exit_code, signal,

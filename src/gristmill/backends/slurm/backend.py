@@ -25,6 +25,15 @@ runner reads slurmstepd's ``*** JOB ... CANCELLED AT ... [DUE TO TIME LIMIT] ***
 line and records TIMEOUT or CANCELLED accordingly (see :func:`why_stopped`).
 Array elements cancelled while pending leave no record anywhere; the backend
 remembers what it cancelled.
+
+Preemption and node failure are the cluster's doing: PREEMPTED, NODE_FAIL and BOOT_FAIL
+are reported as such, and the engine runs the node again as it was. By default jobs are
+submitted ``--no-requeue``, so such a job ends and gristmill submits a new attempt (each
+run of a task is one recorded attempt); with the ``requeue`` option Slurm runs the same
+job again and squeue shows it pending under its id, which is only ever QUEUED here, never
+an end: gristmill never submits it a second time. A job pending for a reason that never
+clears (:data:`UNSCHEDULABLE`) keeps Slurm's reason in its status, or with
+``fail_on_unschedulable`` is cancelled and fails with it.
 """
 
 from __future__ import annotations
@@ -36,33 +45,61 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from loguru import logger
 
 from gristmill.backends.base import SCHEDULER, JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
-from gristmill.backends.batch.element import log_tail, verdict
+from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
 from gristmill.backends.slurm.settings import SETTINGS
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
+#: Transient states: the job is not over. A job Slurm requeued (after preemption with
+#: ``PreemptMode=REQUEUE``, a node failure, ``scontrol requeue``) passes through
+#: REQUEUED/REQUEUE_FED/REQUEUE_HOLD back to PENDING under the same id, and runs again:
+#: gristmill waits for it and never submits it a second time.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
            "SUSPENDED", "STOPPED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 _FINAL = {
     "COMPLETED": JobState.SUCCEEDED,
     "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.FAILED,
-    "NODE_FAIL": JobState.FAILED,
+    "BOOT_FAIL": JobState.NODE_FAIL,  # its node could not boot: the cluster's fault
+    "NODE_FAIL": JobState.NODE_FAIL,
     "REVOKED": JobState.FAILED,
     "SPECIAL_EXIT": JobState.FAILED,
     "OUT_OF_MEMORY": JobState.OOM,
     "TIMEOUT": JobState.TIMEOUT,
-    "DEADLINE": JobState.TIMEOUT,
+    # The job's own ``--deadline`` passed: more runtime cannot help, so not a TIMEOUT.
+    "DEADLINE": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
-    "PREEMPTED": JobState.LOST,
+    "PREEMPTED": JobState.PREEMPTED,
+}
+#: Why each end that is not the task's own came (the attempt's reason).
+_ENDED_BY_SLURM = {
+    "PREEMPTED": "PREEMPTED: Slurm preempted the job for one of higher priority",
+    "NODE_FAIL": "NODE_FAIL: the job's node failed",
+    "BOOT_FAIL": "BOOT_FAIL: the job's node could not boot",
+    "DEADLINE": "DEADLINE: the job's --deadline passed before it could finish",
 }
 _OOM_LINE = "exceeded memory limit"
+
+#: squeue reasons (``%r``) of a pending job that waiting never satisfies: it asks for more
+#: than its partition, QOS or association allows one job, names an account, QOS or
+#: constraint that does not exist, or depends on a job that failed. (Limits on how many
+#: jobs or how much in total run at once, such as ``QOSMaxJobsPerUserLimit``, clear as
+#: other jobs end and are not in it.)
+UNSCHEDULABLE = re.compile(
+    r"^(Partition(TimeLimit|NodeLimit|Config)|(QOS|Assoc)Max\w*PerJob\w*|QOSMin\w*"
+    r"|InvalidAccount|InvalidQOS|BadConstraints|DependencyNeverSatisfied)\b"
+)
+
+
+def unschedulable(reason: str) -> bool:
+    """Whether a pending job's squeue reason says it can never start as submitted."""
+    return bool(UNSCHEDULABLE.match(reason.strip()))
 
 
 def slurm_state(text: str) -> JobState:
@@ -296,6 +333,11 @@ def parse_scontrol(text: str) -> dict[str, SlurmRecord]:
     return out
 
 
+def _flag(value: bool | str) -> bool:
+    """An option given as text (spec, ``--option``) or as a bool (the CLI's flag)."""
+    return value if isinstance(value, bool) else value.strip().lower() in ("1", "true", "yes")
+
+
 _KILL_LINE = re.compile(r"\*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
 
 
@@ -312,7 +354,11 @@ STOP_RULES: list[dict[str, Any]] = [
      "outcomes": {"": ["OOM", "Slurm killed the job: exceeded memory limit"]}},
     {"pattern": _KILL_LINE.pattern,
      "outcomes": {"TIME LIMIT": ["TIMEOUT", "Slurm cancelled the job: time limit"],
-                  "DEADLINE": ["TIMEOUT", "Slurm cancelled the job: deadline"],
+                  "DEADLINE": ["FAILED", "Slurm cancelled the job: its --deadline passed"],
+                  # Slurm may run the job again under the same id (requeue): its record,
+                  # not this run's result, is how the attempt ends.
+                  "PREEMPTION": [SCHEDULER_DECIDES, "Slurm preempted the job"],
+                  "JOB REQUEUE": [SCHEDULER_DECIDES, "Slurm requeued the job"],
                   "": ["CANCELLED", "cancelled through Slurm (scancel)"]}},
 ]
 
@@ -322,10 +368,14 @@ def why_stopped(log: Path) -> tuple[JobState, str] | None:
 
     ``*** JOB 11 ON vm CANCELLED AT <time> DUE TO TIME LIMIT ***`` is a TIMEOUT,
     the same line without ``DUE TO`` an ``scancel``. (``scontrol`` only says
-    COMPLETING by then, and sacct may lag or be off.)
+    COMPLETING by then, and sacct may lag or be off.) None for ``DUE TO PREEMPTION``
+    and ``DUE TO JOB REQUEUE`` too: Slurm may run the job again, so only its own
+    record (PREEMPTED, or the job queued again) says how the attempt ends.
     """
     found = verdict(log_tail(log), STOP_RULES)
-    return (JobState(found[0]), found[1]) if found else None
+    if found is None or found[0] == SCHEDULER_DECIDES:
+        return None
+    return JobState(found[0]), found[1]
 
 
 def sbatch_argv(
@@ -400,6 +450,8 @@ class SlurmBackend(ArrayBackend):
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
         accounting: bool | str | None = None,
+        requeue: bool | str = False,
+        fail_on_unschedulable: bool | str = False,
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
@@ -412,9 +464,10 @@ class SlurmBackend(ArrayBackend):
             sbatch_flags.split() if isinstance(sbatch_flags, str) else list(sbatch_flags)
         )
         self._config: dict[str, str] | None = None
-        self._accounting = None if accounting is None else str(accounting).lower() in (
-            "1", "true", "yes"
-        )
+        self._accounting = None if accounting is None else _flag(accounting)
+        self.requeue = _flag(requeue)
+        self.fail_on_unschedulable = _flag(fail_on_unschedulable)
+        self._warned: set[str] = set()  # arrays already reported unschedulable
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -454,10 +507,18 @@ class SlurmBackend(ArrayBackend):
         return batch_script(manifest, self.python)
 
     def submit_argv(self, array: Array, script: Path) -> list[str]:
+        """``sbatch`` for one array; ``--no-requeue`` unless the ``requeue`` option is on.
+
+        Without requeue, a job preempted or whose node failed ends (PREEMPTED, NODE_FAIL)
+        and gristmill submits the node again as a new attempt, so every run of a task is
+        one recorded attempt. With it, Slurm runs the same job again and gristmill waits
+        for it. Site flags come after, so an ``sbatch_flags`` ``--requeue`` wins.
+        """
+        requeue = "--requeue" if self.requeue else "--no-requeue"
         return sbatch_argv(
             array, script, partition=self.partition, account=self.account,
             max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
-            extra=self.sbatch_flags,
+            extra=[requeue, *self.sbatch_flags],
         )
 
     def parse_job_id(self, stdout: str) -> str:
@@ -491,6 +552,7 @@ class SlurmBackend(ArrayBackend):
             for job_id in ended:
                 records[job_id] = _with_usage(records[job_id], lookup(finished, job_id))
         out: dict[JobHandle, JobStatus] = {}
+        never: list[JobHandle] = []
         for job_id, handle in by_id.items():
             record = records[job_id]
             if record is None:
@@ -500,7 +562,37 @@ class SlurmBackend(ArrayBackend):
                 continue
             self.vanished.seen(job_id)
             out[handle] = self._status(handle, record)
+            if record.state is JobState.QUEUED and unschedulable(record.reason):
+                never.append(handle)
+        if never:
+            out.update(self._unschedulable(never, out))
         return out
+
+    def _unschedulable(
+        self, handles: Sequence[JobHandle], statuses: Mapping[JobHandle, JobStatus]
+    ) -> dict[JobHandle, JobStatus]:
+        """Jobs pending for a reason that waiting never satisfies (:data:`UNSCHEDULABLE`).
+
+        With ``fail_on_unschedulable`` they are cancelled (one ``scancel``) and fail with
+        Slurm's reason; otherwise they stay queued, their status carries the reason, and
+        the log says so once per array.
+        """
+        if not self.fail_on_unschedulable:
+            for handle in handles:
+                array = handle.job_id.partition("_")[0]
+                if array not in self._warned:
+                    self._warned.add(array)
+                    logger.warning(
+                        "Slurm job {} is pending for a reason that waiting will not clear "
+                        "({}); cancel it, or pass --slurm-fail-on-unschedulable to fail such "
+                        "jobs", array, statuses[handle].reason)
+            return {}
+        self.runner.run(self.cancel_argv([h.job_id for h in handles]),
+                        ok=lambda p: p.returncode in (0, 1))
+        return {handle: JobStatus(JobState.FAILED, reason=(
+            f"Slurm can never start the job as submitted ({statuses[handle].reason}); it was "
+            "cancelled: ask for what the partition, QOS and account allow one job"))
+            for handle in handles}
 
     def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
         """Jobs no longer in squeue (or finished in it, for their usage): one sacct call,
@@ -526,6 +618,8 @@ class SlurmBackend(ArrayBackend):
             reason = "OUT_OF_MEMORY"
         elif state is JobState.TIMEOUT:
             reason = f"{record.raw_state}: time limit reached"
+        elif state.finished:
+            reason = _ENDED_BY_SLURM.get(record.raw_state.split(" ")[0], reason)
         return unstarted(record.status(reason, state))
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
