@@ -175,7 +175,7 @@ def test_a_required_parameter_whose_flag_the_command_has_is_a_user_error() -> No
 def test_completion_offers_the_workflows_options() -> None:
     assert complete("run", "gm_flows:seiir", "--n") == [
         "--n-draws", "--no-fail-fast", "--no-strict-resources", "--no-jobmon-fail-fast",
-        "--no-slurm-accounting",
+        "--no-slurm-accounting", "--no-slurm-requeue", "--no-slurm-fail-on-unschedulable",
     ]
     assert complete("graph", "gm_flows:seiir", "--version", "v1", "--") == [
         "--n-draws", "--location-ids", "--format", "--help",

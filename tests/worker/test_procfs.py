@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 from gm_testing import wait_for
 
@@ -47,3 +50,17 @@ def test_start_times_and_ticks_now_share_one_clock() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_own_peak_rss_is_this_processes_memory_not_what_exec_charged_it(tmp_path: Path) -> None:
+    """A child of a large process: ru_maxrss includes the parent's peak (charged at
+    exec), VmHWM only its own memory."""
+    code = ("import resource, json; from gristmill.worker.procfs import own_peak_rss; "
+            "print(json.dumps([own_peak_rss(), resource.getrusage(resource.RUSAGE_SELF)"
+            ".ru_maxrss * 1024]))")
+    parent = ("import subprocess, sys; big = bytearray(400 << 20); "
+              f"sys.exit(subprocess.run([sys.executable, '-c', {code!r}]).returncode)")
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                          timeout=60, check=True)
+    own, charged = json.loads(done.stdout)
+    assert own < 100 * 2**20 < 400 * 2**20 <= charged

@@ -166,12 +166,15 @@ def test_a_missing_working_directory_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_peak_rss_is_the_tasks_own(tmp_path: Path) -> None:
-    """Measured by a wrapper process of its own, as on a cluster: in this (test) process,
-    whose own peak may already be larger than the task's after other tests, a short
-    task's peak could not be told from the one Linux charges a child at exec."""
+    """Measured by a wrapper process of its own, started by a small process, as on a
+    cluster. Linux charges a process the peak RSS of the one it was forked from (up to
+    its exec): a wrapper forked from this test process, whose peak after other tests may
+    exceed the task's, could not tell a short task's peak from its own. A shell in
+    between (which forks the wrapper, it does not exec it) starts it from a small peak."""
     code = "x = bytearray(300 << 20)"
-    done = subprocess.run(_cli(tmp_path, "--", sys.executable, "-c", code), env=_cli_env(),
-                          timeout=60, check=False)
+    via_shell = ["/bin/sh", "-c", '"$@"; exit $?', "sh",
+                 *_cli(tmp_path, "--", sys.executable, "-c", code)]
+    done = subprocess.run(via_shell, env=_cli_env(), timeout=60, check=False)
     assert done.returncode == 0
     result = read_result(tmp_path / "r.json", key=None)
     assert result is not None
@@ -181,6 +184,24 @@ def test_peak_rss_is_the_tasks_own(tmp_path: Path) -> None:
     # A tiny task is not charged with this (large) process's memory.
     small = run(tmp_path, ["true"])
     assert small.peak_rss is None or small.peak_rss < 50 * MB
+
+
+def test_a_wrapper_started_by_a_large_process_still_measures_a_small_task(
+    tmp_path: Path,
+) -> None:
+    """Linux charges a forked process its parent's peak RSS; the local supervisor is
+    started by the engine, which may hold gigabytes: the wrapper's floor is its own
+    memory's peak (VmHWM), so a 40 MiB task is still measured under a 500 MiB parent."""
+    wrapper = _cli(tmp_path, "--", sys.executable, "-c", "x = bytearray(40 << 20)")
+    parent = ("import subprocess, sys; big = bytearray(500 << 20); "
+              f"sys.exit(subprocess.run({wrapper!r}).returncode)")
+    done = subprocess.run([sys.executable, "-c", parent], env=_cli_env(), timeout=60,
+                          check=False)
+    assert done.returncode == 0
+    result = read_result(tmp_path / "r.json", key=None)
+    assert result is not None
+    assert result.peak_rss is not None
+    assert 40 * MB < result.peak_rss < 120 * MB
 
 
 def _cli_env() -> dict[str, str]:

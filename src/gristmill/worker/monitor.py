@@ -75,6 +75,7 @@ from gristmill.worker.procfs import (
     children,
     descendants,
     environ,
+    own_peak_rss,
     start_time,
     stat_fields,
     table,
@@ -287,7 +288,11 @@ class Monitor:
             for fd in {out_fd, err_fd, spare} - {-1}:
                 os.close(fd)
         pidfd = self._open_pidfd(pid)
-        floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+        # What the child was charged at its exec: our own memory's peak, not what was
+        # charged to us at ours (a supervisor spawned by a large engine starts small).
+        floor = own_peak_rss()
+        if floor is None:
+            floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
         deadline = None if runtime_limit is None else t0 + runtime_limit
         attempt = _Attempt(key, pid, pidfd, proc, mem_limit, runtime_limit, started, t0,
                            deadline, t0 + sample_interval(0.0), floor=floor, token=token,

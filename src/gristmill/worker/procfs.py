@@ -183,3 +183,20 @@ def mem_total() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def own_peak_rss() -> int | None:
+    """This process's own peak resident set (``VmHWM``, bytes), or None off Linux.
+
+    Unlike ``getrusage(RUSAGE_SELF).ru_maxrss`` it leaves out the peak Linux charged this
+    process at its exec with the memory of the process it was forked from (a large
+    engine, a test runner): it is what a child we spawn is charged with at its own exec.
+    """
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
