@@ -15,14 +15,21 @@ Floor: a bare ``SELECT *`` of the attempts table, every row fetched into Python.
 Prints a table and writes benchmarks/results/report.json; it never fails on times.
 
     PYTHONPATH=src python benchmarks/bench_report.py [--nodes 100 100000 1000000]
+        [--keep DIR]
+
+``--keep DIR`` builds each run under DIR once and reuses it on later runs (a run of a
+million nodes takes minutes to write), so a change can be measured before and after on
+the same store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -90,7 +97,14 @@ def measure(nodes: int, root: Path) -> dict[str, Any]:
 
     run_dir = root / f"run-{nodes}"
     start = time.perf_counter()
-    counts = build_run(run_dir, nodes)
+    done = run_dir / "counts.json"  # written last: a run whose build was cut short is redone
+    if done.is_file():
+        counts = json.loads(done.read_text())
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        counts = build_run(run_dir, nodes)
+        done.write_text(json.dumps(counts))
     built = time.perf_counter() - start
     row: dict[str, Any] = {"nodes": nodes, "counts": counts, "build_s": round(built, 1),
                            "store_mb": round((run_dir / "gristmill.db").stat().st_size / 2**20)}
@@ -107,15 +121,20 @@ def measure(nodes: int, root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[100, 100_000])
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="build the runs under DIR and reuse them when already there")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "RUN_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return
     rows = []
-    with tempfile.TemporaryDirectory(prefix="gm-bench-report-") as tmp:
+    with contextlib.ExitStack() as stack:
+        root = args.keep if args.keep is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="gm-bench-report-")))
+        root.mkdir(parents=True, exist_ok=True)
         for nodes in args.nodes:
-            row = measure(nodes, Path(tmp))
+            row = measure(nodes, root)
             rows.append(row)
             print(f"{nodes:>9,} nodes: report {row['report_s']} s, {row['report_mb']} MB "
                   f"(peak RSS {row['report_rss_mb']} MB); trace {row['trace_s']} s "
