@@ -16,6 +16,7 @@ engine's end time and the worker's elapsed time but no start time.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal as signals
 from array import array
@@ -174,7 +175,9 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
     ``where`` is an SQL condition on the attempt (alias ``a``), e.g. ``a.key = ?``.
     """
     sql = _SELECT + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid"
-    cursor = store.conn.execute(sql, args)
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(sql, args)
     make = AttemptRow._make
     try:
         while True:
@@ -200,7 +203,8 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
 _STARTED = ("CASE WHEN a.ended IS NULL OR a.elapsed IS NULL THEN NULL "
             "ELSE max(a.submitted, a.ended - a.elapsed) END")
 
-#: The SQL of each column :func:`iter_columns` reads (``a`` is the attempt, ``n`` its node).
+#: The SQL of each column :func:`iter_columns` reads (``a`` is the attempt; ``node`` and
+#: ``node_state``, the node's, are looked up in a :class:`NodeIndex` instead).
 COLUMN_SQL = {
     "node": "n.id", "node_state": "n.state",
     "identity": "a.identity", "attempt": "a.attempt", "key": "a.key", "task": "a.task",
@@ -211,6 +215,9 @@ COLUMN_SQL = {
     "mem": "json_extract(a.resources, '$.mem')",
     "cores": "json_extract(a.resources, '$.cores')",
     "runtime": "json_extract(a.resources, '$.runtime')",
+    # No later attempt of the node exists (a primary-key lookup).
+    "last": "NOT EXISTS (SELECT 1 FROM attempts x WHERE x.identity = a.identity "
+            "AND x.attempt = a.attempt + 1)",
     "started": _STARTED,
     "queue_wait": f"{_STARTED} - a.submitted",
     # The previous attempt's (state, exit code, signal) as JSON, for its cause: looked up
@@ -227,8 +234,13 @@ Columns = dict[str, tuple[Any, ...]]
 NODE_COLUMNS = ("node", "node_state")
 
 
+#: A key's top bits, by which :class:`NodeIndex` buckets its keys.
+_SHIFT = 48
+_BUCKETS = 1 << (64 - _SHIFT)
+
+
 class NodeIndex:
-    """Each node's id and state by its identity, in 17 bytes a node.
+    """Each node's id and state by its identity, in 17 bytes a node (and half a megabyte).
 
     The nodes table has no index on identity: joining it to a million attempts makes
     SQLite build one for the query and probe it a million times (6 to 8 seconds under
@@ -242,7 +254,9 @@ class NodeIndex:
         self.ids = array("q")
         self.states = bytearray()
         ordered = True
-        cursor = store.conn.execute("SELECT identity, id, state FROM nodes ORDER BY identity")
+        cursor = store.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute("SELECT identity, id, state FROM nodes ORDER BY identity")
         while True:
             rows = cursor.fetchmany(BATCH)
             if not rows:
@@ -260,17 +274,27 @@ class NodeIndex:
             self.keys = array("Q", [self.keys[i] for i in order])
             self.ids = array("q", [self.ids[i] for i in order])
             self.states = bytearray(self.states[i] for i in order)
+        # Where each value of a key's top 16 bits starts: a lookup bisects a few keys, not
+        # a million (a million lookups take a fraction of a second, not two).
+        starts = array("q", [0]) * (_BUCKETS + 1)
+        for top, group in itertools.groupby(key >> _SHIFT for key in self.keys):
+            starts[top + 1] = sum(1 for _ in group)
+        for top in range(_BUCKETS):
+            starts[top + 1] += starts[top]
+        self.starts = starts
 
     def lookup(self, identities: Iterable[str]) -> tuple[list[int | None], list[int | None]]:
         """The node id and the node's state of each identity (None, None for an identity
         the graph no longer has)."""
-        keys, ids, states, n = self.keys, self.ids, self.states, len(self.keys)
+        keys, ids, states, starts = self.keys, self.ids, self.states, self.starts
         found_ids: list[int | None] = []
         found_states: list[int | None] = []
         for identity in identities:
             key = int(identity[:16], 16)
-            at = bisect_left(keys, key)
-            if at < n and keys[at] == key:
+            top = key >> _SHIFT
+            end = starts[top + 1]
+            at = bisect_left(keys, key, starts[top], end)
+            if at < end and keys[at] == key:
                 found_ids.append(ids[at])
                 found_states.append(states[at])
             else:
@@ -280,22 +304,29 @@ class NodeIndex:
 
 
 def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
-                 args: tuple[object, ...] = (), batch: int = BATCH) -> Iterator[Columns]:
+                 args: Sequence[object] = (), batch: int = BATCH,
+                 nodes: NodeIndex | None = None) -> Iterator[Columns]:
     """The columns ``names`` (keys of :data:`COLUMN_SQL`) of every attempt, in the order
     they were submitted, ``batch`` rows at a time.
 
-    ``node`` and ``node_state`` come from a :class:`NodeIndex` made for the call.
+    ``where`` is an SQL condition on the attempt (alias ``a``). ``node`` and
+    ``node_state`` come from ``nodes``, or a :class:`NodeIndex` made for the call.
     """
     unknown = [n for n in names if n not in COLUMN_SQL]
     if unknown or not names:
         raise ValueError(f"unknown attempt column(s) {unknown}; known: {list(COLUMN_SQL)}")
-    nodes = NodeIndex(store) if any(n in NODE_COLUMNS for n in names) else None
+    if not any(n in NODE_COLUMNS for n in names):
+        nodes = None
+    elif nodes is None:
+        nodes = NodeIndex(store)
     read = [n for n in names if n not in NODE_COLUMNS]
     if nodes is not None and "identity" not in read:
         read.append("identity")
     sql = (f"SELECT {', '.join(COLUMN_SQL[n] for n in read)} FROM attempts a"
            + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid")
-    cursor = store.conn.execute(sql, args)
+    cursor = store.conn.cursor()
+    cursor.row_factory = None  # plain tuples: a batch is transposed with zip(*rows)
+    cursor.execute(sql, args)
     try:
         while True:
             rows = cursor.fetchmany(batch)

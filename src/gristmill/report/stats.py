@@ -30,8 +30,10 @@ from gristmill.report.attempts import (
     OOM,
     TIMEOUT,
     AttemptRow,
+    NodeIndex,
     cause_family,
-    iter_attempts,
+    causes,
+    iter_columns,
 )
 from gristmill.report.failures import tail
 from gristmill.states import NodeState
@@ -224,41 +226,61 @@ class RunStats:
             self._add_failure(row, why)
 
     def _add_failure(self, row: AttemptRow, why: str) -> None:
+        self.add_failure(why, key=row.key, job_name=row.job_name, node=row.node,
+                         task=row.task, reason=row.reason, stderr=row.stderr,
+                         final=row.last and row.node_state == NodeState.FAILED)
+
+    def add_failure(self, why: str, *, key: str, job_name: str, node: int | None, task: str,
+                    reason: str, stderr: str, final: bool) -> None:
+        """Count one attempt that did not succeed (``why`` is its cause) in its cluster;
+        ``final``: it is its node's last attempt and the node FAILED."""
         self.failed_attempts += 1
         line = ""
         if self.failed_attempts <= STDERR_READS:
-            line = pattern(error_line(tail(row.stderr, 5, size=_TAIL_BYTES)))
+            line = pattern(error_line(tail(stderr, 5, size=_TAIL_BYTES)))
         else:
             self.unread += 1
-        key = (why, pattern(row.reason), line)
-        cluster = self.clusters.get(key)
+        cluster_key = (why, pattern(reason), line)
+        cluster = self.clusters.get(cluster_key)
         if cluster is None:
-            cluster = self.clusters[key] = Cluster(
-                why, key[1], line, sample_key=row.key, sample_job=row.job_name,
-                sample_node=row.node, sample_stderr=row.stderr, sample_reason=row.reason)
+            cluster = self.clusters[cluster_key] = Cluster(
+                why, cluster_key[1], line, sample_key=key, sample_job=job_name,
+                sample_node=node, sample_stderr=stderr, sample_reason=reason)
         cluster.attempts += 1
-        cluster.tasks[row.task] += 1
-        if row.last and row.node_state == NodeState.FAILED:
+        cluster.tasks[task] += 1
+        if final:
             cluster.final += 1
             if cluster.final == 1:  # the sample becomes a node that failed for good
-                cluster.sample_key, cluster.sample_job = row.key, row.job_name
-                cluster.sample_node, cluster.sample_stderr = row.node, row.stderr
-                cluster.sample_reason = row.reason
+                cluster.sample_key, cluster.sample_job = key, job_name
+                cluster.sample_node, cluster.sample_stderr = node, stderr
+                cluster.sample_reason = reason
 
     def ordered_clusters(self) -> list[Cluster]:
         """Clusters, the ones that failed most nodes for good first, then by attempts."""
         return sorted(self.clusters.values(), key=lambda c: (-c.final, -c.attempts, c.cause))
 
 
-def failure_stats(store: Store) -> RunStats:
+#: The attempt columns :func:`failure_stats` reads.
+_FAILURE_COLUMNS = ("key", "job_name", "node", "node_state", "task", "reason", "stderr",
+                    "last", "state", "exit_code", "signal")
+
+
+def failure_stats(store: Store, nodes: NodeIndex | None = None) -> RunStats:
     """The failure clusters of every attempt in ``store`` (and the failed-attempt counts):
-    only the attempts that did not succeed are read, in the order they were submitted."""
+    only the attempts that did not succeed are read, in the order they were submitted.
+    ``nodes`` is the run's node index when the caller has one."""
     stats = RunStats()
     marks = ", ".join("?" for _ in _NO_CAUSE)
-    for row in iter_attempts(store, where=f"a.state NOT IN ({marks})", args=_NO_CAUSE):
-        why = row.cause
-        if why:
-            stats._add_failure(row, why)
+    failed = int(NodeState.FAILED)
+    for c in iter_columns(store, _FAILURE_COLUMNS, where=f"a.state NOT IN ({marks})",
+                          args=_NO_CAUSE, nodes=nodes):
+        for why, key, job, node, state, task, reason, stderr, last in zip(
+                causes(c), c["key"], c["job_name"], c["node"], c["node_state"], c["task"],
+                c["reason"], c["stderr"], c["last"]):
+            if why:
+                stats.add_failure(why, key=key, job_name=job, node=node, task=task,
+                                  reason=reason, stderr=stderr,
+                                  final=bool(last) and state == failed)
     return stats
 
 
