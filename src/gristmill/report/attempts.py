@@ -283,24 +283,35 @@ class NodeIndex:
             starts[top + 1] += starts[top]
         self.starts = starts
 
+    @staticmethod
+    def key(identity: str) -> int:
+        """What an identity is looked up by: its first 64 bits."""
+        return int(identity[:16], 16)
+
+    def ids_of(self, keys: Iterable[int]) -> list[int]:
+        """The node id of each key (:meth:`key`), -1 where the graph has no such node."""
+        found, ids = self.positions(keys), self.ids
+        return [-1 if at < 0 else ids[at] for at in found]
+
+    def positions(self, keys: Iterable[int]) -> list[int]:
+        """Where each key is in the index, -1 where it is not."""
+        index, starts = self.keys, self.starts
+        out: list[int] = []
+        append = out.append
+        for key in keys:
+            top = key >> _SHIFT
+            end = starts[top + 1]
+            at = bisect_left(index, key, starts[top], end)
+            append(at if at < end and index[at] == key else -1)
+        return out
+
     def lookup(self, identities: Iterable[str]) -> tuple[list[int | None], list[int | None]]:
         """The node id and the node's state of each identity (None, None for an identity
         the graph no longer has)."""
-        keys, ids, states, starts = self.keys, self.ids, self.states, self.starts
-        found_ids: list[int | None] = []
-        found_states: list[int | None] = []
-        for identity in identities:
-            key = int(identity[:16], 16)
-            top = key >> _SHIFT
-            end = starts[top + 1]
-            at = bisect_left(keys, key, starts[top], end)
-            if at < end and keys[at] == key:
-                found_ids.append(ids[at])
-                found_states.append(states[at])
-            else:
-                found_ids.append(None)
-                found_states.append(None)
-        return found_ids, found_states
+        found = self.positions([int(i[:16], 16) for i in identities])
+        ids, states = self.ids, self.states
+        return ([None if at < 0 else ids[at] for at in found],
+                [None if at < 0 else states[at] for at in found])
 
 
 def iter_columns(store: Store, names: Sequence[str], *, where: str = "",

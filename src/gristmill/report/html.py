@@ -34,6 +34,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -124,7 +125,11 @@ class _Reasons(_Index):
             return super().__missing__(text)
         found = self._pattern.get(text)
         if found is None:
-            found = self._pattern[text] = self[pattern(text)]
+            blanked = pattern(text)
+            found = self.get(blanked)  # (get: no __missing__)
+            if found is None:
+                found = super().__missing__(blanked)
+            self._pattern[text] = found
         return found
 
 
@@ -190,8 +195,10 @@ class AttemptColumns:
                "wait": "i", "elapsed": "i", "peak": "i", "mem": "i", "runtime": "i"}
     #: Columns stored as differences from the previous row (they mostly grow).
     DELTA = ("node", "submit")
-    #: The attempt columns (:data:`~gristmill.report.attempts.COLUMN_SQL`) it reads.
-    NEEDS = ("node", "task", "attempt", "state", "exit_code", "signal", "previous", "host",
+    #: The attempt columns (:data:`~gristmill.report.attempts.COLUMN_SQL`) it reads; the
+    #: node ids are found from the identities once the :class:`NodeIndex` is made
+    #: (:meth:`set_nodes`), so that it can be made meanwhile.
+    NEEDS = ("identity", "task", "attempt", "state", "exit_code", "signal", "previous", "host",
              "reason", "submitted", "queue_wait", "elapsed", "peak_rss", "mem", "runtime",
              "job_name")
 
@@ -204,6 +211,7 @@ class AttemptColumns:
             self.states(state)
         self.causes("")
         self.names: list[str] = []
+        self._keys = array("Q")  #: each attempt's node key (:meth:`NodeIndex.key`)
 
     @property
     def rows(self) -> int:
@@ -212,7 +220,7 @@ class AttemptColumns:
     def add(self, c: Columns) -> None:
         """Append a batch of attempts (:attr:`NEEDS` columns), each column at once."""
         cols, origin, mib = self.cols, self.origin, 2**20
-        cols["node"].extend([-1 if v is None else v for v in c["node"]])
+        self._keys.extend(map(NodeIndex.key, c["identity"]))
         cols["task"].extend(self.tasks.column(c["task"]))
         cols["attempt"].extend(c["attempt"])
         cols["state"].extend(self.states.column(c["state"]))
@@ -228,6 +236,11 @@ class AttemptColumns:
         cols["mem"].extend([-1 if not v else round(v / mib) for v in c["mem"]])
         cols["runtime"].extend([-1 if not v else round(v) for v in c["runtime"]])
         self.names.extend(c["job_name"])
+
+    def set_nodes(self, nodes: NodeIndex) -> None:
+        """Fill the node column (-1 for an attempt of a node no longer in the graph)."""
+        self.cols["node"] = array("i", nodes.ids_of(self._keys))
+        self._keys = array("Q")
 
     def packed(self) -> dict[str, Any]:
         """The columns as one base64 text of gzipped bytes, and what the page needs to read
@@ -530,31 +543,38 @@ def build_report(run_dir: Path, *, timeline_limit: int = TIMELINE_LIMIT
     timeline's sample and the failed attempts are read by queries of their own.
     """
     script = plotly_js()
-    store = Store.open(run_dir, readonly=True)
-    try:
-        meta = store.meta()
-        total = count_attempts(store)
-        first, last = store.conn.execute(
-            "SELECT min(submitted), max(ended) FROM attempts").fetchone()
-        origin = float(first) if first is not None else time.time()
-        figures = task_figures(store)
-        nodes = NodeIndex(store)
-        table = AttemptColumns(origin)
-        spreads = Spreads()
-        for columns in iter_columns(store, AttemptColumns.NEEDS, nodes=nodes):
-            table.add(columns)
-            spreads.add(columns)
-        timeline = Timeline(total, timeline_limit)
-        timeline.read(store)
-        stats = failure_stats(store, nodes)
-        del nodes
-        counts = store.counts()
-        order = task_order(store)
-        order += sorted(set(figures) - set(order))
-        dag_tasks, edges = task_edges(store)
-        failures = _failures(store, stats)
-    finally:
-        store.close()
+    # What SQLite computes (the node index, per-task figures, counts, the task graph) is
+    # made on a connection of its own in a thread while this one packs the attempt
+    # table: SQLite lets go of the interpreter while it works, so on a second core the
+    # two overlap.
+    with ThreadPoolExecutor(1, thread_name_prefix="gristmill-report") as pool:
+        side = pool.submit(_from_sqlite, run_dir)
+        try:
+            store = Store.open(run_dir, readonly=True)
+        except BaseException:
+            side.cancel()
+            raise
+        try:
+            meta = store.meta()
+            total = count_attempts(store)
+            first, last = store.conn.execute(
+                "SELECT min(submitted), max(ended) FROM attempts").fetchone()
+            origin = float(first) if first is not None else time.time()
+            table = AttemptColumns(origin)
+            spreads = Spreads()
+            for columns in iter_columns(store, AttemptColumns.NEEDS):
+                table.add(columns)
+                spreads.add(columns)
+            timeline = Timeline(total, timeline_limit)
+            timeline.read(store)
+            nodes, figures, counts, order, (dag_tasks, edges) = side.result()
+            table.set_nodes(nodes)
+            stats = failure_stats(store, nodes)
+            del nodes
+            failures = _failures(store, stats)
+        finally:
+            store.close()
+    order += sorted(set(figures) - set(order))
     colors = {task: PALETTE[i % len(PALETTE)] for i, task in enumerate(order)}
     by_task: dict[str, dict[str, int]] = {}
     for (task, state), n in counts.items():
@@ -590,6 +610,18 @@ def build_report(run_dir: Path, *, timeline_limit: int = TIMELINE_LIMIT
     # One pass over the template: no value is searched for placeholders again.
     page = re.sub(r"@@([A-Z]+)@@", lambda m: values[m.group(1)], _asset("page.html"))
     return page, total, timeline
+
+
+def _from_sqlite(run_dir: Path) -> tuple[NodeIndex, dict[str, TaskFigures],
+                                         dict[tuple[str, str], int], list[str],
+                                         tuple[list[str], set[tuple[str, str]]]]:
+    """What the report needs that SQLite computes, read on a connection of its own."""
+    store = Store.open(run_dir, readonly=True, check=False)  # the other one checks it
+    try:
+        return (NodeIndex(store), task_figures(store), store.counts(), task_order(store),
+                task_edges(store))
+    finally:
+        store.close()
 
 
 def write_report(run_dir: Path, output: Path, *, timeline_limit: int = TIMELINE_LIMIT
