@@ -29,6 +29,10 @@ from gristmill.store.db import Store
 #: How many rows one ``fetchmany`` brings in: large enough to amortise the call, small
 #: enough that memory stays flat.
 BATCH = 20_000
+#: How many rows a batch of columns holds: small enough that a batch's columns, and all
+#: that is derived from them, stay in the processor's cache (a trace of a million
+#: attempts takes 16 s in batches of 1,000, 25 s in batches of 20,000).
+COLUMN_BATCH = 1_000
 
 # The attempt's own columns, the requested resources pulled out of their JSON, then the
 # previous and the next attempt of the same node (primary-key lookups) and the node.
@@ -315,7 +319,7 @@ class NodeIndex:
 
 
 def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
-                 args: Sequence[object] = (), batch: int = BATCH,
+                 args: Sequence[object] = (), batch: int = COLUMN_BATCH,
                  nodes: NodeIndex | None = None) -> Iterator[Columns]:
     """The columns ``names`` (keys of :data:`COLUMN_SQL`) of every attempt, in the order
     they were submitted, ``batch`` rows at a time.

@@ -28,7 +28,7 @@ import attrs
 
 from gristmill.errors import GristmillError
 from gristmill.report.attempts import (
-    BATCH,
+    COLUMN_BATCH,
     Columns,
     Memo,
     causes,
@@ -68,23 +68,15 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _isos(values: Sequence[float | None]) -> list[str | None]:
-    """:func:`_iso` of each value, inlined: three of these make most of a trace's time."""
-    out: list[str | None] = []
-    append, modf, seconds = out.append, math.modf, _ISO_SECONDS
-    for ts in values:
-        if ts is None:
-            append(None)
-            continue
-        frac, whole = modf(ts)
-        micro = round(frac * 1e6)
-        if micro >= 1_000_000:
-            whole += 1.0
-            micro -= 1_000_000
-        elif micro < 0:
-            whole -= 1.0
-            micro += 1_000_000
-        append(f"{seconds[whole]}.{micro // 1000:03d}+00:00")
-    return out
+    """:func:`_iso` of each value, a comprehension at a time (three of these columns are
+    much of a trace's time); the rare value whose microseconds round up to the next
+    second, or that is before 1970, is written by :func:`_iso` itself."""
+    modf, seconds = math.modf, _ISO_SECONDS
+    parts = [None if v is None else modf(v) for v in values]
+    micros = [0 if p is None else round(p[0] * 1e6) for p in parts]
+    return [None if p is None else _iso(v) if not 0 <= m < 1_000_000
+            else f"{seconds[p[1]]}.{m // 1000:03d}+00:00"
+            for v, p, m in zip(values, parts, micros)]
 
 
 def _rounded(values: Sequence[float | None], digits: int = 3) -> list[float | None]:
@@ -318,7 +310,7 @@ def write_columns(batches: Iterable[Columns], out: IO[str], *, fmt: str = "tsv",
         values = [f.values(columns) for f in fields]
         if fmt == "tsv":
             cells = [_texts(v, tsv=True) for v in values]
-            out.write("".join(["\t".join(row) + "\n" for row in zip(*cells)]))
+            out.write("\n".join(map("\t".join, zip(*cells))) + "\n")
         elif writer is not None:
             writer.writerows(zip(*[_texts(v, tsv=False) for v in values]))
         else:
@@ -334,7 +326,7 @@ def write_columns(batches: Iterable[Columns], out: IO[str], *, fmt: str = "tsv",
 
 
 def trace(store: Store, out: IO[str], *, fmt: str = "tsv",
-          fields: Sequence[Field] = FIELDS, batch: int = BATCH) -> int:
+          fields: Sequence[Field] = FIELDS, batch: int = COLUMN_BATCH) -> int:
     """Write the trace of every attempt in ``store`` to ``out``; returns how many rows.
 
     Only the columns the chosen fields need are read (the node table is joined only for
