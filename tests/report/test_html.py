@@ -285,3 +285,9 @@ def test_the_timeline_samples_whole_nodes_by_identity(large: tuple[Path, str]) -
     assert [(r[0], r[2]) for r in timeline.rows] == [(r.identity, r.attempt) for r in expected]
     assert data["timeline"]["shown"] == len(expected)
     assert any(r.attempt > 1 for r in expected)  # retries are drawn beside their first try
+
+
+def test_a_directory_without_a_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(GristmillError, match="has no run store"):
+        write_report(tmp_path, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

@@ -16,6 +16,14 @@ Two limits keep a report of a million attempts within seconds and megabytes:
   memory in tenths of a MiB, repeated text as indices into a list), gzipped and
   base64-encoded; the browser unpacks them (``DecompressionStream``) and builds only
   the rows of the page shown.
+
+And a million attempts are read without a Python object per attempt: SQLite computes
+the per-task figures (:mod:`.aggregate`), the node index and the counts on a connection
+of its own, in a thread, while this one reads the attempts' columns 1,000 rows at a time
+and derives each table column at once (:class:`AttemptColumns`) along with the values
+the boxes draw (:class:`Spreads`); the timeline's sample is a range of the primary
+key's index, and only failed attempts are read for the clusters. The tests hold every
+column and figure to the plain per-row definitions.
 """
 
 from __future__ import annotations
