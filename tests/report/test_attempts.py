@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,10 @@ def test_columns_hold_what_the_rows_hold(mixed_run: Path, batch: int) -> None:
         found, rows = _columns_and_rows(store, batch)
     finally:
         store.close()
-    for name in set(COLUMN_SQL) - {"previous"}:
+    for name in set(COLUMN_SQL) - {"previous", "resources"}:
         assert found[name] == [getattr(r, name) for r in rows], name
+    assert [json.loads(text).get("mem") for text in found["resources"]] == [
+        r.mem for r in rows]
     assert found["cause"] == [r.cause for r in rows]
     assert found["retry_cause"] == [r.retry_cause for r in rows]
     assert "OOM" in found["retry_cause"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from gristmill.report.attempts import RERUN, cause, cause_family
+from gristmill.report.attempts import RERUN, cause, cause_family, requests_of
 from gristmill.store.db import Store
 
 #: Under this share of the request used at most, a task is over-allocated.
@@ -195,7 +195,7 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
         t.window += json.loads(window)
         found = requests.get(resources)
         if found is None:
-            found = requests[resources] = _requests(store, resources)
+            found = requests[resources] = requests_of(store, resources)
         mem, cores, runtime = found
         t.fold("peak", peak)
         t.fold("mem", mem or None)
@@ -221,15 +221,6 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
             v["mem"], v["runtime"], v["cores"], v.get("mem_pct"), v.get("runtime_pct"),
             v.get("ok_peak"), v.get("ok_elapsed"))
     return out
-
-
-def _requests(store: Store, resources: str) -> tuple[Any, Any, Any]:
-    """(mem, cores, runtime) of a ``resources`` text, read as the attempt columns read
-    them (``json_extract``), so that both agree whatever the JSON holds."""
-    row = store.conn.execute(
-        "SELECT json_extract(?1, '$.mem'), json_extract(?1, '$.cores'), "
-        "json_extract(?1, '$.runtime')", (resources,)).fetchone()
-    return row[0], row[1], row[2]
 
 
 def _case(brackets: Mapping[str, tuple[float, float]], which: int, default: float,

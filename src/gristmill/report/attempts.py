@@ -216,6 +216,8 @@ COLUMN_SQL = {
     "state": "a.state", "exit_code": "a.exit_code", "signal": "a.signal",
     "peak_rss": "a.peak_rss", "elapsed": "a.elapsed", "host": "a.host", "reason": "a.reason",
     "submitted": "a.submitted", "ended": "a.ended", "stderr": "a.stderr",
+    "resources": "a.resources",
+    # What was asked for, from the resources' JSON (see :func:`requests_of`).
     "mem": "json_extract(a.resources, '$.mem')",
     "cores": "json_extract(a.resources, '$.cores')",
     "runtime": "json_extract(a.resources, '$.runtime')",
@@ -236,6 +238,17 @@ Columns = dict[str, tuple[Any, ...]]
 
 #: Columns that come from the node, not the attempt (:class:`NodeIndex`).
 NODE_COLUMNS = ("node", "node_state")
+#: Columns read from the resources' JSON, in :func:`requests_of`'s order.
+REQUEST_COLUMNS = ("mem", "cores", "runtime")
+
+
+def requests_of(store: Store, resources: str) -> tuple[Any, Any, Any]:
+    """(mem, cores, runtime) of a ``resources`` text, as ``json_extract`` reads them (so
+    that every reader agrees, whatever the JSON holds)."""
+    row = store.conn.execute(
+        "SELECT json_extract(?1, '$.mem'), json_extract(?1, '$.cores'), "
+        "json_extract(?1, '$.runtime')", (resources,)).fetchone()
+    return row[0], row[1], row[2]
 
 
 #: A key's top bits, by which :class:`NodeIndex` buckets its keys.
@@ -325,7 +338,9 @@ def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
     they were submitted, ``batch`` rows at a time.
 
     ``where`` is an SQL condition on the attempt (alias ``a``). ``node`` and
-    ``node_state`` come from ``nodes``, or a :class:`NodeIndex` made for the call.
+    ``node_state`` come from ``nodes``, or a :class:`NodeIndex` made for the call. The
+    requests (``mem``, ``cores``, ``runtime``) are read from each distinct resources
+    text once, not from every attempt's JSON: a run repeats a few of them.
     """
     unknown = [n for n in names if n not in COLUMN_SQL]
     if unknown or not names:
@@ -334,9 +349,14 @@ def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
         nodes = None
     elif nodes is None:
         nodes = NodeIndex(store)
-    read = [n for n in names if n not in NODE_COLUMNS]
+    read = [n for n in names if n not in NODE_COLUMNS and n not in REQUEST_COLUMNS]
     if nodes is not None and "identity" not in read:
         read.append("identity")
+    requests: Memo[str, tuple[Any, Any, Any]] | None = None
+    if any(n in REQUEST_COLUMNS for n in names):
+        requests = Memo(lambda text: requests_of(store, text), 4096)
+        if "resources" not in read:
+            read.append("resources")
     sql = (f"SELECT {', '.join(COLUMN_SQL[n] for n in read)} FROM attempts a"
            + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid")
     cursor = store.conn.cursor()
@@ -351,6 +371,8 @@ def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
             if nodes is not None:
                 node, state = nodes.lookup(columns["identity"])
                 columns["node"], columns["node_state"] = tuple(node), tuple(state)
+            if requests is not None:
+                columns.update(zip(REQUEST_COLUMNS, zip(*requests.column(columns["resources"]))))
             yield columns
     finally:
         cursor.close()

@@ -75,8 +75,12 @@ def _isos(values: Sequence[float | None]) -> list[str | None]:
     parts = [None if v is None else modf(v) for v in values]
     micros = [0 if p is None else round(p[0] * 1e6) for p in parts]
     return [None if p is None else _iso(v) if not 0 <= m < 1_000_000
-            else f"{seconds[p[1]]}.{m // 1000:03d}+00:00"
+            else seconds[p[1]] + _MILLIS[m // 1000]
             for v, p, m in zip(values, parts, micros)]
+
+
+#: ``.mmm+00:00`` for each millisecond, made once.
+_MILLIS = [f".{ms:03d}+00:00" for ms in range(1000)]
 
 
 def _rounded(values: Sequence[float | None], digits: int = 3) -> list[float | None]:
