@@ -37,3 +37,49 @@ def test_import_gristmill_loads_neither_the_engine_nor_the_spec_nor_run_dirs() -
     loaded, names = json.loads(out.stdout)
     assert loaded == []
     assert names == ["RunMetadata", "make_run_directory", "Spec", "RunResult"]
+
+
+def _run(code: str) -> list[object]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(), timeout=60, check=True)
+    result: list[object] = json.loads(out.stdout)
+    return result
+
+
+def test_import_gristmill_loads_no_click_loguru_or_attrs_until_a_name_needs_them() -> None:
+    """``python -m gristmill.worker`` imports the package in every attempt of a job."""
+    loaded, names = _run(
+        "import json, sys; import gristmill as gm\n"
+        "heavy = sorted(m for m in ('click', 'loguru', 'attrs', 'cattrs', 'typing',"
+        " 'gristmill.dsl') if m in sys.modules)\n"
+        "names = [gm.task.__name__, gm.workflow.__name__, gm.Resources.__name__,"
+        " gm.product.__name__, gm.Node.__name__, gm.Policy.__name__, gm.dsl.__name__,"
+        " gm.SpecError.__name__]\n"
+        "print(json.dumps([heavy, names]))\n")
+    assert loaded == []
+    assert names == ["task", "workflow", "Resources", "product", "Node", "Policy",
+                     "gristmill.dsl", "SpecError"]
+
+
+def test_gristmill_logs_stay_off_until_the_program_enables_them() -> None:
+    """As when ``__init__`` imported loguru: disabled at loguru's import, whether loguru
+    came before or after gristmill, and a program's ``enable`` wins from then on (no later
+    import turns them off again)."""
+    check = ("import json, sys; from loguru import logger\n"
+             "off = list(logger._core.activation_list)\n"
+             "logger.enable('gristmill'); import gristmill.dsl.task, gristmill.engine.runner\n"
+             "print(json.dumps([off, list(logger._core.activation_list)]))\n")
+    after = _run("import gristmill\n" + check)
+    assert after == [[["gristmill.", False]], [["gristmill.", True]]]
+    before = _run("import loguru, gristmill\n" + check)
+    assert before == [[["gristmill.", False]], [["gristmill.", True]]]
+    lazily = _run("import gristmill as gm; gm.task\n" + check)
+    assert lazily == [[["gristmill.", False]], [["gristmill.", True]]]
+
+
+def test_unknown_attributes_are_attribute_errors() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = gm.nope
+    assert {"task", "workflow", "Resources", "SpecError"} <= set(dir(gm))

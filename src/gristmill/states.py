@@ -30,7 +30,12 @@ class NodeState(enum.IntEnum):
 
 
 class JobState(enum.Enum):
-    """What a backend can say about one job."""
+    """What a backend can say about one job.
+
+    LOST, PREEMPTED and NODE_FAIL are the infrastructure's doing, not the task's: the
+    engine runs such an attempt again as it was, without spending the task's retries
+    (docs/architecture.md, "Retry, escalation").
+    """
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -40,6 +45,8 @@ class JobState(enum.Enum):
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
     LOST = "LOST"
+    PREEMPTED = "PREEMPTED"  # the scheduler stopped it for a job of higher priority
+    NODE_FAIL = "NODE_FAIL"  # the node it ran on (or was to boot on) failed
 
     @property
     def finished(self) -> bool:

@@ -184,6 +184,57 @@ def test_a_signalled_element_ends_as_slurms_log_says(
     assert result.key == job.key  # the rewritten result still names its attempt
 
 
+@pytest.mark.parametrize("why", [" DUE TO PREEMPTION", " DUE TO JOB REQUEUE"])
+def test_a_preempted_or_requeued_element_leaves_no_result_for_slurm_to_decide(
+    tmp_path: Path, why: str
+) -> None:
+    """Slurm may run the job again under the same id: a result of the stopped run would be
+    taken for the attempt's end; the scheduler's PREEMPTED (or its queue) says instead."""
+    pidfile = tmp_path / "task.pid"
+    job = job_request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
+    path = manifest(tmp_path, job)
+    (path.parent / "slurm-78_0.out").write_text(KILL_LINE.format(why))
+    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=element_env("78", "0"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(pidfile)
+        os.kill(runner.pid, signal.SIGTERM)
+        runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert not job.result_path.exists()
+    assert Path(f"{job.result_path}.handle").read_text() == "78_0\n"
+
+
+def test_a_requeued_element_starts_without_its_earlier_runs_result(tmp_path: Path) -> None:
+    """The earlier run's result (here: it was stopped) is gone as soon as the element runs
+    again, and the new run's own result replaces it."""
+    release = tmp_path / "release"
+    job = job_request(tmp_path, 0, argv=(
+        "sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done; exit 4"))
+    path = manifest(tmp_path, job)
+    job.result_path.parent.mkdir(parents=True, exist_ok=True)
+    job.result_path.write_text("{}")  # whatever the stopped run left
+    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=element_env("78", "0"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while job.result_path.exists():
+            assert time.monotonic() < deadline, "the earlier run's result stayed"
+            time.sleep(0.02)
+        release.touch()
+        runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    result = read_result(job.result_path, key=job.key)
+    assert result is not None
+    assert (result.state, result.exit_code) == (JobState.FAILED, 4)
+
+
 def test_outside_slurm_the_wrappers_verdict_stands(tmp_path: Path) -> None:
     pidfile = tmp_path / "task.pid"
     job = job_request(tmp_path, 0, argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))

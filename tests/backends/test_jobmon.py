@@ -167,6 +167,7 @@ def test_a_resumed_run_resumes_the_same_jobmon_workflow(
 
 def test_cancel_stops_the_driver_and_the_running_task(server: str, tmp_path: Path) -> None:
     logs, pidfile = tmp_path / "logs" / "sleep", tmp_path / "pid"
+    logs.mkdir(parents=True)  # as the engine makes each task's folder of its run
     job = JobRequest(
         key="s1.1", task="sleep", job_name="sleep", resources=Resources(),
         argv=("/bin/sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"),

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gristmill.backends.base import JobRequest
 from gristmill.backends.isolated import boot
 from gristmill.backends.jobmon.translate import (
-    DRIVER,
+    ATTEMPT,
     STATES,
     WorkflowPlan,
     ancestors_failed,
@@ -145,7 +145,7 @@ def test_the_wrapper_carries_result_logs_limits_and_attempts() -> None:
                        env=(("A", "1"),), cwd=Path("/w"))
     (task,) = plan_tasks([job], cluster="sequential", python="/py")
     words = list(task.wrapper)
-    assert words[:5] == ["/py", "-I", "-c", boot(DRIVER), "attempt"]
+    assert words[:4] == ["/py", "-I", "-c", boot(ATTEMPT)]
     assert words[words.index("--result") + 1] == str(job.result_path)
     assert words[words.index("--max-attempts") + 1] == "3"
     assert words[words.index("--mem") + 1] == str(2**30)

@@ -138,6 +138,29 @@ def test_exit_codes_signals_and_result_files(tmp_path: Path, backend: LocalBacke
     assert {h.key: s.state for h, s in again.items()}["three"] is JobState.FAILED
 
 
+def test_each_status_carries_the_cpu_time_its_attempt_burned(
+    tmp_path: Path, backend: LocalBackend
+) -> None:
+    """Measured by the supervisor's monitor, child processes included, and said to be."""
+    burn = ("import sys, time\nend = time.process_time() + 0.5\n"
+            "while time.process_time() < end:\n    pass\n")
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"
+    jobs = [request(tmp_path, "busy", [sys.executable, "-c", burn]),
+            request(tmp_path, "child", [sys.executable, "-c", child]),
+            request(tmp_path, "idle", ["sleep", "0.5"])]
+    final = run_all(backend, backend.submit(jobs))
+    cpu = {h.key: s.cpu_time for h, s in final.items()}
+    assert {h.key: s.usage_source for h, s in final.items()} == dict.fromkeys(cpu, "worker")
+    assert cpu["busy"] is not None
+    assert cpu["busy"] >= 0.5
+    assert cpu["child"] is not None
+    assert cpu["child"] >= 0.5
+    assert cpu["idle"] is not None
+    assert cpu["idle"] < 0.2
+    for handle, status in final.items():
+        assert read_result(handle.result_path, key=handle.key).cpu_time == status.cpu_time  # type: ignore[union-attr]
+
+
 def test_memory_and_runtime_limits(tmp_path: Path, backend: LocalBackend) -> None:
     hog = "x = bytearray(300 << 20); import time; time.sleep(30)"
     jobs = [request(tmp_path, "hog", [sys.executable, "-c", hog], mem="100M"),

@@ -7,6 +7,7 @@ says which job each is. The backend against the live cluster is test_sge_cluster
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_a_job_listed_without_tasks_answers_for_its_tasks() -> None:
     ("qw", JobState.QUEUED), ("hqw", JobState.QUEUED), ("r", JobState.RUNNING),
     ("t", JobState.RUNNING), ("dr", JobState.RUNNING), ("Rr", JobState.RUNNING),
     ("Eqw", JobState.FAILED), ("s", JobState.RUNNING),
+    # rescheduled (the host failed, qmod -rj): waiting or running again, never an end
+    ("Rq", JobState.QUEUED), ("Rhqw", JobState.QUEUED), ("Rt", JobState.RUNNING),
 ])
 def test_state_codes(code: str, state: JobState) -> None:
     assert sge_state(code) is state
@@ -110,6 +113,17 @@ def test_qacct_ok_and_exit_3() -> None:
     assert ok.peak_vmem == int(8.176 * 2**20)
     bad = parse_qacct(read("qacct_exit3.txt"))["2"]
     assert (bad.state, bad.exit_code, bad.signal) == (JobState.FAILED, 3, None)
+
+
+def test_qacct_cpu_is_the_jobs_cpu_time() -> None:
+    """``cpu`` (user + system of the whole job, ``0.121s``); junk or a missing line: unknown."""
+    (ok,) = parse_qacct(read("qacct_ok.txt")).values()
+    assert ok.cpu_time == pytest.approx(0.121)
+    assert parse_qacct(read("qacct_hvmem.txt"))["6"].cpu_time == pytest.approx(0.209)
+    text = read("qacct_ok.txt")
+    assert next(iter(parse_qacct(text.replace("0.121s", "n/a")).values())).cpu_time is None
+    no_cpu = "\n".join(line for line in text.splitlines() if not line.startswith("cpu "))
+    assert next(iter(parse_qacct(no_cpu).values())).cpu_time is None
 
 
 def test_qacct_h_rt_kill_is_a_timeout_and_qdel_a_cancel() -> None:
@@ -212,6 +226,7 @@ def test_the_shell_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: 
 def test_the_python_batch_script_runs_manifest_entry_task_id_minus_one(tmp_path: Path) -> None:
     """The default: python runs the script, no login shell; element 2 is entry 1."""
     res = Resources()
+    (tmp_path / "logs").mkdir()  # the run's (the engine makes each task's folder in it)
     jobs = [request(tmp_path, f"n{i}.1", res) for i in range(2)]
     jobs[1] = attrs.evolve(jobs[1], argv=("sh", "-c", "echo picked >&2; exit 4"))
     array = Array("fit", res, tuple(jobs))
@@ -268,8 +283,25 @@ def test_poll_asks_qacct_only_for_gone_jobs_without_a_result(
     statuses = backend.poll([running, killed])
     assert statuses[running].state is JobState.RUNNING
     assert statuses[killed].state is JobState.CANCELLED
+    assert statuses[running].usage_source is None  # still running: nothing measured yet
+    assert (statuses[killed].cpu_time, statuses[killed].usage_source) == (
+        pytest.approx(0.106), "scheduler")  # qacct's cpu line
     assert backend.calls == {"qstat": 1, "qacct": 1}
     assert (bin_dir / "qacct.args").read_text() == "-j 9\n"
+
+
+def test_a_wrapper_that_could_not_start_nor_record_its_attempt_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exit_status 75 (EX_TEMPFAIL) and no result file: LOST, the task's retries kept."""
+    tempfail = re.sub(r"exit_status\s+3", "exit_status  75", read("qacct_exit3.txt"))
+    tempfail = re.sub(r"jobnumber\s+2", "jobnumber    77", tempfail)  # not in qstat's list
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"), qacct=tempfail)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    handle = JobHandle("sge", "77", "a.1", str(tmp_path / "a.1.result.json"))
+    status = SgeBackend(runner=CommandRunner(attempts=1)).poll([handle])[handle]
+    assert status.state is JobState.LOST
+    assert "short of file descriptors or processes" in status.reason
 
 
 def test_a_job_nobody_knows_is_lost_after_the_grace_time(
@@ -327,3 +359,32 @@ def test_backend_registered_and_options_checked() -> None:
     with pytest.raises(BackendError, match="batch_size"):
         SgeBackend(batch_size=0)
     assert SgeBackend(python=sys.executable).python == sys.executable
+
+
+def _qacct_failed(code: str, job: str = "2") -> str:
+    """The recorded exit3 job's qacct, as if it had ended ``failed <code>``."""
+    text = re.sub(r"failed\s+0", f"failed       {code}", read("qacct_exit3.txt"))
+    return re.sub(r"jobnumber\s+2", f"jobnumber    {job}", text)
+
+
+def test_a_run_grid_engine_rescheduled_is_no_end_and_a_lost_job_is_the_hosts_fault() -> None:
+    assert parse_qacct(_qacct_failed("25  : rescheduling")) == {}
+    (host,) = parse_qacct(_qacct_failed("21  : in recognizing job")).values()
+    assert host.state is JobState.NODE_FAIL
+    assert "host" in host.reason
+    # the task's own setup errors stay its failures
+    (shell,) = parse_qacct(_qacct_failed("27  : searching requested shell")).values()
+    assert shell.state is JobState.FAILED
+
+
+def test_a_rescheduled_task_waits_and_its_earlier_runs_record_is_not_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gone from qstat for a moment with only the rescheduled run in qacct: not an end
+    (LOST only after the grace time, which a task back in the queue never reaches)."""
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_after_qdel.xml"),
+                            qacct=_qacct_failed("25  : rescheduling", job="77"))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    handle = JobHandle("sge", "77", "a.1", str(tmp_path / "a.1.result.json"))
+    backend = SgeBackend(runner=CommandRunner(attempts=1))
+    assert backend.poll([handle]) == {}

@@ -21,16 +21,18 @@ from gristmill.backends.base import JobHandle, JobRequest
 from gristmill.backends.batch.arrays import Array, element_boot
 from gristmill.backends.batch.backend import lookup
 from gristmill.backends.batch.commands import CommandRunner
-from gristmill.backends.batch.element import read_manifest
+from gristmill.backends.batch.element import SCHEDULER_DECIDES, read_manifest, verdict
 from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.registry import make_backend
 from gristmill.backends.slurm.backend import (
+    SACCT_FORMAT,
     STOP_RULES,
     SlurmBackend,
     batch_script,
     compact_ids,
     expand_ids,
     job_log,
+    parse_cpu_time,
     parse_elapsed,
     parse_exit_code,
     parse_rss,
@@ -39,6 +41,7 @@ from gristmill.backends.slurm.backend import (
     parse_squeue,
     sbatch_argv,
     slurm_state,
+    unschedulable,
     why_stopped,
 )
 from gristmill.errors import BackendError
@@ -92,11 +95,16 @@ def expected(mode: str) -> dict[str, JobState]:
     ("text", "state"),
     [
         ("PENDING", Q), ("CONFIGURING", Q), ("REQUEUED", Q), ("SUSPENDED", Q), ("", Q),
+        ("REQUEUE_HOLD", Q), ("REQUEUE_FED", Q), ("STOPPED", Q), ("RESV_DEL_HOLD", Q),
         ("RUNNING", JobState.RUNNING), ("COMPLETING", JobState.RUNNING),
-        ("COMPLETED", S), ("FAILED", F), ("NODE_FAIL", F), ("BOOT_FAIL", F),
-        ("OUT_OF_MEMORY", OOM), ("OUT_OF_ME+", F), ("TIMEOUT", TO), ("DEADLINE", TO),
+        ("RESIZING", JobState.RUNNING), ("SIGNALING", JobState.RUNNING),
+        ("STAGE_OUT", JobState.RUNNING),
+        ("COMPLETED", S), ("FAILED", F), ("NODE_FAIL", JobState.NODE_FAIL),
+        ("BOOT_FAIL", JobState.NODE_FAIL),
+        ("OUT_OF_MEMORY", OOM), ("OUT_OF_ME+", F), ("TIMEOUT", TO),
+        ("DEADLINE", F),  # the job's own --deadline: more runtime would not help
         ("CANCELLED", C), ("CANCELLED by 0", C), ("CANCELLED+", C),
-        ("PREEMPTED", JobState.LOST), ("SOMETHING_NEW", F),
+        ("PREEMPTED", JobState.PREEMPTED), ("SOMETHING_NEW", F),
     ],
 )
 def test_slurm_state(text: str, state: JobState) -> None:
@@ -235,6 +243,45 @@ def test_sacct_of_an_array_names_its_elements(mode: str) -> None:
     }
     assert records[f"{array}_3"].exit_code == 2
     assert all(r.peak_rss for r in records.values())
+
+
+# What the job ``ok`` (sacct_steps of each mode above) reads as in SACCT_FORMAT: its
+# recorded values with TotalCPU, AllocCPUS, ReqMem and NodeList in the form sacct gives
+# them (``MM:SS.mmm``; the job line's TotalCPU sums its steps; ``--mem`` shows as ReqMem).
+USAGE_SACCT = """\
+1|COMPLETED|0:0||00:00:04|00:01.234|1|200M|vm
+1.batch|COMPLETED|0:0|66076K|00:00:04|00:01.230|1||vm
+1.extern|COMPLETED|0:0|0|00:00:04|00:00.004|1||vm
+6_3|FAILED|2:0||00:00:04|1-02:03:04|8|4Gn|node[01-02]
+6_3.batch|FAILED|2:0|3228K|00:00:04|1-02:03:03.500|8||node01
+6_4|COMPLETED|0:0||00:00:04||1|100M|vm
+6_4.batch|COMPLETED|0:0|3296K|00:00:04|00:00.100|1||vm
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("00:01.234", 1.234), ("05:02.500", 302.5), ("02:03:04", 7384.0),
+     ("1-02:03:04", 93784.0), ("1-02:03:04.5", 93784.5), ("", None), ("junk", None),
+     ("1:2:3:4", None)],
+)
+def test_total_cpu_reads_in_seconds(text: str, seconds: float | None) -> None:
+    assert parse_cpu_time(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_sacct_carries_what_each_job_used() -> None:
+    assert SACCT_FORMAT.split(",")[:5] == ["JobID", "State", "ExitCode", "MaxRSS", "Elapsed"]
+    records = parse_sacct(USAGE_SACCT)
+    ok, multi, fallback = records["1"], records["6_3"], records["6_4"]
+    assert (ok.cpu_time, ok.peak_rss, ok.host, ok.alloc_cpus, ok.req_mem) == (
+        pytest.approx(1.234), 66076 * 1024, "vm", 1, 200 * 2**20)  # MaxRSS of .batch
+    assert (multi.cpu_time, multi.host, multi.alloc_cpus, multi.req_mem) == (
+        93784, "node[01-02]", 8, 4 * 2**30)
+    assert fallback.cpu_time == pytest.approx(0.1)  # the job line's empty: the batch step's
+    # The five fields gristmill asked for before: the rest is unknown, not wrong.
+    (old,) = parse_sacct(data("ok_cgroup.sacct_steps.txt")).values()
+    assert (old.cpu_time, old.alloc_cpus, old.host, old.peak_rss) == (None, None, None,
+                                                                       66076 * 1024)
 
 
 def test_sacct_without_accounting_fails_with_a_message() -> None:
@@ -439,7 +486,8 @@ def test_one_poll_answers_every_job_with_one_squeue(
     statuses = slurm.poll(handles)
     got = {h.job_id: s.state for h, s in statuses.items()}
     assert got == {**want, oom: OOM}  # jobacct's FAILED becomes OOM through the job's log
-    assert slurm.calls == {"squeue": 1}
+    # Finished jobs are asked about in one sacct call too, for what they used.
+    assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}  # scontrol: config, once
     (squeue,) = fake.calls("squeue")
     array = job_ids(mode)["array"]
     assert "--array" in squeue
@@ -469,6 +517,46 @@ def test_jobs_gone_from_squeue_are_looked_up_with_one_sacct(fake: Fake, tmp_path
     assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}  # scontrol: config, once
     (sacct,) = fake.calls("sacct")
     assert sacct[-1] == "--jobs=1,2,3,4,5,6"
+
+
+def test_jobs_finished_in_squeue_get_their_usage_from_the_same_sacct_call(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """squeue's state stands (sacct may lag); what the job used is sacct's, marked so."""
+    fake.reply("squeue", "1|COMPLETED|None|vm\n6_4|COMPLETED|None|vm\n7|RUNNING|None|vm\n")
+    fake.reply("sacct", USAGE_SACCT)
+    handles = handles_for(tmp_path, ["1", "6_4", "7"])
+    slurm = backend()
+    statuses = {h.job_id: s for h, s in slurm.poll(handles).items()}
+    ok = statuses["1"]
+    assert (ok.state, ok.cpu_time, ok.peak_rss, ok.host, ok.usage_source) == (
+        S, pytest.approx(1.234), 66076 * 1024, "vm", "scheduler")
+    assert statuses["6_4"].cpu_time == pytest.approx(0.1)
+    assert (statuses["7"].state, statuses["7"].usage_source) == (JobState.RUNNING, None)
+    (sacct,) = fake.calls("sacct")
+    assert f"--format={SACCT_FORMAT}" in sacct
+    assert sacct[-1] == "--jobs=1,6"  # not the running job's array
+    assert slurm.calls == {"squeue": 1, "scontrol": 1, "sacct": 1}
+
+
+def test_no_sacct_is_asked_while_every_job_still_runs(fake: Fake, tmp_path: Path) -> None:
+    fake.reply("squeue", "7|RUNNING|None|vm\n")
+    slurm = backend()
+    slurm.poll(handles_for(tmp_path, ["7"]))
+    assert slurm.calls == {"squeue": 1}
+
+
+def test_a_wrapper_that_could_not_start_nor_record_its_attempt_is_lost(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """Exit 75 (EX_TEMPFAIL) with no result file: the node was short of descriptors or
+    processes; LOST runs it again without spending the task's retries."""
+    fake.reply("squeue", stderr=data("purged_noacct.squeue.stderr.txt"), rc=1)
+    fake.reply("sacct", data("exit3_cgroup.sacct_steps.txt").replace("3:0", "75:0"))
+    (handle,) = handles_for(tmp_path, ["2"])
+    status = backend().poll([handle])[handle]
+    assert status.state is JobState.LOST
+    assert "short of file descriptors or processes" in status.reason
 
 
 def test_without_accounting_gone_jobs_come_from_scontrol(fake: Fake, tmp_path: Path) -> None:
@@ -708,3 +796,125 @@ def test_a_manifest_that_cannot_be_written_is_a_backend_error(fake: Fake, tmp_pa
 def test_a_batch_size_below_one_is_refused_when_the_backend_is_made() -> None:
     with pytest.raises(BackendError, match="batch_size='0': give at least 1"):
         SlurmBackend(batch_size="0")
+
+
+# -- preemption, node failure, requeue, jobs that can never start --------------------------
+
+#: squeue of an array preempted under ``PreemptMode=REQUEUE`` (Slurm's own format): element
+#: 0 ran and was requeued (pending again, same id), 1 is on its way back, 2 still runs.
+REQUEUED_SQUEUE = (
+    "40_0|PENDING|BeginTime|\n40_1|REQUEUED|None|vm\n40_2|RUNNING|None|vm\n"
+)
+#: The same array's next poll, under ``--no-requeue``: the elements ended.
+PREEMPTED_SQUEUE = (
+    "41_0|PREEMPTED|None|vm\n41_1|NODE_FAIL|NodeDown|vm\n41_2|BOOT_FAIL|None|vm\n"
+)
+
+
+def test_a_job_slurm_requeued_is_queued_again_not_ended_nor_lost(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """A requeued element keeps its id: the engine waits for it (no second submission),
+    and the stopped run's result file is not taken for the attempt's end."""
+    fake.reply("squeue", REQUEUED_SQUEUE)
+    handles = handles_for(tmp_path, ["40_0", "40_1", "40_2"])
+    write_result(handles[0].result_path, AttemptResult(
+        JobState.CANCELLED, None, 15, None, 3.0, "vm", 0.0, 3.0, "stopped"), key=handles[0].key)
+    slurm = backend()
+    for _ in range(3):  # as many polls as you like, nothing ends
+        got = {h.job_id: (s.state, s.reason) for h, s in slurm.poll(handles).items()}
+        assert got == {"40_0": (Q, "BeginTime"), "40_1": (Q, "None"),
+                       "40_2": (JobState.RUNNING, "None")}
+    assert slurm.calls == {"squeue": 3}  # no sacct for jobs still in the queue
+
+
+def test_preempted_and_node_failed_jobs_say_so_with_slurms_reason(
+    fake: Fake, tmp_path: Path
+) -> None:
+    fake.reply("squeue", PREEMPTED_SQUEUE)
+    fake.reply("sacct", "")
+    handles = handles_for(tmp_path, ["41_0", "41_1", "41_2"])
+    got = {h.job_id: s for h, s in backend().poll(handles).items()}
+    assert {j: s.state for j, s in got.items()} == {
+        "41_0": JobState.PREEMPTED, "41_1": JobState.NODE_FAIL, "41_2": JobState.NODE_FAIL}
+    assert "preempted" in got["41_0"].reason
+    assert got["41_1"].reason.startswith("NODE_FAIL")
+    assert got["41_2"].reason.startswith("BOOT_FAIL")
+
+
+def test_a_preempted_job_gone_from_squeue_is_preempted_in_sacct(
+    fake: Fake, tmp_path: Path
+) -> None:
+    fake.reply("squeue", stderr=data("purged_noacct.squeue.stderr.txt"), rc=1)
+    fake.reply("sacct", "42_0|PREEMPTED|0:15||00:01:10|00:00:01.500|1|200M|vm\n"
+                        "42_0.batch|CANCELLED|0:15|120K|00:01:10|00:00:01.500|1||vm\n")
+    (handle,) = handles_for(tmp_path, ["42_0"])
+    status = backend().poll([handle])[handle]
+    assert (status.state, status.elapsed) == (JobState.PREEMPTED, 70)
+
+
+@pytest.mark.parametrize(("options", "flag"), [
+    ({}, "--no-requeue"), ({"requeue": True}, "--requeue"), ({"requeue": "yes"}, "--requeue"),
+])
+def test_sbatch_is_told_whether_slurm_may_requeue(
+    fake: Fake, tmp_path: Path, options: dict[str, object], flag: str
+) -> None:
+    fake.reply("sbatch", "77\n")
+    backend(sbatch_flags="--qos=high", **options).submit(
+        [request(tmp_path, i) for i in range(2)])
+    (argv,) = fake.calls("sbatch")
+    assert flag in argv
+    assert {"--requeue", "--no-requeue"} & set(argv) == {flag}
+    assert argv.index(flag) < argv.index("--qos=high")  # site flags come after, and win
+
+
+UNSCHEDULABLE_SQUEUE = (
+    "50_0|PENDING|PartitionTimeLimit|\n50_1|PENDING|QOSMaxMemoryPerJob|\n"
+    "50_2|PENDING|Priority|\n50_3|PENDING|QOSMaxJobsPerUserLimit|\n"
+)
+
+
+def test_a_job_that_can_never_start_waits_with_slurms_reason_by_default(
+    fake: Fake, tmp_path: Path
+) -> None:
+    fake.reply("squeue", UNSCHEDULABLE_SQUEUE)
+    handles = handles_for(tmp_path, ["50_0", "50_1", "50_2", "50_3"])
+    slurm = backend()
+    got = {h.job_id: (s.state, s.reason) for h, s in slurm.poll(handles).items()}
+    assert got == {"50_0": (Q, "PartitionTimeLimit"), "50_1": (Q, "QOSMaxMemoryPerJob"),
+                   "50_2": (Q, "Priority"), "50_3": (Q, "QOSMaxJobsPerUserLimit")}
+    assert fake.calls("scancel") == []
+
+
+def test_fail_on_unschedulable_cancels_and_fails_only_jobs_that_can_never_start(
+    fake: Fake, tmp_path: Path
+) -> None:
+    fake.reply("squeue", UNSCHEDULABLE_SQUEUE)
+    handles = handles_for(tmp_path, ["50_0", "50_1", "50_2", "50_3"])
+    slurm = backend(fail_on_unschedulable=True)
+    got = {h.job_id: s for h, s in slurm.poll(handles).items()}
+    assert {j: s.state for j, s in got.items()} == {"50_0": F, "50_1": F, "50_2": Q, "50_3": Q}
+    assert "PartitionTimeLimit" in got["50_0"].reason
+    assert "QOSMaxMemoryPerJob" in got["50_1"].reason
+    assert fake.calls("scancel") == [["scancel", "50_[0-1]"]]  # one call for all of them
+
+
+@pytest.mark.parametrize(("reason", "never"), [
+    ("PartitionTimeLimit", True), ("PartitionNodeLimit", True), ("QOSMaxMemoryPerJob", True),
+    ("QOSMaxWallDurationPerJobLimit", True), ("AssocMaxCpuPerJobLimit", True),
+    ("InvalidAccount", True), ("DependencyNeverSatisfied", True), ("BadConstraints", True),
+    ("Priority", False), ("Resources", False), ("QOSMaxJobsPerUserLimit", False),
+    ("AssocGrpCPUMinutesLimit", False), ("BeginTime", False), ("Dependency", False),
+    ("ReqNodeNotAvail, UnavailableNodes:vm", False),  # nodes come back from maintenance
+    ("", False),
+])
+def test_which_pending_reasons_never_clear(reason: str, never: bool) -> None:
+    assert unschedulable(reason) is never
+
+
+def test_slurmstepds_preemption_line_leaves_the_verdict_to_slurm(tmp_path: Path) -> None:
+    log = tmp_path / "slurm-3_0.out"
+    log.write_text("working\n*** JOB 3 ON vm CANCELLED AT 2026-11-29T10:00:00 DUE TO "
+                   "PREEMPTION ***\n")
+    assert why_stopped(log) is None
+    assert verdict(log.read_text(), STOP_RULES) == (SCHEDULER_DECIDES, "Slurm preempted the job")

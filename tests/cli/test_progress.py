@@ -48,17 +48,28 @@ def test_the_table_shows_each_task_and_the_total() -> None:
     assert "eta 0:00:30" in text
 
 
-def test_a_run_in_a_log_prints_progress_lines_and_each_failure(
+def test_a_run_in_a_log_prints_a_progress_line_every_interval(
     et: ModuleType, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(main, [
-        "run", "engine_tasks:one_exit", "--code", "3", "--run-dir", str(tmp_path / "runs"),
+        "run", "engine_tasks:spans", "--stamps", str(tmp_path / "s"), "--n", "2", "--pause",
+        "2", "--max-cores", "2", "--run-dir", str(tmp_path / "runs"),
         "--progress-interval", "0.5"])
+    assert result.exit_code == 0, result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("progress ")]
+    assert len(lines) >= 2
+    assert all(" span " in x and "/2" in x for x in lines)
+    assert not any(x.startswith("progress 0:00:00:") for x in lines)  # none before 0.5 s
+
+
+def test_a_run_in_a_log_prints_each_failure(et: ModuleType, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "run", "engine_tasks:one_exit", "--code", "3", "--run-dir", str(tmp_path / "runs"),
+        "--progress-interval", "60"])
     assert result.exit_code == 1, result.output
-    lines = result.output.splitlines()
-    assert any(x.startswith("progress 0:00:0") and "exit_with 0/1" in x for x in lines)
-    (failed,) = [x for x in lines if x.startswith("FAILED ")]
+    (failed,) = [x for x in result.output.splitlines() if x.startswith("FAILED ")]
     assert "(task exit_with): FAILED — exit code 3" in failed
+    assert not [x for x in result.output.splitlines() if x.startswith("progress ")]
 
 
 def test_quiet_prints_no_progress(et: ModuleType, tmp_path: Path) -> None:

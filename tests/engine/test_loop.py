@@ -140,6 +140,23 @@ def test_ready_nodes_are_submitted_in_batches_and_every_transition_is_recorded(
         assert [ts for ts, _ in mine] == sorted(ts for ts, _ in mine)
 
 
+def test_each_attempt_records_the_cpu_time_it_burned(et: ModuleType, tmp_path: Path) -> None:
+    result = run(et.busy_and_idle(cpu=0.5), tmp_path)
+    assert result.ok
+    store = Store.open(result.run_dir, readonly=True)
+    try:
+        records = store.attempts()
+    finally:
+        store.close()
+    cpu = {a.argv[a.argv.index("--cpu") + 1]: a.cpu_time for a in records}
+    assert {a.usage_source for a in records} == {"worker"}
+    busy, idle = cpu["0.5"], cpu["0.0"]
+    assert busy is not None
+    assert busy >= 0.5
+    assert idle is not None
+    assert idle < busy - 0.3
+
+
 # -- failures, retries and escalation ---------------------------------------------------------
 
 
@@ -554,3 +571,81 @@ def test_a_permanent_submission_refusal_fails_the_nodes_at_once(
     assert not result.ok
     assert result.counts == {"FAILED": 2, "UPSTREAM_FAILED": 1}  # two ready, one after them
     assert flaky.calls == 1
+
+
+class Preempting:
+    """The real local backend as a cluster that preempts (or loses the node of) attempts.
+
+    The first ``len(ends)`` attempts submitted are really stopped at once (cancelled, as
+    a scheduler stops a preempted job), and when they end the backend reports the
+    scheduler's word for it, ``ends[i]``, as Slurm reports PREEMPTED or NODE_FAIL.
+    """
+
+    def __init__(self, ends: list[Any]) -> None:
+        from gristmill.backends.local.backend import LocalBackend
+
+        self.inner = LocalBackend(max_cores=2)
+        self.name, self.capabilities = self.inner.name, self.inner.capabilities
+        self.ends = list(ends)
+        self.stopped: dict[str, Any] = {}  # attempt key -> what the "scheduler" says
+
+    def submit(self, jobs: Any) -> Any:
+        handles = self.inner.submit(jobs)
+        for handle in handles:
+            if self.ends:
+                self.stopped[handle.key] = self.ends.pop(0)
+                self.inner.cancel([handle])
+        return handles
+
+    def poll(self, handles: Any) -> Any:
+        import attrs
+
+        statuses = dict(self.inner.poll(handles))
+        for handle, status in statuses.items():
+            if status.state.finished and handle.key in self.stopped:
+                statuses[handle] = attrs.evolve(
+                    status, state=self.stopped[handle.key],
+                    reason=f"the cluster says {self.stopped[handle.key].value}")
+        return statuses
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_preempted_and_node_failed_attempts_rerun_as_they_were_without_spending_retries(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hog has ``retries=2``: four ends that are the cluster's fault do not use them up,
+    and none grows the memory request (as an OOM would)."""
+    import gristmill.engine.runner
+    from gristmill.states import JobState
+
+    pre, node = JobState.PREEMPTED, JobState.NODE_FAIL
+    cluster = Preempting([pre, node, pre, pre])
+    monkeypatch.setattr(gristmill.engine.runner, "make_backend", lambda name, **_: cluster)
+    result = run(et.one_hog(mb=10), tmp_path)
+    assert result.ok, attempts(result.run_dir)
+    records = attempts(result.run_dir)
+    assert [(a.attempt, a.state) for a in records] == [
+        (1, "PREEMPTED"), (2, "NODE_FAIL"), (3, "PREEMPTED"), (4, "PREEMPTED"), (5, "SUCCEEDED"),
+    ]
+    assert {a.resources["mem"] for a in records} == {200 * 2**20}  # never escalated
+    assert records[1].reason == "the cluster says NODE_FAIL"  # the cause is on record
+
+
+def test_preemptions_past_their_cap_spend_the_tasks_retries(
+    et: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gristmill.engine.outcome
+    import gristmill.engine.runner
+    from gristmill.states import JobState
+
+    monkeypatch.setattr(gristmill.engine.outcome, "PREEMPT_RETRIES", 2)
+    cluster = Preempting([JobState.PREEMPTED] * 20)
+    monkeypatch.setattr(gristmill.engine.runner, "make_backend", lambda name, **_: cluster)
+    result = run(et.one_hog(mb=10), tmp_path)
+    assert result.counts == {"FAILED": 1}
+    records = attempts(result.run_dir)
+    # Two free reruns (the cap), then hog's two retries, then the failure is final.
+    assert [a.state for a in records] == ["PREEMPTED"] * 5
+    assert len(cluster.ends) == 15

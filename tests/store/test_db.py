@@ -310,6 +310,98 @@ def test_a_store_from_a_newer_gristmill_is_refused_untouched(tmp_path: Path, jou
     assert digest(path) == before
 
 
+#: The tables of a store of schema version 2, as gristmill made them before attempts
+#: recorded their CPU time.
+SCHEMA_V2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+    id INTEGER PRIMARY KEY, task TEXT NOT NULL, task_key TEXT NOT NULL,
+    is_group INTEGER NOT NULL, size INTEGER NOT NULL, start INTEGER NOT NULL,
+    owned INTEGER NOT NULL, definition TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY, identity TEXT NOT NULL, unit INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE attempts (
+    identity TEXT NOT NULL, attempt INTEGER NOT NULL, key TEXT NOT NULL,
+    task TEXT NOT NULL, job_name TEXT NOT NULL, backend TEXT NOT NULL,
+    job_id TEXT, result_path TEXT NOT NULL, stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    argv TEXT NOT NULL, resources TEXT NOT NULL, state TEXT NOT NULL,
+    exit_code INTEGER, signal INTEGER, peak_rss INTEGER, elapsed REAL, host TEXT,
+    reason TEXT NOT NULL DEFAULT '', submitted REAL NOT NULL, ended REAL,
+    PRIMARY KEY (identity, attempt)
+);
+CREATE INDEX attempts_open ON attempts (ended) WHERE ended IS NULL;
+CREATE UNIQUE INDEX attempts_key ON attempts (key);
+CREATE TABLE events (
+    ts REAL NOT NULL, node_lo INTEGER NOT NULL, node_hi INTEGER NOT NULL,
+    state INTEGER NOT NULL, note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def make_v2_store(run_dir: Path) -> Path:
+    """A store exactly as a gristmill of schema version 2 left it, one attempt ended."""
+    path = run_dir / STORE_NAME
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript(SCHEMA_V2)
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                         [("schema_version", "2"), ("created", "1.0"), ("workflow", '"wf"')])
+        conn.execute("INSERT INTO units VALUES (0, 'fit', 'pkg.tasks:fit', 0, 1, 0, 1, '{}')")
+        conn.execute("INSERT INTO nodes (id, identity, unit, state, attempts) "
+                     "VALUES (0, 'id0', 0, ?, 1)", (int(NodeState.DONE),))
+        conn.execute(
+            "INSERT INTO attempts (identity, attempt, key, task, job_name, backend, result_path, "
+            "stdout, stderr, argv, resources, state, exit_code, peak_rss, elapsed, host, "
+            "reason, submitted, ended) VALUES ('id0', 1, 'id0.1', 'fit', 'fit_id0', 'local', "
+            "'/r.json', '/o', '/e', '[\"fit\"]', '{}', 'SUCCEEDED', 0, 1024, 2.5, 'n1', "
+            "'exit code 0', 100.0, 102.5)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    return path
+
+
+def test_a_version_2_store_reads_as_it_is_and_is_migrated_when_written(tmp_path: Path) -> None:
+    path = make_v2_store(tmp_path)
+    before = digest(path)
+    with Store.untouched(tmp_path) as untouched:
+        (old,) = untouched.attempts()
+    store = Store.open(tmp_path, readonly=True)
+    try:
+        assert store.attempts() == [old]
+    finally:
+        store.close()
+    assert digest(path) == before  # reading changed nothing
+    assert (old.state, old.peak_rss, old.cpu_time, old.usage_source) == (
+        "SUCCEEDED", 1024, None, None)
+
+    store = Store.open(tmp_path)  # to be written: brought to the current version first
+    try:
+        assert store.meta()["schema_version"] == SCHEMA_VERSION == 3
+        assert store.attempts() == [old]  # what it held is kept, CPU time unknown
+        with store.transaction() as cur:
+            store.add_attempts(cur, [attempt("id0", 2)])
+            store.finish_attempts(cur, [{
+                "key": "id0.2", "state": "SUCCEEDED", "exit_code": 0, "signal": None,
+                "peak_rss": 2048, "elapsed": 1.0, "host": "n1", "reason": "exit code 0",
+                "ended": 103.0, "cpu_time": 0.75, "usage_source": "worker"}])
+        new = store.attempt("id0.2")
+        assert new is not None
+        assert (new.cpu_time, new.usage_source) == (0.75, "worker")
+    finally:
+        store.close()
+    Store.open(tmp_path).close()  # opening a current store again changes nothing
+    conn = sqlite3.connect(path)
+    try:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(attempts)")]
+    finally:
+        conn.close()
+    assert columns.count("cpu_time") == columns.count("usage_source") == 1
+
+
 def test_a_check_in_the_background_answers_like_check(tmp_path: Path) -> None:
     make_store(tmp_path).close()
     assert Store.check_in_background(tmp_path)() == tmp_path / STORE_NAME

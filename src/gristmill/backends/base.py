@@ -57,6 +57,16 @@ class JobHandle:
     result_path: str
 
 
+#: ``usage_source`` of numbers the worker's monitor measured (the result file).
+WORKER = "worker"
+#: ``usage_source`` of numbers the scheduler's accounting gave (sacct, qacct).
+SCHEDULER = "scheduler"
+#: ``usage_source`` of a mix: the scheduler's numbers where its accounting had them, the
+#: worker's for the rest.
+MIXED = "scheduler+worker"
+USAGE_SOURCES = (WORKER, SCHEDULER, MIXED)
+
+
 @attrs.frozen
 class JobStatus:
     """A backend's answer for one job at one poll."""
@@ -68,14 +78,21 @@ class JobStatus:
     elapsed: float | None = None  # seconds
     host: str | None = None
     reason: str = ""
+    #: CPU seconds, user + system, of the attempt's whole process tree.
+    cpu_time: float | None = None
+    #: Who measured ``cpu_time`` and ``peak_rss`` (:data:`USAGE_SOURCES`); ``None``
+    #: when neither was measured.
+    usage_source: str | None = None
 
     @classmethod
     def from_result(cls, result: AttemptResult) -> JobStatus:
         """What a finished attempt's result file says, as a backend reports it."""
+        measured = result.cpu_time is not None or result.peak_rss is not None
         return cls(
             state=result.state, exit_code=result.exit_code, signal=result.signal,
             peak_rss=result.peak_rss, elapsed=result.elapsed, host=result.host,
-            reason=result.reason,
+            reason=result.reason, cpu_time=result.cpu_time,
+            usage_source=WORKER if measured else None,
         )
 
     def describe(self) -> str:

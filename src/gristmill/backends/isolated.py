@@ -7,6 +7,12 @@ user's site directory is on ``sys.path``, so a project file named ``types.py`` o
 task itself still gets the user's environment; only the wrapper is isolated. gristmill is
 then found by the directory it was started from, appended after the standard library and
 site-packages so it cannot shadow them either.
+
+The program also skips ``gristmill/__init__.py``: it installs a bare ``gristmill`` package
+module whose ``__path__`` is the package's directory, so importing the wrapper loads only
+the wrapper and the few modules it needs (standard library, no click, loguru or attrs:
+~10 ms of CPU above the interpreter's own start, where the package's ``__init__`` and its
+imports cost ~100 ms in every attempt). The local backend's supervisor boots the same way.
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ def boot(module: str, function: str = "main") -> str:
     """The ``python -I -c`` program that runs ``module.function()`` and exits with it.
 
     ``function`` reads its arguments from ``sys.argv[1:]`` as it would under ``-m``.
+    ``module`` must not need ``gristmill/__init__.py`` (it does not run; see the module doc).
     """
-    return (f"import sys; sys.path.append({str(GRISTMILL_PARENT)!r}); "
+    package = str(GRISTMILL_PARENT / "gristmill")
+    return (f"import sys, types; sys.path.append({str(GRISTMILL_PARENT)!r}); "
+            f"pkg = types.ModuleType('gristmill'); pkg.__path__ = [{package!r}]; "
+            f"sys.modules['gristmill'] = pkg; "
             f"from {module} import {function}; sys.exit({function}())")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,17 +32,12 @@ from gristmill.errors import RunDirError
 from gristmill.store.db import AttemptRecord, Store
 from gristmill.store.lock import is_locked
 from gristmill.store.paths import confined
+from gristmill.text import printable
 
 #: Bytes copied at a time: memory stays flat whatever the size of the log.
 CHUNK = 64 * 1024
-#: C0 controls but ``\t`` and ``\n``, DEL and C1: what a terminal may act upon.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 #: The shell's status after SIGINT and SIGPIPE, kept when ``logs`` ends for those.
 _INTERRUPTED, _BROKEN_PIPE = 130, 141
-
-
-def _escaped_char(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
 
 
 class Escaper:
@@ -60,7 +54,7 @@ class Escaper:
         self._encoding = encoding
 
     def __call__(self, data: bytes, final: bool = False) -> bytes:
-        text = _CONTROL.sub(_escaped_char, self._decoder.decode(data, final))
+        text = printable(self._decoder.decode(data, final))
         return text.encode(self._encoding, errors="backslashreplace")
 
 
@@ -100,7 +94,7 @@ class Output:
         """``==> path <==`` on a line of its own, before a file's bytes."""
         line = f"==> {path} <=="
         if self.terminal:
-            line = click.style(_CONTROL.sub(_escaped_char, line), bold=True)
+            line = click.style(printable(line), bold=True)
         if not self.at_line_start:
             self.write(b"\n")
         self.write(line.encode(self.encoding, errors="backslashreplace") + b"\n")

@@ -63,7 +63,8 @@ class PlainProgress:
         return None
 
     def update(self, snapshot: Snapshot) -> None:
-        if not snapshot.final:
+        # The first line comes after one interval: a run shorter than that logs none.
+        if not snapshot.final and snapshot.elapsed >= self.interval:
             click.echo(line(snapshot))
 
     def failed(self, failure: Failure) -> None:

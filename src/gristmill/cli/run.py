@@ -21,6 +21,7 @@ from gristmill.cli.progress import make_progress
 from gristmill.cli.status import resolve_run_dir
 from gristmill.cli.workflow_command import WorkflowCommand, recorded_workflow
 from gristmill.dsl.workflow import Workflow
+from gristmill.engine.hooks import Hooks
 from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
 from gristmill.engine.rebuild import rebuild_workflow
 from gristmill.engine.runner import RunResult, run_plan
@@ -70,6 +71,11 @@ def run_options(fn: Any) -> Any:
         click.option("--rerun", multiple=True, metavar="TASK|NODE",
                      help="Run these nodes again even if DONE, and everything downstream of "
                      "them (repeatable): a task name, a job name or an identity prefix."),
+        click.option("--on-success", metavar="CMD",
+                     help="Shell command to run when the run succeeds (the run directory, "
+                     "status and counts are in GRISTMILL_* variables; docs: engine/hooks)."),
+        click.option("--on-failure", metavar="CMD",
+                     help="Shell command to run when the run fails or is cancelled."),
         click.option("--quiet", "-q", is_flag=True,
                      help="No live progress (the final line and errors still print)."),
         click.option("--progress-interval", type=click.FloatRange(0.5, 86400),
@@ -200,6 +206,7 @@ def run(
         poll_interval=flags.poll_interval,
         backend_options=backend_options(ctx, backend or DEFAULT_BACKEND, flags.backend_option),
         rerun=flags.rerun,
+        hooks=flags.hooks(),
     )
     _run_or_preview(ctx, wf, options, run_dir, flags)
 
@@ -225,7 +232,8 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
     flags = _Flags(**given)
     run_dir = resolve_run_dir(run_dir)
     wf, meta = rebuild_workflow(run_dir)
-    spec = Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)")
+    # A run directory is data, never code: the stored spec's hooks are not run again.
+    spec = Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)").without_hooks()
     if spec_path is not None:
         spec = spec.merged_with(load_spec(spec_path))
     stored_backend = str(meta.get("backend") or DEFAULT_BACKEND)
@@ -244,6 +252,7 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
         backend_options={**stored_options,
                          **backend_options(ctx, backend, flags.backend_option)},
         rerun=flags.rerun,
+        hooks=flags.hooks(),
     )
     _run_or_preview(ctx, wf, options, run_dir, flags)
 
@@ -264,11 +273,16 @@ class _Flags:
     poll_interval: float | None
     backend_option: tuple[str, ...]
     rerun: tuple[str, ...]
+    on_success: str | None
+    on_failure: str | None
     quiet: bool
     progress_interval: float | None
     dry_run: bool
     #: ``resume -v`` (``run`` has none: a ``-v`` after a workflow option is its value)
     verbose: int = 0
+
+    def hooks(self) -> Hooks:
+        return Hooks(self.on_success, self.on_failure)
 
     def resources(self) -> Resources:
         return resources_from_cli(mem=self.mem, cores=self.cores, runtime=self.runtime,

@@ -34,7 +34,7 @@ from gristmill.engine.adopt import adopt as adopt_attempts
 from gristmill.engine.dispatch import dag_batch, live_descendants
 from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
-from gristmill.engine.outcome import LOST_RETRIES, Action, authoritative, decide
+from gristmill.engine.outcome import Action, authoritative, decide, spends_retry
 from gristmill.engine.plan import Plan
 from gristmill.engine.progress import Failure, Observer, finished_count, snapshot
 from gristmill.engine.steering import META_KEY as STEERING_KEY
@@ -108,6 +108,7 @@ class Engine:
         self.attempts = attempts  # per node: attempts ever made (numbers log files)
         self.tries: dict[int, int] = defaultdict(int)  # per node: failed attempts this run
         self.lost: dict[int, int] = defaultdict(int)
+        self.preempted: dict[int, int] = defaultdict(int)  # PREEMPTED or NODE_FAIL ends
         self.escalated: dict[int, Resources] = {}
         self.live: dict[str, Live] = {}
         self.live_per_task: dict[str, int] = defaultdict(int)
@@ -561,14 +562,19 @@ class Engine:
         node = live.node
         unit, _ = self._unit_of(node)
         plan = self.plans[unit]
-        if status.state is not JobState.LOST or self.lost[node] >= LOST_RETRIES:
+        if spends_retry(status.state, lost=self.lost[node], preempted=self.preempted[node]):
             self.tries[node] += 1
         verdict = decide(status, policy=plan.policy, base=plan.resources,
                          current=live.resources, tries=self.tries[node], lost=self.lost[node],
+                         preempted=self.preempted[node],
                          no_retry=self.stopping or self.dag)  # a dag backend retried already
         if verdict.action is Action.RETRY_LOST:
             self.lost[node] += 1
             logger.warning("attempt {} was lost ({}); retrying", live.key, status.reason)
+        elif verdict.action is Action.RETRY_PREEMPTED:
+            self.preempted[node] += 1
+            logger.warning("attempt {} ended {} ({}); retrying as it was", live.key,
+                           status.state.value, status.reason)
         elif verdict.action is Action.FAIL:
             if verdict.why:
                 logger.warning("{} of {}: {}; not retrying", status.state.value, live.key,
@@ -634,6 +640,7 @@ class Engine:
                 "key": key, "state": status.state.value, "exit_code": status.exit_code,
                 "signal": status.signal, "peak_rss": status.peak_rss, "elapsed": status.elapsed,
                 "host": status.host, "reason": status.reason, "ended": time.time(),
+                "cpu_time": status.cpu_time, "usage_source": status.usage_source,
             }
         )
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from gristmill.engine.faults import FAULT
+from gristmill.engine.hooks import Hooks
 from gristmill.engine.preflight import preflight
 from gristmill.errors import SpecError
 from gristmill.graph.identity import IDENTITY_VERSION
@@ -76,6 +77,8 @@ class RunOptions:
     #: ``--rerun``: task names, job names or identity prefixes of nodes to run again even
     #: if DONE, with everything downstream of them (this run only; not stored).
     rerun: tuple[str, ...] = ()
+    #: ``--on-success`` / ``--on-failure`` (this run only; never stored: see hooks.py).
+    hooks: Hooks = attrs.field(factory=Hooks)
 
     def requested(self) -> dict[str, Any]:
         """The overrides as the store keeps them, so ``resume`` applies them again."""
@@ -100,6 +103,7 @@ class Plan:
     backend_options: Mapping[str, Any]
     requested: Mapping[str, Any]
     rerun: tuple[str, ...] = ()
+    hooks: Hooks = attrs.field(factory=Hooks)
     #: How this run identifies nodes: the current version for a new run, the store's when
     #: resuming (stores of older gristmill versions keep the identities they were made with).
     identity_version: int = IDENTITY_VERSION
@@ -198,6 +202,8 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
         backend_options={**dict(settings.backend_options), **options.backend_options},
         requested=options.requested(),
         rerun=options.rerun,
+        hooks=Hooks(options.hooks.on_success or settings.on_success,
+                    options.hooks.on_failure or settings.on_failure),
     )
 
 

@@ -18,6 +18,7 @@ from loguru import logger
 from gristmill import runs
 from gristmill.backends.base import Backend
 from gristmill.backends.registry import make_backend
+from gristmill.engine.hooks import Hooks, run_hook
 from gristmill.engine.interrupts import Interrupted
 from gristmill.engine.loop import Engine
 from gristmill.engine.plan import Plan, RunOptions, make_plan
@@ -132,6 +133,8 @@ def run_workflow(
     backend_options: Mapping[str, Any] | None = None,
     rerun: Sequence[str] = (),
     observer: Observer | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
     **more_backend_options: Any,
 ) -> RunResult:
     """Run ``wf`` to completion in ``run_dir`` (a root, or an existing run to resume).
@@ -139,13 +142,15 @@ def run_workflow(
     Backend options may come as one mapping (``backend_options``) as well as keywords.
     ``rerun`` names tasks, job names or identity prefixes to run again even if DONE, with
     everything downstream of them. ``observer`` receives progress while it runs
-    (:mod:`gristmill.engine.progress`).
+    (:mod:`gristmill.engine.progress`); ``on_success``/``on_failure`` are shell
+    commands run when it ends (:mod:`gristmill.engine.hooks`).
     """
     plan = make_plan(wf, RunOptions(
         backend=backend, spec=spec, resources=resources, policy=policy,
         max_concurrent=max_concurrent, fail_fast=fail_fast, poll_interval=poll_interval,
         backend_options={**(backend_options or {}), **more_backend_options},
         rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
+        hooks=Hooks(on_success, on_failure),
     ))
     return run_plan(plan, run_dir, resume=resume, argv=argv, observer=observer)
 
@@ -181,9 +186,12 @@ def run_plan(
             result = _run_locked(plan, path, existing, backend, argv, forced, lock, observer)
             for hook in plan.workflow.on_finish:
                 hook(result)
-            return result
     finally:
         backend.close()  # again after a run: close is idempotent
+    status = "succeeded" if result.ok else ("cancelled" if result.interrupted else "failed")
+    run_hook(plan.hooks, run_dir=result.run_dir, status=status, workflow=plan.workflow.name,
+             counts=result.counts)  # after the lock: a hook may read or report the run
+    return result
 
 
 def _run_locked(
@@ -191,9 +199,7 @@ def _run_locked(
     forced: bytearray | None, lock: RunLock, observer: Observer | None = None,
 ) -> RunResult:
     meta = plan.meta(backend.name)
-    store = Store.open(path, check=False) if existing else Store.create(
-        path, meta, dag=lambda new: new.write_dag(plan.unit_rows(), plan.identities,
-                                                  plan.unit_of_nodes()))
+    store = Store.open(path, check=False) if existing else Store.create(path, meta)
     try:
         assert lock.fd is not None
         watch = RunWatch.take(path, store.path, lock.path, lock.fd)
@@ -209,6 +215,7 @@ def _run_locked(
         else:
             states = bytearray(plan.graph.n_nodes)
             attempts = [0] * plan.graph.n_nodes
+            store.write_dag(plan.unit_rows(), plan.identities, plan.unit_of_nodes())
             open_attempts = []
         store.checkpoint()  # the run's definition is on disk before any task can start
         metadata = _collect_metadata(plan, backend.name, argv)

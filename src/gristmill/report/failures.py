@@ -9,11 +9,14 @@ from __future__ import annotations
 import shlex
 
 from gristmill.store.db import AttemptRecord
+from gristmill.text import printable
 
 
 def tail(path: str, lines: int = 10, *, size: int = 64 * 1024) -> list[str]:
     """The last ``lines`` lines of a log file ([] when it cannot be read); only the last
-    ``size`` bytes are read, so a huge log costs no more than a small one."""
+    ``size`` bytes are read, so a huge log costs no more than a small one. Control
+    characters are escaped (:func:`gristmill.text.printable`): these lines go to a
+    terminal."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
@@ -22,7 +25,7 @@ def tail(path: str, lines: int = 10, *, size: int = 64 * 1024) -> list[str]:
             data = fh.read().decode(errors="replace")
     except OSError:
         return []
-    return data.splitlines()[-lines:]
+    return [printable(line) for line in data.splitlines()[-lines:]]
 
 
 def failure_report(attempt: AttemptRecord, *, lines: int = 10) -> list[str]:
@@ -31,8 +34,8 @@ def failure_report(attempt: AttemptRecord, *, lines: int = 10) -> list[str]:
     detail = attempt.reason or (
         f"exit code {attempt.exit_code}" if attempt.exit_code is not None else ""
     )
-    out = [f"{attempt.job_name} (task {attempt.task}, attempt {attempt.attempt}): {what}"
-           + (f" — {detail}" if detail else "")]
+    out = [printable(f"{attempt.job_name} (task {attempt.task}, attempt {attempt.attempt}): "
+                     f"{what}" + (f" — {detail}" if detail else ""))]
     if attempt.peak_rss:
         out.append(f"  peak memory {attempt.peak_rss / 2**20:.0f} MiB; asked "
                    + ", ".join(f"{k}={v}" for k, v in attempt.resources.items()))

@@ -132,6 +132,11 @@ class Spec:
             out["tasks"] = {name: task_dict(s) for name, s in self.tasks.items()}
         return out
 
+    def without_hooks(self) -> Spec:
+        """This spec without ``workflow.on_success``/``on_failure`` (commands to run)."""
+        return attrs.evolve(self, workflow=attrs.evolve(self.workflow, on_success=None,
+                                                        on_failure=None))
+
     def merged_with(self, other: Spec) -> Spec:
         """Layer ``other`` over this spec key by key (e.g. a CLI ``--spec`` over a workflow's own).
 

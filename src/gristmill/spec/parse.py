@@ -67,6 +67,8 @@ def structure_spec(
         fail_fast=flow.fail_fast,
         poll_interval=flow.poll_interval,
         backend_options=flow.options or (),
+        on_success=flow.on_success,
+        on_failure=flow.on_failure,
     )
     tasks = {name: settings or TaskSettings() for name, settings in (doc.tasks or {}).items()}
     return workflow, lowest.merged_with(doc.default), tasks
@@ -146,6 +148,8 @@ class _WorkflowDoc:
     fail_fast: Optional[_Flag] = None
     poll_interval: Optional[_Seconds] = None
     options: Optional[_Flags] = None
+    on_success: Optional[_Text] = None
+    on_failure: Optional[_Text] = None
 
 
 @attrs.frozen

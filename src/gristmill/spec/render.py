@@ -66,4 +66,7 @@ def workflow_dict(settings: WorkflowSettings) -> dict[str, object]:
         out["poll_interval"] = int(interval) if interval.is_integer() else interval
     if settings.backend_options:
         out["options"] = dict(settings.backend_options)
+    for name in ("on_success", "on_failure"):
+        if getattr(settings, name) is not None:
+            out[name] = getattr(settings, name)
     return out

@@ -70,6 +70,9 @@ class WorkflowSettings:
     poll_interval: float | None = None
     #: Site or backend specific ``workflow.options``, passed through as strings.
     backend_options: tuple[tuple[str, str], ...] = ()
+    #: Shell commands run when the run ends (see :mod:`gristmill.engine.hooks`).
+    on_success: str | None = None
+    on_failure: str | None = None
 
     def merged_with(self, other: WorkflowSettings | None) -> WorkflowSettings:
         """Field-wise merge: every field ``other`` sets wins; options merge key by key."""

@@ -28,7 +28,7 @@ from gristmill.errors import StoreError
 from gristmill.states import NodeState
 from gristmill.store.check import check_store, diagnose, open_readonly, write_error
 from gristmill.store.lock import RunLock, is_locked
-from gristmill.store.schema import SCHEMA, SCHEMA_VERSION
+from gristmill.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 STORE_NAME = "gristmill.db"
 #: :meth:`Store.node_progress` reads values 0.._MAX_CHAR as the characters 48..255.
@@ -61,6 +61,14 @@ class AttemptRecord:
     reason: str = ""
     submitted: float = 0.0
     ended: float | None = None
+    #: CPU seconds (user + system) of the attempt's whole process tree; ``None`` when not
+    #: measured (the attempt never started, its backend measures none, or a store made
+    #: before schema version 3). CPU efficiency is ``cpu_time / (elapsed * cores)``.
+    cpu_time: float | None = None
+    #: Who measured ``cpu_time`` and ``peak_rss``: ``"worker"`` (the wrapper's monitor),
+    #: ``"scheduler"`` (sacct, qacct) or ``"scheduler+worker"`` (the scheduler's where
+    #: its accounting had them); see :data:`gristmill.backends.base.USAGE_SOURCES`.
+    usage_source: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
@@ -83,16 +91,16 @@ class Store:
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def create(cls, run_dir: Path, meta: Mapping[str, Any],
-               dag: Callable[[Store], None] | None = None) -> Store:
-        """Make the store of a new run; it appears at its path whole: tables, meta and
-        what ``dag`` writes (the run's DAG, :meth:`write_dag`).
+    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> Store:
+        """Make the store of a new run; it appears at its path whole: tables and meta.
 
         It is written under a temporary name in SQLite's rollback-journal mode and
         renamed into place once committed and closed, so ``gristmill status`` (or any
-        reader) started at the same moment finds no store or a whole one, never an empty
-        file, a run without its DAG or a write-ahead log still being written; a full disk
-        leaves no store at all. Then it is opened in WAL mode.
+        reader) started at the same moment finds no store or one that names its run,
+        never an empty file or a write-ahead log still being written; a disk too full
+        for that leaves no store at all. Then it is opened in WAL mode. The DAG is
+        written next (:meth:`write_dag`), in a transaction of its own: an engine killed
+        during it leaves a store that ``resume`` completes, as it knows the workflow.
         """
         path = run_dir / STORE_NAME
         if path.exists():
@@ -115,8 +123,6 @@ class Store:
                     + [(k, json.dumps(v, default=str)) for k, v in meta.items()],
                 )
                 conn.execute("COMMIT")
-                if dag is not None:
-                    dag(cls(draft, conn))
             finally:
                 conn.close()
             if path.exists():  # (the commit above synced the file: synchronous=FULL)
@@ -127,7 +133,7 @@ class Store:
                 os.fsync(folder)
             finally:
                 os.close(folder)
-        except (sqlite3.Error, OSError, StoreError) as exc:
+        except (sqlite3.Error, OSError) as exc:
             why = diagnose(path)  # before the draft goes: removing it frees the space
             for suffix in ("", "-journal"):  # ours and unfinished
                 with contextlib.suppress(OSError):
@@ -143,8 +149,13 @@ class Store:
         """
         path = cls.check(run_dir) if check else run_dir / STORE_NAME
         conn = cls._connect(path, readonly=readonly)
-        if not readonly:  # stores made before the index existed get it (attempts by key)
-            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS attempts_key ON attempts (key)")
+        if not readonly:
+            try:  # stores made before the index existed get it (attempts by key)
+                conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS attempts_key ON attempts (key)")
+                migrate(conn, path)
+            except BaseException:
+                conn.close()
+                raise
         return cls(path, conn)
 
     @classmethod
@@ -332,12 +343,14 @@ class Store:
     def finish_attempts(
         self, cur: sqlite3.Cursor, rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Close attempts with what the backend or the worker reported."""
+        """Close attempts with what the backend or the worker reported (a row without
+        ``cpu_time`` or ``usage_source`` records none)."""
         cur.executemany(
             "UPDATE attempts SET state = :state, exit_code = :exit_code, signal = :signal, "
             "peak_rss = :peak_rss, elapsed = :elapsed, host = :host, reason = :reason, "
-            "ended = :ended WHERE key = :key",
-            rows,
+            "ended = :ended, cpu_time = :cpu_time, usage_source = :usage_source "
+            "WHERE key = :key",
+            ({"cpu_time": None, "usage_source": None, **row} for row in rows),
         )
 
     def set_attempt_counts(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, int]]) -> None:
@@ -508,6 +521,43 @@ class Store:
                 (identity,),
             ).fetchone()
             yield node_id, task, state, (AttemptRecord.from_row(row) if row else None)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the store at ``path`` (opened writable, checked) to :data:`SCHEMA_VERSION`.
+
+    One transaction, so a crash leaves it at its old version, whole; the version is read
+    again inside it, so two openers never apply a step twice. Refusing a newer store is
+    :func:`check_store`'s job, done before.
+    """
+    def version() -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    try:
+        if version() >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = version()
+            for step in range(old + 1, SCHEMA_VERSION + 1):
+                for table, column, kind in MIGRATIONS[step]:
+                    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if old < SCHEMA_VERSION:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                             (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot bring the run store {path} to schema version {SCHEMA_VERSION}: {exc} "
+            f"({diagnose(path)}); it was left as it was"
+        ) from exc
 
 
 def _attempt_row(record: AttemptRecord) -> tuple[Any, ...]:

@@ -6,17 +6,20 @@ metadata, a rewritten ``pyproject.toml``. The data goes to a temporary file in t
 same directory (same file system, so the rename is atomic), is fsynced, and is
 renamed over the target; an empty or half-written file is never visible, which
 matters because an empty ``.handle`` would read as "never started" and a torn
-result as a corrupt one. Standard library only: the worker wrapper imports it.
+result as a corrupt one. Standard library only, and light (no ``typing``, no ``secrets``):
+the worker wrapper imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-from typing import Union
 
-PathLike = Union[str, "os.PathLike[str]"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    from typing import Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
 
 
 def write_atomic(path: PathLike, data: str | bytes, *, fsync: bool = True,
@@ -33,7 +36,7 @@ def write_atomic(path: PathLike, data: str | bytes, *, fsync: bool = True,
     payload = data.encode() if isinstance(data, str) else data
     directory = os.path.dirname(target) or "."
     tmp = os.path.join(
-        directory, f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        directory, f".{os.path.basename(target)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:

@@ -36,6 +36,22 @@ them SIGKILLed: nothing can fork its way out between the scan and the kill. With
 tree recorded and no stray, the end of an attempt costs one read of our children list.
 :meth:`Monitor.close` kills whatever strays remain, before the owner exits.
 
+CPU time (:attr:`AttemptResult.cpu_time`, user + system seconds) counts the attempt's whole
+process tree, from what the kernel reports when a process is reaped: a process's
+``wait4`` rusage holds its own time and that of every descendant it (or they, in turn)
+reaped. So the leader's ``wait4`` counts the leader and all it waited for (a
+``subprocess.run``, a shell's pipeline, a pool's workers joined). What it did not wait
+for is reparented to us when we are a child subreaper (``reaper=True``), and we reap it:
+its time (and its own reaped descendants') is added to the attempt it belongs to, by the
+same rules that say whose a stray is — whether it ended on its own before the attempt did
+or was killed when the attempt ended (those are reaped before the result is made, waiting
+at most a second for them to die). Not counted: a stray that may belong to several
+running attempts (an ``env -i`` daemon between two scans: it is counted for none rather
+than for each), what a killed process did not reap of its own (a descendant whose parent
+is outside the attempt's tree) and, without ``reaper``, anything reparented to init.
+Reading ``/proc/<pid>/stat`` of the live tree instead would miss every process that
+ended between two samples; ``wait4`` misses none that we or the tree reap.
+
 Starting an attempt can fail for want of file descriptors or processes (``EMFILE``,
 ``ENFILE``, ``EAGAIN``, ``ENOMEM``): the machine's fault, not the task's. Such a start
 ends LOST with the reason (:func:`transient`), and the caller waits and tries again
@@ -51,25 +67,28 @@ import os
 import resource
 import select
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
 
-import attrs
-
-from gristmill.resources import format_duration
 from gristmill.states import JobState
 from gristmill.worker.procfs import (
-    Proc,
     children,
     descendants,
     environ,
     start_time,
+    stat_fields,
     table,
     ticks_now,
 )
-from gristmill.worker.result import AttemptResult, PathLike, open_retrying
+from gristmill.worker.result import AttemptResult, open_retrying
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Mapping, Sequence
+
+    from gristmill.worker.procfs import Proc
+    from gristmill.worker.result import PathLike
 
 _RESET_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
@@ -146,35 +165,48 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-@attrs.define
 class _Attempt:
-    key: int
-    pid: int
-    pidfd: int | None
-    proc: subprocess.Popen[bytes] | None  # only when spawned through subprocess (cwd set)
-    mem_limit: int | None
-    runtime_limit: float | None
-    started: float
-    t0: float
-    deadline: float | None
-    next_sample: float | None
-    verdict: JobState | None = None  # OOM, TIMEOUT or CANCELLED once we act on it
-    kill_at: float | None = None  # SIGKILL follows the SIGTERM at this time
-    forced: bool = False  # SIGTERM was not enough
-    exited: bool = False
-    peak: int = 0  # sampled group RSS
-    floor: int = 0  # our own peak RSS at spawn; see _finish
-    token: str = ""  # TOKEN_VAR's value in its environment
-    born: int = 0  # clock ticks since boot just before the spawn (procfs.ticks_now)
-    tree: dict[int, int] = attrs.Factory(dict)  # descendants seen by a scan: pid -> start
+    """One running attempt, as the monitor tracks it (a plain class: no attrs in a wrapper)."""
+
+    __slots__ = ("born", "deadline", "exited", "floor", "forced", "key", "kill_at", "mem_limit",
+                 "next_sample", "peak", "pid", "pidfd", "proc", "runtime_limit", "started",
+                 "stray_cpu", "t0", "token", "tree", "verdict")
+
+    def __init__(self, key: int, pid: int, pidfd: int | None,
+                 proc: subprocess.Popen[bytes] | None, mem_limit: int | None,
+                 runtime_limit: float | None, started: float, t0: float,
+                 deadline: float | None, next_sample: float | None, *, floor: int = 0,
+                 token: str = "", born: int = 0) -> None:
+        self.key = key
+        self.pid = pid
+        self.pidfd = pidfd
+        self.proc = proc  # only when spawned through subprocess (cwd set)
+        self.mem_limit = mem_limit
+        self.runtime_limit = runtime_limit
+        self.started = started
+        self.t0 = t0
+        self.deadline = deadline
+        self.next_sample = next_sample
+        self.verdict: JobState | None = None  # OOM, TIMEOUT or CANCELLED once we act on it
+        self.kill_at: float | None = None  # SIGKILL follows the SIGTERM at this time
+        self.forced = False  # SIGTERM was not enough
+        self.exited = False
+        self.peak = 0  # sampled group RSS
+        self.floor = floor  # our own peak RSS at spawn; see _finish
+        self.token = token  # TOKEN_VAR's value in its environment
+        self.born = born  # clock ticks since boot just before the spawn (procfs.ticks_now)
+        self.tree: dict[int, int] = {}  # descendants seen by a scan: pid -> start
+        self.stray_cpu = 0.0  # CPU seconds of its strays reaped so far (see "CPU time")
 
 
-@attrs.define
 class _Stray:
     """A child of ours that no attempt leads: what an attempt left, reparented to us."""
 
-    start: int
-    owners: set[int]  # the keys of the running attempts it may belong to
+    __slots__ = ("owners", "start")
+
+    def __init__(self, start: int, owners: set[int]) -> None:
+        self.start = start
+        self.owners = owners  # the keys of the running attempts it may belong to
 
 
 class Monitor:
@@ -275,6 +307,8 @@ class Monitor:
     ) -> tuple[int, subprocess.Popen[bytes] | None]:
         """posix_spawn (the fastest way here: ~0.6 ms vs ~1.5 ms for Popen); Popen for ``cwd``."""
         if cwd is not None or not hasattr(os, "posix_spawn"):
+            import subprocess  # only here: ~9 ms of every wrapper's start otherwise
+
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=cwd,
                 env=env, start_new_session=True,
@@ -429,10 +463,9 @@ class Monitor:
                 continue
             proc = None if procs is None else procs.get(pid)
             start = start_time(pid) if proc is None or proc.zombie else proc.start
-            if start is None:  # exited (a zombie): reap it
-                self._strays.pop(pid, None)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+            if start is None:  # exited (a zombie): reap it, its CPU time to its attempt
+                known = self._strays.pop(pid, None)
+                self._reap_stray(pid, None if known is None else known.owners)
                 continue
             known = self._strays.get(pid)
             if known is not None and known.start == start:
@@ -445,6 +478,45 @@ class Monitor:
         if orphans:  # left by attempts that have all ended: kill them now
             self._strays.update((pid, _Stray(start, set())) for pid, start in orphans.items())
             _kill_trees(orphans)
+
+    def _reap_stray(self, pid: int, owners: set[int] | None) -> bool:
+        """Reap exited stray ``pid`` (no wait) and add its CPU time to the one running
+        attempt it belongs to (``owners``, or found now); whether it was reaped."""
+        if owners is None:
+            fields = stat_fields(pid)  # a zombie keeps its stat line until reaped
+            try:
+                owners = set() if fields is None else self._owners(pid, int(fields[19]))
+            except (ValueError, IndexError):
+                owners = set()
+        try:
+            reaped, _, usage = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True  # gone already (reaped elsewhere)
+        if not reaped:
+            return False
+        if len(owners) == 1:
+            (key,) = owners
+            attempt = self._attempts.get(key)
+            if attempt is not None:
+                attempt.stray_cpu += usage.ru_utime + usage.ru_stime
+        return True
+
+    def _reap_killed(self, attempt: _Attempt, killed: set[int]) -> None:
+        """Reap what was killed at the end of ``attempt`` as it becomes our child (within a
+        second), adding its CPU time to the attempt; what its own parent reaps or what is
+        not ours is left alone."""
+        pending = set(killed)
+        deadline = time.monotonic() + 1.0
+        while pending:
+            ours = set(children(os.getpid())) & pending
+            for pid in ours:
+                self._strays.pop(pid, None)
+                if self._reap_stray(pid, {attempt.key}):
+                    pending.discard(pid)
+            pending = {pid for pid in pending if pid in ours or os.path.exists(f"/proc/{pid}")}
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
 
     def _owners(self, pid: int, start: int) -> set[int]:
         """The running attempts stray ``pid`` may belong to (see the module doc)."""
@@ -465,9 +537,12 @@ class Monitor:
         # The leader is a zombie until wait4, so its pgid cannot be reused yet: kill
         # whatever it left running in its group first (a forked `sleep 1000 &`).
         _killpg(attempt.pid, signal.SIGKILL)
-        self._kill_leftovers(attempt)
+        killed = self._kill_leftovers(attempt)
         _, status, usage = os.wait4(attempt.pid, 0)
+        if killed and self.reaper:
+            self._reap_killed(attempt, killed)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
+        cpu = usage.ru_utime + usage.ru_stime + attempt.stray_cpu
         del self._attempts[attempt.key]
         del self._tokens[attempt.token.encode()]
         if attempt.pidfd is not None:
@@ -485,11 +560,11 @@ class Monitor:
             peak = max(peak, usage.ru_maxrss * _MAXRSS_UNIT)
         state, code, sig, reason = _classify(attempt, status, peak, self.grace)
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
-                             ended, reason)
+                             ended, reason, cpu_time=round(cpu, 6))
 
-    def _kill_leftovers(self, attempt: _Attempt) -> None:
+    def _kill_leftovers(self, attempt: _Attempt) -> set[int]:
         """Kill what the ending ``attempt`` left outside its process group: its recorded
-        descendants, and the strays no other running attempt may own."""
+        descendants, and the strays no other running attempt may own; the pids killed."""
         if self.reaper:
             self._adopt()  # while the attempt still counts as running: its orphans are its
         roots = dict(attempt.tree)
@@ -498,8 +573,9 @@ class Monitor:
                 stray.owners.discard(attempt.key)
                 if not stray.owners:
                     roots[pid] = stray.start
-        if roots:
-            _kill_trees(roots)
+        # The roots too: one our SIGKILL to the group reached first may already be a
+        # zombie, which _kill_trees no longer sees, yet it is ours to reap and count.
+        return set(roots) | _kill_trees(roots) if roots else set()
 
     def close(self) -> None:
         """Kill every stray and recorded descendant left, before the owner exits.
@@ -532,7 +608,7 @@ class Monitor:
         for attempt in list(self._attempts.values()):
             _killpg(attempt.pid, signal.SIGKILL)
             result = self._finish(attempt)
-            failed = attrs.evolve(result, state=JobState.FAILED, reason=reason)
+            failed = result.evolve(state=JobState.FAILED, reason=reason)
             results.append((attempt.key, failed))
         return results
 
@@ -552,8 +628,8 @@ def _record_tree(attempt: _Attempt, procs: Mapping[int, Proc]) -> None:
 _KILL_ROUNDS = 16
 
 
-def _kill_trees(roots: Mapping[int, int]) -> None:
-    """SIGKILL ``roots`` (pid -> start time) and all their descendants.
+def _kill_trees(roots: Mapping[int, int]) -> set[int]:
+    """SIGKILL ``roots`` (pid -> start time) and all their descendants; the pids killed.
 
     Each is frozen first (SIGSTOP: a fork in flight fails and is not restarted until
     it resumes), then /proc is read again for children of the frozen, until a look
@@ -575,6 +651,7 @@ def _kill_trees(roots: Mapping[int, int]) -> None:
     for pid in frozen:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+    return frozen
 
 
 def _classify(
@@ -587,6 +664,8 @@ def _classify(
     if verdict is JobState.CANCELLED:
         return JobState.CANCELLED, code, sig, "cancelled" + forced
     if verdict is JobState.TIMEOUT:
+        from gristmill.units import format_duration  # imports re: only for a timeout
+
         limit_text = format_duration(math.ceil(attempt.runtime_limit or 0))
         return JobState.TIMEOUT, code, sig, f"exceeded runtime {limit_text}{forced}"
     # Ours, or a SIGKILL from elsewhere (the kernel's OOM killer) at the limit.

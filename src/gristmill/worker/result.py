@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import Any, Union
-
-import attrs
 
 from gristmill.errors import BackendError
 from gristmill.states import JobState
 from gristmill.worker.atomic import make_own_dir, write_attempt_file
 
-PathLike = Union[str, "os.PathLike[str]"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
 
 # LOST: the attempt never started for want of the machine's resources (descriptors,
 # processes, memory); the engine runs it again without spending the task's retries.
@@ -39,18 +40,21 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "reason": str,
 }
 _OPT_STR = (str, type(None))
+_FIELDS = ("state", "exit_code", "signal", "peak_rss", "elapsed", "host", "started", "ended",
+           "reason", "key", "cpu_time")
 
 
-def _final_state(_: object, __: attrs.Attribute[JobState], value: JobState) -> None:
-    if value not in _FINAL:
-        raise ValueError(f"state: an attempt ends {', '.join(s.name for s in _FINAL)}, not {value}")
-
-
-@attrs.frozen
 class AttemptResult:
-    """How one attempt ended; written by the wrapper, read back by the backend."""
+    """How one attempt ended; written by the wrapper, read back by the backend.
 
-    state: JobState = attrs.field(validator=_final_state)
+    A frozen value (equality, hash, repr by its fields; :meth:`evolve` for a changed
+    copy) written by hand rather than with attrs: every wrapper builds one, and importing
+    attrs would double the wrapper's start-up cost.
+    """
+
+    __slots__ = _FIELDS
+
+    state: JobState
     exit_code: int | None
     signal: int | None
     peak_rss: int | None  # bytes, children included
@@ -61,7 +65,56 @@ class AttemptResult:
     reason: str  # for people: "exit code 3", "exceeded runtime 00:00:02"
     #: The attempt this is the result of (``<identity[:16]>.<attempt>``); ``None`` in
     #: results of gristmill 0.1 and of a wrapper run by hand without ``--key``.
-    key: str | None = None
+    key: str | None
+    #: CPU seconds (user + system) of the attempt's whole process tree, as the monitor
+    #: counts it (see :mod:`gristmill.worker.monitor`, "CPU time"); ``None`` where it was
+    #: not measured: the attempt never started, or the result was written by a gristmill
+    #: that did not measure it.
+    cpu_time: float | None
+
+    def __init__(self, state: JobState, exit_code: int | None, signal: int | None,
+                 peak_rss: int | None, elapsed: float, host: str, started: float, ended: float,
+                 reason: str, key: str | None = None, cpu_time: float | None = None) -> None:
+        if state not in _FINAL:
+            raise ValueError(
+                f"state: an attempt ends {', '.join(s.name for s in _FINAL)}, not {state}")
+        values = (state, exit_code, signal, peak_rss, elapsed, host, started, ended, reason, key,
+                  cpu_time)
+        for name, value in zip(_FIELDS, values):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def evolve(self, **changes: Any) -> AttemptResult:
+        """A copy with ``changes`` applied (validated as a new result is)."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise TypeError(f"AttemptResult has no field {', '.join(sorted(unknown))}")
+        fields = {name: getattr(self, name) for name in _FIELDS}
+        fields.update(changes)
+        return AttemptResult(**fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"AttemptResult is frozen: use .evolve({name}=...) for a copy")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("AttemptResult is frozen")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not AttemptResult:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"AttemptResult({fields})"
+
+    def __reduce__(self) -> tuple[type[AttemptResult], tuple[object, ...]]:
+        return AttemptResult, self._values()
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -71,6 +124,8 @@ class AttemptResult:
         }
         if self.key is not None:
             data["key"] = self.key
+        if self.cpu_time is not None:
+            data["cpu_time"] = self.cpu_time
         return data
 
     @classmethod
@@ -83,11 +138,14 @@ class AttemptResult:
         key = data.get("key")
         if not isinstance(key, _OPT_STR):
             raise ValueError(f"key: {key!r} is not of the expected type")
+        cpu_time = data.get("cpu_time")
+        if not isinstance(cpu_time, (int, float, type(None))) or isinstance(cpu_time, bool):
+            raise ValueError(f"cpu_time: {cpu_time!r} is not of the expected type")
         return cls(
             JobState(data["state"]), data.get("exit_code"), data.get("signal"),
             data.get("peak_rss"),
             float(data["elapsed"]), data["host"], float(data["started"]), float(data["ended"]),
-            data["reason"], key,
+            data["reason"], key, None if cpu_time is None else float(cpu_time),
         )
 
     def to_json(self) -> str:
@@ -122,7 +180,7 @@ def write_result(path: PathLike, result: AttemptResult, *, key: str | None) -> N
     LOST and runs again.
     """
     if result.key != key:
-        result = attrs.evolve(result, key=key)
+        result = result.evolve(key=key)
     write_attempt_file(path, result.to_json(), fsync=False)
 
 

@@ -22,20 +22,33 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import attrs
 
 from gristmill.states import JobState
 from gristmill.worker.monitor import Monitor, become_subreaper, transient
-from gristmill.worker.result import AttemptResult, PathLike, write_result
+from gristmill.worker.result import AttemptResult, write_result
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from gristmill.worker.result import PathLike
 
 #: The wrapper's exit code when the attempt could not start for want of the node's
 #: resources (EX_TEMPFAIL): the scheduler's record says "try again", as the result does.
 EXIT_LOST = 75
 #: Seconds between tries of a start that lacked resources: doubling from the first to the last.
 START_BACKOFF = (0.1, 5.0)
+
+
+class _Options:
+    """The wrapper's options, as argparse would give them."""
+
+    def __init__(self, *, result: str, stdout: str, stderr: str, key: str | None,
+                 mem: int | None, runtime: float | None, grace: float, patience: float) -> None:
+        self.result, self.stdout, self.stderr, self.key = result, stdout, stderr, key
+        self.mem, self.runtime, self.grace, self.patience = mem, runtime, grace, patience
 
 
 def run_attempt(
@@ -93,7 +106,7 @@ def _start(
         if left <= 0:
             if patience <= 0:
                 return result
-            return attrs.evolve(result, reason=f"{result.reason} (the node lacked "
+            return result.evolve(reason=f"{result.reason} (the node lacked "
                                 f"resources for {patience:g} s)")
         logger = _logger()
         logger.warning("{}; the node is short of descriptors, processes or memory: trying "
@@ -147,22 +160,26 @@ def exit_status(result: AttemptResult) -> int:
     return 128 + result.signal if result.signal is not None else 1
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Run one attempt from the command line and write its result; exit as the task did.
+def parse_memory(text: str) -> int:
+    """:func:`gristmill.units.parse_memory`, imported only for a ``--mem`` (units imports re)."""
+    from gristmill import units
 
-    ``python -m gristmill.worker --result R --stdout O --stderr E [--key KEY] [--mem BYTES]
-    [--runtime SECONDS] [--grace SECONDS] [--patience SECONDS] -- argv...``. ``--key``
-    names the attempt in the result (every backend gives it; the engine believes only a
-    result naming the attempt it expects). SIGTERM, SIGINT or SIGHUP to the wrapper
-    cancels the attempt (and CANCELLED is recorded).
-    """
+    return units.parse_memory(text)
+
+
+#: The wrapper's options, each converted as the command line gives it.
+_CONVERT: dict[str, Callable[[str], object]] = {
+    "--result": str, "--stdout": str, "--stderr": str, "--key": str, "--mem": parse_memory,
+    "--runtime": float, "--grace": float, "--patience": float,
+}
+_DEFAULTS: dict[str, Any] = {
+    "key": None, "mem": None, "runtime": None, "grace": 5.0, "patience": 300.0,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    from gristmill.resources import parse_memory
-
-    words = list(sys.argv[1:] if args is None else args)
-    split = words.index("--") if "--" in words else len(words)
-    command = words[split + 1 :]
     parser = argparse.ArgumentParser(prog="python -m gristmill.worker",
                                      usage="%(prog)s --result R --stdout O --stderr E "
                                      "[--key KEY] [--mem BYTES] [--runtime SECONDS] -- argv...")
@@ -175,9 +192,55 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL")
     parser.add_argument("--patience", type=float, default=300.0,
                         help="seconds to keep trying a start the node lacks resources for")
-    options, extra = parser.parse_known_args(words[:split])
-    if extra or not command:
-        parser.error(f"give the command to run after `--` (got {' '.join(extra) or 'none'})")
+    return parser
+
+
+def _plain_options(words: Sequence[str]) -> dict[str, Any] | None:
+    """The options when written as every backend writes them (``--name value`` or
+    ``--name=value``, all valid, the three files given); ``None`` for anything else.
+
+    argparse costs ~7 ms of CPU to build (its formatter imports shutil, which imports
+    bz2 and lzma) in every attempt; it now reads only what this does not: abbreviations,
+    ``--help``, mistakes, for which it gives its usual messages.
+    """
+    options: dict[str, Any] = dict(_DEFAULTS)
+    it = iter(words)
+    for word in it:
+        name, equals, value = word.partition("=")
+        convert = _CONVERT.get(name)
+        if convert is None:
+            return None
+        if not equals:
+            value = next(it, "-")
+            if value.startswith("-"):  # argparse would read an option or refuse it
+                return None
+        try:
+            options[name[2:]] = convert(value)
+        except ValueError:  # SpecError is one
+            return None
+    return options if {"result", "stdout", "stderr"} <= set(options) else None
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run one attempt from the command line and write its result; exit as the task did.
+
+    ``python -m gristmill.worker --result R --stdout O --stderr E [--key KEY] [--mem BYTES]
+    [--runtime SECONDS] [--grace SECONDS] [--patience SECONDS] -- argv...``. ``--key``
+    names the attempt in the result (every backend gives it; the engine believes only a
+    result naming the attempt it expects). SIGTERM, SIGINT or SIGHUP to the wrapper
+    cancels the attempt (and CANCELLED is recorded).
+    """
+    words = list(sys.argv[1:] if args is None else args)
+    split = words.index("--") if "--" in words else len(words)
+    command = words[split + 1 :]
+    found = _plain_options(words[:split]) if command else None
+    if found is None:
+        parser = _parser()
+        parsed, extra = parser.parse_known_args(words[:split])
+        if extra or not command:
+            parser.error(f"give the command to run after `--` (got {' '.join(extra) or 'none'})")
+        found = vars(parsed)
+    options = _Options(**found)
     monitor = Monitor(grace=options.grace, reaper=become_subreaper())
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

@@ -33,6 +33,7 @@ from gristmill.backends.batch.commands import CommandRunner, Vanished
 from gristmill.errors import BackendError
 from gristmill.states import JobState
 from gristmill.worker.result import read_result
+from gristmill.worker.wrapper import EXIT_LOST
 
 R = TypeVar("R")
 
@@ -248,3 +249,17 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     @property
     def calls(self) -> Mapping[str, int]:
         return dict(self.runner.calls)
+
+
+def unstarted(status: JobStatus) -> JobStatus:
+    """A job the scheduler saw fail with the wrapper's EX_TEMPFAIL and no result file: the
+    node ran out of file descriptors or processes before the attempt could start or be
+    recorded. That is LOST (run again, the task's retries kept), not the task's failure.
+    A task's own exit 75 never gets here: its result file says how it ended.
+    """
+    if status.state is JobState.FAILED and status.exit_code == EXIT_LOST:
+        return JobStatus(JobState.LOST, status.exit_code, status.signal, status.peak_rss,
+                         status.elapsed, status.host,
+                         f"the attempt could not start on {status.host or 'its node'}, "
+                         "short of file descriptors or processes, nor record that; run again")
+    return status

@@ -19,9 +19,17 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+#: A stop rule's state meaning "this run's result is no verdict; the scheduler's record
+#: is": the scheduler stopped the job and may run it again under the same id and
+#: attempt (Slurm's preemption, or a requeue), so a result left by the stopped run would
+#: be taken for the end of an attempt that is to run again.
+SCHEDULER_DECIDES = "SCHEDULER"
 #: The manifest format :func:`read_manifest` reads; 1 (gristmill 0.1) is still read.
 MANIFEST_VERSION = 2
 _LEGACY_IDS = (("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"), ("JOB_ID", "SGE_TASK_ID"))
@@ -104,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if job is not None:
         with contextlib.suppress(OSError):
             write_atomic(entry["result"] + ".handle", f"{job}\n")
+    # A result already here is an earlier run's of this very attempt (every attempt has a
+    # path of its own): the scheduler requeued the job. It is no verdict on this run, and
+    # an engine re-adopting the attempt meanwhile would take it for one.
+    with contextlib.suppress(OSError):
+        os.unlink(entry["result"])
     for key, value in (entry.get("env") or {}).items():
         os.environ[key] = value
     if entry.get("cwd"):
@@ -132,10 +145,10 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     the task died before the wrapper saw its own signal. Only the scheduler's log
     says which it was, and the result file is what the engine believes, so correct
     it now, before the job ends (the wrapper ignores SIGTERM; the scheduler's
-    SIGKILL comes some seconds later).
+    SIGKILL comes some seconds later). When the scheduler preempted or requeued the job
+    (:data:`SCHEDULER_DECIDES`) the result is removed instead: the scheduler's record
+    says how the attempt ends, or the job runs again and writes its own.
     """
-    import attrs
-
     from gristmill.errors import BackendError
     from gristmill.states import JobState
     from gristmill.worker.result import read_result, write_result
@@ -151,7 +164,11 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     found = verdict(log_tail(log), rules)
     if found is None or found[0] == result.state.value:
         return
-    write_result(result_path, attrs.evolve(result, state=JobState(found[0]), reason=found[1]),
+    if found[0] == SCHEDULER_DECIDES:
+        with contextlib.suppress(OSError):
+            os.unlink(result_path)
+        return
+    write_result(result_path, result.evolve(state=JobState(found[0]), reason=found[1]),
                  key=result.key or key)
 
 

@@ -80,7 +80,7 @@ def run_attempt(spec: AttemptSpec) -> dict[str, object]:
                                now, "cancelled before it started")
     else:
         result = _drive(monitor, spec, marker)
-    result = attrs.evolve(result, key=spec.attempt)
+    result = result.evolve(key=spec.attempt)
     write_result(spec.result, result, key=spec.attempt)
     with contextlib.suppress(OSError):
         os.unlink(marker)

@@ -4,12 +4,9 @@ wrapper each jobmon task runs (``python -m gristmill.backends.jobmon.driver``).
 - ``drive PLAN``: build the plan's Tool, TaskTemplates and Tasks and block in jobmon's
   ``workflow.run()``, in a session of its own, so the engine stays responsive and an
   engine crash does not stop the jobmon run.
-- ``attempt ... -- argv``: gristmill's worker wrapper (:func:`gristmill.worker.wrapper.main`)
-  records exit code, peak RSS, OOM and TIMEOUT in the result file as on every backend,
-  and the attempt's key (``--key``, passed through to the wrapper) so the engine knows
-  the result for this attempt's.
-  A try that fails while jobmon will try again moves its files aside
-  (``<file>.try<n>``), so the result file only ever describes the attempt's final try.
+- ``attempt ... -- argv``: one try of an attempt, :mod:`gristmill.backends.jobmon.attempt`
+  (which jobmon tasks now start directly, without this module's imports); kept for the
+  commands jobmon holds for tasks that earlier versions made.
 
 The small process and file helpers here are shared with :mod:`gristmill.backends.jobmon.backend`.
 """
@@ -211,55 +208,12 @@ def _reap_orphaned_runs(wf: Any, timeout: float) -> None:
         time.sleep(1.0)
 
 
-def attempt(words: Sequence[str]) -> int:
-    """One jobmon try of one attempt through gristmill's worker wrapper.
-
-    ``--max-attempts N [--env K=V]... [--cwd DIR] [--node NODE]`` are taken here, the
-    rest goes to :func:`gristmill.worker.wrapper.main`. A failed try that jobmon will
-    repeat moves its result and logs to ``<file>.try<n>``.
-    """
-    from gristmill.worker import wrapper as worker
-
-    words = list(words)
-    split = words.index("--") if "--" in words else len(words)
-    head, tail = words[:split], words[split:]
-    rest: list[str] = []
-    max_attempts, env, cwd = 1, {}, None
-    it = iter(head)
-    for word in it:
-        if word == "--max-attempts":
-            max_attempts = int(next(it))
-        elif word == "--env":
-            key, _, value = next(it).partition("=")
-            env[key] = value
-        elif word == "--cwd":
-            cwd = next(it)
-        elif word == "--node":  # names the node to jobmon only
-            next(it)
-        else:
-            rest.append(word)
-    os.environ.update(env)
-    if cwd is not None:
-        os.chdir(cwd)
-    files = {opt: rest[i + 1] for i, opt in enumerate(rest[:-1])
-             if opt in ("--result", "--stdout", "--stderr")}
-    result = files.get("--result", "")
-    tries = 1
-    folder, name = os.path.split(result)
-    with contextlib.suppress(OSError):
-        tries = 1 + sum(1 for f in os.listdir(folder or ".") if f.startswith(name + ".try"))
-    code = worker.main([*rest, *tail])
-    if code != 0 and tries < max_attempts:
-        for path in files.values():
-            with contextlib.suppress(OSError):
-                os.replace(path, f"{path}.try{tries}")
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gristmill.backends.jobmon.driver drive PLAN | attempt ...``."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] == ["attempt"]:
+    if words[:1] == ["attempt"]:  # the command of tasks that earlier versions made
+        from gristmill.backends.jobmon.attempt import attempt
+
         return attempt(words[1:])
     if words[:1] == ["drive"] and len(words) >= 2:
         import argparse

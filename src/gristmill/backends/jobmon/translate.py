@@ -134,18 +134,20 @@ def compute_resources(res: Resources, cluster: str, queue: str | None = None,
     return out
 
 
-#: The module each jobmon task (``attempt``) and the detached driver (``drive``) run.
+#: The module the detached driver (``drive``) runs.
 DRIVER = "gristmill.backends.jobmon.driver"
+#: The module each jobmon task runs: one try of an attempt, under the worker wrapper.
+ATTEMPT = "gristmill.backends.jobmon.attempt"
 
 
 def wrapper_argv(job: JobRequest, python: str) -> list[str]:
-    """The worker wrapper in front of the task's argv (:mod:`gristmill.backends.jobmon.driver`).
+    """The worker wrapper in front of the task's argv (:mod:`gristmill.backends.jobmon.attempt`).
 
     Started isolated (:mod:`gristmill.backends.isolated`): a module in the directory jobmon
     runs it in cannot shadow the standard library inside the wrapper. The template puts
     ``--`` (or ``--node NODE --``) between it and the task's argv.
     """
-    words = [*isolated_argv(python, DRIVER), "attempt",
+    words = [*isolated_argv(python, ATTEMPT),
              "--result", str(job.result_path), "--key", job.key, "--stdout", str(job.stdout),
              "--stderr", str(job.stderr), "--max-attempts", str(job.max_attempts)]
     if job.resources.mem is not None:

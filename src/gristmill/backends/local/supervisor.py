@@ -33,15 +33,16 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
-
-import attrs
 
 from gristmill.states import JobState
 from gristmill.worker.atomic import write_attempt_file
 from gristmill.worker.monitor import Monitor, become_subreaper
 from gristmill.worker.procfs import start_time
 from gristmill.worker.result import AttemptResult, write_result
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 CANCEL_SCAN = 0.5  # seconds between looks at adopted jobs (.cancel files, result files)
 #: Seconds between tries to start a job while the machine lacks descriptors or processes:
@@ -53,20 +54,27 @@ START_BACKOFF = (0.05, 2.0)
 START_PATIENCE = 600.0
 
 
-@attrs.define
 class _Job:
-    key: int
-    argv: list[str]
-    out: str
-    err: str
-    res: str
-    mem: int | None
-    runtime: float | None
-    cores: int  # clamped to the machine, so an oversized job runs alone
-    need_mem: int
-    env: dict[str, str] | None
-    cwd: str | None
-    attempt: str | None  # the engine's key of the attempt, written into its result
+    """One job the supervisor holds (a plain class: the supervisor starts without attrs)."""
+
+    __slots__ = ("argv", "attempt", "cores", "cwd", "env", "err", "key", "mem", "need_mem", "out",
+                 "res", "runtime")
+
+    def __init__(self, key: int, argv: list[str], out: str, err: str, res: str, mem: int | None,
+                 runtime: float | None, cores: int, need_mem: int, env: dict[str, str] | None,
+                 cwd: str | None, attempt: str | None) -> None:
+        self.key = key
+        self.argv = argv
+        self.out = out
+        self.err = err
+        self.res = res
+        self.mem = mem
+        self.runtime = runtime
+        self.cores = cores  # clamped to the machine, so an oversized job runs alone
+        self.need_mem = need_mem
+        self.env = env
+        self.cwd = cwd
+        self.attempt = attempt  # the engine's key of the attempt, written into its result
 
 
 class _Supervisor:
@@ -217,7 +225,7 @@ class _Supervisor:
                     self.emit({"info": f"job {job.attempt or key} started after waiting "
                                        f"{waited:.1f} s for the machine's resources"})
                 elif failed.state is JobState.LOST:
-                    failed = attrs.evolve(failed, reason=f"{failed.reason} (waited "
+                    failed = failed.evolve(reason=f"{failed.reason} (waited "
                                           f"{waited:.0f} s for the machine's resources)")
             if failed is not None:
                 self.report(self.release(key), failed)
@@ -253,7 +261,7 @@ class _Supervisor:
 
     def report(self, job: _Job, result: AttemptResult) -> None:
         """Write the job's result file, then tell the engine."""
-        result = attrs.evolve(result, key=job.attempt)
+        result = result.evolve(key=job.attempt)
         message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
         try:
             write_result(job.res, result, key=job.attempt)

@@ -19,6 +19,9 @@ How qacct's fields map:
 * ``failed 0`` — exit_status 0 is SUCCEEDED, anything else FAILED;
 * ``failed 37`` (qmaster enforced h_rt/h_cpu/h_vmem; exit 137) — TIMEOUT;
 * ``failed 100`` (assumedly after job: killed from outside, i.e. ``qdel``) — CANCELLED;
+* ``failed 21`` (in recognising job: the host's daemon lost the job) — NODE_FAIL;
+* ``failed 25`` (rescheduling) — no end: the task runs again under the same id (it
+  shows ``Rq``/``Rr`` in qstat meanwhile), so that record is passed over;
 * any other ``failed`` code (the job could not be set up) — FAILED with qacct's text.
 
 Memory is requested as ``-l h_vmem=`` (default) or ``-l m_mem_free=`` (option
@@ -27,6 +30,14 @@ it is not killed: its allocation fails and it usually exits 1 (Python raises
 MemoryError). Nothing in qacct says "memory"; so a FAILED attempt whose task's
 stderr ends with a recognised allocation failure (:data:`OOM_MARKS`) is reported
 as OOM, every other one stays FAILED.
+
+What a job used comes from the same qacct record when qacct is asked: ``cpu`` (user +
+system seconds of every process of the job, the wrapper included, as the execution
+daemon accounts them) is the attempt's CPU time, marked as the scheduler's; the peak
+memory stays ``maxvmem`` (virtual memory: qacct has no resident peak of the whole
+job), ``ru_wallclock`` the elapsed time and ``hostname`` the host. Where the result
+file exists qacct is not asked (it would cost one ``qacct`` per array and poll), and
+the worker's own measurement stands.
 """
 
 from __future__ import annotations
@@ -40,9 +51,9 @@ from pathlib import Path
 
 import attrs
 
-from gristmill.backends.base import JobHandle, JobStatus
+from gristmill.backends.base import SCHEDULER, JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
-from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.backends.sge.settings import SETTINGS
@@ -54,6 +65,12 @@ from gristmill.states import JobState
 OOM_MARKS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 _TIMEOUT_FAILED = 37
 _CANCELLED_FAILED = 100
+#: ``failed 21`` (in recognising job): the execution daemon no longer knows the job, as
+#: after its host went down or rebooted; the host's fault, not the task's.
+_HOST_FAILED = 21
+#: ``failed 25`` (rescheduling): the record of a run Grid Engine stopped to run the task
+#: again under the same id; no end of it.
+_RESCHEDULED_FAILED = 25
 _MEMORY_RESOURCES = ("h_vmem", "m_mem_free")
 
 
@@ -61,11 +78,15 @@ def sge_state(code: str) -> JobState:
     """Map a qstat state code (``qw``, ``hqw``, ``r``, ``t``, ``dr``, ``Eqw``...) to a JobState.
 
     ``E`` (error: the job cannot start until an admin clears it) is FAILED; jobs
-    being deleted (``d``) count as running until they leave the queue.
+    being deleted (``d``) count as running until they leave the queue. ``R`` marks a
+    task Grid Engine rescheduled (its host failed, or ``qmod -rj``): it runs again under
+    the same id, so ``Rq`` is waiting (QUEUED) and ``Rr`` running, never an end.
     """
     if "E" in code:
         return JobState.FAILED
-    if any(c in code for c in "rtRsSTd"):
+    if "q" in code:
+        return JobState.QUEUED
+    if any(c in code for c in "rtsSTd"):
         return JobState.RUNNING
     return JobState.QUEUED
 
@@ -95,6 +116,7 @@ class SgeRecord:
     host: str | None = None
     elapsed: float | None = None
     reason: str = ""
+    cpu_time: float | None = None  # qacct's ``cpu``: user + system seconds of the whole job
 
 
 def parse_qstat_xml(text: str) -> dict[str, SgeRecord]:
@@ -163,6 +185,8 @@ def qacct_state(failed: int, exit_status: int | None) -> JobState:
         return JobState.TIMEOUT
     if failed == _CANCELLED_FAILED:
         return JobState.CANCELLED
+    if failed == _HOST_FAILED:
+        return JobState.NODE_FAIL
     if failed == 0 and exit_status == 0:
         return JobState.SUCCEEDED
     return JobState.FAILED
@@ -186,28 +210,38 @@ def parse_qacct(text: str) -> dict[str, SgeRecord]:
             failed = int(failed_text.split()[0])
         except (ValueError, IndexError):
             failed = -1
+        if failed == _RESCHEDULED_FAILED:  # a run before a reschedule: the task goes on
+            continue
         try:
             exit_code: int | None = int(fields.get("exit_status", "").split()[0])
         except (ValueError, IndexError):
             exit_code = None
         signal = exit_code - 128 if exit_code is not None and 128 < exit_code < 193 else None
-        try:
-            elapsed: float | None = float(fields.get("ru_wallclock", "").rstrip("s"))
-        except ValueError:
-            elapsed = None
+        elapsed = _seconds(fields.get("ru_wallclock", ""))
         reason = f"failed {failed_text}" if failed else f"exit_status {exit_code}"
         state = qacct_state(failed, exit_code)
         if state is JobState.TIMEOUT:
             reason = f"time limit reached ({reason})"
         elif state is JobState.CANCELLED:
             reason = f"cancelled through Grid Engine, qdel ({reason})"
+        elif state is JobState.NODE_FAIL:
+            reason = f"the job's host lost it ({reason})"
         key = f"{number}_{task}" if task.isdigit() else number
         out[key] = SgeRecord(
             state, failed_text, exit_code, signal,
             parse_qacct_memory(fields.get("maxvmem", "")),
-            fields.get("hostname") or None, elapsed, reason,
+            fields.get("hostname") or None, elapsed, reason, _seconds(fields.get("cpu", "")),
         )
     return out
+
+
+def _seconds(text: str) -> float | None:
+    """qacct's ``ru_wallclock`` or ``cpu`` (``0.121s``, ``4``) in seconds; None for junk."""
+    try:
+        value = float(text.strip().rstrip("s"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def qdel_argv(job_ids: Sequence[str]) -> list[str]:
@@ -430,10 +464,11 @@ class SgeBackend(ArrayBackend):
             record = lookup(finished, handle.job_id)
             if record is not None:
                 self.vanished.seen(handle.job_id)
-                out[handle] = self._memory(handle, JobStatus(
+                out[handle] = unstarted(self._memory(handle, JobStatus(
                     record.state, record.exit_code, record.signal, record.peak_vmem,
-                    record.elapsed, record.host, record.reason,
-                ))
+                    record.elapsed, record.host, record.reason, record.cpu_time,
+                    SCHEDULER if record.cpu_time is not None else None,
+                )))
             else:
                 status = self.unknown(handle)
                 if status is not None:

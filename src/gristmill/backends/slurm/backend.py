@@ -8,6 +8,15 @@ live job; jobs that already left the queue are looked up with one ``sacct``
 call, or — where accounting is not configured — one ``scontrol show job``.
 The worker wrapper's result file is the source of truth where it exists.
 
+What a job used comes from sacct where accounting is on: jobs squeue lists as finished
+are asked about in the same one ``sacct`` call as those gone from it, for ``TotalCPU``
+(user + system seconds of all the job's steps) and the batch step's ``MaxRSS``, with
+``AllocCPUS``, ``ReqMem`` and ``NodeList``. These are the scheduler's numbers and win
+over the wrapper's own measurement for CPU time and peak memory
+(:func:`gristmill.engine.outcome.with_usage`); where sacct has none yet (slurmdbd lags
+a few seconds behind a job's end) the wrapper's stand, marked as such. A finished job
+is never held back waiting for its accounting.
+
 Memory limits are classified as OOM whether the site enforces them with
 cgroups (``OUT_OF_MEMORY``) or with jobacct polling (``FAILED`` with
 ``JobLaunchFailure``/signal 9 and "exceeded memory limit" in the job's log).
@@ -16,6 +25,15 @@ runner reads slurmstepd's ``*** JOB ... CANCELLED AT ... [DUE TO TIME LIMIT] ***
 line and records TIMEOUT or CANCELLED accordingly (see :func:`why_stopped`).
 Array elements cancelled while pending leave no record anywhere; the backend
 remembers what it cancelled.
+
+Preemption and node failure are the cluster's doing: PREEMPTED, NODE_FAIL and BOOT_FAIL
+are reported as such, and the engine runs the node again as it was. By default jobs are
+submitted ``--no-requeue``, so such a job ends and gristmill submits a new attempt (each
+run of a task is one recorded attempt); with the ``requeue`` option Slurm runs the same
+job again and squeue shows it pending under its id, which is only ever QUEUED here, never
+an end: gristmill never submits it a second time. A job pending for a reason that never
+clears (:data:`UNSCHEDULABLE`) keeps Slurm's reason in its status, or with
+``fail_on_unschedulable`` is cancelled and fails with it.
 """
 
 from __future__ import annotations
@@ -27,33 +45,61 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from loguru import logger
 
-from gristmill.backends.base import JobHandle, JobStatus
+from gristmill.backends.base import SCHEDULER, JobHandle, JobStatus
 from gristmill.backends.batch.arrays import Array, element_command, throttle
-from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup
+from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
-from gristmill.backends.batch.element import log_tail, verdict
+from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
 from gristmill.backends.slurm.settings import SETTINGS
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
+#: Transient states: the job is not over. A job Slurm requeued (after preemption with
+#: ``PreemptMode=REQUEUE``, a node failure, ``scontrol requeue``) passes through
+#: REQUEUED/REQUEUE_FED/REQUEUE_HOLD back to PENDING under the same id, and runs again:
+#: gristmill waits for it and never submits it a second time.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
            "SUSPENDED", "STOPPED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 _FINAL = {
     "COMPLETED": JobState.SUCCEEDED,
     "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.FAILED,
-    "NODE_FAIL": JobState.FAILED,
+    "BOOT_FAIL": JobState.NODE_FAIL,  # its node could not boot: the cluster's fault
+    "NODE_FAIL": JobState.NODE_FAIL,
     "REVOKED": JobState.FAILED,
     "SPECIAL_EXIT": JobState.FAILED,
     "OUT_OF_MEMORY": JobState.OOM,
     "TIMEOUT": JobState.TIMEOUT,
-    "DEADLINE": JobState.TIMEOUT,
+    # The job's own ``--deadline`` passed: more runtime cannot help, so not a TIMEOUT.
+    "DEADLINE": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
-    "PREEMPTED": JobState.LOST,
+    "PREEMPTED": JobState.PREEMPTED,
+}
+#: Why each end that is not the task's own came (the attempt's reason).
+_ENDED_BY_SLURM = {
+    "PREEMPTED": "PREEMPTED: Slurm preempted the job for one of higher priority",
+    "NODE_FAIL": "NODE_FAIL: the job's node failed",
+    "BOOT_FAIL": "BOOT_FAIL: the job's node could not boot",
+    "DEADLINE": "DEADLINE: the job's --deadline passed before it could finish",
 }
 _OOM_LINE = "exceeded memory limit"
+
+#: squeue reasons (``%r``) of a pending job that waiting never satisfies: it asks for more
+#: than its partition, QOS or association allows one job, names an account, QOS or
+#: constraint that does not exist, or depends on a job that failed. (Limits on how many
+#: jobs or how much in total run at once, such as ``QOSMaxJobsPerUserLimit``, clear as
+#: other jobs end and are not in it.)
+UNSCHEDULABLE = re.compile(
+    r"^(Partition(TimeLimit|NodeLimit|Config)|(QOS|Assoc)Max\w*PerJob\w*|QOSMin\w*"
+    r"|InvalidAccount|InvalidQOS|BadConstraints|DependencyNeverSatisfied)\b"
+)
+
+
+def unschedulable(reason: str) -> bool:
+    """Whether a pending job's squeue reason says it can never start as submitted."""
+    return bool(UNSCHEDULABLE.match(reason.strip()))
 
 
 def slurm_state(text: str) -> JobState:
@@ -129,6 +175,16 @@ class SlurmRecord:
     peak_rss: int | None = None
     host: str | None = None
     elapsed: float | None = None
+    cpu_time: float | None = None  # TotalCPU, seconds
+    alloc_cpus: int | None = None  # AllocCPUS
+    req_mem: int | None = None  # ReqMem, bytes (per node, or per CPU with a ``c`` suffix)
+
+    def status(self, reason: str, state: JobState | None = None) -> JobStatus:
+        """What the backend reports for this record: sacct's usage marked as the scheduler's."""
+        measured = self.cpu_time is not None or self.peak_rss is not None
+        return JobStatus(self.state if state is None else state, self.exit_code, self.signal,
+                         self.peak_rss, self.elapsed, self.host, reason, self.cpu_time,
+                         SCHEDULER if measured else None)
 
 
 def parse_squeue(text: str) -> dict[str, SlurmRecord]:
@@ -162,42 +218,94 @@ def parse_elapsed(text: str) -> float | None:
         return None
 
 
-#: What :func:`parse_sacct` reads: job lines carry the state, ``.batch`` lines MaxRSS.
-SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed"
+def parse_cpu_time(text: str) -> float | None:
+    """sacct's ``TotalCPU`` (``[D-][HH:]MM:SS[.mmm]``: ``00:01.234``, ``1-02:03:04``) in seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    days, _, clock = text.rpartition("-")
+    try:
+        *whole, seconds = clock.split(":")
+        if not 1 <= len(whole) <= 2:
+            return None
+        hours, minutes = ([0] + [int(p) for p in whole])[-2:]
+        value = int(days or 0) * 86400 + hours * 3600 + minutes * 60 + float(seconds)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def parse_count(text: str) -> int | None:
+    """sacct's ``AllocCPUS`` (``1``); None when empty (a step line) or junk."""
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def parse_req_mem(text: str) -> int | None:
+    """sacct's ``ReqMem`` (``200M``; ``4Gc``/``4Gn`` before Slurm 21.08) in bytes."""
+    return parse_rss(text.strip().rstrip("cn"))
+
+
+def parse_host(text: str) -> str | None:
+    """sacct's ``NodeList``: the node (or Slurm's range of nodes); None before one is assigned."""
+    text = text.strip()
+    return None if not text or text in ("None assigned", "(null)") else text
+
+
+#: What :func:`parse_sacct` reads, in this order. Job lines carry the state, TotalCPU
+#: (all the job's steps), AllocCPUS, ReqMem and NodeList; ``.batch`` lines MaxRSS.
+SACCT_FORMAT = "JobID,State,ExitCode,MaxRSS,Elapsed,TotalCPU,AllocCPUS,ReqMem,NodeList"
 
 
 def parse_sacct(text: str) -> dict[str, SlurmRecord]:
-    """Lines of ``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,Elapsed``.
+    """Lines of ``sacct --parsable2 --noheader --format=`` :data:`SACCT_FORMAT` (or its
+    first five fields, as gristmill asked before: the rest is then unknown).
 
-    Job lines carry the state; the ``.batch`` step line carries MaxRSS and the
-    signal that ended the script (``0:15`` on a timeout, ``0:9`` on a kill).
+    Job lines carry the state and what the job used; the ``.batch`` step line carries
+    MaxRSS and the signal that ended the script (``0:15`` on a timeout, ``0:9`` on a
+    kill), and its TotalCPU where the job line has none.
     """
     jobs: dict[str, SlurmRecord] = {}
-    steps: dict[str, tuple[int | None, int | None]] = {}
+    steps: dict[str, tuple[int | None, int | None, float | None]] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3 or not parts[0]:
             continue
+        parts += [""] * (9 - len(parts))
         job_id, state, exit_text = parts[0], parts[1], parts[2]
-        rss = parse_rss(parts[3]) if len(parts) > 3 else None
+        rss = parse_rss(parts[3])
+        cpu = parse_cpu_time(parts[5])
         exit_code, signal = parse_exit_code(exit_text)
         if "." in job_id:
             base, _, step = job_id.partition(".")
             if step == "batch":
-                steps[base] = (rss, signal)
+                steps[base] = (rss, signal, cpu)
             continue
-        elapsed = parse_elapsed(parts[4]) if len(parts) > 4 else None
         for one in expand_ids(job_id):
             jobs[one] = SlurmRecord(
-                slurm_state(state), state, "", exit_code, signal, rss, None, elapsed
+                slurm_state(state), state, "", exit_code, signal, rss, parse_host(parts[8]),
+                parse_elapsed(parts[4]), cpu, parse_count(parts[6]), parse_req_mem(parts[7]),
             )
-    for job_id, (rss, step_signal) in steps.items():
+    for job_id, (rss, step_signal, step_cpu) in steps.items():
         record = jobs.get(job_id)
         if record is not None:
             jobs[job_id] = attrs.evolve(
-                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal
+                record, peak_rss=rss or record.peak_rss, signal=record.signal or step_signal,
+                cpu_time=record.cpu_time if record.cpu_time is not None else step_cpu,
             )
     return jobs
+
+
+def _with_usage(queued: SlurmRecord | None, accounted: SlurmRecord | None) -> SlurmRecord | None:
+    """squeue's record of a finished job with what sacct says it used (its state stays
+    squeue's: sacct may lag behind it)."""
+    if queued is None or accounted is None:
+        return queued
+    return attrs.evolve(
+        queued, peak_rss=accounted.peak_rss, cpu_time=accounted.cpu_time,
+        alloc_cpus=accounted.alloc_cpus, req_mem=accounted.req_mem,
+        host=accounted.host or queued.host, elapsed=accounted.elapsed or queued.elapsed,
+    )
 
 
 _KV = re.compile(r"(\w+)=(\S*)")
@@ -225,6 +333,11 @@ def parse_scontrol(text: str) -> dict[str, SlurmRecord]:
     return out
 
 
+def _flag(value: bool | str) -> bool:
+    """An option given as text (spec, ``--option``) or as a bool (the CLI's flag)."""
+    return value if isinstance(value, bool) else value.strip().lower() in ("1", "true", "yes")
+
+
 _KILL_LINE = re.compile(r"\*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
 
 
@@ -241,7 +354,11 @@ STOP_RULES: list[dict[str, Any]] = [
      "outcomes": {"": ["OOM", "Slurm killed the job: exceeded memory limit"]}},
     {"pattern": _KILL_LINE.pattern,
      "outcomes": {"TIME LIMIT": ["TIMEOUT", "Slurm cancelled the job: time limit"],
-                  "DEADLINE": ["TIMEOUT", "Slurm cancelled the job: deadline"],
+                  "DEADLINE": ["FAILED", "Slurm cancelled the job: its --deadline passed"],
+                  # Slurm may run the job again under the same id (requeue): its record,
+                  # not this run's result, is how the attempt ends.
+                  "PREEMPTION": [SCHEDULER_DECIDES, "Slurm preempted the job"],
+                  "JOB REQUEUE": [SCHEDULER_DECIDES, "Slurm requeued the job"],
                   "": ["CANCELLED", "cancelled through Slurm (scancel)"]}},
 ]
 
@@ -251,10 +368,14 @@ def why_stopped(log: Path) -> tuple[JobState, str] | None:
 
     ``*** JOB 11 ON vm CANCELLED AT <time> DUE TO TIME LIMIT ***`` is a TIMEOUT,
     the same line without ``DUE TO`` an ``scancel``. (``scontrol`` only says
-    COMPLETING by then, and sacct may lag or be off.)
+    COMPLETING by then, and sacct may lag or be off.) None for ``DUE TO PREEMPTION``
+    and ``DUE TO JOB REQUEUE`` too: Slurm may run the job again, so only its own
+    record (PREEMPTED, or the job queued again) says how the attempt ends.
     """
     found = verdict(log_tail(log), STOP_RULES)
-    return (JobState(found[0]), found[1]) if found else None
+    if found is None or found[0] == SCHEDULER_DECIDES:
+        return None
+    return JobState(found[0]), found[1]
 
 
 def sbatch_argv(
@@ -329,6 +450,8 @@ class SlurmBackend(ArrayBackend):
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
         accounting: bool | str | None = None,
+        requeue: bool | str = False,
+        fail_on_unschedulable: bool | str = False,
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
@@ -341,9 +464,10 @@ class SlurmBackend(ArrayBackend):
             sbatch_flags.split() if isinstance(sbatch_flags, str) else list(sbatch_flags)
         )
         self._config: dict[str, str] | None = None
-        self._accounting = None if accounting is None else str(accounting).lower() in (
-            "1", "true", "yes"
-        )
+        self._accounting = None if accounting is None else _flag(accounting)
+        self.requeue = _flag(requeue)
+        self.fail_on_unschedulable = _flag(fail_on_unschedulable)
+        self._warned: set[str] = set()  # arrays already reported unschedulable
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -383,10 +507,18 @@ class SlurmBackend(ArrayBackend):
         return batch_script(manifest, self.python)
 
     def submit_argv(self, array: Array, script: Path) -> list[str]:
+        """``sbatch`` for one array; ``--no-requeue`` unless the ``requeue`` option is on.
+
+        Without requeue, a job preempted or whose node failed ends (PREEMPTED, NODE_FAIL)
+        and gristmill submits the node again as a new attempt, so every run of a task is
+        one recorded attempt. With it, Slurm runs the same job again and gristmill waits
+        for it. Site flags come after, so an ``sbatch_flags`` ``--requeue`` wins.
+        """
+        requeue = "--requeue" if self.requeue else "--no-requeue"
         return sbatch_argv(
             array, script, partition=self.partition, account=self.account,
             max_concurrent=self.max_concurrent, mem_overhead=self.mem_overhead,
-            extra=self.sbatch_flags,
+            extra=[requeue, *self.sbatch_flags],
         )
 
     def parse_job_id(self, stdout: str) -> str:
@@ -410,10 +542,17 @@ class SlurmBackend(ArrayBackend):
         queue = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
         records = {job_id: lookup(queue, job_id) for job_id in by_id}
         gone = [job_id for job_id, record in records.items() if record is None]
-        if gone:
-            finished = self._finished(gone)
+        ended = [job_id for job_id, record in records.items()
+                 if record is not None and record.state.finished]
+        if ended and not self.accounting:
+            ended = []  # scontrol says nothing of what a job used
+        if gone or ended:
+            finished = self._finished([*gone, *ended])
             records.update({job_id: lookup(finished, job_id) for job_id in gone})
+            for job_id in ended:
+                records[job_id] = _with_usage(records[job_id], lookup(finished, job_id))
         out: dict[JobHandle, JobStatus] = {}
+        never: list[JobHandle] = []
         for job_id, handle in by_id.items():
             record = records[job_id]
             if record is None:
@@ -423,10 +562,41 @@ class SlurmBackend(ArrayBackend):
                 continue
             self.vanished.seen(job_id)
             out[handle] = self._status(handle, record)
+            if record.state is JobState.QUEUED and unschedulable(record.reason):
+                never.append(handle)
+        if never:
+            out.update(self._unschedulable(never, out))
         return out
 
+    def _unschedulable(
+        self, handles: Sequence[JobHandle], statuses: Mapping[JobHandle, JobStatus]
+    ) -> dict[JobHandle, JobStatus]:
+        """Jobs pending for a reason that waiting never satisfies (:data:`UNSCHEDULABLE`).
+
+        With ``fail_on_unschedulable`` they are cancelled (one ``scancel``) and fail with
+        Slurm's reason; otherwise they stay queued, their status carries the reason, and
+        the log says so once per array.
+        """
+        if not self.fail_on_unschedulable:
+            for handle in handles:
+                array = handle.job_id.partition("_")[0]
+                if array not in self._warned:
+                    self._warned.add(array)
+                    logger.warning(
+                        "Slurm job {} is pending for a reason that waiting will not clear "
+                        "({}); cancel it, or pass --slurm-fail-on-unschedulable to fail such "
+                        "jobs", array, statuses[handle].reason)
+            return {}
+        self.runner.run(self.cancel_argv([h.job_id for h in handles]),
+                        ok=lambda p: p.returncode in (0, 1))
+        return {handle: JobStatus(JobState.FAILED, reason=(
+            f"Slurm can never start the job as submitted ({statuses[handle].reason}); it was "
+            "cancelled: ask for what the partition, QOS and account allow one job"))
+            for handle in handles}
+
     def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
-        """Jobs no longer in squeue: one sacct call, or scontrol without accounting."""
+        """Jobs no longer in squeue (or finished in it, for their usage): one sacct call,
+        or scontrol without accounting."""
         if self.accounting:
             proc = self.runner.run(
                 ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
@@ -448,8 +618,9 @@ class SlurmBackend(ArrayBackend):
             reason = "OUT_OF_MEMORY"
         elif state is JobState.TIMEOUT:
             reason = f"{record.raw_state}: time limit reached"
-        return JobStatus(state, record.exit_code, record.signal, record.peak_rss,
-                         record.elapsed, record.host, reason)
+        elif state.finished:
+            reason = _ENDED_BY_SLURM.get(record.raw_state.split(" ")[0], reason)
+        return unstarted(record.status(reason, state))
 
     def _exceeded_memory(self, handle: JobHandle) -> bool:
         """jobacct enforcement leaves "exceeded memory limit" in the job's own log."""

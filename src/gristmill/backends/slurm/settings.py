@@ -19,5 +19,11 @@ SETTINGS = (
                    "'--qos=high --exclusive')."),
     BackendSetting("accounting", "Ask sacct about finished jobs (default: when the cluster "
                    "has accounting storage).", kind="bool"),
+    BackendSetting("requeue", "Let Slurm requeue a preempted job or one whose node failed "
+                   "(sbatch --requeue), instead of gristmill submitting it again as a new "
+                   "attempt (--no-requeue).", kind="bool", default=False),
+    BackendSetting("fail_on_unschedulable", "Cancel and fail jobs pending for a reason that "
+                   "never clears (PartitionTimeLimit, QOSMaxMemoryPerJob...) instead of "
+                   "waiting.", kind="bool", default=False),
     *BATCH_SETTINGS,
 )
