@@ -16,7 +16,6 @@ engine's end time and the worker's elapsed time but no start time.
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal as signals
 from array import array
@@ -293,12 +292,9 @@ class NodeIndex:
             self.states = bytearray(self.states[i] for i in order)
         # Where each value of a key's top 16 bits starts: a lookup bisects a few keys, not
         # a million (a million lookups take a fraction of a second, not two).
-        starts = array("q", [0]) * (_BUCKETS + 1)
-        for top, group in itertools.groupby(key >> _SHIFT for key in self.keys):
-            starts[top + 1] = sum(1 for _ in group)
-        for top in range(_BUCKETS):
-            starts[top + 1] += starts[top]
-        self.starts = starts
+        index = self.keys
+        self.starts = array("q", [bisect_left(index, top << _SHIFT) for top in range(_BUCKETS)])
+        self.starts.append(len(index))
 
     @staticmethod
     def key(identity: str) -> int:
