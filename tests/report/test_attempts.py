@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gristmill.report.attempts import (
+    COLUMN_SQL,
     AttemptRow,
+    NodeIndex,
     argv_of,
     cause,
     cause_family,
+    causes,
     count_attempts,
     iter_attempts,
+    iter_columns,
+    retry_causes,
     signal_name,
 )
 from gristmill.states import NodeState
-from gristmill.store.db import Store
+from gristmill.store.db import AttemptRecord, Store
 
 
 @pytest.fixture
@@ -106,3 +113,66 @@ def test_cause_in_a_word(state: str, code: int | None, sig: int | None, expected
 def test_signal_names() -> None:
     assert signal_name(9) == "SIGKILL"
     assert signal_name(250) == "signal 250"
+
+
+def _columns_and_rows(store: Store, batch: int) -> tuple[dict[str, list[Any]], list[AttemptRow]]:
+    names = list(COLUMN_SQL)
+    found: dict[str, list[Any]] = {n: [] for n in names}
+    for columns in iter_columns(store, names, batch=batch):
+        for n in names:
+            found[n] += columns[n]
+        found["cause"] = found.get("cause", []) + causes(columns)
+        found["retry_cause"] = found.get("retry_cause", []) + retry_causes(columns)
+    return found, list(iter_attempts(store))
+
+
+@pytest.mark.parametrize("batch", [2, 10_000])
+def test_columns_hold_what_the_rows_hold(mixed_run: Path, batch: int) -> None:
+    store = Store.open(mixed_run, readonly=True)
+    try:
+        found, rows = _columns_and_rows(store, batch)
+    finally:
+        store.close()
+    for name in set(COLUMN_SQL) - {"previous", "resources"}:
+        assert found[name] == [getattr(r, name) for r in rows], name
+    assert [json.loads(text).get("mem") for text in found["resources"]] == [
+        r.mem for r in rows]
+    assert found["cause"] == [r.cause for r in rows]
+    assert found["retry_cause"] == [r.retry_cause for r in rows]
+    assert "OOM" in found["retry_cause"]
+
+
+def test_nodes_are_found_whatever_their_identities_look_like(tmp_path: Path) -> None:
+    """Identities in upper case, or shorter than 16 characters, sort otherwise as text than
+    as numbers: the node index sorts them itself. An attempt of a node the graph no longer
+    has gets no node."""
+    identities = ["ABCDEF0123456789" + "0" * 16, "0" * 32, "abc", "ff" * 16, "1" * 32]
+    store = Store.create(tmp_path, {"workflow": "odd"})
+    unit = (0, "t", "m:t", True, len(identities), 0, len(identities), "{}")
+    store.write_dag([unit], identities, [0] * len(identities),
+                    bytes([NodeState.DONE, NodeState.FAILED, NodeState.DONE, NodeState.READY,
+                           NodeState.DONE]))
+    attempts = [*reversed(identities), "9" * 32]
+    with store.transaction() as cur:
+        store.add_attempts(cur, [
+            AttemptRecord(i, 1, f"{i[:16]}.1", "t", f"t_{n}", "local", None, "r", "o", "e",
+                          (), {}, "SUCCEEDED", submitted=float(n))
+            for n, i in enumerate(attempts)])
+    store.close()
+    store = Store.open(tmp_path, readonly=True)
+    try:
+        index = NodeIndex(store)
+        ids, states = index.lookup(attempts)
+        assert ids == [4, 3, 2, 1, 0, None]
+        assert states == [NodeState.DONE, NodeState.READY, NodeState.DONE, NodeState.FAILED,
+                          NodeState.DONE, None]
+        found, rows = _columns_and_rows(store, 4)
+        assert found["node"] == [r.node for r in rows] == ids
+        assert found["node_state"] == [r.node_state for r in rows]
+    finally:
+        store.close()
+
+
+def test_unknown_columns_are_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown attempt column\(s\) \['nope'\]"):
+        next(iter_columns(None, ["task", "nope"]))  # type: ignore[arg-type]

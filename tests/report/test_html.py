@@ -15,8 +15,9 @@ import pytest
 from gm_runstore import build_run
 
 from gristmill.errors import GristmillError
-from gristmill.report.attempts import iter_attempts
-from gristmill.report.html import MISSING_PLOTLY, plotly_js, write_report
+from gristmill.report.attempts import AttemptRow, iter_attempts
+from gristmill.report.html import MISSING_PLOTLY, Timeline, _when, plotly_js, write_report
+from gristmill.report.stats import gather, pattern, quantiles
 from gristmill.store.db import Store
 
 
@@ -148,3 +149,145 @@ def test_without_plotly_the_message_names_the_extra(monkeypatch: pytest.MonkeyPa
 def test_an_unwritable_place_is_a_clear_error(mixed_run: Path, tmp_path: Path) -> None:
     with pytest.raises(GristmillError, match=r"cannot write the report to .*; choose another"):
         write_report(mixed_run, tmp_path / "no" / "such" / "dir" / "r.html")
+
+
+# -- the report's figures and table are the per-row definitions ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A 6,000-node run (OOM and TIMEOUT retries, failures) and its report, sampled."""
+    root = tmp_path_factory.mktemp("large")
+    build_run(root / "run", 6_000)
+    write_report(root / "run", root / "report.html", timeline_limit=1_000)
+    return root / "run", (root / "report.html").read_text()
+
+
+def _expected_table(rows: list[AttemptRow], origin: float, reasons_kept: int
+                    ) -> dict[str, list[Any]]:
+    """The attempt table's columns, one attempt at a time (as the page shows them)."""
+    from gristmill.report.html import _cs, _significant
+
+    reasons: list[str] = []
+    out: dict[str, list[Any]] = {name: [] for name in (
+        "node", "task", "attempt", "state", "cause", "retry", "exit", "host", "reason",
+        "submit", "wait", "elapsed", "peak", "mem", "runtime")}
+    for r in rows:
+        reason = r.reason
+        if len(reasons) >= reasons_kept and reason not in reasons:
+            reason = pattern(reason)
+        if reason not in reasons:
+            reasons.append(reason)
+        started = r.started
+        for name, value in (
+            ("node", -1 if r.node is None else r.node), ("task", r.task),
+            ("attempt", r.attempt), ("state", r.state), ("cause", r.cause),
+            ("retry", r.retry_cause), ("exit", -1 if r.exit_code is None else r.exit_code),
+            ("host", r.host or ""), ("reason", reason),
+            ("submit", round((r.submitted - origin) * 10) * 10),
+            ("wait", -1 if started is None else _cs(started - r.submitted)),
+            ("elapsed", _cs(r.elapsed)),
+            ("peak", -1 if not r.peak_rss else int(_significant(r.peak_rss * 10 / 2**20))),
+            ("mem", -1 if not r.mem else round(r.mem / 2**20)),
+            ("runtime", -1 if not r.runtime else round(r.runtime)),
+        ):
+            out[name].append(value)
+    return out
+
+
+def _table_as_values(page: str) -> dict[str, list[Any]]:
+    meta, cols, _ = table_rows(page)
+    lists = {"task": "tasks", "state": "states", "cause": "causes", "retry": "causes",
+             "host": "hosts", "reason": "reasons"}
+    return {name: [meta[lists[name]][i] for i in col] if name in lists else col
+            for name, col in cols.items()}
+
+
+def test_every_column_of_the_table_is_the_attempts_value(large: tuple[Path, str]) -> None:
+    run_dir, page = large
+    store = Store.open(run_dir, readonly=True)
+    try:
+        rows = list(iter_attempts(store))
+    finally:
+        store.close()
+    origin = page_data(page)["table"]["origin"]
+    assert _table_as_values(page) == _expected_table(rows, origin, 50_000)
+    assert table_rows(page)[2] == [r.job_name for r in rows]
+
+
+def test_past_so_many_distinct_reasons_the_table_keeps_their_pattern(
+    mixed_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gristmill.report import html
+
+    monkeypatch.setattr(html, "_REASONS", 1)
+    write_report(mixed_run, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    store = Store.open(mixed_run, readonly=True)
+    try:
+        rows = list(iter_attempts(store))
+    finally:
+        store.close()
+    expected = _expected_table(rows, page_data(page)["table"]["origin"], 1)
+    assert _table_as_values(page)["reason"] == expected["reason"]
+    assert "exit code N" in expected["reason"]  # a pattern, past the first reason
+
+
+def test_the_figures_are_the_one_pass_definitions(large: tuple[Path, str]) -> None:
+    run_dir, page = large
+    store = Store.open(run_dir, readonly=True)
+    try:
+        stats = gather(iter_attempts(store))
+        clusters = stats.ordered_clusters()
+    finally:
+        store.close()
+    data = page_data(page)
+    fit = stats.tasks["fit"]
+    row = next(t for t in data["tasks"] if t["task"] == "fit")
+    wall, peak = quantiles(fit.elapsed), quantiles(fit.peak)
+    assert wall is not None
+    assert peak is not None
+    assert row["wall"] == [wall.low, wall.median, wall.high]
+    assert row["peak"] == [peak.median, peak.high]
+    assert (row["attempts"], row["mem"], row["runtime"], row["cores"]) == (
+        fit.attempts, fit.mem_requested, fit.runtime_requested, fit.cores_requested)
+    assert (row["mem_pct"], row["runtime_pct"]) == (max(fit.mem_pct), max(fit.runtime_pct))
+    assert row["retries"] == {c: fit.retries.get(c, 0) for c in data["causes"]}
+    for which, values in (("mem", fit.mem_pct), ("runtime", fit.runtime_pct)):
+        box = data["figures"][which]["data"][0]
+        q = quantiles(values)
+        assert q is not None
+        assert [box[k][0] for k in ("lowerfence", "q1", "median", "q3", "upperfence")] == [
+            q.low, q.q1, q.median, q.q3, q.high]
+        assert box["mean"] == [q.mean]
+    assert [(f["cause"], f["reason"], f["line"], f["attempts"], f["final"], f["job"])
+            for f in data["failures"]] == [
+        (c.cause, c.reason, c.line, c.attempts, c.final, c.sample_job) for c in clusters]
+    assert (data["failed_attempts"], data["unread"]) == (stats.failed_attempts, stats.unread)
+    provenance = dict(data["provenance"])
+    assert provenance["hosts"] == f"{len(stats.hosts):,}"
+    assert provenance["first submission"] == _when(stats.first_submit)
+    assert provenance["last attempt ended"] == _when(stats.last_end)
+
+
+def test_the_timeline_samples_whole_nodes_by_identity(large: tuple[Path, str]) -> None:
+    run_dir, page = large
+    data = page_data(page)
+    store = Store.open(run_dir, readonly=True)
+    try:
+        rows = list(iter_attempts(store))
+        timeline = Timeline(len(rows), 1_000)
+        timeline.read(store)
+    finally:
+        store.close()
+    cut = int(1_000 / len(rows) * 16**8)
+    expected = [r for r in rows if int(r.identity[:8], 16) < cut]
+    assert [(r[0], r[2]) for r in timeline.rows] == [(r.identity, r.attempt) for r in expected]
+    assert data["timeline"]["shown"] == len(expected)
+    assert any(r.attempt > 1 for r in expected)  # retries are drawn beside their first try
+
+
+def test_a_directory_without_a_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(GristmillError, match="has no run store"):
+        write_report(tmp_path, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

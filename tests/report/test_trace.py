@@ -8,14 +8,21 @@ import io
 import json
 import re
 import tracemalloc
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gm_runstore import build_run
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gristmill.errors import GristmillError
-from gristmill.report.trace import FIELD_NAMES, FIELDS, choose_fields, trace
-from gristmill.store.db import Store
+from gristmill.report.attempts import AttemptRow, count_attempts, iter_attempts, signal_name
+from gristmill.report.trace import FIELD_NAMES, FIELDS, FORMATS, choose_fields, trace
+from gristmill.states import NodeState
+from gristmill.store.db import AttemptRecord, Store
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 
@@ -124,3 +131,119 @@ def test_the_trace_streams_in_memory_that_does_not_grow_with_the_run(tmp_path: P
         assert sink.chars > 200 * rows
     # ten times the rows, not ten times the memory: at most a batch of rows is held
     assert peaks[20_000] < 2 * peaks[2_000] + 2 * 2**20, peaks
+
+
+# -- the trace is the per-row definition, written a column at a time ---------------------------
+#
+# The trace derives its fields a column at a time for speed. Here each field is defined one
+# attempt at a time, from :class:`AttemptRow` (the plain definition), and both must write
+# the very same text, in every format, on runs with the awkward values a store can hold.
+
+def _iso_of(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _p(fraction: float | None) -> float | None:
+    return None if fraction is None else round(100 * fraction, 1)
+
+
+REFERENCE: dict[str, Callable[[AttemptRow], Any]] = {
+    "node": lambda r: r.node, "task": lambda r: r.task, "job_name": lambda r: r.job_name,
+    "identity": lambda r: r.identity, "key": lambda r: r.key, "attempt": lambda r: r.attempt,
+    "state": lambda r: r.state, "exit_code": lambda r: r.exit_code,
+    "signal": lambda r: None if r.signal is None else signal_name(r.signal),
+    "reason": lambda r: r.reason, "cause": lambda r: r.cause,
+    "retry_cause": lambda r: r.retry_cause,
+    "node_state": lambda r: None if r.node_state is None else NodeState(r.node_state).name,
+    "backend": lambda r: r.backend, "native_id": lambda r: r.job_id, "host": lambda r: r.host,
+    "submit": lambda r: _iso_of(r.submitted), "start": lambda r: _iso_of(r.started),
+    "end": lambda r: _iso_of(r.ended), "queue_wait": lambda r: _r(r.queue_wait),
+    "realtime": lambda r: _r(r.elapsed), "mem_requested": lambda r: r.mem,
+    "cores_requested": lambda r: r.cores, "runtime_requested": lambda r: r.runtime,
+    "peak_rss": lambda r: r.peak_rss, "pct_mem": lambda r: _p(r.mem_fraction),
+    "pct_runtime": lambda r: _p(r.runtime_fraction), "cpu_time": lambda r: None,
+    "pct_cpu": lambda r: None, "stderr": lambda r: r.stderr,
+}
+
+
+def _reference_trace(store: Store, fmt: str, names: list[str]) -> str:
+    """The trace written one attempt at a time from the per-row definitions."""
+    from gristmill.report.trace import _text, _tsv_cell
+
+    out = io.StringIO()
+    rows = list(iter_attempts(store))
+    values = [[REFERENCE[n](row) for n in names] for row in rows]
+    if fmt == "tsv":
+        out.write("\t".join(names) + "\n")
+        for v in values:
+            out.write("\t".join(_tsv_cell(x) for x in v) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_text(x) for x in v] for v in values)
+    else:
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        items = [dumps(dict(zip(names, v))) for v in values]
+        if fmt == "json":
+            out.write("[" + ",".join("\n" + item for item in items) + "\n]\n")
+        else:
+            out.write("".join(item + "\n" for item in items))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def awkward_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of 400 nodes (retries, failures) and attempts holding awkward values: tabs,
+    line breaks, quotes and non-ASCII text, a node no longer in the graph, an open attempt,
+    float requests, a signal no name is known for, times on a millisecond's edge."""
+    run_dir = tmp_path_factory.mktemp("trace") / "run"
+    build_run(run_dir, 400)
+    store = Store.open(run_dir)
+    t0 = 1_796_000_000.0
+    odd = [
+        AttemptRecord("f" * 32, 1, "f" * 16 + ".1", "gone", "gone_1", "slurm", None, "r", "o",
+                      "e\tx", ("x",), {"mem": 1.5 * 2**30, "runtime": 90.5}, "FAILED", None,
+                      250, 10, 0.1239999, "h\t1", 'tab\there, "quoted"\nnext line; naïve ✓',
+                      t0 + 0.0005, t0 + 1.9995),
+        AttemptRecord("f" * 32, 2, "f" * 16 + ".2", "gone", "gone_1", "slurm", "7", "r", "o",
+                      "e", ("x",), {"cores": 2}, "RUNNING", submitted=t0 + 0.0078125),
+        AttemptRecord("e" * 32, 1, "e" * 16 + ".1", "gone", "gone_2", "local", "1", "r", "o",
+                      "e", ("x",), {"mem": 0, "runtime": 0}, "SUCCEEDED", 0, None, 0, 2.0,
+                      "", "", t0 - 0.4999995, t0 + 999.9999995),
+    ]
+    with store.transaction() as cur:
+        store.add_attempts(cur, odd)
+    store.close()
+    return run_dir
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("which", ["mixed", "awkward"])
+def test_the_trace_is_the_per_row_definition_exactly(fmt: str, which: str, mixed_run: Path,
+                                                     awkward_run: Path) -> None:
+    run_dir = mixed_run if which == "mixed" else awkward_run
+    store = Store.open(run_dir, readonly=True)
+    try:
+        assert set(REFERENCE) == set(FIELD_NAMES)
+        for names in (list(FIELD_NAMES), ["reason", "node", "pct_mem", "node"]):
+            out = io.StringIO()
+            rows = trace(store, out, fmt=fmt, fields=choose_fields(names), batch=97)
+            assert out.getvalue() == _reference_trace(store, fmt, names)
+            assert rows == count_attempts(store)
+    finally:
+        store.close()
+
+
+@given(st.floats(min_value=-2e9, max_value=2e11, allow_nan=False)
+       | st.sampled_from([0.0, 0.0005, 0.9995, 0.0078125, 1_796_000_000.9999995,
+                          1_796_000_000.0005, -0.4999995, 1.0 - 2**-40]))
+def test_times_are_written_as_datetime_writes_them(ts: float) -> None:
+    from gristmill.report.trace import _iso, _isos
+
+    assert _iso(ts) == _iso_of(ts) == _isos([ts])[0]

@@ -75,7 +75,7 @@ def trace(run_dir: Path | None, fmt: str, fields: str | None, output: str,
     """One row per attempt of RUN_DIR, with named fields (see --list-fields): times, queue
     wait, exit code, signal, reason, host, requested and used memory and runtime.
 
-    Streams: a run of a million attempts takes no more memory than a small one.
+    Streams: memory does not grow with the number of attempts.
     """
     from gristmill.report.trace import trace as write_trace
     from gristmill.store.db import Store

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import json
 import signal as signals
-from collections.abc import Iterator
-from typing import NamedTuple
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from gristmill.store.db import Store
 
 #: How many rows one ``fetchmany`` brings in: large enough to amortise the call, small
 #: enough that memory stays flat.
 BATCH = 20_000
+#: How many rows a batch of columns holds: small enough that a batch's columns, and all
+#: that is derived from them, stay in the processor's cache (a trace of a million
+#: attempts takes 16 s in batches of 1,000, 25 s in batches of 20,000).
+COLUMN_BATCH = 1_000
 
 # The attempt's own columns, the requested resources pulled out of their JSON, then the
 # previous and the next attempt of the same node (primary-key lookups) and the node.
@@ -172,7 +178,9 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
     ``where`` is an SQL condition on the attempt (alias ``a``), e.g. ``a.key = ?``.
     """
     sql = _SELECT + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid"
-    cursor = store.conn.execute(sql, args)
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(sql, args)
     make = AttemptRow._make
     try:
         while True:
@@ -183,6 +191,239 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
                 yield make(row)
     finally:
         cursor.close()
+
+
+# -- columns ------------------------------------------------------------------------------------
+#
+# A report of a million attempts cannot afford a Python object per attempt with derived
+# fields: most of its time went there. :func:`iter_columns` reads only the columns asked
+# for, a batch at a time, and hands each column as one tuple, so that what is derived is
+# computed a column at a time (a comprehension, a ``map`` through a memo of the few
+# distinct values) and what SQLite computes exactly is computed there.
+
+#: Where the attempt started: the end less the measured elapsed time, never before the
+#: submission (the same arithmetic as :attr:`AttemptRow.started`, so the same floats).
+_STARTED = ("CASE WHEN a.ended IS NULL OR a.elapsed IS NULL THEN NULL "
+            "ELSE max(a.submitted, a.ended - a.elapsed) END")
+
+#: The SQL of each column :func:`iter_columns` reads (``a`` is the attempt; ``node`` and
+#: ``node_state``, the node's, are looked up in a :class:`NodeIndex` instead).
+COLUMN_SQL = {
+    "node": "n.id", "node_state": "n.state",
+    "identity": "a.identity", "attempt": "a.attempt", "key": "a.key", "task": "a.task",
+    "job_name": "a.job_name", "backend": "a.backend", "job_id": "a.job_id",
+    "state": "a.state", "exit_code": "a.exit_code", "signal": "a.signal",
+    "peak_rss": "a.peak_rss", "elapsed": "a.elapsed", "host": "a.host", "reason": "a.reason",
+    "submitted": "a.submitted", "ended": "a.ended", "stderr": "a.stderr",
+    "resources": "a.resources",
+    # What was asked for, from the resources' JSON (see :func:`requests_of`).
+    "mem": "json_extract(a.resources, '$.mem')",
+    "cores": "json_extract(a.resources, '$.cores')",
+    "runtime": "json_extract(a.resources, '$.runtime')",
+    # No later attempt of the node exists (a primary-key lookup).
+    "last": "NOT EXISTS (SELECT 1 FROM attempts x WHERE x.identity = a.identity "
+            "AND x.attempt = a.attempt + 1)",
+    "started": _STARTED,
+    "queue_wait": f"{_STARTED} - a.submitted",
+    # The previous attempt's (state, exit code, signal) as JSON, for its cause: looked up
+    # by primary key, and only for attempts after a node's first (numbers start at 1).
+    "previous": "CASE WHEN a.attempt > 1 THEN (SELECT json_array(p.state, p.exit_code, "
+                "p.signal) FROM attempts p WHERE p.identity = a.identity "
+                "AND p.attempt = a.attempt - 1) END",
+}
+
+#: One batch of :func:`iter_columns`: column name → the batch's values, in row order.
+Columns = dict[str, tuple[Any, ...]]
+
+#: Columns that come from the node, not the attempt (:class:`NodeIndex`).
+NODE_COLUMNS = ("node", "node_state")
+#: Columns read from the resources' JSON, in :func:`requests_of`'s order.
+REQUEST_COLUMNS = ("mem", "cores", "runtime")
+
+
+def requests_of(store: Store, resources: str) -> tuple[Any, Any, Any]:
+    """(mem, cores, runtime) of a ``resources`` text, as ``json_extract`` reads them (so
+    that every reader agrees, whatever the JSON holds)."""
+    row = store.conn.execute(
+        "SELECT json_extract(?1, '$.mem'), json_extract(?1, '$.cores'), "
+        "json_extract(?1, '$.runtime')", (resources,)).fetchone()
+    return row[0], row[1], row[2]
+
+
+#: A key's top bits, by which :class:`NodeIndex` buckets its keys.
+_SHIFT = 48
+_BUCKETS = 1 << (64 - _SHIFT)
+
+
+class NodeIndex:
+    """Each node's id and state by its identity, in 17 bytes a node (and half a megabyte).
+
+    The nodes table has no index on identity: joining it to a million attempts makes
+    SQLite build one for the query and probe it a million times (6 to 8 seconds under
+    load, most of a trace). Here the nodes are read once, sorted by identity, and an
+    attempt's node is found by bisection on the first 64 bits of its identity, the part
+    the store's attempt keys already rely on to be unique (``<identity[:16]>.<attempt>``).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.keys = array("Q")
+        self.ids = array("q")
+        self.states = bytearray()
+        ordered = True
+        cursor = store.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute("SELECT identity, id, state FROM nodes ORDER BY identity")
+        while True:
+            rows = cursor.fetchmany(BATCH)
+            if not rows:
+                break
+            identity, node, state = zip(*rows)
+            keys = [int(i[:16], 16) for i in identity]
+            # SQLite sorted the text: the numbers are in order when it is lowercase hex.
+            ordered = ordered and keys == sorted(keys) and (
+                not self.keys or self.keys[-1] <= keys[0])
+            self.keys.extend(keys)
+            self.ids.extend(node)
+            self.states.extend(state)
+        if not ordered:
+            order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+            self.keys = array("Q", [self.keys[i] for i in order])
+            self.ids = array("q", [self.ids[i] for i in order])
+            self.states = bytearray(self.states[i] for i in order)
+        # Where each value of a key's top 16 bits starts: a lookup bisects a few keys, not
+        # a million (a million lookups take a fraction of a second, not two).
+        index = self.keys
+        self.starts = array("q", [bisect_left(index, top << _SHIFT) for top in range(_BUCKETS)])
+        self.starts.append(len(index))
+
+    @staticmethod
+    def key(identity: str) -> int:
+        """What an identity is looked up by: its first 64 bits."""
+        return int(identity[:16], 16)
+
+    def ids_of(self, keys: Iterable[int]) -> list[int]:
+        """The node id of each key (:meth:`key`), -1 where the graph has no such node."""
+        found, ids = self.positions(keys), self.ids
+        return [-1 if at < 0 else ids[at] for at in found]
+
+    def positions(self, keys: Iterable[int]) -> list[int]:
+        """Where each key is in the index, -1 where it is not."""
+        index, starts = self.keys, self.starts
+        out: list[int] = []
+        append = out.append
+        for key in keys:
+            top = key >> _SHIFT
+            end = starts[top + 1]
+            at = bisect_left(index, key, starts[top], end)
+            append(at if at < end and index[at] == key else -1)
+        return out
+
+    def lookup(self, identities: Iterable[str]) -> tuple[list[int | None], list[int | None]]:
+        """The node id and the node's state of each identity (None, None for an identity
+        the graph no longer has)."""
+        found = self.positions([int(i[:16], 16) for i in identities])
+        ids, states = self.ids, self.states
+        return ([None if at < 0 else ids[at] for at in found],
+                [None if at < 0 else states[at] for at in found])
+
+
+def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
+                 args: Sequence[object] = (), batch: int = COLUMN_BATCH,
+                 nodes: NodeIndex | None = None) -> Iterator[Columns]:
+    """The columns ``names`` (keys of :data:`COLUMN_SQL`) of every attempt, in the order
+    they were submitted, ``batch`` rows at a time.
+
+    ``where`` is an SQL condition on the attempt (alias ``a``). ``node`` and
+    ``node_state`` come from ``nodes``, or a :class:`NodeIndex` made for the call. The
+    requests (``mem``, ``cores``, ``runtime``) are read from each distinct resources
+    text once, not from every attempt's JSON: a run repeats a few of them.
+    """
+    unknown = [n for n in names if n not in COLUMN_SQL]
+    if unknown or not names:
+        raise ValueError(f"unknown attempt column(s) {unknown}; known: {list(COLUMN_SQL)}")
+    if not any(n in NODE_COLUMNS for n in names):
+        nodes = None
+    elif nodes is None:
+        nodes = NodeIndex(store)
+    read = [n for n in names if n not in NODE_COLUMNS and n not in REQUEST_COLUMNS]
+    if nodes is not None and "identity" not in read:
+        read.append("identity")
+    requests: Memo[str, tuple[Any, Any, Any]] | None = None
+    if any(n in REQUEST_COLUMNS for n in names):
+        requests = Memo(lambda text: requests_of(store, text), 4096)
+        if "resources" not in read:
+            read.append("resources")
+    sql = (f"SELECT {', '.join(COLUMN_SQL[n] for n in read)} FROM attempts a"
+           + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid")
+    cursor = store.conn.cursor()
+    cursor.row_factory = None  # plain tuples: a batch is transposed with zip(*rows)
+    cursor.execute(sql, args)
+    try:
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            columns = dict(zip(read, zip(*rows)))
+            if nodes is not None:
+                node, state = nodes.lookup(columns["identity"])
+                columns["node"], columns["node_state"] = tuple(node), tuple(state)
+            if requests is not None:
+                columns.update(zip(REQUEST_COLUMNS, zip(*requests.column(columns["resources"]))))
+            yield columns
+    finally:
+        cursor.close()
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Memo(dict[K, V], Generic[K, V]):
+    """A value per distinct key, computed once: ``list(map(memo.__getitem__, column))``
+    derives a column at the cost of a dict lookup per value (columns repeat a few values:
+    states, causes, signals, hosts). ``limit`` bounds the memo where keys do not repeat
+    much (timestamps): it is emptied when full."""
+
+    def __init__(self, compute: Callable[[K], V], limit: int = 0) -> None:
+        super().__init__()
+        self._compute = compute
+        self._limit = limit
+
+    def __missing__(self, key: K) -> V:
+        if self._limit and len(self) >= self._limit:
+            self.clear()
+        value = self[key] = self._compute(key)
+        return value
+
+    def column(self, values: Iterable[K]) -> list[V]:
+        """The value of each of ``values``."""
+        return list(map(self.__getitem__, values))
+
+
+def _cause_of(key: tuple[str | None, int | None, int | None]) -> str:
+    return cause(*key)
+
+
+def _retry_cause_of(previous: str | None) -> str:
+    """:attr:`AttemptRow.retry_cause` from the ``previous`` column."""
+    if previous is None:
+        return ""
+    state, exit_code, sig = json.loads(previous)
+    return RERUN if state == "SUCCEEDED" else cause(state, exit_code, sig)
+
+
+def causes(columns: Columns) -> list[str]:
+    """:attr:`AttemptRow.cause` of each row of a batch (needs state, exit_code, signal)."""
+    return _CAUSES.column(zip(columns["state"], columns["exit_code"], columns["signal"]))
+
+
+def retry_causes(columns: Columns) -> list[str]:
+    """:attr:`AttemptRow.retry_cause` of each row of a batch (needs previous)."""
+    return _RETRY_CAUSES.column(columns["previous"])
+
+
+_CAUSES: Memo[tuple[str | None, int | None, int | None], str] = Memo(_cause_of, 4096)
+_RETRY_CAUSES: Memo[str | None, str] = Memo(_retry_cause_of, 4096)
 
 
 def argv_of(store: Store, key: str) -> list[str]:

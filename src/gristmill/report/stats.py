@@ -1,10 +1,11 @@
-"""Exact per-task aggregates of a run's attempts, gathered in one pass.
+"""Exact per-task aggregates of a run's attempts, gathered in one pass in Python, and
+failure clusters.
 
-The summary and the report show, per task, attempts by outcome, retries by cause, wall
-time and peak memory as distributions and against what was asked for. Every figure is
-exact whatever the run's size: the values a quantile needs are kept in typed arrays (8
-bytes each: 16 MB for a million attempts' times and peaks), never as Python objects, and
-sorted once at the end.
+:class:`TaskStats` is the plain definition of every per-task figure, one attempt at a
+time: the summary and the report get the same figures from SQLite
+(:mod:`~gristmill.report.aggregate`, many times faster), and the tests hold the two
+equal. The values a quantile needs are kept in typed arrays (8 bytes each), never as
+Python objects, and sorted once at the end.
 
 Failures are clustered by what a person would fix at once: the cause (OOM, TIMEOUT, an
 exit code, a signal, LOST), the reason with its numbers blanked out, and the pattern of
@@ -23,24 +24,30 @@ from typing import NamedTuple
 
 import attrs
 
+from gristmill.report.aggregate import OVER, UNDER, TaskFigures, flag
 from gristmill.report.attempts import (
     CAUSE_ORDER,
     OOM,
     TIMEOUT,
     AttemptRow,
+    NodeIndex,
     cause_family,
+    causes,
+    iter_columns,
 )
 from gristmill.report.failures import tail
 from gristmill.states import NodeState
+from gristmill.store.db import Store
+
+__all__ = ["OVER", "UNDER", "Cluster", "Quantiles", "RunStats", "TaskStats", "failure_stats",
+           "gather", "quantiles", "retry_columns"]
 
 #: Failed attempts whose stderr is read to cluster them by their last line.
 STDERR_READS = 20_000
 #: How much of the end of a log is read for its last lines.
 _TAIL_BYTES = 16 * 1024
-#: Under this share of the request used at most, a task is over-allocated.
-OVER = 0.5
-#: Over this share used at most (or any OOM/TIMEOUT), a task is under-allocated.
-UNDER = 0.9
+#: The states of attempts that have no cause (:func:`.attempts.cause` is ``""``).
+_NO_CAUSE = ("SUCCEEDED", "QUEUED", "RUNNING", "SUBMITTED")
 
 
 _HEX = re.compile(r"\b(?=[0-9a-f]*[0-9])[0-9a-f]{8,}\b|0x[0-9a-fA-F]+")
@@ -154,18 +161,20 @@ class TaskStats:
         """As :meth:`mem_flag`, for runtime (TIMEOUT instead of OOM)."""
         return _flag(self.by_state.get(TIMEOUT, 0), self.runtime_pct)
 
+    def figures(self) -> TaskFigures:
+        """The figures the summary and the report show, from this one-pass definition."""
+        wall = quantiles(self.elapsed)
+        return TaskFigures(
+            self.task, self.attempts, self.by_state.get(OOM, 0),
+            self.by_state.get(TIMEOUT, 0), dict(self.retries),
+            None if wall is None else (wall.low, wall.median, wall.high),
+            None if not self.peak else int(max(self.peak)), self.mem_requested,
+            self.runtime_requested, self.cores_requested, max(self.mem_pct, default=None),
+            max(self.runtime_pct, default=None), self.ok_peak, self.ok_elapsed)
+
 
 def _flag(exceeded: int, pct: array[float]) -> str:
-    if exceeded:
-        return "under"
-    if not pct:
-        return ""
-    top = max(pct)
-    if top > 100 * UNDER:
-        return "under"
-    if top < 100 * OVER:
-        return "over"
-    return ""
+    return flag(exceeded, max(pct, default=None))
 
 
 @attrs.define
@@ -217,30 +226,62 @@ class RunStats:
             self._add_failure(row, why)
 
     def _add_failure(self, row: AttemptRow, why: str) -> None:
+        self.add_failure(why, key=row.key, job_name=row.job_name, node=row.node,
+                         task=row.task, reason=row.reason, stderr=row.stderr,
+                         final=row.last and row.node_state == NodeState.FAILED)
+
+    def add_failure(self, why: str, *, key: str, job_name: str, node: int | None, task: str,
+                    reason: str, stderr: str, final: bool) -> None:
+        """Count one attempt that did not succeed (``why`` is its cause) in its cluster;
+        ``final``: it is its node's last attempt and the node FAILED."""
         self.failed_attempts += 1
         line = ""
         if self.failed_attempts <= STDERR_READS:
-            line = pattern(error_line(tail(row.stderr, 5, size=_TAIL_BYTES)))
+            line = pattern(error_line(tail(stderr, 5, size=_TAIL_BYTES)))
         else:
             self.unread += 1
-        key = (why, pattern(row.reason), line)
-        cluster = self.clusters.get(key)
+        cluster_key = (why, pattern(reason), line)
+        cluster = self.clusters.get(cluster_key)
         if cluster is None:
-            cluster = self.clusters[key] = Cluster(
-                why, key[1], line, sample_key=row.key, sample_job=row.job_name,
-                sample_node=row.node, sample_stderr=row.stderr, sample_reason=row.reason)
+            cluster = self.clusters[cluster_key] = Cluster(
+                why, cluster_key[1], line, sample_key=key, sample_job=job_name,
+                sample_node=node, sample_stderr=stderr, sample_reason=reason)
         cluster.attempts += 1
-        cluster.tasks[row.task] += 1
-        if row.last and row.node_state == NodeState.FAILED:
+        cluster.tasks[task] += 1
+        if final:
             cluster.final += 1
             if cluster.final == 1:  # the sample becomes a node that failed for good
-                cluster.sample_key, cluster.sample_job = row.key, row.job_name
-                cluster.sample_node, cluster.sample_stderr = row.node, row.stderr
-                cluster.sample_reason = row.reason
+                cluster.sample_key, cluster.sample_job = key, job_name
+                cluster.sample_node, cluster.sample_stderr = node, stderr
+                cluster.sample_reason = reason
 
     def ordered_clusters(self) -> list[Cluster]:
         """Clusters, the ones that failed most nodes for good first, then by attempts."""
         return sorted(self.clusters.values(), key=lambda c: (-c.final, -c.attempts, c.cause))
+
+
+#: The attempt columns :func:`failure_stats` reads.
+_FAILURE_COLUMNS = ("key", "job_name", "node", "node_state", "task", "reason", "stderr",
+                    "last", "state", "exit_code", "signal")
+
+
+def failure_stats(store: Store, nodes: NodeIndex | None = None) -> RunStats:
+    """The failure clusters of every attempt in ``store`` (and the failed-attempt counts):
+    only the attempts that did not succeed are read, in the order they were submitted.
+    ``nodes`` is the run's node index when the caller has one."""
+    stats = RunStats()
+    marks = ", ".join("?" for _ in _NO_CAUSE)
+    failed = int(NodeState.FAILED)
+    for c in iter_columns(store, _FAILURE_COLUMNS, where=f"a.state NOT IN ({marks})",
+                          args=_NO_CAUSE, nodes=nodes):
+        for why, key, job, node, state, task, reason, stderr, last in zip(
+                causes(c), c["key"], c["job_name"], c["node"], c["node_state"], c["task"],
+                c["reason"], c["stderr"], c["last"]):
+            if why:
+                stats.add_failure(why, key=key, job_name=job, node=node, task=task,
+                                  reason=reason, stderr=stderr,
+                                  final=bool(last) and state == failed)
+    return stats
 
 
 def gather(rows: Iterable[AttemptRow]) -> RunStats:
@@ -252,7 +293,7 @@ def gather(rows: Iterable[AttemptRow]) -> RunStats:
     return stats
 
 
-def retry_columns(stats: Iterable[TaskStats]) -> list[str]:
+def retry_columns(stats: Iterable[TaskStats | TaskFigures]) -> list[str]:
     """The retry causes that occur in ``stats``, in :data:`CAUSE_ORDER` (others last)."""
     seen: set[str] = set()
     for task in stats:

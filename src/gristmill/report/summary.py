@@ -5,21 +5,23 @@ max), peak memory (max) against the memory asked for and runtime against the lim
 a flag where the request was far too large or too small; then the first failures (why,
 the last stderr lines, the command to rerun one by hand) and the commands that show more.
 Everything comes from the store, so the same table can be printed for any finished run
-(:func:`render_summary`).
+(:func:`render_summary`). The per-task figures are SQLite's
+(:mod:`~gristmill.report.aggregate`): about two seconds after a run of a million attempts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gristmill.report.attempts import iter_attempts
+from gristmill.report.aggregate import TaskFigures, task_figures
 from gristmill.report.failures import failure_report
-from gristmill.report.stats import RunStats, TaskStats, gather, quantiles, retry_columns
+from gristmill.report.stats import retry_columns
 from gristmill.states import NodeState
 from gristmill.store.db import AttemptRecord, Store
 
@@ -85,14 +87,14 @@ def _used_of(used: str, asked: str, pct: float | None, flag: str) -> Text:
     return text
 
 
-def task_table(stats: RunStats, counts: dict[tuple[str, str], int],
+def task_table(figures: Mapping[str, TaskFigures], counts: dict[tuple[str, str], int],
                order: list[str]) -> Table:
     """One row per task (in ``order``; tasks without attempts too), then ``all``."""
     by_task: dict[str, dict[str, int]] = defaultdict(dict)
     for (task, state), n in counts.items():
         by_task[task][state] = n
     states = [s for s in STATE_ORDER if any(s in c for c in by_task.values())]
-    causes = retry_columns(stats.tasks.values())
+    causes = retry_columns(figures.values())
     table = Table(show_edge=False, pad_edge=False, title_justify="left")
     table.add_column("task")
     for state in states:
@@ -108,23 +110,21 @@ def task_table(stats: RunStats, counts: dict[tuple[str, str], int],
         nodes = by_task.get(task, {})
         for state, n in nodes.items():
             totals[state] += n
-        ts = stats.tasks.get(task) or TaskStats(task)
-        wall = quantiles(ts.elapsed)
+        ts = figures.get(task) or TaskFigures(task)
+        wall = ts.wall
         table.add_row(
             task, *(str(nodes.get(s, "")) for s in states), str(ts.attempts),
             *(str(ts.retries.get(c, "") or "") for c in causes),
-            "—" if wall is None else " / ".join(
-                human_seconds(v) for v in (wall.low, wall.median, wall.high)),
-            _used_of(human_bytes(max(ts.peak, default=None)),
-                     human_bytes(ts.mem_requested), max(ts.mem_pct, default=None), ts.mem_flag()),
-            _used_of(human_seconds(max(ts.elapsed, default=None)),
-                     human_seconds(ts.runtime_requested), max(ts.runtime_pct, default=None),
-                     ts.runtime_flag()),
+            "—" if wall is None else " / ".join(human_seconds(v) for v in wall),
+            _used_of(human_bytes(ts.peak), human_bytes(ts.mem_requested), ts.mem_pct,
+                     ts.mem_flag()),
+            _used_of(human_seconds(None if wall is None else wall[2]),
+                     human_seconds(ts.runtime_requested), ts.runtime_pct, ts.runtime_flag()),
         )
     if len(order) > 1:
         table.add_row(Text("all", style="bold"), *(str(totals.get(s, "")) for s in states),
-                      str(stats.attempts),
-                      *(str(sum(t.retries.get(c, 0) for t in stats.tasks.values()) or "")
+                      str(sum(t.attempts for t in figures.values())),
+                      *(str(sum(t.retries.get(c, 0) for t in figures.values()) or "")
                         for c in causes), "", "", "")
     return table
 
@@ -142,10 +142,10 @@ def render_summary(run_dir: Path, *, failures: int = 3) -> RenderableType:
     failed nodes, and where to look next."""
     store = Store.open(run_dir, readonly=True, check=False)
     try:
-        stats = gather(iter_attempts(store))
+        figures = task_figures(store)
         counts = store.counts()
         order = task_order(store)
-        order += sorted(set(stats.tasks) - set(order))  # attempts of tasks no longer there
+        order += sorted(set(figures) - set(order))  # attempts of tasks no longer there
         failed: list[AttemptRecord] = []
         for _, _, _, attempt in store.last_attempts([NodeState.FAILED]):
             if len(failed) >= failures:
@@ -155,7 +155,7 @@ def render_summary(run_dir: Path, *, failures: int = 3) -> RenderableType:
         n_failed = sum(n for (_, state), n in counts.items() if state == "FAILED")
     finally:
         store.close()
-    parts: list[RenderableType] = [task_table(stats, counts, order)]
+    parts: list[RenderableType] = [task_table(figures, counts, order)]
     if n_failed:
         parts.append(Text(f"\n{n_failed} node(s) failed" + ("; the first:" if failed else ""),
                           style="bold red"))

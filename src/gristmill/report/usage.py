@@ -4,7 +4,7 @@ of ``gristmill resources --suggest``.
 ``status`` refreshes every few seconds while an engine writes the store, so its figures
 come from one aggregate SQL query (maxima and counts; no quantiles, which need every
 value): about a second for a million attempts, against several for a pass in Python.
-The summary and the report, which run once, add the quantiles (:mod:`.stats`).
+The summary and the report add the exact median and quartiles (:mod:`.aggregate`).
 """
 
 from __future__ import annotations
