@@ -70,7 +70,8 @@ def test_tsv_has_one_row_per_attempt_with_what_the_store_holds(mixed_run: Path) 
     for row in rows:
         assert row["submit"] <= row["start"] <= row["end"]  # ISO 8601 sorts as time does
         assert float(row["queue_wait"]) >= 0
-        assert row["cpu_time"] == ""  # no backend records it yet: empty, not made up
+        assert float(row["cpu_time"]) >= 0  # the local backend's worker measures it
+        assert row["usage_source"] == "worker"
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
@@ -167,8 +168,10 @@ REFERENCE: dict[str, Callable[[AttemptRow], Any]] = {
     "realtime": lambda r: _r(r.elapsed), "mem_requested": lambda r: r.mem,
     "cores_requested": lambda r: r.cores, "runtime_requested": lambda r: r.runtime,
     "peak_rss": lambda r: r.peak_rss, "pct_mem": lambda r: _p(r.mem_fraction),
-    "pct_runtime": lambda r: _p(r.runtime_fraction), "cpu_time": lambda r: None,
-    "pct_cpu": lambda r: None, "stderr": lambda r: r.stderr,
+    "pct_runtime": lambda r: _p(r.runtime_fraction), "cpu_time": lambda r: _r(r.cpu_time),
+    "pct_cpu": lambda r: (None if r.cpu_time is None or not r.elapsed
+                          else round(100 * (r.cpu_time / r.elapsed), 1)),
+    "usage_source": lambda r: r.usage_source, "stderr": lambda r: r.stderr,
 }
 
 
@@ -247,3 +250,27 @@ def test_times_are_written_as_datetime_writes_them(ts: float) -> None:
     from gristmill.report.trace import _iso, _isos
 
     assert _iso(ts) == _iso_of(ts) == _isos([ts])[0]
+
+
+def test_a_store_made_before_cpu_time_was_kept_traces_it_empty(
+    mixed_run: Path, tmp_path: Path
+) -> None:
+    """A run recorded before schema 3 has no cpu_time column: its trace (and every other
+    reader) shows the field empty instead of failing."""
+    import shutil
+    import sqlite3
+
+    old = tmp_path / "old"
+    shutil.copytree(mixed_run, old)
+    with sqlite3.connect(old / "gristmill.db") as db:
+        db.execute("ALTER TABLE attempts DROP COLUMN cpu_time")
+        db.execute("ALTER TABLE attempts DROP COLUMN usage_source")
+    rows = list(csv.DictReader(io.StringIO(_trace(old, "tsv", "key,cpu_time,pct_cpu")),
+                               delimiter="\t"))
+    assert rows
+    assert {(r["cpu_time"], r["pct_cpu"]) for r in rows} == {("", "")}
+    store = Store.open(old, readonly=True)
+    try:
+        assert {r.cpu_time for r in iter_attempts(store)} == {None}
+    finally:
+        store.close()

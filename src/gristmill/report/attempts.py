@@ -41,7 +41,7 @@ SELECT n.id, a.identity, a.attempt, a.key, a.task, a.job_name, a.backend, a.job_
        a.submitted, a.ended,
        json_extract(a.resources, '$.mem'), json_extract(a.resources, '$.cores'),
        json_extract(a.resources, '$.runtime'),
-       p.state, p.exit_code, p.signal, x.attempt IS NULL, n.state, a.stderr
+       p.state, p.exit_code, p.signal, x.attempt IS NULL, n.state, a.stderr, {usage}
 FROM attempts a
 LEFT JOIN nodes n ON n.identity = a.identity
 LEFT JOIN attempts p ON p.identity = a.identity AND p.attempt = a.attempt - 1
@@ -57,7 +57,8 @@ CANCELLED = "CANCELLED"
 RERUN = "rerun"
 
 #: Retry causes in the order tables show them.
-CAUSE_ORDER = (OOM, TIMEOUT, "exit code", "signal", LOST, CANCELLED, RERUN)
+CAUSE_ORDER = (OOM, TIMEOUT, "exit code", "signal", LOST, "PREEMPTED", "NODE_FAIL", CANCELLED,
+               RERUN)
 
 
 def signal_name(number: int) -> str:
@@ -122,6 +123,8 @@ class AttemptRow(NamedTuple):
     last: bool  #: no later attempt of the node exists
     node_state: int | None
     stderr: str
+    cpu_time: float | None  #: CPU seconds of the attempt's process tree (None: not taken)
+    usage_source: str | None  #: who measured cpu_time and peak_rss
 
     @property
     def started(self) -> float | None:
@@ -177,7 +180,9 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
 
     ``where`` is an SQL condition on the attempt (alias ``a``), e.g. ``a.key = ?``.
     """
-    sql = _SELECT + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid"
+    usage = ", ".join(_sql_of(store, name) for name in _SINCE_V3)
+    sql = (_SELECT.format(usage=usage) + (f" WHERE {where}" if where else "")
+           + " ORDER BY a.rowid")
     cursor = store.conn.cursor()
     cursor.row_factory = None
     cursor.execute(sql, args)
@@ -216,6 +221,8 @@ COLUMN_SQL = {
     "peak_rss": "a.peak_rss", "elapsed": "a.elapsed", "host": "a.host", "reason": "a.reason",
     "submitted": "a.submitted", "ended": "a.ended", "stderr": "a.stderr",
     "resources": "a.resources",
+    # What the attempt used (schema 3; NULL in older stores, see _sql_of).
+    "cpu_time": "a.cpu_time", "usage_source": "a.usage_source",
     # What was asked for, from the resources' JSON (see :func:`requests_of`).
     "mem": "json_extract(a.resources, '$.mem')",
     "cores": "json_extract(a.resources, '$.cores')",
@@ -327,6 +334,19 @@ class NodeIndex:
                 [None if at < 0 else states[at] for at in found])
 
 
+#: Columns a store made before schema version 3 lacks: read as NULL there.
+_SINCE_V3 = ("cpu_time", "usage_source")
+
+
+def _sql_of(store: Store, name: str) -> str:
+    """The SQL of column ``name`` in this store (NULL for a column it does not have)."""
+    if name in _SINCE_V3:
+        have = {row[1] for row in store.conn.execute("PRAGMA table_info(attempts)")}
+        if name not in have:
+            return "NULL"
+    return COLUMN_SQL[name]
+
+
 def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
                  args: Sequence[object] = (), batch: int = COLUMN_BATCH,
                  nodes: NodeIndex | None = None) -> Iterator[Columns]:
@@ -353,7 +373,7 @@ def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
         requests = Memo(lambda text: requests_of(store, text), 4096)
         if "resources" not in read:
             read.append("resources")
-    sql = (f"SELECT {', '.join(COLUMN_SQL[n] for n in read)} FROM attempts a"
+    sql = (f"SELECT {', '.join(_sql_of(store, n) for n in read)} FROM attempts a"
            + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid")
     cursor = store.conn.cursor()
     cursor.row_factory = None  # plain tuples: a batch is transposed with zip(*rows)

@@ -73,7 +73,8 @@ from gristmill.store.db import Store
 TIMELINE_LIMIT = 10_000
 #: Distinct reasons kept word for word in the table; past it, their pattern.
 _REASONS = 50_000
-_STATES = ["SUCCEEDED", "FAILED", "OOM", "TIMEOUT", "CANCELLED", "LOST", "QUEUED", "RUNNING"]
+_STATES = ["SUCCEEDED", "FAILED", "OOM", "TIMEOUT", "CANCELLED", "LOST", "PREEMPTED",
+           "NODE_FAIL", "QUEUED", "RUNNING"]
 #: Task colours (plotly's default qualitative palette).
 PALETTE = ["#636efa", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880",
            "#ff97ff", "#fecb52", "#ef553b"]

@@ -109,6 +109,11 @@ def _pct_runtime(c: Columns) -> list[float | None]:
             for e, r in zip(c["elapsed"], c["runtime"])]
 
 
+def _pct_cpu(c: Columns) -> list[float | None]:
+    return [None if t is None or not e else round(100 * (t / e), 1)
+            for t, e in zip(c["cpu_time"], c["elapsed"])]
+
+
 def _column(name: str) -> Callable[[Columns], Sequence[Any]]:
     return lambda c: c[name]
 
@@ -145,7 +150,8 @@ FIELDS: tuple[Field, ...] = (
     _plain("key", "The attempt's key, `<identity[:16]>.<attempt>`, which its file names carry."),
     _plain("attempt", "The attempt's number for its node: 1, 2, ... (it continues across "
            "resumes)."),
-    _plain("state", "How the attempt ended: SUCCEEDED, FAILED, OOM, TIMEOUT, CANCELLED, LOST; "
+    _plain("state", "How the attempt ended: SUCCEEDED, FAILED, OOM, TIMEOUT, CANCELLED, LOST, "
+           "PREEMPTED, NODE_FAIL; "
            "QUEUED or RUNNING while it is open."),
     _plain("exit_code", "The task's exit code, when it exited."),
     Field("signal", "The signal that ended the task (e.g. SIGKILL), when one did.",
@@ -184,11 +190,15 @@ FIELDS: tuple[Field, ...] = (
           _pct_mem),
     Field("pct_runtime", "`realtime` as a percentage of `runtime_requested`.",
           ("elapsed", "runtime"), _pct_runtime),
-    Field("cpu_time", "CPU seconds (user + system) the task used, where the backend reports "
-          "it; no backend records it in the store yet, so it is empty.", (),
-          lambda c: [None] * _rows(c)),
-    Field("pct_cpu", "`cpu_time` over `realtime`, in percent (100 = one core busy); empty "
-          "while `cpu_time` is.", (), lambda c: [None] * _rows(c)),
+    Field("cpu_time", "CPU seconds (user + system) of the attempt's whole process tree, "
+          "children included: the scheduler's accounting where it has it (Slurm `TotalCPU`, "
+          "Grid Engine `cpu`), else the worker's own measurement; empty where neither was "
+          "taken (an attempt that never started, a store made before gristmill recorded it).",
+          ("cpu_time",), lambda c: _rounded(c["cpu_time"])),
+    Field("pct_cpu", "`cpu_time` over `realtime`, in percent (100 = one core busy, as "
+          "Nextflow counts); empty while either is.", ("cpu_time", "elapsed"), _pct_cpu),
+    _plain("usage_source", "Who measured `cpu_time` and `peak_rss`: `worker` (gristmill's "
+           "wrapper), `scheduler` (its accounting) or `scheduler+worker` (one each)."),
     _plain("stderr", "The path of the attempt's stderr log."),
 )
 
