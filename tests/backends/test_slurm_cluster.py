@@ -379,14 +379,17 @@ def finish_two_jobs(tmp_path: Path) -> tuple[list[JobHandle], list[JobRequest]]:
 def check_after_restart(handles: list[JobHandle], accounting: bool) -> None:
     """Finished jobs outlive a restart in squeue; sacct or scontrol also have them.
 
-    The backend asks sacct (scontrol without accounting) only for jobs squeue no
-    longer lists, which takes MinJobAge (300 s); so the live outputs of those two
+    With accounting, the backend asks sacct about finished jobs for what they used; for
+    their outcome it needs sacct (scontrol without accounting) only once squeue no
+    longer lists them, which takes MinJobAge (300 s); so the live outputs of those two
     are parsed here directly, as the backend would.
     """
     backend = SlurmBackend()
     statuses = backend.poll(handles)
     assert [s.state for s in statuses.values()] == [JobState.SUCCEEDED, JobState.FAILED]
-    assert backend.calls == {"squeue": 1}
+    # One squeue; the configuration once (is accounting on?); and, with accounting, one
+    # sacct for what the finished jobs used (CPU time, peak memory).
+    assert backend.calls == {"squeue": 1, "scontrol": 1, **({"sacct": 1} if accounting else {})}
     array = handles[0].job_id.split("_")[0]
     if accounting:
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
