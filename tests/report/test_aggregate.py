@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from gm_runstore import build_run
 
+from gristmill.engine.runner import run_workflow
 from gristmill.report import aggregate
 from gristmill.report.aggregate import TaskFigures, flag, median_ranks, task_figures
 from gristmill.report.attempts import iter_attempts
@@ -116,3 +118,26 @@ def test_median_ranks(n: int, ranks: tuple[int, int, float]) -> None:
 ])
 def test_flag(exceeded: int, top: float | None, expected: str) -> None:
     assert flag(exceeded, top) == expected
+
+
+def test_cpu_efficiency_is_cpu_time_over_run_time_and_cores(
+    et: ModuleType, tmp_path: Path
+) -> None:
+    """A task that burns CPU the whole time is efficient; one that sleeps is not. From the
+    CPU time each attempt records (the local backend's worker measures it)."""
+    figures = {}
+    for name, workflow in (("busy", et.burn_once(cpu=1.5, pause=0.0)),
+                           ("idle", et.burn_once(cpu=0.0, pause=1.5))):
+        result = run_workflow(workflow, run_dir=tmp_path / name)
+        assert result.ok
+        store = Store.open(result.run_dir, readonly=True)
+        try:
+            (figures[name],) = task_figures(store).values()
+            assert task_figures(store) == _reference(store)
+        finally:
+            store.close()
+    busy, idle = figures["busy"].cpu_eff, figures["idle"].cpu_eff
+    assert busy is not None
+    assert idle is not None
+    assert busy > 2 * idle
+    assert busy <= 100.5

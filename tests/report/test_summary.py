@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,14 @@ def test_human_seconds(value: float | None, text: str) -> None:
 ])
 def test_human_bytes(value: float | None, text: str) -> None:
     assert human_bytes(value) == text
+
+
+def test_the_summary_shows_cpu_efficiency_where_cpu_time_is_known(mixed_run: Path) -> None:
+    """Every task of the run records CPU time (the local worker measures it): each row
+    ends with its efficiency, a whole percentage."""
+    lines = _text(mixed_run).splitlines()
+    header = next(i for i, line in enumerate(lines) if "CPU eff" in line)
+    rows = [line for line in lines[header + 2:] if line.strip() and "│" in line]
+    tasks = [row for row in rows if not row.startswith("all")]
+    assert tasks
+    assert all(re.search(r"│\s*\d+%\s*$", row) for row in tasks), tasks

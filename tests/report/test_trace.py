@@ -272,5 +272,8 @@ def test_a_store_made_before_cpu_time_was_kept_traces_it_empty(
     store = Store.open(old, readonly=True)
     try:
         assert {r.cpu_time for r in iter_attempts(store)} == {None}
+        from gristmill.report.aggregate import task_figures
+
+        assert {f.cpu_eff for f in task_figures(store).values()} == {None}
     finally:
         store.close()

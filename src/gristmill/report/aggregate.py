@@ -98,6 +98,9 @@ class TaskFigures:
     #: Peak memory and run time of successful attempts (what ``--suggest`` fits).
     ok_peak: int | None = None
     ok_elapsed: float | None = None
+    #: CPU efficiency, in percent: CPU time over run time times the cores asked for (1 when
+    #: none were), over the attempts whose CPU time is known; None when none is.
+    cpu_eff: float | None = None
 
     def retries_total(self) -> int:
         return sum(self.retries.values())
@@ -143,6 +146,8 @@ class _Task:
     below: int = 0  #: run times below the median's bracket
     window: list[int] = attrs.Factory(list)  #: rows whose run time is inside it
     values: dict[str, Any] = attrs.Factory(dict)
+    cpu: float = 0.0  #: CPU seconds of the attempts whose CPU time is known
+    cpu_wall: float = 0.0  #: their run time times the cores each asked for
 
     def fold(self, name: str, value: Any) -> None:
         """Keep the larger of ``value`` and what ``name`` holds (None is no value)."""
@@ -157,7 +162,9 @@ SELECT task, resources, count(*), sum(state = 'OOM'), sum(state = 'TIMEOUT'), co
        max(nullif(peak_rss, 0)) FILTER (WHERE state = 'SUCCEEDED'),
        max(elapsed) FILTER (WHERE state = 'SUCCEEDED'),
        sum(elapsed < {low}),
-       json_group_array(rowid) FILTER (WHERE elapsed >= {low} AND elapsed <= {high})
+       json_group_array(rowid) FILTER (WHERE elapsed >= {low} AND elapsed <= {high}),
+       sum({cpu}) FILTER (WHERE {cpu} IS NOT NULL AND elapsed > 0),
+       sum(elapsed) FILTER (WHERE {cpu} IS NOT NULL AND elapsed > 0)
 FROM attempts GROUP BY resources, task
 """
 
@@ -177,12 +184,12 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
     # The low bound appears twice in the statement: numbered parameters bind it once.
     low_sql, args = _case(brackets, 0, math.inf, 1)
     high_sql, high_args = _case(brackets, 1, -math.inf, len(args) + 1)
-    sql = _GROUPS.format(low=low_sql, high=high_sql)
+    sql = _GROUPS.format(low=low_sql, high=high_sql, cpu=cpu_column(store))
     args += high_args
     tasks: dict[str, _Task] = {}
     requests: dict[str, tuple[Any, Any, Any]] = {}
     for (task, resources, n, ooms, timeouts, timed, low, high, peak, ok_peak, ok_elapsed, below,
-         window) in store.conn.execute(sql, args):
+         window, cpu, cpu_elapsed) in store.conn.execute(sql, args):
         t = tasks.get(task)
         if t is None:
             t = tasks[task] = _Task(task)
@@ -197,6 +204,9 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
         if found is None:
             found = requests[resources] = requests_of(store, resources)
         mem, cores, runtime = found
+        if cpu_elapsed:
+            t.cpu += cpu
+            t.cpu_wall += cpu_elapsed * (cores or 1)
         t.fold("peak", peak)
         t.fold("mem", mem or None)
         t.fold("cores", cores or None)
@@ -219,8 +229,19 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
         out[name] = TaskFigures(
             name, t.attempts, t.ooms, t.timeouts, dict(retries.get(name, {})), wall, v["peak"],
             v["mem"], v["runtime"], v["cores"], v.get("mem_pct"), v.get("runtime_pct"),
-            v.get("ok_peak"), v.get("ok_elapsed"))
+            v.get("ok_peak"), v.get("ok_elapsed"), cpu_efficiency(t.cpu, t.cpu_wall))
     return out
+
+
+def cpu_efficiency(cpu: float, wall: float) -> float | None:
+    """CPU time as a percentage of run time times cores, to a tenth (None without any)."""
+    return round(100 * cpu / wall, 1) if wall > 0 else None
+
+
+def cpu_column(store: Store) -> str:
+    """``cpu_time``, or NULL in a store made before gristmill kept it (schema 2)."""
+    have = {row[1] for row in store.conn.execute("PRAGMA table_info(attempts)")}
+    return "cpu_time" if "cpu_time" in have else "NULL"
 
 
 def _case(brackets: Mapping[str, tuple[float, float]], which: int, default: float,

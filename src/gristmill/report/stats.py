@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import attrs
 
-from gristmill.report.aggregate import OVER, UNDER, TaskFigures, flag
+from gristmill.report.aggregate import OVER, UNDER, TaskFigures, cpu_efficiency, flag
 from gristmill.report.attempts import (
     CAUSE_ORDER,
     OOM,
@@ -117,10 +117,15 @@ class TaskStats:
     ok_elapsed: float | None = None
     first_submit: float | None = None
     last_end: float | None = None
+    cpu: float = 0.0  #: CPU seconds of the attempts whose CPU time is known
+    cpu_wall: float = 0.0  #: their run time times the cores each asked for
 
     def add(self, row: AttemptRow) -> None:
         self.attempts += 1
         self.by_state[row.state] += 1
+        if row.cpu_time is not None and row.elapsed:
+            self.cpu += row.cpu_time
+            self.cpu_wall += row.elapsed * (row.cores or 1)
         if row.attempt > 1 and row.previous_state is not None:
             self.retries[cause_family(row.retry_cause)] += 1
         if row.mem and (self.mem_requested is None or row.mem > self.mem_requested):
@@ -170,7 +175,8 @@ class TaskStats:
             None if wall is None else (wall.low, wall.median, wall.high),
             None if not self.peak else int(max(self.peak)), self.mem_requested,
             self.runtime_requested, self.cores_requested, max(self.mem_pct, default=None),
-            max(self.runtime_pct, default=None), self.ok_peak, self.ok_elapsed)
+            max(self.runtime_pct, default=None), self.ok_peak, self.ok_elapsed,
+            cpu_efficiency(self.cpu, self.cpu_wall))
 
 
 def _flag(exceeded: int, pct: array[float]) -> str:

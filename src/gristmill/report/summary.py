@@ -105,6 +105,7 @@ def task_table(figures: Mapping[str, TaskFigures], counts: dict[tuple[str, str],
     table.add_column("wall min / median / max", justify="right")
     table.add_column("peak mem / asked", justify="right")
     table.add_column("longest / limit", justify="right")
+    table.add_column("CPU eff", justify="right")
     totals: dict[str, int] = defaultdict(int)
     for task in order:
         nodes = by_task.get(task, {})
@@ -120,12 +121,13 @@ def task_table(figures: Mapping[str, TaskFigures], counts: dict[tuple[str, str],
                      ts.mem_flag()),
             _used_of(human_seconds(None if wall is None else wall[2]),
                      human_seconds(ts.runtime_requested), ts.runtime_pct, ts.runtime_flag()),
+            "—" if ts.cpu_eff is None else f"{ts.cpu_eff:.0f}%",
         )
     if len(order) > 1:
         table.add_row(Text("all", style="bold"), *(str(totals.get(s, "")) for s in states),
                       str(sum(t.attempts for t in figures.values())),
                       *(str(sum(t.retries.get(c, 0) for t in figures.values()) or "")
-                        for c in causes), "", "", "")
+                        for c in causes), "", "", "", "")
     return table
 
 
