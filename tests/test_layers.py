@@ -46,7 +46,7 @@ FORBIDDEN = [
 ]
 #: The leaves: they import no other gristmill module.
 LEAVES = ("gristmill.states", "gristmill.errors", "gristmill.merge", "gristmill.logs",
-          "gristmill.text",
+          "gristmill.text", "gristmill.users",
           "gristmill.worker.atomic")
 BACKENDS = ("local", "slurm", "sge", "dask", "jobmon")
 

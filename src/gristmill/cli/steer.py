@@ -25,11 +25,11 @@ from gristmill.engine.steering import (
     current_user,
     receive,
     send,
-    user_of,
 )
 from gristmill.errors import RunDirError
 from gristmill.store.db import Store
 from gristmill.store.lock import RunLock, is_locked, verified_engine
+from gristmill.users import user_name
 
 _RUN_DIR = click.argument(
     "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -67,7 +67,7 @@ def _to_engine(run_dir: Path, request: Request, wait: float) -> None:
                           f"process it is: {why}; nothing was changed")
     owner = os.stat(f"/proc/{pid}").st_uid
     if owner != os.geteuid():
-        raise RunDirError(f"the engine of {run_dir} runs as {user_of(owner)}: only that user "
+        raise RunDirError(f"the engine of {run_dir} runs as {user_name(owner)}: only that user "
                           "can steer it; nothing was changed")
     path = send(run_dir, request)
     deadline = time.monotonic() + wait

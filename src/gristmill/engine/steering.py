@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import os
-import pwd
 import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +43,7 @@ from gristmill.resources import (
     parse_duration,
     parse_memory_with_unit,
 )
+from gristmill.users import user_name
 from gristmill.worker.atomic import write_atomic
 
 #: The folder of a run directory where steering requests wait for the engine.
@@ -246,14 +246,7 @@ class Steering:
 
 
 def current_user() -> str:
-    return user_of(os.geteuid())
-
-
-def user_of(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    return user_name(os.geteuid())
 
 
 def check_tasks(request: Request, tasks: Sequence[str]) -> None:
@@ -310,7 +303,7 @@ def _read(path: Path) -> Request:
         if not stat.S_ISREG(info.st_mode):
             raise SpecError("not a regular file")
         if info.st_uid != os.geteuid():
-            raise SpecError(f"owned by {user_of(info.st_uid)}, not by the run's owner "
+            raise SpecError(f"owned by {user_name(info.st_uid)}, not by the run's owner "
                             f"{current_user()}")
         if info.st_size > MAX_REQUEST_BYTES:
             raise SpecError(f"{info.st_size} bytes; a request is under {MAX_REQUEST_BYTES}")
@@ -319,7 +312,7 @@ def _read(path: Path) -> Request:
         os.close(fd)
     request = Request.from_json(json.loads(data))
     # The file's owner is who asked: a request cannot name another user.
-    return attrs.evolve(request, user=user_of(info.st_uid))
+    return attrs.evolve(request, user=user_name(info.st_uid))
 
 
 def steered(plans: Sequence[UnitPlan], tasks: Sequence[str], steering: Steering) -> list[UnitPlan]:

@@ -35,6 +35,7 @@ from gristmill.errors import RunDirError
 from gristmill.runs.metadata import (
     PathLike,
 )
+from gristmill.users import user_name
 
 LATEST_LINK = "latest"
 BEST_LINK = "best"
@@ -190,7 +191,7 @@ def check_writable(run_dir: Path, names: Iterable[str]) -> None:
             read_only = hasattr(os, "statvfs") and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
         except OSError:
             continue  # gone meanwhile: nothing to say about it
-        owner = _user_name(info.st_uid)
+        owner = user_name(info.st_uid)
         copy = (f"copy it to storage you can write (cp -a {run_dir} NEW_PATH) and continue the "
                 "copy: gristmill resume NEW_PATH")
         if read_only:
@@ -200,22 +201,10 @@ def check_writable(run_dir: Path, names: Iterable[str]) -> None:
             )
         what = "it" if path == run_dir else f"{path}"
         raise RunDirError(
-            f"the run directory {run_dir} is not writable by you ({_user_name(os.geteuid())}): "
+            f"the run directory {run_dir} is not writable by you ({user_name(os.geteuid())}): "
             f"{what} belongs to {owner} (mode {stat.filemode(info.st_mode)}); nothing was "
             f"changed; continue it as {owner}, or {copy}"
         )
-
-
-def _user_name(uid: int) -> str:
-    """The login name of ``uid`` (the number when it has none)."""
-    try:
-        import pwd
-    except ImportError:  # Windows
-        return str(uid)
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def replace_link(link: PathLike, target: PathLike) -> Path:

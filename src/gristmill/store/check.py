@@ -18,6 +18,7 @@ from pathlib import Path
 from gristmill.errors import StoreError
 from gristmill.store.lock import is_locked
 from gristmill.store.schema import SCHEMA_VERSION
+from gristmill.users import user_name
 
 #: SQLite result codes of a reader that can neither make nor use the ``-shm`` index beside
 #: a WAL store (the directory is not writable by it): SQLITE_CANTOPEN (primary code), and
@@ -131,20 +132,9 @@ def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
 def not_readable(path: Path) -> str:
     """Why this user cannot read ``path``: whose it is, its mode, and what to ask for."""
     info = os.stat(path)
-    return (f"{path} belongs to {_user_name(info.st_uid)} (mode {stat.filemode(info.st_mode)}) "
-            f"and is not readable by you ({_user_name(os.geteuid())}); ask its owner to make "
+    return (f"{path} belongs to {user_name(info.st_uid)} (mode {stat.filemode(info.st_mode)}) "
+            f"and is not readable by you ({user_name(os.geteuid())}); ask its owner to make "
             "the run directory readable (chmod -R a+rX, or g+rX for a shared group)")
-
-
-def _user_name(uid: int) -> str:
-    try:
-        import pwd
-    except ImportError:  # Windows
-        return str(uid)
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def corrupt(path: Path, exc: Exception) -> StoreError:
