@@ -38,20 +38,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_engine import peak_rss_mb  # VmHWM of this process, as every benchmark reads it
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "fixtures"))
 
 RESULTS = HERE / "results"
 TARGETS = {"report_s_1m": 30.0, "report_mb_1m": 20.0, "report_s_100": 2.0, "trace_s_1m": 30.0,
            "summary_s_1m": 3.0}
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(kind: str, run_dir: str) -> dict[str, Any]:

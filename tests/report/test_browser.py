@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from cluster_testing import selected
 from gm_runstore import build_run
+from gm_testing import attempts
 
 from gristmill.report.html import write_report
-from gristmill.store.db import AttemptRecord, Store
 
 pytestmark = pytest.mark.browser
 
@@ -57,14 +57,6 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield launched
         launched.close()
-
-
-def stored_attempts(run_dir: Path) -> list[AttemptRecord]:
-    store = Store.open(run_dir, readonly=True)
-    try:
-        return store.attempts()
-    finally:
-        store.close()
 
 
 def open_report(browser: Any, path: Path, shot: str) -> tuple[Any, list[str]]:
@@ -119,7 +111,7 @@ def test_the_example_run_renders_and_makes_the_docs_screenshot(browser: Any,
     assert page.locator("#attempts-table tbody tr").count() == 16
     # One memory box per task with a measured peak: a task that ends before the first
     # RSS sample, under the wrapper's own peak, records none (see worker/monitor.py).
-    measured = {a.task for a in stored_attempts(run_dir) if a.peak_rss}
+    measured = {a.task for a in attempts(run_dir) if a.peak_rss}
     assert page.locator("#mem-plot .box").count() == len(measured) >= 1
     page.set_viewport_size({"width": 1280, "height": 1400})
     page.evaluate("window.scrollTo(0, document.getElementById('tasks').offsetTop - 50)")

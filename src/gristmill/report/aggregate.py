@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from gristmill.report.attempts import RERUN, cause, cause_family, requests_of
+from gristmill.report.attempts import RERUN, cause, cause_family, requests_of, sql_of
 from gristmill.store.db import Store
 
 #: Under this share of the request used at most, a task is over-allocated.
@@ -165,7 +165,7 @@ SELECT task, resources, count(*), sum(state = 'OOM'), sum(state = 'TIMEOUT'), co
        json_group_array(rowid) FILTER (WHERE elapsed >= {low} AND elapsed <= {high}),
        sum({cpu}) FILTER (WHERE {cpu} IS NOT NULL AND elapsed > 0),
        sum(elapsed) FILTER (WHERE {cpu} IS NOT NULL AND elapsed > 0)
-FROM attempts GROUP BY resources, task
+FROM attempts a GROUP BY resources, task
 """
 
 # Retries by their previous attempt's outcome. The retry is read from the primary key's
@@ -184,7 +184,7 @@ def task_figures(store: Store) -> dict[str, TaskFigures]:
     # The low bound appears twice in the statement: numbered parameters bind it once.
     low_sql, args = _case(brackets, 0, math.inf, 1)
     high_sql, high_args = _case(brackets, 1, -math.inf, len(args) + 1)
-    sql = _GROUPS.format(low=low_sql, high=high_sql, cpu=cpu_column(store))
+    sql = _GROUPS.format(low=low_sql, high=high_sql, cpu=sql_of(store, "cpu_time"))
     args += high_args
     tasks: dict[str, _Task] = {}
     requests: dict[str, tuple[Any, Any, Any]] = {}
@@ -237,11 +237,6 @@ def cpu_efficiency(cpu: float, wall: float) -> float | None:
     """CPU time as a percentage of run time times cores, to a tenth (None without any)."""
     return round(100 * cpu / wall, 1) if wall > 0 else None
 
-
-def cpu_column(store: Store) -> str:
-    """``cpu_time``, or NULL in a store made before gristmill kept it (schema 2)."""
-    have = {row[1] for row in store.conn.execute("PRAGMA table_info(attempts)")}
-    return "cpu_time" if "cpu_time" in have else "NULL"
 
 
 def _case(brackets: Mapping[str, tuple[float, float]], which: int, default: float,

@@ -180,7 +180,7 @@ def iter_attempts(store: Store, *, where: str = "", args: tuple[object, ...] = (
 
     ``where`` is an SQL condition on the attempt (alias ``a``), e.g. ``a.key = ?``.
     """
-    usage = ", ".join(_sql_of(store, name) for name in _SINCE_V3)
+    usage = ", ".join(sql_of(store, name) for name in _SINCE_V3)
     sql = (_SELECT.format(usage=usage) + (f" WHERE {where}" if where else "")
            + " ORDER BY a.rowid")
     cursor = store.conn.cursor()
@@ -221,7 +221,7 @@ COLUMN_SQL = {
     "peak_rss": "a.peak_rss", "elapsed": "a.elapsed", "host": "a.host", "reason": "a.reason",
     "submitted": "a.submitted", "ended": "a.ended", "stderr": "a.stderr",
     "resources": "a.resources",
-    # What the attempt used (schema 3; NULL in older stores, see _sql_of).
+    # What the attempt used (schema 3; NULL in older stores, see sql_of).
     "cpu_time": "a.cpu_time", "usage_source": "a.usage_source",
     # What was asked for, from the resources' JSON (see :func:`requests_of`).
     "mem": "json_extract(a.resources, '$.mem')",
@@ -338,8 +338,9 @@ class NodeIndex:
 _SINCE_V3 = ("cpu_time", "usage_source")
 
 
-def _sql_of(store: Store, name: str) -> str:
-    """The SQL of column ``name`` in this store (NULL for a column it does not have)."""
+def sql_of(store: Store, name: str) -> str:
+    """The SQL of column ``name`` (of :data:`COLUMN_SQL`) in this store: NULL for a column
+    a store made before schema version 3 does not have."""
     if name in _SINCE_V3:
         have = {row[1] for row in store.conn.execute("PRAGMA table_info(attempts)")}
         if name not in have:
@@ -373,7 +374,7 @@ def iter_columns(store: Store, names: Sequence[str], *, where: str = "",
         requests = Memo(lambda text: requests_of(store, text), 4096)
         if "resources" not in read:
             read.append("resources")
-    sql = (f"SELECT {', '.join(_sql_of(store, n) for n in read)} FROM attempts a"
+    sql = (f"SELECT {', '.join(sql_of(store, n) for n in read)} FROM attempts a"
            + (f" WHERE {where}" if where else "") + " ORDER BY a.rowid")
     cursor = store.conn.cursor()
     cursor.row_factory = None  # plain tuples: a batch is transposed with zip(*rows)
