@@ -61,6 +61,18 @@ def test_import_gristmill_loads_no_click_loguru_or_attrs_until_a_name_needs_them
                      "gristmill.dsl", "SpecError"]
 
 
+def test_a_task_module_pays_neither_for_pdb_nor_for_package_scans() -> None:
+    """A task process imports its module (``@gm.task`` runs) on every attempt: what only
+    ``--with-debugger`` or ``gristmill entry-points`` use is imported when they run."""
+    loaded, ran = _run(
+        "import json, sys, click; import gristmill as gm\n"
+        "@gm.task(mem='1G')\n@click.command()\ndef t():\n    print('ran')\n"
+        "slow = sorted(m for m in ('pdb', 'pkgutil', 'bdb', 'pprint') if m in sys.modules)\n"
+        "print(json.dumps([slow, t.name]))\n")
+    assert loaded == []
+    assert ran == "t"
+
+
 def test_gristmill_logs_stay_off_until_the_program_enables_them() -> None:
     """As when ``__init__`` imported loguru: disabled at loguru's import, whether loguru
     came before or after gristmill, and a program's ``enable`` wins from then on (no later

@@ -8,7 +8,6 @@ when its module is imported, so ``gristmill entry-points PKG`` and the
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 import traceback
 from typing import TYPE_CHECKING, NoReturn
@@ -78,6 +77,8 @@ def import_package(package: str) -> None:
     paths = getattr(root, "__path__", None)
     if paths is None:
         return
+    import pkgutil  # only to scan a package: a task process never does
+
     for info in pkgutil.walk_packages(paths, prefix=package + ".", onerror=_cannot_import):
         if info.name.rpartition(".")[2] == "__main__":
             continue

@@ -9,7 +9,6 @@ exception handling of ``covid_shared.cli_tools``.
 from __future__ import annotations
 
 import copy
-import pdb
 import string
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +44,8 @@ def run_handled(fn: Callable[..., Any], kwargs: Mapping[str, Any], *, with_debug
     except Exception:
         logger.opt(exception=True).error("uncaught exception in {}", getattr(fn, "__name__", fn))
         if with_debugger:
+            import pdb  # only here: a task process pays for pdb only when it opens it
+
             pdb.post_mortem(sys.exc_info()[2])
         _exit(1)
 
