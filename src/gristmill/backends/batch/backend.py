@@ -237,7 +237,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
 
     def find_scripts(self, scripts: Sequence[Path]) -> dict[Path, str] | None:
         """The array id of each batch script the scheduler knows (one query); None when
-        it does not answer, or cannot tell (then only the element's marker confirms)."""
+        it cannot tell (then only the element's marker confirms). Raises
+        :class:`BackendError` when the scheduler does not answer."""
         return None
 
     def _in_doubt(self, array: Array, script: Path, why: str) -> str:
@@ -267,15 +268,20 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         still unconfirmed.
         """
         out: dict[JobHandle, JobHandle | None] = {}
-        pending: dict[str, list[JobHandle]] = {}
+        arrays: dict[str, list[JobHandle]] = {}
         for handle in handles:
-            array, _, index = handle.job_id.partition("_")
-            real = self._confirmed.get(array) or _marked_array(handle)
-            if real is not None:
-                self._confirm(array, real)
-                out[handle] = attrs.evolve(handle, job_id=f"{real}_{index}")
-            else:
-                pending.setdefault(array, []).append(handle)
+            arrays.setdefault(handle.job_id.partition("_")[0], []).append(handle)
+        pending: dict[str, list[JobHandle]] = {}
+        for array, group in arrays.items():
+            real = self._confirmed.get(array) or next(
+                filter(None, map(_marked_array, group)), None)
+            if real is None:
+                pending[array] = group
+                continue
+            self._confirm(array, real)
+            for handle in group:
+                out[handle] = attrs.evolve(
+                    handle, job_id=f"{real}_{handle.job_id.partition('_')[2]}")
         if not pending:
             return out
         scripts = {array: self._unconfirmed.get(array) or _script_of(array, group[0])

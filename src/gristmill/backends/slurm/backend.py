@@ -55,7 +55,6 @@ from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup,
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
 from gristmill.backends.slurm.settings import SETTINGS
-from gristmill.errors import BackendError
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
@@ -558,13 +557,9 @@ class SlurmBackend(ArrayBackend):
 
     def find_scripts(self, scripts: Sequence[Path]) -> dict[Path, str] | None:
         """One ``squeue --user`` listing array ids and batch scripts (``%F|%o``)."""
-        try:
-            proc = self.runner.run(
-                ["squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
-                 "--format=%F|%o"], attempts=1)
-        except BackendError as exc:
-            logger.debug("cannot look for submissions in doubt yet: {}", exc)
-            return None
+        proc = self.runner.run(
+            ["squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
+             "--format=%F|%o"], attempts=1)
         wanted = {str(script): script for script in scripts}
         found: dict[Path, str] = {}
         for line in proc.stdout.splitlines():
