@@ -614,3 +614,25 @@ def test_a_controller_that_stops_answering_pauses_the_run_and_nothing_fails(
           f"{failed[0][0] - times['stop']:.1f} s after the stop; answered again "
           f"{back[0][0] - times['cont']:.1f} s after SIGCONT; run {ended - begun:.0f} s; "
           f"calls {dict(backend.calls)}")
+
+
+def test_two_thousand_nodes_cost_two_sbatch_calls_and_squeues_by_time_not_by_nodes(
+    tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 nodes of one task: two arrays of 1,000 (batch_size; MaxArraySize is 1001, so
+    indices 0-999 fit), and one squeue per poll, so at most the run's wall time over the
+    poll floor (plus the first poll), however many nodes. Minutes: Slurm starts a few
+    jobs a second here."""
+    path = tmp_path / "shared"
+    begun = time.monotonic()
+    result, backend = cluster_testing.run_bounded(
+        tasks.records(path=str(path), n=2000), "slurm", tmp_path, monkeypatch, 3000,
+        poll_interval=None, poll_min=5, poll_max=60)
+    wall = time.monotonic() - begun
+    assert result.counts == {"DONE": 2000}, result.counts
+    assert len(lines(path)) == 2000
+    calls = dict(backend.calls)
+    assert calls["sbatch"] <= 2, calls
+    assert calls["squeue"] <= wall / 5 + 1, (calls, wall)
+    assert calls.get("sacct", 0) <= calls["squeue"], calls
+    print(f"2,000 nodes in {wall:.0f} s: {calls}")
