@@ -295,7 +295,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
                 index = handle.job_id.partition("_")[2]
                 out[handle] = (attrs.evolve(handle, job_id=f"{real}_{index}") if real
                                else None)
-            if real is None and found is not None and self.vanished.missing(array):
+            # A scheduler that cannot list scripts (None) has only the grace to go by.
+            if real is None and self.vanished.missing(array):
                 for handle in group:
                     out[handle] = attrs.evolve(handle, job_id=LOST_ID)
         return out
