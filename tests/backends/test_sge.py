@@ -7,6 +7,7 @@ says which job each is. The backend against the live cluster is test_sge_cluster
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -388,3 +389,38 @@ def test_a_rescheduled_task_waits_and_its_earlier_runs_record_is_not_its_end(
     handle = JobHandle("sge", "77", "a.1", str(tmp_path / "a.1.result.json"))
     backend = SgeBackend(runner=CommandRunner(attempts=1))
     assert backend.poll([handle]) == {}
+
+
+def test_one_qacct_answers_for_every_array_that_left_qstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks of three arrays gone, no result files: one qacct (every job of this user that
+    ended since the earliest one was seen queued), not one per array."""
+    both = read("qacct_qdel.txt") + read("qacct_exit3.txt")
+    bin_dir = fake_commands(tmp_path, qstat=read("qstat_array_running.xml"), qacct=both)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    backend = SgeBackend(runner=CommandRunner(attempts=1), lost_after=3600)
+    backend._seen.update({"9": "2026-11-29T10:23:23", "2": "2026-11-29T10:20:05",
+                          "4": "2026-11-29T10:30:00"})
+    gone = [JobHandle("sge", job, f"{job}.1", str(tmp_path / f"{job}.1.result.json"))
+            for job in ("9_1", "2", "4_1")]
+    statuses = backend.poll(gone)
+    assert {h.job_id: s.state for h, s in statuses.items()} == {
+        "9_1": JobState.CANCELLED, "2": JobState.FAILED}  # 4: qacct lags, not lost yet
+    assert backend.calls == {"qstat": 1, "qacct": 1}
+    assert (bin_dir / "qacct.args").read_text() == (
+        f"-o {pwd.getpwuid(os.getuid()).pw_name} -E -b 202611291020.05 -j\n")
+
+
+def test_a_hanging_qstat_is_killed_at_the_timeout_and_asked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qstat").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "qstat").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    backend = SgeBackend(runner=CommandRunner(timeout=1, sleep=lambda _: None))
+    with pytest.raises(BackendError, match="qstat -xml failed once, not retried: timed out"):
+        backend.poll([JobHandle("sge", "5_3", "a.1", str(tmp_path / "a.1.result.json"))])
+    assert backend.calls == {"qstat": 1}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -400,10 +401,17 @@ FAKE = """#!/bin/sh
 name=$(basename "$0")
 d=$FAKE_SLURM
 printf '%s\\n' "$name $*" >> "$d/calls.log"
+[ -f "$d/$name.hang" ] && exec sleep "$(cat "$d/$name.hang")"
+case "$*" in *%F*) cat "$d/scripts.stdout" 2>/dev/null; exit 0;; esac
 if [ "$name" = sbatch ]; then
   n=$(cat "$d/next_id" 2>/dev/null || echo 100); echo $((n + 1)) > "$d/next_id"
   if [ -f "$d/sbatch.fail_from" ] && [ "$n" -ge "$(cat "$d/sbatch.fail_from")" ]; then
     echo "sbatch: error: Batch job submission failed: Invalid account specified" >&2; exit 1
+  fi
+  if [ -f "$d/sbatch.lost" ]; then  # accepted, and the answer lost on the way back
+    printf '%s|%s\\n' "$n" "$(eval echo \\${$#})" >> "$d/scripts.stdout"
+    echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+    exit 1
   fi
   if [ -f "$d/sbatch.stdout" ]; then cat "$d/sbatch.stdout"; else echo "$n"; fi
   exit 0
@@ -602,7 +610,9 @@ def test_a_failing_squeue_is_a_backend_error_not_a_job_failure(
     slurm = backend()
     with pytest.raises(BackendError, match="Socket timed out"):
         slurm.poll(handles_for(tmp_path, ["7_0"]))
-    assert slurm.calls == {"squeue": 3}
+    # Asked once: the engine's next poll is the retry (a stopped controller is not asked
+    # three times a poll).
+    assert slurm.calls == {"squeue": 1}
 
 
 def test_polling_nothing_calls_nothing(fake: Fake) -> None:
@@ -918,3 +928,148 @@ def test_slurmstepds_preemption_line_leaves_the_verdict_to_slurm(tmp_path: Path)
                    "PREEMPTION ***\n")
     assert why_stopped(log) is None
     assert verdict(log.read_text(), STOP_RULES) == (SCHEDULER_DECIDES, "Slurm preempted the job")
+
+
+# -- a controller that does not answer -------------------------------------------------------
+
+
+def impatient(**options: object) -> SlurmBackend:
+    """A backend whose commands time out after 1 s."""
+    return SlurmBackend(runner=CommandRunner(timeout=1, sleep=lambda _: None),
+                        **options)  # type: ignore[arg-type]
+
+
+def test_a_hanging_squeue_is_killed_at_the_timeout_and_asked_once(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """squeue hangs (slurmctld stopped): the poll fails within the command timeout, asked
+    once (the engine's next poll asks again), and says what happened."""
+    (fake.root / "squeue.hang").write_text("30")
+    slurm = impatient()
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=r"squeue --noheader failed once, not retried: "
+                                           r"timed out after 1 s") as caught:
+        slurm.poll(handles_for(tmp_path, ["7_0", "7_1", "8_0"]))
+    assert time.monotonic() - start < 20  # not 30: killed at 1 s (generous under load)
+    assert caught.value.transient
+    assert slurm.calls == {"squeue": 1}
+    (fake.root / "squeue.hang").unlink()
+    fake.reply("squeue", "7_0|RUNNING|None|vm|2026-12-08T02:00:00|t\n"
+               "7_1|PENDING|Priority||2026-12-08T02:00:00|t\n8_0|RUNNING|None|vm||t\n")
+    statuses = {h.job_id: s.state for h, s in slurm.poll(
+        handles_for(tmp_path, ["7_0", "7_1", "8_0"])).items()}
+    assert statuses == {"7_0": JobState.RUNNING, "7_1": Q, "8_0": JobState.RUNNING}
+
+
+def test_a_submission_that_timed_out_is_not_retried_and_is_found_again(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """sbatch hangs past the timeout: the array may exist, so it is never run again; its
+    jobs are handed over under a provisional id, which the scheduler's list of scripts
+    resolves once it answers (here: the array was accepted as job 100)."""
+    fake.config()
+    slurm = impatient()
+    slurm.config()
+    (fake.root / "sbatch.hang").write_text("30")
+    jobs = [request(tmp_path, i) for i in range(3)]
+    handles = list(slurm.submit(jobs))
+    assert slurm.calls["sbatch"] == 1  # never retried
+    assert all(h.job_id.startswith("?array-fit0000.1_") for h in handles), handles
+    (fake.root / "sbatch.hang").unlink()
+    (fake.root / "squeue.hang").write_text("30")  # still not answering: nothing concluded
+    with pytest.raises(BackendError):
+        slurm.poll(handles)
+    (fake.root / "squeue.hang").unlink()
+    script = tmp_path / "logs" / "fit" / "array-fit0000.1.sh"
+    (fake.root / "scripts.stdout").write_text(f"99|/elsewhere/array-x.sh\n100|{script}\n")
+    fake.reply("squeue", "100_0|RUNNING|None|vm||fit\n100_1|RUNNING|None|vm||fit\n"
+               "100_2|PENDING|Priority|||fit\n")
+    statuses = slurm.poll(handles)
+    assert [statuses[h].state for h in handles] == [JobState.RUNNING, JobState.RUNNING, Q]
+    squeue = fake.calls("squeue")[-1]
+    assert "--jobs=100" in squeue
+    slurm.cancel(handles)
+    assert fake.calls("scancel")[-1] == ["scancel", "100_[0-2]"]
+
+
+def test_a_lost_answer_to_sbatch_is_not_retried_and_the_array_is_found_by_its_script(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """sbatch says "Socket timed out": Slurm had accepted the array all the same."""
+    (fake.root / "sbatch.lost").write_text("")
+    slurm = backend()
+    handles = list(slurm.submit([request(tmp_path, i) for i in range(2)]))
+    assert slurm.calls["sbatch"] == 1
+    fake.reply("squeue", "100_0|COMPLETED|None|vm||fit\n100_1|RUNNING|None|vm||fit\n")
+    fake.reply("sacct", "")
+    statuses = slurm.poll(handles)
+    assert [statuses[h].state for h in handles] == [S, JobState.RUNNING]
+
+
+def test_an_array_whose_submission_was_lost_is_found_by_an_elements_marker_after_a_restart(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """A new engine (a new backend) with the provisional ids in its store: an element that
+    started wrote its job id next to its result, and that is enough."""
+    (fake.root / "sbatch.lost").write_text("")
+    handles = list(backend().submit([request(tmp_path, i) for i in range(2)]))
+    Path(handles[1].result_path + ".handle").write_text("100_1\n")
+    (fake.root / "scripts.stdout").write_text("")
+    fake.reply("squeue", "100_0|RUNNING|None|vm||fit\n100_1|RUNNING|None|vm||fit\n")
+    again = backend()
+    statuses = again.poll(handles)
+    assert [statuses[h].state for h in handles] == [JobState.RUNNING] * 2
+
+
+def test_a_submission_slurm_never_got_is_lost_once_it_answers_without_it(
+    fake: Fake, tmp_path: Path
+) -> None:
+    (fake.root / "sbatch.hang").write_text("30")
+    slurm = impatient(lost_after=3600)
+    slurm._config = {"MaxArraySize": "1001"}  # asked before the controller stopped
+    handles = list(slurm.submit([request(tmp_path, 0)]))
+    (fake.root / "sbatch.hang").unlink()
+    (fake.root / "scripts.stdout").write_text("")
+    assert slurm.poll(handles) == {}  # not listed yet: unchanged while the grace runs
+    slurm.vanished.grace = 0
+    (status,) = slurm.poll(handles).values()
+    assert status.state is JobState.LOST
+    assert "never accepted" in status.reason
+
+
+# -- what sacct is asked ---------------------------------------------------------------------
+
+
+def test_sacct_names_the_arrays_and_the_earliest_submission(fake: Fake, tmp_path: Path) -> None:
+    fake.reply("squeue", "100_0|COMPLETED|None|vm|2026-12-08T02:10:00|fit\n"
+               "101_0|COMPLETED|None|vm|2026-12-08T02:05:00|fit\n")
+    fake.reply("sacct", "")
+    slurm = backend()
+    slurm.poll(handles_for(tmp_path, ["100_0", "101_0"]))
+    (sacct,) = fake.calls("sacct")
+    assert sacct[-2:] == ["--jobs=100,101", "--starttime=2026-12-08T02:05:00"]
+
+
+def test_after_many_retry_arrays_sacct_asks_by_task_name_instead(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """300 arrays (each retry is one): ``--name`` is shorter than 300 ids; never element ids."""
+    ids = [f"{1000 + a}_0" for a in range(300)]
+    fake.reply("squeue", "".join(f"{j}|FAILED|None|vm|2026-12-08T02:{a % 60:02d}:00|fit\n"
+                                 for a, j in enumerate(ids)))
+    fake.reply("sacct", "")
+    slurm = backend()
+    slurm.poll(handles_for(tmp_path, ids))
+    (sacct,) = fake.calls("sacct")
+    assert sacct[-3:] == ["--name=fit", f"--user={os.getuid()}",
+                          "--starttime=2026-12-08T02:00:00"]
+    assert slurm.calls["sacct"] == 1
+
+
+def test_poll_bounds_are_options_and_nonsense_is_refused() -> None:
+    assert (backend().capabilities.poll_min, backend().capabilities.poll_max) == (5.0, 60.0)
+    mine = backend(poll_min="1", poll_max="30")  # as --option or the spec give them
+    assert (mine.capabilities.poll_min, mine.capabilities.poll_max) == (1.0, 30.0)
+    with pytest.raises(BackendError, match=r"poll_min=10, poll_max=2: give 0 <= poll_min <= "
+                                           r"poll_max seconds \(--slurm-poll-min"):
+        backend(poll_min=10, poll_max=2)

@@ -546,3 +546,93 @@ def test_the_sbatch_argv_is_what_runs(tmp_path: Path) -> None:
     assert (fields["Partition"], fields["MinMemoryNode"]) == ("debug", "114M")
     script = (job.stdout.parent / f"array-{job.key}.sh").read_text()
     assert str(job.stdout.parent / f"array-{job.key}.json") in shlex.split(script)
+
+
+# -- a controller that does not answer --------------------------------------------------------
+
+
+def slurmctld_pid() -> int:
+    """The test cluster's slurmctld (its pid file under SLURM_KIT_DIR)."""
+    kit = Path(os.environ.get("SLURM_KIT_DIR", "/tmp/gristmill-slurm"))
+    return int((kit / "run" / "slurmctld.pid").read_text().split()[0])
+
+
+def test_a_controller_that_stops_answering_pauses_the_run_and_nothing_fails(
+    tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """slurmctld is stopped (SIGSTOP, not killed: the cluster is shared) for 30 s while the
+    first stage runs; squeue hangs meanwhile. The engine warns once, keeps waiting, and
+    when slurmctld answers again every node ends DONE, each task having run once."""
+    import threading
+
+    from loguru import logger
+
+    path = tmp_path / "shared"
+    pid = slurmctld_pid()
+    times: dict[str, float] = {}
+    messages: list[tuple[float, str]] = []
+    logger.enable("gristmill")
+    sink = logger.add(lambda m: messages.append((time.monotonic(), m.record["message"])),
+                      level="WARNING")
+
+    def outage() -> None:
+        wait_until(lambda: len(lines(path)) >= 1, 120, "the first stage to start")
+        times["stop"] = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(30)  # the outage itself: a fixed length is what is under test
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            times["cont"] = time.monotonic()
+
+    stopper = threading.Thread(target=outage, daemon=True)
+    begun = time.monotonic()
+    stopper.start()
+    try:
+        result, backend = run_bounded(
+            tasks.staged(path=str(path), n=4, pause=15.0), tmp_path, monkeypatch, 400,
+            poll_min=1, poll_max=5, command_timeout=20)
+    finally:
+        stopper.join(60)
+        os.kill(pid, signal.SIGCONT)  # never leave the shared controller stopped
+        logger.remove(sink)
+    ended = time.monotonic()
+    assert "cont" in times, "the outage never happened: the first stage did not start"
+    assert result.counts == {"DONE": 8}, result.counts
+    assert sorted(lines(path)) == sorted([str(i) for i in range(4)] +
+                                         [str(i) for i in range(100, 104)])  # each once
+    records = attempts(result.run_dir)
+    assert len(records) == 8
+    assert {r.state for r in records} == {"SUCCEEDED"}
+    failed = [(t, m) for t, m in messages if m.startswith("polling slurm failed")]
+    assert len(failed) == 1, messages
+    back = [(t, m) for t, m in messages if "answers again" in m]
+    assert len(back) == 1, messages
+    assert times["stop"] <= failed[0][0] <= times["cont"] + 25
+    assert back[0][0] >= times["cont"]
+    print(f"outage: stopped {times['cont'] - times['stop']:.0f} s; first failed poll "
+          f"{failed[0][0] - times['stop']:.1f} s after the stop; answered again "
+          f"{back[0][0] - times['cont']:.1f} s after SIGCONT; run {ended - begun:.0f} s; "
+          f"calls {dict(backend.calls)}")
+
+
+def test_two_thousand_nodes_cost_two_sbatch_calls_and_squeues_by_time_not_by_nodes(
+    tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 nodes of one task: two arrays of 1,000 (batch_size; MaxArraySize is 1001, so
+    indices 0-999 fit), and one squeue per poll, so at most the run's wall time over the
+    poll floor (plus the first poll), however many nodes. Minutes: Slurm starts a few
+    jobs a second here."""
+    path = tmp_path / "shared"
+    begun = time.monotonic()
+    result, backend = cluster_testing.run_bounded(
+        tasks.records(path=str(path), n=2000), "slurm", tmp_path, monkeypatch, 3000,
+        poll_interval=None, poll_min=5, poll_max=60)
+    wall = time.monotonic() - begun
+    assert result.counts == {"DONE": 2000}, result.counts
+    assert len(lines(path)) == 2000
+    calls = dict(backend.calls)
+    assert calls["sbatch"] <= 2, calls
+    assert calls["squeue"] <= wall / 5 + 1, (calls, wall)
+    assert calls.get("sacct", 0) <= calls["squeue"], calls
+    print(f"2,000 nodes in {wall:.0f} s: {calls}")

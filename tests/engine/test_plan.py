@@ -36,7 +36,8 @@ def test_the_plan_layers_engine_and_backend_settings(et: ModuleType, tmp_path: P
     assert (mine.backend, mine.config.max_concurrent, mine.config.fail_fast) == ("dask", 2, False)
     assert mine.backend_options == {"max_cores": 1}  # the caller's beat the spec's
     bare = make_plan(wf, RunOptions())
-    assert (bare.backend, bare.config.fail_fast, bare.config.poll_max) == ("local", False, 30.0)
+    # No ceiling given: the backend's own (Slurm: 60 s), else the engine's 30 s.
+    assert (bare.backend, bare.config.fail_fast, bare.config.poll_max) == ("local", False, None)
 
 
 def test_the_plan_holds_one_settings_row_per_unit_and_the_store_rows(

@@ -134,6 +134,10 @@ class Capabilities:
     #: Seconds the engine leaves at least between two ``poll`` calls: the shortest
     #: interval worth a scheduler query (one ``squeue`` per tick).
     poll_min: float = attrs.field(default=0.0, validator=_at_least(0))
+    #: Seconds at most between two ``poll`` calls while nothing changes: the interval
+    #: grows towards it from ``poll_min`` (see :mod:`gristmill.engine.polling`). None:
+    #: the engine's default; ``--poll-interval`` overrides it.
+    poll_max: float | None = attrs.field(default=None, validator=_at_least(0))
     #: At most this many jobs handed over and not yet reported finished (None: only the
     #: engine's own limits apply). Keeps each engine cycle cheap while the backend
     #: always has the next jobs queued.
@@ -145,6 +149,11 @@ class Capabilities:
     live_limit: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if self.poll_max is not None and self.poll_max < self.poll_min:
+            raise ValueError(
+                f"Capabilities(poll_min={self.poll_min!r}, poll_max={self.poll_max!r}): the "
+                "longest interval between polls cannot be shorter than the shortest"
+            )
         if self.dag and self.max_inflight is not None:
             raise ValueError(
                 "Capabilities(dag=True, max_inflight=...): a dag backend is handed every "

@@ -7,8 +7,9 @@ submitted and its job id right after, so a crash at any point leaves a record
 that the next engine can re-adopt (see :meth:`Engine.adopt`).
 
 The loop never busy-waits: it blocks in ``backend.wait`` (the local backend
-wakes as soon as an attempt ends; schedulers are polled on an interval that
-shortens while jobs finish and grows towards ``poll_max`` while idle).
+wakes as soon as an attempt ends; schedulers are polled on an interval that is at
+its floor after a submission or a poll that saw jobs end, and grows towards its
+ceiling while nothing changes: :mod:`gristmill.engine.polling`).
 
 Fault injection for the reliability tests: :mod:`gristmill.engine.faults`.
 """
@@ -36,6 +37,7 @@ from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import Action, authoritative, decide, spends_retry
 from gristmill.engine.plan import Plan
+from gristmill.engine.polling import PollSchedule
 from gristmill.engine.progress import Failure, Observer, finished_count, snapshot
 from gristmill.engine.steering import META_KEY as STEERING_KEY
 from gristmill.engine.steering import (
@@ -134,6 +136,12 @@ class Engine:
         #: The backend runs dependencies and retries itself: it gets every node at once.
         self.dag = self.capabilities.dag
         self._polled_at = 0.0  # when ``poll`` was last called (time.monotonic())
+        #: When polls began to fail (the scheduler does not answer); None while they work.
+        self._unanswered_since: float | None = None
+        #: How long the loop waits before its next poll (:mod:`.polling`).
+        self.schedule = PollSchedule.of(
+            engine_min=self.config.poll_min, engine_max=self.config.poll_max,
+            backend_min=self.capabilities.poll_min, backend_max=self.capabilities.poll_max)
         #: Who watches (the CLI's progress display); snapshots at most every interval.
         self.observer = observer
         self._started = time.monotonic()
@@ -248,15 +256,15 @@ class Engine:
         return self.tracker.counts()
 
     def _loop(self) -> None:
-        # A scheduler backend may ask for a longer shortest interval (one squeue per tick).
-        poll_min = max(self.config.poll_min, self.capabilities.poll_min)
-        interval = poll_min
+        schedule = self.schedule
         while True:
             self._check_run_dir()
             self.observe()
             self._check_mailbox()
             submitted = 0 if self.stopping or self.steering.paused else self.dispatch()
             self.flush()
+            if submitted:
+                schedule.submitted()
             if not self.live:
                 if self._work_waits():  # paused: wait for unpause, Ctrl-C or cancel
                     time.sleep(RESCAN)
@@ -267,12 +275,10 @@ class Engine:
                 if pause > 0:  # a transient submission failure: wait, then try again
                     time.sleep(pause)
                 continue
-            self._pause(interval)
+            self._pause(schedule.interval)
             finished = self.collect()
             self.flush()
-            interval = (
-                poll_min if finished else min(self.config.poll_max, max(interval, 0.05) * 1.5)
-            )
+            schedule.polled(finished)
 
     def _pause(self, interval: float) -> None:
         """Wait for news at most ``interval`` s, and until the backend's poll floor passed.
@@ -472,8 +478,12 @@ class Engine:
         try:
             statuses = self.backend.poll(handles)
         except BackendError as exc:
-            logger.warning("polling {} failed, will retry: {}", self.backend.name, exc)
+            self._unanswered(exc)
             return 0
+        if self._unanswered_since is not None:
+            logger.warning("{} answers again after {:.0f} s; the run goes on",
+                           self.backend.name, time.monotonic() - self._unanswered_since)
+            self._unanswered_since = None
         finished = 0
         for handle, status in statuses.items():
             live = self.live.get(handle.key)
@@ -487,6 +497,21 @@ class Engine:
             finished += 1
             self._finish(live, self._authoritative(live, status))
         return finished
+
+    def _unanswered(self, exc: BackendError) -> None:
+        """A poll failed: say so once, and keep waiting (polls back off meanwhile).
+
+        A scheduler whose controller is busy, restarting or stopped fails every poll
+        until it answers again; one warning says so, with what the first failure said,
+        and one line when it answers. Nothing is concluded about the jobs meanwhile: they
+        may well be running, and no attempt ends without a status or a result file.
+        """
+        if self._unanswered_since is None:
+            self._unanswered_since = time.monotonic()
+            logger.warning("polling {} failed: {}; waiting for it to answer (the jobs are "
+                           "left as they are, nothing fails meanwhile)", self.backend.name, exc)
+        else:
+            logger.debug("polling {} failed again: {}", self.backend.name, exc)
 
     def _submission_failed(
         self, batch: list[tuple[int, JobRequest, Resources]], exc: BackendError

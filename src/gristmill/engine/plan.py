@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 #: The floor under every task's resources: one core, nothing else assumed.
 BASE_RESOURCES = Resources(cores=1)
-#: The default longest wait between two polls of the backend, in seconds.
-POLL_MAX = 30.0
 #: The shortest poll interval a user may ask for, in seconds.
 POLL_FLOOR = 0.1
 
@@ -48,7 +46,9 @@ class EngineConfig:
     fail_fast: bool = False
     max_concurrent: int | None = None
     poll_min: float = 0.2
-    poll_max: float = POLL_MAX
+    #: ``--poll-interval`` or the spec's ``workflow.poll_interval``; None: the backend's
+    #: ``Capabilities.poll_max``, else :data:`~.polling.POLL_MAX` (see :mod:`.polling`).
+    poll_max: float | None = None
     batch_size: int = 5000
 
 
@@ -194,7 +194,7 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
     config = EngineConfig(
         fail_fast=wf.fail_fast if fail_fast is None else bool(fail_fast),
         max_concurrent=options.max_concurrent or settings.max_concurrent or wf.max_concurrent,
-        poll_max=options.poll_interval or settings.poll_interval or POLL_MAX,
+        poll_max=options.poll_interval or settings.poll_interval,
     )
     return Plan(
         workflow=wf, graph=graph, spec=spec, units=units, config=config,

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 from loguru import logger
 
 from gristmill.backends.base import (
@@ -29,7 +30,7 @@ from gristmill.backends.base import (
     SleepingWaitMixin,
 )
 from gristmill.backends.batch.arrays import Array, pack, write_manifest
-from gristmill.backends.batch.commands import CommandRunner, Vanished
+from gristmill.backends.batch.commands import CommandRunner, CommandTimeoutError, Vanished
 from gristmill.errors import BackendError
 from gristmill.states import JobState
 from gristmill.worker.result import read_result
@@ -86,8 +87,10 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     wrapper_runtime = False  # the worker wrapper enforces each task's runtime (see arrays)
     #: The environment variables in which an element finds its job id and task id.
     id_env: tuple[str, str] = ("", "")
-    #: One status query every 2 s at most: each is a scheduler command (squeue, qstat).
-    capabilities = Capabilities(reattach=True, poll_min=2.0)
+    #: Each status query is a command the controller answers for every user of the
+    #: cluster (squeue, qstat): at most one every ``poll_min`` seconds (5 by default),
+    #: one every ``poll_max`` (60) while nothing changes (see gristmill.engine.polling).
+    capabilities = Capabilities(reattach=True, poll_min=5.0, poll_max=60.0)
 
     def __init__(
         self,
@@ -96,6 +99,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         python: str = sys.executable,
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
+        poll_min: float | str = 5.0,
+        poll_max: float | str = 60.0,
         runner: CommandRunner | None = None,
     ) -> None:
         self.batch_size = int(batch_size)
@@ -105,6 +110,11 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         self.runner = runner or CommandRunner(timeout=float(command_timeout))
         self.vanished = Vanished(grace=float(lost_after))
         self._cancelled: set[str] = set()  # elements cancelled while pending leave no record
+        self.capabilities = poll_bounds(self.name, poll_min, poll_max)
+        #: Provisional array id -> its script, for submissions whose answer was lost
+        #: (:meth:`_in_doubt`); and provisional id -> the real one, once found.
+        self._unconfirmed: dict[str, Path] = {}
+        self._confirmed: dict[str, str] = {}
 
     # -- what a scheduler supplies ------------------------------------------------------
 
@@ -130,8 +140,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         """One command cancelling every element named."""
 
     @abc.abstractmethod
-    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
-        """Every handle's state from one status query (the protocol's ``poll``)."""
+    def statuses(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """Every handle's state from one status query (handles with real ids only)."""
 
     def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
         """Where the scheduler logs why it signalled an element, and how to read it.
@@ -197,8 +207,17 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         except OSError as exc:
             raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
                                "free space or fix permissions in the run directory") from None
-        # Never retried after a timeout: the scheduler may have accepted it anyway.
-        proc = self.runner.run(self.submit_argv(array, script), retry_timeouts=False)
+        # Never retried after a timeout nor after an error that says the request may
+        # have arrived: the scheduler may have accepted it anyway (see _in_doubt).
+        try:
+            proc = self.runner.run(
+                self.submit_argv(array, script), retry_timeouts=False,
+                ok=lambda p: p.returncode == 0 or self.submission_in_doubt(p.stderr),
+            )
+        except CommandTimeoutError as exc:
+            return self._in_doubt(array, script, str(exc))
+        if proc.returncode != 0:
+            return self._in_doubt(array, script, proc.stderr.strip()[:500])
         job_id = self.parse_job_id(proc.stdout)
         if not job_id.isdigit():
             raise BackendError(
@@ -208,6 +227,119 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         logger.debug("submitted {} x{} as {} job {}", array.task, array.size, self.scheduler,
                      job_id)
         return job_id
+
+    # -- submissions whose answer was lost ------------------------------------------------
+
+    def submission_in_doubt(self, stderr: str) -> bool:
+        """Whether a failed submission's error leaves open that it was accepted (the
+        request reached the controller, its answer did not come back)."""
+        return False
+
+    def find_scripts(self, scripts: Sequence[Path]) -> dict[Path, str] | None:
+        """The array id of each batch script the scheduler knows (one query); None when
+        it cannot tell (then only the element's marker confirms). Raises
+        :class:`BackendError` when the scheduler does not answer."""
+        return None
+
+    def _in_doubt(self, array: Array, script: Path, why: str) -> str:
+        """A submission whose answer was lost: a provisional array id, never a resubmission.
+
+        The controller may have accepted the array (a client timeout, a socket timeout
+        while it was busy or stopped): submitting it again could run every element twice.
+        So its jobs are handed to the engine as submitted, under the provisional id
+        ``?array-<key>``, and :meth:`confirm` later finds the real one, from the marker an
+        element leaves when it starts or from the scheduler's own list of scripts. An
+        array the scheduler still does not know ``lost_after`` seconds after it answers
+        again was never accepted: its jobs are LOST, and run again as new attempts.
+        """
+        provisional = f"{UNCONFIRMED}{script.stem}"
+        self._unconfirmed[provisional] = script
+        logger.warning(
+            "{} did not confirm the submission of {} ({} job(s) of {}): {}; it may have "
+            "been accepted, so it is not submitted again: gristmill looks for it once {} "
+            "answers", self.scheduler, script, array.size, array.task, why, self.scheduler)
+        return provisional
+
+    def confirm(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobHandle | None]:
+        """Handles under a provisional id (:meth:`_in_doubt`) with their real id.
+
+        ``None`` while the array is not found yet. Looks first at the markers elements
+        leave when they start (free), then asks the scheduler once for every array
+        still unconfirmed.
+        """
+        out: dict[JobHandle, JobHandle | None] = {}
+        arrays: dict[str, list[JobHandle]] = {}
+        for handle in handles:
+            arrays.setdefault(handle.job_id.partition("_")[0], []).append(handle)
+        pending: dict[str, list[JobHandle]] = {}
+        for array, group in arrays.items():
+            real = self._confirmed.get(array) or next(
+                filter(None, map(_marked_array, group)), None)
+            if real is None:
+                pending[array] = group
+                continue
+            self._confirm(array, real)
+            for handle in group:
+                out[handle] = attrs.evolve(
+                    handle, job_id=f"{real}_{handle.job_id.partition('_')[2]}")
+        if not pending:
+            return out
+        scripts = {array: self._unconfirmed.get(array) or _script_of(array, group[0])
+                   for array, group in pending.items()}
+        found = self.find_scripts(sorted(set(scripts.values())))
+        for array, group in pending.items():
+            real = None if found is None else found.get(scripts[array])
+            if real is not None:
+                self._confirm(array, real)
+            for handle in group:
+                index = handle.job_id.partition("_")[2]
+                out[handle] = (attrs.evolve(handle, job_id=f"{real}_{index}") if real
+                               else None)
+            # A scheduler that cannot list scripts (None) has only the grace to go by.
+            if real is None and self.vanished.missing(array):
+                for handle in group:
+                    out[handle] = attrs.evolve(handle, job_id=LOST_ID)
+        return out
+
+    def _confirm(self, provisional: str, real: str) -> None:
+        if provisional not in self._confirmed:
+            logger.warning("{} had accepted {} after all, as job {}", self.scheduler,
+                           self._unconfirmed.get(provisional, provisional), real)
+            self._confirmed[provisional] = real
+            self._unconfirmed.pop(provisional, None)
+
+    def _with_confirmed(
+        self, handles: Sequence[JobHandle]
+    ) -> tuple[list[JobHandle], dict[JobHandle, JobHandle], dict[JobHandle, JobStatus]]:
+        """(handles to ask the scheduler about, real handle -> the engine's, statuses known
+        already): provisional ids replaced by real ones where found; jobs of an array never
+        accepted are LOST; those not found yet are left out (unchanged)."""
+        provisional = [h for h in handles if h.job_id.startswith(UNCONFIRMED)]
+        if not provisional:
+            return list(handles), {}, {}
+        real = self.confirm(provisional)
+        asked = [h for h in handles if not h.job_id.startswith(UNCONFIRMED)]
+        back: dict[JobHandle, JobHandle] = {}
+        known: dict[JobHandle, JobStatus] = {}
+        for handle, found in real.items():
+            if found is None:
+                continue
+            if found.job_id == LOST_ID:
+                known[handle] = JobStatus(JobState.LOST, reason=(
+                    f"{self.scheduler} lost the answer to the submission of this job and, "
+                    f"answering again, has no record of it: it was never accepted"))
+                continue
+            asked.append(found)
+            back[found] = handle
+        return asked, back, known
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """The protocol's ``poll``: :meth:`statuses`, once submissions in doubt are found."""
+        if not handles:
+            return {}
+        asked, back, known = self._with_confirmed(handles)
+        found = self.statuses(asked) if asked else {}
+        return {**{back.get(h, h): status for h, status in found.items()}, **known}
 
     def worker_result(self, handle: JobHandle) -> JobStatus | None:
         """What the worker wrapper recorded for the attempt, if it finished.
@@ -235,7 +367,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         return None
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
-        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
+        asked, _, _ = self._with_confirmed(handles)
+        ids = [h.job_id for h in asked if h.job_id and h.job_id != "unknown"]
         if ids:
             self.runner.run(self.cancel_argv(ids), ok=lambda p: p.returncode in (0, 1))
             self._cancelled.update(ids)
@@ -249,6 +382,43 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     @property
     def calls(self) -> Mapping[str, int]:
         return dict(self.runner.calls)
+
+
+#: How a provisional array id begins (a submission whose answer was lost): never a
+#: scheduler's id, which is a number.
+UNCONFIRMED = "?"
+#: The id :meth:`ArrayBackend.confirm` gives jobs of an array the scheduler never accepted.
+LOST_ID = f"{UNCONFIRMED}lost"
+
+
+def _marked_array(handle: JobHandle) -> str | None:
+    """The array id an element wrote next to its result when it started (``A_T``)."""
+    try:
+        text = Path(handle.result_path + ".handle").read_text().strip()
+    except OSError:
+        return None
+    array = text.partition("_")[0]
+    return array if array.isdigit() else None
+
+
+def _script_of(provisional: str, handle: JobHandle) -> Path:
+    """The batch script of a provisional array (``?array-<key>``), next to its results;
+    how a restarted engine finds it again."""
+    return Path(handle.result_path).parent / f"{provisional.removeprefix(UNCONFIRMED)}.sh"
+
+
+def poll_bounds(name: str, poll_min: float | str, poll_max: float | str) -> Capabilities:
+    """The capabilities of a batch backend with its ``poll_min``/``poll_max`` options."""
+    try:
+        least, most = float(poll_min), float(poll_max)
+    except ValueError:
+        raise BackendError(f"{name} options poll_min={poll_min!r}, poll_max={poll_max!r}: "
+                           "give seconds, e.g. poll_min=5 poll_max=60") from None
+    if not (0 <= least <= most) or most == float("inf"):
+        raise BackendError(
+            f"{name} options poll_min={least:g}, poll_max={most:g}: give 0 <= poll_min <= "
+            f"poll_max seconds (--{name}-poll-min, --{name}-poll-max), e.g. 5 and 60")
+    return attrs.evolve(ArrayBackend.capabilities, poll_min=least, poll_max=most)
 
 
 def unstarted(status: JobStatus) -> JobStatus:

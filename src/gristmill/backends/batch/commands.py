@@ -1,9 +1,15 @@
 """What the batch-scheduler backends share: calling scheduler commands, and noticing lost jobs.
 
-A scheduler command that fails or hangs is retried with backoff and then
-reported as a :class:`BackendError`; the engine logs it and polls again later.
-It is never taken for a job failure. Each call is counted per command, so a
-benchmark can show how many ``sbatch``/``squeue``/``sacct`` calls a run made.
+Every scheduler command runs with a timeout (``command_timeout``, 60 s by default):
+a controller that does not answer never blocks the engine for longer. A command
+that fails or hangs is retried with backoff and then reported as a
+:class:`BackendError`; the engine logs it and polls again later. It is never taken
+for a job failure. A status query is asked once (``attempts=1``): the engine's next
+poll is its retry, so a controller that does not answer costs one query per poll
+interval, never three. A submission that timed out is never run again
+(:class:`CommandTimeoutError`): the scheduler may have accepted it. Each call is counted
+per command, so a benchmark can show how many ``sbatch``/``squeue``/``sacct`` calls a
+run made.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ import attrs
 from loguru import logger
 
 from gristmill.errors import BackendError
+
+
+class CommandTimeoutError(BackendError):
+    """A command that must not run twice (a submission) timed out: it may have taken effect."""
 
 
 @attrs.define
@@ -36,16 +46,20 @@ class CommandRunner:
         ok: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
         input_text: str | None = None,
         retry_timeouts: bool = True,
+        attempts: int | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv``; ``ok`` decides whether a result is final (default: exit 0).
 
         ``retry_timeouts=False`` is for commands that must not run twice (``sbatch``:
-        a client that timed out may still have submitted the job).
+        a client that timed out may still have submitted the job); their timeout raises
+        :class:`CommandTimeoutError`. ``attempts`` overrides how often a failure is tried
+        (1 for a status query, which the engine asks again at its next poll).
         """
         accept = ok or (lambda proc: proc.returncode == 0)
+        tries = self.attempts if attempts is None else max(1, attempts)
         delay = self.backoff
         problem = ""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, tries + 1):
             self.calls[argv[0]] += 1
             try:
                 proc = subprocess.run(
@@ -55,7 +69,7 @@ class CommandRunner:
             except subprocess.TimeoutExpired:
                 problem = f"timed out after {self.timeout:g} s"
                 if not retry_timeouts:
-                    raise BackendError(
+                    raise CommandTimeoutError(
                         f"{' '.join(argv[:2])} timed out after {self.timeout:g} s and is not "
                         "retried: it may have taken effect; check the scheduler's queue"
                     ) from None
@@ -68,13 +82,12 @@ class CommandRunner:
                 if accept(proc):
                     return proc
                 problem = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:500]}"
-            if attempt < self.attempts:
+            if attempt < tries:
                 logger.warning("{} failed ({}); retrying in {:g} s", argv[0], problem, delay)
                 self.sleep(delay)
                 delay *= 2
-        raise BackendError(
-            f"{' '.join(argv[:2])} failed {self.attempts} times: {problem}", transient=True
-        )
+        times = f"{tries} times" if tries > 1 else "once, not retried"
+        raise BackendError(f"{' '.join(argv[:2])} failed {times}: {problem}", transient=True)
 
 
 @attrs.define

@@ -15,6 +15,12 @@ BATCH_SETTINGS = (
                    "engine's own)."),
     BackendSetting("command_timeout", "Seconds a scheduler command may take.", kind="float",
                    minimum=0, default=60.0),
+    BackendSetting("poll_min", "Seconds at least between two status queries; the engine "
+                   "polls this soon after a submission or a job's end.", kind="float",
+                   minimum=0, default=5.0),
+    BackendSetting("poll_max", "Seconds at most between two status queries, reached "
+                   "while nothing changes (--poll-interval overrides it).", kind="float",
+                   minimum=0, default=60.0),
     BackendSetting("lost_after", "Seconds a job may be unknown to the scheduler, with no "
                    "result file, before it counts as LOST.", kind="float", minimum=0,
                    default=180.0),

@@ -9,7 +9,8 @@ as the element runner writes it to ``<result>.handle``.
 
 A finished job leaves ``qstat`` at once; its only record is ``qacct -j`` (which
 has it within a few seconds, hence the :class:`Vanished` grace). ``qacct`` is asked
-only for jobs that left the queue *without* a worker result file: the result file
+once per poll at most (:func:`qacct_argv`), and only for jobs that left the queue
+*without* a worker result file: the result file
 is the source of truth, and jobs the scheduler kills (``h_rt``, ``qdel``: SIGKILL)
 are exactly those that leave none. The wrapper enforces each task's runtime itself
 (``h_rt`` is the runtime plus ``h_rt_margin``), because at ``h_rt`` Grid Engine kills
@@ -43,8 +44,11 @@ the worker's own measurement stands.
 from __future__ import annotations
 
 import math
+import os
+import pwd
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -117,6 +121,8 @@ class SgeRecord:
     elapsed: float | None = None
     reason: str = ""
     cpu_time: float | None = None  # qacct's ``cpu``: user + system seconds of the whole job
+    #: qstat's submission (pending) or start time (running), ``2026-11-29T10:23:23``.
+    seen: str = ""
 
 
 def parse_qstat_xml(text: str) -> dict[str, SgeRecord]:
@@ -136,13 +142,37 @@ def parse_qstat_xml(text: str) -> dict[str, SgeRecord]:
         code = (job.findtext("state") or "").strip()
         queue = (job.findtext("queue_name") or "").strip()
         host = queue.partition("@")[2] or None
-        record = SgeRecord(sge_state(code), code, host=host, reason=f"state {code}")
+        seen = min(filter(_ISO.match, ((job.findtext(tag) or "").strip() for tag in
+                                       ("JB_submission_time", "JAT_start_time"))), default="")
+        record = SgeRecord(sge_state(code), code, host=host, reason=f"state {code}",
+                           seen=seen)
         tasks = (job.findtext("tasks") or "").strip()
         if not tasks:
             out[number] = record
         for task in expand_tasks(tasks):
             out[f"{number}_{task}"] = record
     return out
+
+
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+#: Seconds taken off this host's clock for qacct's ``-b`` of an array it submitted: the
+#: qmaster's clock may be a little behind.
+CLOCK_SKEW = 300
+
+
+def qacct_begin(iso: str) -> str:
+    """qacct's ``-b`` time (``[[CC]YY]MMDDhhmm[.SS]``) from ``2026-11-29T10:23:23``."""
+    return f"{iso[0:4]}{iso[5:7]}{iso[8:10]}{iso[11:13]}{iso[14:16]}.{iso[17:19]}"
+
+
+def qacct_argv(jobs: Sequence[str], earliest: str | None, owner: str) -> list[str]:
+    """One ``qacct`` for the jobs that left qstat: ``-j JOB`` for one; for several, every
+    job of ``owner`` that ended since ``earliest`` (``-E -b``), or all of the owner's jobs
+    when that is not known (qacct reads its whole accounting file either way)."""
+    if len(jobs) == 1:
+        return ["qacct", "-j", jobs[0]]
+    since = ["-E", "-b", qacct_begin(earliest)] if earliest else []
+    return ["qacct", "-o", owner, *since, "-j"]
 
 
 _ERROR_REASON = re.compile(r"^error reason\s+(\d+):\s+(?:\S+ \S+ \[[^\]]*\]: )?(.*)$")
@@ -242,6 +272,14 @@ def _seconds(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+def _owner() -> str:
+    """This user's name, as qacct's ``-o`` takes it."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def qdel_argv(job_ids: Sequence[str]) -> list[str]:
@@ -382,11 +420,14 @@ class SgeBackend(ArrayBackend):
         python: str = sys.executable,
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
+        poll_min: float | str = 5.0,
+        poll_max: float | str = 60.0,
         h_rt_margin: int | str = 60,
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
-                         lost_after=lost_after, runner=runner)
+                         lost_after=lost_after, poll_min=poll_min, poll_max=poll_max,
+                         runner=runner)
         self.h_rt_margin = int(h_rt_margin)
         if self.h_rt_margin < 0:
             raise BackendError(f"sge option h_rt_margin={h_rt_margin!r}: give seconds >= 0")
@@ -402,6 +443,8 @@ class SgeBackend(ArrayBackend):
         self.shell = shell
         self.qsub_flags = qsub_flags.split() if isinstance(qsub_flags, str) else list(qsub_flags)
         self._max_tasks: int | None = None
+        #: Job id -> the earliest time qstat showed it queued or running (ISO, local time).
+        self._seen: dict[str, str] = {}
 
     @property
     def max_array_size(self) -> int:
@@ -433,12 +476,14 @@ class SgeBackend(ArrayBackend):
 
     # -- status --------------------------------------------------------------------------
 
-    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
-        """One ``qstat -xml``; one ``qacct -j`` per array with tasks gone and no result."""
+    def statuses(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """One ``qstat -xml``; one ``qacct`` for every array with tasks gone and no result."""
         if not handles:
             return {}
-        proc = self.runner.run(["qstat", "-xml"])
+        proc = self.runner.run(["qstat", "-xml"], attempts=1)
         queue = parse_qstat_xml(proc.stdout)
+        for job_id, row in queue.items():
+            self._learn(job_id.partition("_")[0], row.seen)
         out: dict[JobHandle, JobStatus] = {}
         gone: list[JobHandle] = []
         stuck: list[JobHandle] = []
@@ -456,9 +501,12 @@ class SgeBackend(ArrayBackend):
             else:
                 gone.append(handle)
         finished: dict[str, SgeRecord] = {}
-        for job in sorted({h.job_id.partition("_")[0] for h in gone}):
-            done = self.runner.run(["qacct", "-j", job],
-                                   ok=lambda p: p.returncode == 0 or "not found" in p.stderr)
+        jobs = sorted({h.job_id.partition("_")[0] for h in gone})
+        if jobs:  # one qacct per poll, whatever the number of arrays
+            seen = [self._seen.get(job, "") for job in jobs]
+            done = self.runner.run(
+                qacct_argv(jobs, min(seen) if all(seen) else None, _owner()),
+                ok=lambda p: p.returncode == 0 or "not found" in p.stderr, attempts=1)
             finished.update(parse_qacct(done.stdout))
         for handle in gone:
             record = lookup(finished, handle.job_id)
@@ -476,6 +524,22 @@ class SgeBackend(ArrayBackend):
         if stuck:
             out.update(self._clear_errors(stuck))
         return out
+
+    def _learn(self, job: str, seen: str) -> None:
+        """Remember the earliest time a job is known to have been queued or running."""
+        if seen and (job not in self._seen or seen < self._seen[job]):
+            self._seen[job] = seen
+
+    def _submit_array(self, array: Array) -> str:
+        """Submit as every batch backend does, remembering when (for qacct's ``-b``)."""
+        before = time.time() - CLOCK_SKEW
+        job = super()._submit_array(array)
+        self._learn(job, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(before)))
+        return job
+
+    def submission_in_doubt(self, stderr: str) -> bool:
+        """qsub's request reached the qmaster and its answer did not come back."""
+        return "failed receiving gdi request response" in stderr
 
     def _clear_errors(self, stuck: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
         """Tasks in error state (``Eqw``) never start until an admin clears them: say why

@@ -38,8 +38,10 @@ clears (:data:`UNSCHEDULABLE`) keeps Slurm's reason in its status, or with
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,14 @@ _ENDED_BY_SLURM = {
     "DEADLINE": "DEADLINE: the job's --deadline passed before it could finish",
 }
 _OOM_LINE = "exceeded memory limit"
+#: sbatch errors after which the job may exist all the same: the request reached
+#: slurmctld, its answer did not come back (``Socket timed out on send/recv operation``,
+#: ``Zero Bytes were transmitted or received``). "Unable to contact slurm controller
+#: (connect failure)" is not one of them: nothing was sent, and sbatch may be retried.
+IN_DOUBT = re.compile(r"Socket timed out|Zero Bytes were transmitted|Connection reset")
+#: Seconds taken off this host's clock for sacct's ``--starttime`` of an array it
+#: submitted: the controller's clock may be a little behind.
+CLOCK_SKEW = 300
 
 #: squeue reasons (``%r``) of a pending job that waiting never satisfies: it asks for more
 #: than its partition, QOS or association allows one job, names an account, QOS or
@@ -178,6 +188,8 @@ class SlurmRecord:
     cpu_time: float | None = None  # TotalCPU, seconds
     alloc_cpus: int | None = None  # AllocCPUS
     req_mem: int | None = None  # ReqMem, bytes (per node, or per CPU with a ``c`` suffix)
+    submitted: str = ""  # squeue's SubmitTime (%V), local time, ``2026-12-08T02:36:03``
+    name: str = ""  # squeue's job name (%j): the task's
 
     def status(self, reason: str, state: JobState | None = None) -> JobStatus:
         """What the backend reports for this record: sacct's usage marked as the scheduler's."""
@@ -187,19 +199,29 @@ class SlurmRecord:
                          SCHEDULER if measured else None)
 
 
+#: What :func:`parse_squeue` reads: id, state, reason, node, submit time, job name (last:
+#: a name may hold ``|``).
+SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%j"
+
+
 def parse_squeue(text: str) -> dict[str, SlurmRecord]:
-    """Lines of ``squeue -h -r -t all -o '%i|%T|%r|%N'``."""
+    """Lines of ``squeue -h -r -t all -o`` :data:`SQUEUE_FORMAT` (or its first four fields)."""
     out: dict[str, SlurmRecord] = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
+        parts = line.strip().split("|", 5)
         if len(parts) < 2 or not parts[0]:
             continue
-        job_id, state = parts[0], parts[1]
-        reason = parts[2] if len(parts) > 2 else ""
-        host = parts[3] if len(parts) > 3 and parts[3] not in ("", "(null)") else None
+        parts += [""] * (6 - len(parts))
+        job_id, state, reason = parts[0], parts[1], parts[2]
+        host = parts[3] if parts[3] not in ("", "(null)") else None
+        submitted = parts[4] if _TIMESTAMP.match(parts[4]) else ""
         for one in expand_ids(job_id):
-            out[one] = SlurmRecord(slurm_state(state), state, reason, host=host)
+            out[one] = SlurmRecord(slurm_state(state), state, reason, host=host,
+                                   submitted=submitted, name=parts[5])
     return out
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 
 
 def parse_elapsed(text: str) -> float | None:
@@ -449,13 +471,16 @@ class SlurmBackend(ArrayBackend):
         python: str = sys.executable,
         command_timeout: float | str = 60.0,
         lost_after: float | str = 180.0,
+        poll_min: float | str = 5.0,
+        poll_max: float | str = 60.0,
         accounting: bool | str | None = None,
         requeue: bool | str = False,
         fail_on_unschedulable: bool | str = False,
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, python=python, command_timeout=command_timeout,
-                         lost_after=lost_after, runner=runner)
+                         lost_after=lost_after, poll_min=poll_min, poll_max=poll_max,
+                         runner=runner)
         self.partition = partition
         self.account = account
         self.max_concurrent = int(max_concurrent) if max_concurrent else None
@@ -468,6 +493,8 @@ class SlurmBackend(ArrayBackend):
         self.requeue = _flag(requeue)
         self.fail_on_unschedulable = _flag(fail_on_unschedulable)
         self._warned: set[str] = set()  # arrays already reported unschedulable
+        #: Array id -> (job name, earliest submit time as squeue prints it), as far as known.
+        self._arrays: dict[str, tuple[str, str]] = {}
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -524,22 +551,42 @@ class SlurmBackend(ArrayBackend):
     def parse_job_id(self, stdout: str) -> str:
         return stdout.strip().split(";")[0]
 
+    def submission_in_doubt(self, stderr: str) -> bool:
+        """sbatch's request went out and no answer came back (slurmctld busy or stopped)."""
+        return bool(IN_DOUBT.search(stderr))
+
+    def find_scripts(self, scripts: Sequence[Path]) -> dict[Path, str] | None:
+        """One ``squeue --user`` listing array ids and batch scripts (``%F|%o``)."""
+        proc = self.runner.run(
+            ["squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
+             "--format=%F|%o"], attempts=1)
+        wanted = {str(script): script for script in scripts}
+        found: dict[Path, str] = {}
+        for line in proc.stdout.splitlines():
+            array, _, command = line.strip().partition("|")
+            if command in wanted and array.isdigit():
+                found[wanted[command]] = array
+        return found
+
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         return ["scancel", *compact_ids(ids)]
 
     # -- status --------------------------------------------------------------------------
 
-    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+    def statuses(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """One ``squeue`` for every live job; one ``sacct`` for those that finished."""
         if not handles:
             return {}
         by_id = {h.job_id: h for h in handles}
         array_ids = sorted({h.job_id.split("_")[0] for h in handles})
         proc = self.runner.run(
-            ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%N",
+            ["squeue", "--noheader", "--array", "--states=all", f"--format={SQUEUE_FORMAT}",
              f"--jobs={','.join(array_ids)}"],
-            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr, attempts=1,
         )
         queue = parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+        for job_id, row in queue.items():
+            self._learn(job_id.partition("_")[0], row.name, row.submitted)
         records = {job_id: lookup(queue, job_id) for job_id in by_id}
         gone = [job_id for job_id, record in records.items() if record is None]
         ended = [job_id for job_id, record in records.items()
@@ -594,18 +641,54 @@ class SlurmBackend(ArrayBackend):
             "cancelled: ask for what the partition, QOS and account allow one job"))
             for handle in handles}
 
+    def _learn(self, array: str, name: str, submitted: str) -> None:
+        """Remember an array's job name and earliest submit time (for :meth:`sacct_filter`)."""
+        known = self._arrays.get(array)
+        if known is None or (submitted and (not known[1] or submitted < known[1])):
+            self._arrays[array] = (name or (known[0] if known else ""), submitted)
+
+    def _submit_array(self, array: Array) -> str:
+        """Submit as every batch backend does, remembering the array's name and when."""
+        before = time.time() - CLOCK_SKEW
+        job_id = super()._submit_array(array)
+        self._learn(job_id, array.task, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                      time.localtime(before)))
+        return job_id
+
+    def sacct_filter(self, arrays: Sequence[str]) -> list[str]:
+        """How ``sacct`` is told which jobs: the shorter of two filters, never element ids.
+
+        ``--jobs=<array ids>`` names each array once, however many elements it has; after
+        many retries (each a new array) ``--name=<task names> --user=<uid>`` is shorter.
+        Both carry ``--starttime`` at the earliest submission when it is known (squeue's
+        SubmitTime, or the submission's own clock less :data:`CLOCK_SKEW`), so sacct
+        never searches the cluster's whole history nor returns an older job that had
+        the same id.
+        """
+        known = [self._arrays.get(a, ("", "")) for a in arrays]
+        starts = [submitted for _, submitted in known]
+        start = [f"--starttime={min(starts)}"] if all(starts) else []
+        by_ids = [f"--jobs={','.join(sorted(arrays))}", *start]
+        names = sorted({name for name, _ in known})
+        if start and all(name and "," not in name for name in names):
+            by_name = [f"--name={','.join(names)}", f"--user={os.getuid()}", *start]
+            if len(" ".join(by_name)) < len(" ".join(by_ids)):
+                return by_name
+        return by_ids
+
     def _finished(self, job_ids: Sequence[str]) -> dict[str, SlurmRecord]:
         """Jobs no longer in squeue (or finished in it, for their usage): one sacct call,
         or scontrol without accounting."""
         if self.accounting:
             proc = self.runner.run(
                 ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FORMAT}",
-                 f"--jobs={','.join(sorted({j.split('_')[0] for j in job_ids}))}"],
+                 *self.sacct_filter(sorted({j.split("_")[0] for j in job_ids}))],
+                attempts=1,
             )
             return parse_sacct(proc.stdout)
         proc = self.runner.run(
             ["scontrol", "--oneliner", "show", "job"],
-            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr,
+            ok=lambda p: p.returncode == 0 or "Invalid job id" in p.stderr, attempts=1,
         )
         return parse_scontrol(proc.stdout)
 
