@@ -82,6 +82,7 @@ def run_bounded(
     wf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, **options: Any
 ) -> tuple[RunResult, SgeBackend]:
     """Run ``wf`` on Grid Engine in this process; SIGINT at ``seconds``."""
+    options.setdefault("poll_min", 1)  # the shared-cluster floor (5 s) would only slow tests
     result, backend = cluster_testing.run_bounded(
         wf, "sge", tmp_path, monkeypatch, seconds, poll_interval=1, **options
     )
@@ -263,7 +264,8 @@ def test_kill_9_then_resume_adopts_live_jobs_and_runs_each_node_once(
     shared = tmp_path / "shared"
     proc = gristmill(
         engines, "run", "slurm_tasks:staged", "--path", str(shared), "--n", "12", "--pause",
-        "6", "--backend", "sge", "--run-dir", str(tmp_path / "runs"), "--poll-interval", "1",
+        "6", "--backend", "sge", "--run-dir", str(tmp_path / "runs"),
+        "--poll-interval", "1", "--sge-poll-min", "1",
     )  # all.q has 8 slots: 8 run, 4 wait in the queue when the engine dies
     wait_until(lambda: len(lines(shared)) >= 2 or proc.poll() is not None, 60,
                "the first jobs to start")
@@ -276,7 +278,8 @@ def test_kill_9_then_resume_adopts_live_jobs_and_runs_each_node_once(
     assert all(before.values())
     assert qstat_ids() & {str(j) for j in before.values()}, "nothing left to adopt"
     done = subprocess.run([*cluster_testing.GRISTMILL, "resume", str(run_dir),
-                           "--poll-interval", "1"], capture_output=True, timeout=180)
+                           "--poll-interval", "1", "--sge-poll-min", "1"],
+                          capture_output=True, timeout=180)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     seen = collections.Counter(lines(shared))
     assert seen == {str(i): 1 for i in [*range(12), *range(100, 112)]}

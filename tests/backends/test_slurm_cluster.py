@@ -131,6 +131,7 @@ def run_bounded(
     wf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, **options: Any
 ) -> tuple[RunResult, SlurmBackend]:
     """Run ``wf`` on Slurm in this process; SIGINT at ``seconds`` (the engine cancels its jobs)."""
+    options.setdefault("poll_min", 1)  # the shared-cluster floor (5 s) would only slow tests
     result, backend = cluster_testing.run_bounded(
         wf, "slurm", tmp_path, monkeypatch, seconds, poll_interval=2, **options
     )
@@ -477,7 +478,8 @@ def test_ctrl_c_on_gristmill_run_cancels_every_live_job(
     marker = tmp_path / "marker"
     proc = gristmill(
         engines, "run", "slurm_tasks:sleepers", "--marker", str(marker), "--n", "12",
-        "--backend", "slurm", "--run-dir", str(tmp_path / "runs"), "--poll-interval", "1",
+        "--backend", "slurm", "--run-dir", str(tmp_path / "runs"),
+        "--poll-interval", "1", "--slurm-poll-min", "1",
     )  # the node has 8 CPUs: 8 run, 4 wait in the queue
     wait_until(lambda: len(lines(marker)) >= 8 or proc.poll() is not None, 60,
                "eight sleepers to start")
@@ -504,7 +506,8 @@ def test_kill_9_then_resume_adopts_live_jobs_and_runs_each_node_once(
     shared = tmp_path / "shared"
     proc = gristmill(
         engines, "run", "slurm_tasks:staged", "--path", str(shared), "--n", "12", "--pause",
-        "6", "--backend", "slurm", "--run-dir", str(tmp_path / "runs"), "--poll-interval", "1",
+        "6", "--backend", "slurm", "--run-dir", str(tmp_path / "runs"),
+        "--poll-interval", "1", "--slurm-poll-min", "1",
     )  # the node has 8 CPUs: 8 run, 4 wait in the queue when the engine dies
     wait_until(lambda: len(lines(shared)) >= 2 or proc.poll() is not None, 60,
                "the first jobs to start")
@@ -517,8 +520,8 @@ def test_kill_9_then_resume_adopts_live_jobs_and_runs_each_node_once(
     assert all(before.values())
     states = squeue_states([str(j) for j in before.values()])
     assert set(states.values()) & LIVE, f"nothing left to adopt: {states}"
-    done = subprocess.run([*GRISTMILL, "resume", str(run_dir), "--poll-interval", "1"],
-                          capture_output=True, timeout=180)
+    done = subprocess.run([*GRISTMILL, "resume", str(run_dir), "--poll-interval", "1",
+                           "--slurm-poll-min", "1"], capture_output=True, timeout=180)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     seen = collections.Counter(lines(shared))
     assert seen == {str(i): 1 for i in [*range(12), *range(100, 112)]}
