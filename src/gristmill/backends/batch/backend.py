@@ -27,6 +27,7 @@ from gristmill.backends.base import (
     JobRequest,
     JobStatus,
     SleepingWaitMixin,
+    SubmitLimitError,
 )
 from gristmill.backends.batch.arrays import Array, pack, write_manifest
 from gristmill.backends.batch.commands import CommandRunner, Vanished
@@ -133,6 +134,16 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         """Every handle's state from one status query (the protocol's ``poll``)."""
 
+    def limit_refusal(self, stderr: str) -> str | None:
+        """The scheduler's words when a submission's ``stderr`` says a submit limit refused
+        it (the user holds as many jobs as allowed), else None. Such a refusal is not
+        retried at once: the engine waits for jobs to end (:class:`SubmitLimitError`)."""
+        return None
+
+    def known_submit_limit(self) -> int | None:
+        """The submit limit the backend read from the scheduler, if it did."""
+        return None
+
     def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
         """Where the scheduler logs why it signalled an element, and how to read it.
 
@@ -178,11 +189,11 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
                                 ok=lambda p: p.returncode in (0, 1))
             except BackendError as undo:
                 logger.error("could not withdraw {} jobs {}: {}", self.scheduler, submitted, undo)
-            raise BackendError(
-                f"{exc} (the {len(submitted)} array(s) of the same batch already submitted "
-                f"were cancelled: {' '.join(submitted)})",
-                transient=exc.transient,
-            ) from None
+            message = (f"{exc} (the {len(submitted)} array(s) of the same batch already "
+                       f"submitted were cancelled: {' '.join(submitted)})")
+            if isinstance(exc, SubmitLimitError):
+                raise SubmitLimitError(message, limit=exc.limit) from None
+            raise BackendError(message, transient=exc.transient) from None
         return [handles[job.key] for job in jobs]
 
     def _submit_array(self, array: Array) -> str:
@@ -197,8 +208,21 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         except OSError as exc:
             raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
                                "free space or fix permissions in the run directory") from None
-        # Never retried after a timeout: the scheduler may have accepted it anyway.
-        proc = self.runner.run(self.submit_argv(array, script), retry_timeouts=False)
+        # Never retried after a timeout: the scheduler may have accepted it anyway; nor
+        # after a submit limit's refusal: only jobs ending make room.
+        proc = self.runner.run(
+            self.submit_argv(array, script), retry_timeouts=False,
+            ok=lambda p: p.returncode == 0 or self.limit_refusal(p.stderr) is not None,
+        )
+        if proc.returncode != 0:
+            limit = self.known_submit_limit()
+            raise SubmitLimitError(
+                f"{self.scheduler} refused {array.size} job(s) of {array.task} for a submit "
+                f"limit ({self.limit_refusal(proc.stderr)}"
+                + (f", {limit} jobs" if limit else "") + "): they are submitted when jobs "
+                "of this user end",
+                limit=limit,
+            )
         job_id = self.parse_job_id(proc.stdout)
         if not job_id.isdigit():
             raise BackendError(
