@@ -313,8 +313,37 @@ record_prod() {
   sleep 5
   cap node_down.sacct_gm.txt sacct -P -n --format="$SACCT_GM_FMT" -j "$low,$req"
   scancel -n gm-rec-low,gm-rec-down,gm-rec-high 2>/dev/null
+  prod_index > "$OUT/INDEX.md"
   OUT=$O
   cd "$ROOT" || return 1
+}
+
+prod_index() {
+  cat <<EOF
+# Recorded Slurm outputs on the production-like cluster
+
+Real outputs of Slurm $(sinfo --version 2>/dev/null | awk '{print $2}') recorded by \`RECORD_ONLY=prod bash ci/slurm/record.sh\`
+(or at the end of a full record.sh run) on the test cluster with its production knobs
+(ci/slurm/README.md, "Production knobs"), on $(date -u +%Y-%m-%d), while other users' jobs may run.
+Do not edit by hand; \`commands.tsv\` lists every file with its exact command and exit code.
+
+| file | what |
+| --- | --- |
+| config.txt, partitions.txt | the preemption and enforcement settings; \`scontrol show partition -o\` |
+| limit.assoc.txt | \`sacctmgr -nP show user root withassoc format=User,DefaultAccount,Cluster,Account,Partition,MaxSubmitJobs,GrpSubmitJobs,DefaultQOS,QOS\` with MaxSubmitJobs=3 on account gristmill-limits |
+| limit.qos.txt, limit_qos.qos.txt | \`sacctmgr -nP show qos <name> format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs\` (normal; a QOS with MaxSubmitJobsPerUser=1) |
+| limit_single.sbatch.* | a 4th job while 3 are held (MaxSubmitJobs=3): refused |
+| limit_array.sbatch.* | an array of 2 while 3 are held: refused whole |
+| limit_after_array.sbatch.* | one job while an array of 3 is held: refused (an array of N counts N) |
+| limit_qos.sbatch.* | a 2nd job under the QOS's MaxSubmitJobsPerUser=1 |
+| limit.squeue.txt | the 3 held jobs (\`--begin=now+600\`) |
+| unschedulable.* | \`--time=20\` in partition high (MaxTime=10): PENDING / PartitionTimeLimit |
+| too_much_mem.sbatch.* | \`--mem=10T\`: refused at submission |
+| preempt.{before,during,after}.squeue.txt, .scontrol.txt | a \`--no-requeue\` array (3 x 2 CPUs) and a \`--requeue\` job in low, preempted by an 8-CPU job in high |
+| preempt.sacct_gm.txt, preempt.sacct_dup.txt | sacct with the backend's format (\`$SACCT_GM_FMT\`); \`--duplicates\` for the requeued job |
+| preempt.*.joblog.txt | the preempted element's and the requeued job's own output |
+| node_down.* | \`scontrol update nodename=<node> state=DOWN\` under a \`--no-requeue\` array and a \`--requeue\` job |
+EOF
 }
 
 if [ "${RECORD_ONLY:-}" = prod ]; then

@@ -214,7 +214,8 @@ def test_a_submit_limit_throttles_a_run_and_never_fails_a_node(
     assert sampler.samples > 10
     assert 0 < sampler.most <= submit_limit, sampler.most
     arrays = collections.Counter(str(r.job_id).split("_")[0] for r in records)
-    assert max(arrays.values()) == submit_limit  # the first array filled the limit
+    # The first array filled the limit read; a learnt one halves refused batches to fit.
+    assert max(arrays.values()) >= (submit_limit if read else submit_limit // 2)
     assert len(arrays) < n  # refills pack what ended since the last poll
     refused = backend.calls["sbatch"] - len(arrays)
     if read:

@@ -109,9 +109,10 @@ class SubmitCap:
     ``MaxSubmitJobs``) refuses any submission past it. The engine never counts such a
     refusal as a failure: it holds at most ``limit`` (what the backend read at start)
     and, when refused anyway (the limit was unknown, or the user's other jobs count
-    too), at most what it held when refused (``learned``), raised by one after each
-    :data:`PROBE_AFTER` seconds without a refusal. Jobs ending make room, so the run
-    goes on submitting as they end.
+    too), at most what it held plus half the refused batch (``learned``): the limit lies
+    below held + batch, and halving finds it in a few refusals. The cap rises by one
+    after each :data:`PROBE_AFTER` seconds without a refusal. Jobs ending make room, so
+    the run goes on submitting as they end.
     """
 
     limit: int | None = None
@@ -129,11 +130,12 @@ class SubmitCap:
         caps = [c for c in (self.limit, self.learned) if c is not None]
         return min(caps) if caps else None
 
-    def refused(self, held: int, limit: int | None, now: float) -> float:
-        """Record a refusal while ``held`` jobs were live; the seconds to pause."""
+    def refused(self, held: int, tried: int, limit: int | None, now: float) -> float:
+        """Record a refusal of ``tried`` jobs while ``held`` were live; the seconds to pause."""
         if limit is not None:
             self.limit = limit if self.limit is None else min(self.limit, limit)
-        self.learned = max(1, held if self.learned is None else min(self.learned, held))
+        guess = max(1, held + tried // 2)
+        self.learned = guess if self.learned is None else min(self.learned, guess)
         self._since = now
         self.refusals += 1
         return float(min(LIMIT_PAUSE_MAX, 2.0**self.refusals))

@@ -523,10 +523,10 @@ class Engine:
         """The scheduler refused the batch for a submit limit: no attempt was made.
 
         The batch's attempts are taken back (their rows deleted, their numbers reused),
-        its nodes go back to READY, and the engine holds no more jobs than it held now
+        its nodes go back to READY, and the engine holds fewer jobs from now on
         (:class:`~.dispatch.SubmitCap`). Never a failure, never a spent retry.
         """
-        pause = self.submit_cap.refused(len(self.live), exc.limit, time.monotonic())
+        pause = self.submit_cap.refused(len(self.live), len(batch), exc.limit, time.monotonic())
         logger.warning("{}; holding at most {} job(s), next submission in {:g} s", exc,
                        self.submit_cap.cap(time.monotonic()), pause)
         keys = [req.key for _, req, _ in batch]
