@@ -15,8 +15,16 @@
 # enforcement auto) and left running. Every wait is bounded; a scenario that does not reach the
 # expected state in time is logged as a WARNING and recorded as it is.
 #
+# Then, on that default cluster (production knobs: partitions low/high with preemption, submit
+# limits enforced), the `prod` scenarios are recorded into $RECORD_OUT/prod/ (own INDEX.md and
+# commands.tsv): sbatch refused by a submit limit (association and QOS), sacctmgr's view of the
+# limits, preemption with and without requeue, a job pending for a reason that never clears, and
+# a node set DOWN under running jobs. RECORD_ONLY=prod records only these, on the cluster as it
+# runs (no restart; it waits, bounded, for other users' jobs to leave the node first).
+#
 # Env: RECORD_OUT (output dir) [tests/backends/data/slurm], RECORD_MODES ["cgroup jobacct noacct"],
-#      SLURM_KIT_DIR as for start.sh. cgroup modes need a writable cgroup-v1 memory hierarchy.
+#      RECORD_ONLY (prod: only the prod scenarios), SLURM_KIT_DIR as for start.sh. cgroup modes need
+#      a writable cgroup-v1 memory hierarchy.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -29,6 +37,8 @@ SCENARIOS="ok exit3 oom timeout cancel_running array pending pending_dep"
 SQ_FMT='%i|%T|%r|%N'
 SACCT_X_FMT=JobID,JobIDRaw,State,ExitCode,Elapsed,NodeList,Reason
 SACCT_STEPS_FMT=JobID,State,ExitCode,MaxRSS,Elapsed
+# what the backend asks sacct (gristmill.backends.slurm.backend.SACCT_FORMAT)
+SACCT_GM_FMT=JobID,State,ExitCode,MaxRSS,Elapsed,TotalCPU,AllocCPUS,ReqMem,NodeList
 SACCT_FULL_FMT=JobID,JobIDRaw,JobName,State,ExitCode,DerivedExitCode,Reason,MaxRSS,ReqMem,Elapsed,Timelimit,NodeList,Start,End
 T0=$(date +%s)
 MODE=none
@@ -36,8 +46,10 @@ MODE=none
 log() { echo "[record +$(( $(date +%s) - T0 ))s $MODE] $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root (start.sh installs packages, starts daemons)"; exit 1; }
 mkdir -p "$OUT" "$WORK"
-rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/commands.tsv
-printf 'file\tmode\texit_code\tcommand\n' > "$OUT/commands.tsv"
+if [ "${RECORD_ONLY:-}" != prod ]; then
+  rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/commands.tsv
+  printf 'file\tmode\texit_code\tcommand\n' > "$OUT/commands.tsv"
+fi
 
 qj() { python3 -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"; }  # shell-quoted argv
 
@@ -195,6 +207,7 @@ record_mode() {
       wait_until 30 "sacct rows of $s" sacct_done "${ID[$s]}" $n
       cap "${s}_$MODE.sacct_x.txt"     sacct -X -P -n --format="$SACCT_X_FMT" -j "${ID[$s]}"
       cap "${s}_$MODE.sacct_steps.txt" sacct -P -n --format="$SACCT_STEPS_FMT" -j "${ID[$s]}"
+      cap "${s}_$MODE.sacct_gm.txt" sacct -P -n --format="$SACCT_GM_FMT" -j "${ID[$s]}"
     done
     cap "all_$MODE.sacct_full.txt" sacct -P --format="$SACCT_FULL_FMT" -j "$ids"
     cap "all_$MODE.sacct.json" sacct --json -j "$ids"
@@ -217,11 +230,134 @@ record_mode() {
   cd "$ROOT" || return 1
 }
 
+
+# ---------------------------------------------------------------- prod scenarios
+others_running() {  # jobs of other users or runs on the node (not ours: named gm-rec-*)
+  [ -n "$(squeue -h -t R,CG -o '%j' 2>/dev/null | grep -v '^gm-rec-')" ]
+}
+record_prod() {
+  MODE=prod
+  local P=$OUT/prod O=$OUT
+  mkdir -p "$P"; rm -f "$P"/*.txt; OUT=$P
+  printf 'file\tmode\texit_code\tcommand\n' > "$OUT/commands.tsv"
+  rm -rf "${WORK:?}/prod"; mkdir -p "$WORK/prod"; cd "$WORK/prod" || return 1
+  local LA=gristmill-limits QOS=gristmill-limited me; me=$(id -un)
+  cap config.txt bash -c "scontrol show config | grep -E '^(Preempt|AccountingStorageEnforce|JobRequeue|EnforcePartLimits)'"
+  cap partitions.txt scontrol show partition -o
+  # -- submit limits, on a dedicated association only (user root, account gristmill-limits)
+  trap 'sacctmgr -i modify user "$me" where account=$LA set MaxSubmitJobs=-1 qos-=$QOS >/dev/null 2>&1; sacctmgr -i delete qos $QOS >/dev/null 2>&1' RETURN
+  sacctmgr -i modify user "$me" where account=$LA set MaxSubmitJobs=3 >/dev/null
+  cap limit.assoc.txt sacctmgr --noheader --parsable2 show user "$me" withassoc format=User,DefaultAccount,Cluster,Account,Partition,MaxSubmitJobs,GrpSubmitJobs,DefaultQOS,QOS
+  cap limit.qos.txt sacctmgr --noheader --parsable2 show qos normal format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs
+  local ids=()
+  for i in 1 2 3; do ids+=("$(sbatch --parsable -J gm-rec-limit -A $LA -o /dev/null --begin=now+600 --wrap true)"); done
+  cap3 limit_single.sbatch sbatch --parsable -J gm-rec-limit -A $LA -o /dev/null --wrap true
+  cap3 limit_array.sbatch sbatch --parsable -J gm-rec-limit -A $LA -o /dev/null --array=0-1 --wrap true
+  cap limit.squeue.txt squeue --noheader --format="$SQ_FMT" -A $LA
+  scancel "${ids[@]}"; wait_until 30 "limit jobs gone" bash -c "[ -z \"\$(squeue -h -A $LA)\" ]"
+  # an array of N elements counts N jobs: 0-2 fits the limit of 3, one more does not
+  local arr; arr=$(sbatch --parsable -J gm-rec-limit -A $LA -o /dev/null --begin=now+600 --array=0-2 --wrap true)
+  cap3 limit_after_array.sbatch sbatch --parsable -J gm-rec-limit -A $LA -o /dev/null --wrap true
+  scancel "$arr"
+  sacctmgr -i modify user "$me" where account=$LA set MaxSubmitJobs=-1 >/dev/null
+  sacctmgr -i add qos $QOS MaxSubmitJobsPerUser=1 >/dev/null
+  sacctmgr -i modify user "$me" where account=$LA set qos+=$QOS >/dev/null
+  cap limit_qos.qos.txt sacctmgr --noheader --parsable2 show qos $QOS format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs
+  arr=$(sbatch --parsable -J gm-rec-limit -A $LA --qos=$QOS -o /dev/null --begin=now+600 --wrap true)
+  cap3 limit_qos.sbatch sbatch --parsable -J gm-rec-limit -A $LA --qos=$QOS -o /dev/null --wrap true
+  scancel "$arr"
+  sacctmgr -i modify user "$me" where account=$LA set qos-=$QOS >/dev/null
+  sacctmgr -i delete qos $QOS >/dev/null
+  trap - RETURN
+  # -- a job that can never start: over the partition's MaxTime, and over the node's memory
+  local never; never=$(sbatch --parsable -J gm-rec-never -p high --time=20 -o /dev/null --wrap true)
+  sleep 3
+  cap unschedulable.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -j "$never"
+  cap unschedulable.scontrol.txt scontrol show job -o "$never"
+  scancel "$never"
+  cap3 too_much_mem.sbatch sbatch --parsable -J gm-rec-never --mem=10T -o /dev/null --wrap true
+  # -- preemption: `low` jobs (no requeue: an array; requeue: one job), then a `high` job that
+  # needs the whole node
+  wait_until 180 "other jobs to leave the node" bash -c "$(declare -f others_running); ! others_running"
+  local low req high
+  # --priority (root only): ahead of other users' jobs already pending in `debug`
+  low=$(sbatch --parsable -J gm-rec-low -p low --priority=4294967000 --no-requeue -c 2 --array=0-2 -o "$WORK/prod/low-%A_%a.out" --wrap 'sleep 120')
+  req=$(sbatch --parsable -J gm-rec-low -p low --priority=4294967000 --requeue -c 2 -o "$WORK/prod/req-%j.out" --wrap 'echo start; sleep 20')
+  wait_until 180 "low jobs running" bash -c "[ \"\$(squeue -h -t R -p low | wc -l)\" -ge 4 ]"
+  cap preempt.before.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -r -j "$low,$req"
+  high=$(sbatch --parsable -J gm-rec-high -p high -c 8 -o /dev/null --wrap 'sleep 5')
+  wait_until 60 "high job running" bash -c "squeue -h -t R -j $high | grep -q ."
+  cap preempt.during.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -r -j "$low,$req,$high"
+  cap preempt.during.scontrol.txt scontrol show job -o "$req"
+  wait_until 120 "requeued job done" bash -c "squeue -h -t CD -j $req | grep -q ."
+  cap preempt.after.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -r -j "$low,$req,$high"
+  cap preempt.after.scontrol.txt scontrol show job -o "$req"
+  cp "$WORK/prod/req-$req.out" "$OUT/preempt.requeued.joblog.txt" 2>/dev/null
+  cp "$WORK/prod/low-${low}_0.out" "$OUT/preempt.preempted.joblog.txt" 2>/dev/null
+  sleep 5
+  cap preempt.sacct_gm.txt sacct -P -n --format="$SACCT_GM_FMT" -j "$low,$req,$high"
+  cap preempt.sacct_dup.txt sacct -P -n --duplicates --format="$SACCT_GM_FMT" -j "$req"
+  # -- node failure under running jobs (no requeue: an array; requeue: one job)
+  local node=${SLURM_KIT_NODE:-$(hostname -s)}
+  wait_until 180 "other jobs to leave the node" bash -c "$(declare -f others_running); ! others_running"
+  low=$(sbatch --parsable -J gm-rec-down --priority=4294967000 --no-requeue --array=0-1 -o /dev/null --wrap 'sleep 120')
+  req=$(sbatch --parsable -J gm-rec-down --priority=4294967000 --requeue -o /dev/null --wrap 'sleep 10')
+  wait_until 180 "jobs running" bash -c "[ \"\$(squeue -h -t R -n gm-rec-down | wc -l)\" -ge 3 ]"
+  scontrol update nodename="$node" state=DOWN reason=gristmill-record
+  sleep 2
+  cap node_down.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -r -j "$low,$req"
+  cap node_down.sinfo.txt sinfo -h -o '%N|%T|%E'
+  scontrol update nodename="$node" state=RESUME
+  wait_until 120 "requeued job done" bash -c "squeue -h -t CD -j $req | grep -q ."
+  cap node_down.after.squeue.txt squeue --noheader --states=all --format="$SQ_FMT" -r -j "$low,$req"
+  sleep 5
+  cap node_down.sacct_gm.txt sacct -P -n --format="$SACCT_GM_FMT" -j "$low,$req"
+  scancel -n gm-rec-low,gm-rec-down,gm-rec-high 2>/dev/null
+  prod_index > "$OUT/INDEX.md"
+  OUT=$O
+  cd "$ROOT" || return 1
+}
+
+prod_index() {
+  cat <<EOF
+# Recorded Slurm outputs on the production-like cluster
+
+Real outputs of Slurm $(sinfo --version 2>/dev/null | awk '{print $2}') recorded by \`RECORD_ONLY=prod bash ci/slurm/record.sh\`
+(or at the end of a full record.sh run) on the test cluster with its production knobs
+(ci/slurm/README.md, "Production knobs"), on $(date -u +%Y-%m-%d), while other users' jobs may run.
+Do not edit by hand; \`commands.tsv\` lists every file with its exact command and exit code.
+
+| file | what |
+| --- | --- |
+| config.txt, partitions.txt | the preemption and enforcement settings; \`scontrol show partition -o\` |
+| limit.assoc.txt | \`sacctmgr -nP show user root withassoc format=User,DefaultAccount,Cluster,Account,Partition,MaxSubmitJobs,GrpSubmitJobs,DefaultQOS,QOS\` with MaxSubmitJobs=3 on account gristmill-limits |
+| limit.qos.txt, limit_qos.qos.txt | \`sacctmgr -nP show qos <name> format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs\` (normal; a QOS with MaxSubmitJobsPerUser=1) |
+| limit_single.sbatch.* | a 4th job while 3 are held (MaxSubmitJobs=3): refused |
+| limit_array.sbatch.* | an array of 2 while 3 are held: refused whole |
+| limit_after_array.sbatch.* | one job while an array of 3 is held: refused (an array of N counts N) |
+| limit_qos.sbatch.* | a 2nd job under the QOS's MaxSubmitJobsPerUser=1 |
+| limit.squeue.txt | the 3 held jobs (\`--begin=now+600\`) |
+| unschedulable.* | \`--time=20\` in partition high (MaxTime=10): PENDING / PartitionTimeLimit |
+| too_much_mem.sbatch.* | \`--mem=10T\`: refused at submission |
+| preempt.{before,during,after}.squeue.txt, .scontrol.txt | a \`--no-requeue\` array (3 x 2 CPUs) and a \`--requeue\` job in low, preempted by an 8-CPU job in high |
+| preempt.sacct_gm.txt, preempt.sacct_dup.txt | sacct with the backend's format (\`$SACCT_GM_FMT\`); \`--duplicates\` for the requeued job |
+| preempt.*.joblog.txt | the preempted element's and the requeued job's own output |
+| node_down.* | \`scontrol update nodename=<node> state=DOWN\` under a \`--no-requeue\` array and a \`--requeue\` job |
+EOF
+}
+
+if [ "${RECORD_ONLY:-}" = prod ]; then
+  record_prod || log "ERROR: the prod scenarios failed"
+  log "done in $(( $(date +%s) - T0 ))s"
+  exit 0
+fi
+
 : > "$WORK/jobs.md"
 for m in $MODES; do record_mode "$m" || log "ERROR: mode $m failed, continuing"; done
 MODE=default
 start_mode default || log "ERROR: could not restart the cluster in the default config"
 log "sinfo: $(sinfo -h -o '%P %a %D %T' 2>&1)"
+record_prod || log "ERROR: the prod scenarios failed"
 
 cat > "$OUT/INDEX.md" <<EOF
 # Recorded Slurm outputs

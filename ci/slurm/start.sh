@@ -31,6 +31,14 @@
 #                             [6817 / 6818 / 6819 / 3307]
 #   SLURM_KIT_CLEAN=1         wipe job state + accounting DB before starting
 #   SLURM_KIT_TIMEOUT         seconds to wait for the node to become idle [90]
+#   SLURM_KIT_PREEMPT         1 = PreemptType=preempt/partition_prio, PreemptMode=REQUEUE: jobs in
+#                             partition `high` (PriorityTier=10) preempt jobs in `low` (tier 1);
+#                             0 = no preemption                       [1]
+#   SLURM_KIT_HIGH_MAX_TIME   MaxTime of partition `high`, minutes    [10]
+#   SLURM_KIT_ENFORCE         AccountingStorageEnforce (needs accounting; empty = none)
+#                             [associations,limits]
+#   SLURM_KIT_USERS           login names given an association (account `gristmill`) besides root
+#                             and every user with 1000 <= uid < 60000 [empty]
 set -euo pipefail
 
 KIT_DIR=${SLURM_KIT_DIR:-/tmp/gristmill-slurm}
@@ -46,12 +54,19 @@ SLURMD_PORT=${SLURM_KIT_SLURMD_PORT:-6818}
 DBD_PORT=${SLURM_KIT_DBD_PORT:-6819}
 MYSQL_PORT=${SLURM_KIT_MYSQL_PORT:-3307}
 TIMEOUT=${SLURM_KIT_TIMEOUT:-90}
+PREEMPT=${SLURM_KIT_PREEMPT:-1}
+HIGH_MAX_TIME=${SLURM_KIT_HIGH_MAX_TIME:-10}
+ENFORCE=${SLURM_KIT_ENFORCE-associations,limits}
+EXTRA_USERS=${SLURM_KIT_USERS:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "[gristmill-slurm $(date +%T)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts daemons)"
 case "$ACCOUNTING" in 0|1) ;; *) die "SLURM_KIT_ACCOUNTING must be 0 or 1, got '$ACCOUNTING'" ;; esac
+case "$PREEMPT" in 0|1) ;; *) die "SLURM_KIT_PREEMPT must be 0 or 1, got '$PREEMPT'" ;; esac
+case "$HIGH_MAX_TIME" in ''|*[!0-9]*) die "SLURM_KIT_HIGH_MAX_TIME must be whole minutes, got '$HIGH_MAX_TIME'" ;; esac
+if [ "$ACCOUNTING" = 0 ]; then ENFORCE=; fi  # enforcement needs slurmdbd's associations
 T0=$(date +%s)
 
 # ---------------------------------------------------------------- 1. packages
@@ -133,8 +148,22 @@ if [ "$ACCOUNTING" = 1 ]; then
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCK"   # = munge socket for talking to slurmdbd (AuthInfo is not used there)
+  if [ -n "$ENFORCE" ]; then ACCT+=$'\n'"AccountingStorageEnforce=$ENFORCE"; fi
 else
   ACCT="AccountingStorageType=accounting_storage/none"
+fi
+
+# Partitions: `debug` is the default and is never preempted (concurrent test runs on this shared
+# cluster must not lose jobs by surprise); `low` is the preemptible partition a preemption test
+# submits to; `high` outranks both in scheduling and preempts `low` (PreemptMode=REQUEUE: a job
+# that may be requeued goes back to PENDING, one submitted with --no-requeue ends PREEMPTED).
+if [ "$PREEMPT" = 1 ]; then
+  PREEMPT_CONF="PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE"
+  DEBUG_PREEMPT=" PreemptMode=OFF"
+else
+  PREEMPT_CONF="PreemptType=preempt/none"
+  DEBUG_PREEMPT=""
 fi
 
 cat > "$CONF.new" <<EOF
@@ -178,7 +207,10 @@ $ACCT
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOGD/jobcomp.txt
 NodeName=$HOST NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MEMORY State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+$PREEMPT_CONF
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE PriorityTier=1$DEBUG_PREEMPT State=UP
+PartitionName=low Nodes=$HOST MaxTime=INFINITE PriorityTier=1 State=UP
+PartitionName=high Nodes=$HOST MaxTime=$HIGH_MAX_TIME PriorityTier=10 State=UP
 EOF
 
 cat > "$ETC/cgroup.conf.new" <<EOF
@@ -292,6 +324,23 @@ SQL
   if ! sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx gristmill; then
     sacctmgr -i add cluster gristmill >&2
   fi
+  # Associations: with AccountingStorageEnforce=associations a user without one cannot submit.
+  # root keeps its own (account root); every login user gets one in account `gristmill`; account
+  # `gristmill-limits` (user root) is where tests put submit limits without limiting anyone else.
+  has_assoc() {  # has_assoc ACCOUNT USER
+    sacctmgr -nP show assoc where cluster=gristmill account="$1" user="$2" format=user 2>/dev/null | grep -qx "$2"
+  }
+  for acct in gristmill gristmill-limits; do
+    if ! sacctmgr -nP show account "$acct" format=account 2>/dev/null | grep -qx "$acct"; then
+      sacctmgr -i add account "$acct" cluster=gristmill description="gristmill tests" organization=gristmill >&2
+    fi
+  done
+  users=$(awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/passwd)
+  for u in $users $EXTRA_USERS; do
+    id -u "$u" >/dev/null 2>&1 || die "SLURM_KIT_USERS: no such user '$u'"
+    has_assoc gristmill "$u" || sacctmgr -i add user "$u" account=gristmill cluster=gristmill >&2
+  done
+  has_assoc gristmill-limits root || sacctmgr -i add user root account=gristmill-limits cluster=gristmill >&2
 fi
 
 # ---------------------------------------------------------------- 5. slurmctld + slurmd

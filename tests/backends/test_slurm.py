@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shlex
 import time
 from pathlib import Path
 
 import pytest
 
-from gristmill.backends.base import JobHandle, JobRequest
+from gristmill.backends.base import JobHandle, JobRequest, SubmitLimitError
 from gristmill.backends.batch.arrays import Array, element_boot
 from gristmill.backends.batch.backend import lookup
 from gristmill.backends.batch.commands import CommandRunner
@@ -40,8 +41,10 @@ from gristmill.backends.slurm.backend import (
     parse_sacct,
     parse_scontrol,
     parse_squeue,
+    parse_submit_limit,
     sbatch_argv,
     slurm_state,
+    submit_limit_refusal,
     unschedulable,
     why_stopped,
 )
@@ -51,6 +54,7 @@ from gristmill.states import JobState
 from gristmill.worker.result import AttemptResult, write_result
 
 DATA = Path(__file__).parent / "data" / "slurm"
+PROD = DATA / "prod"
 GOLDEN = Path(__file__).parent / "data" / "slurm_render"
 MODES = ("cgroup", "jobacct", "noacct")
 S, F, OOM, TO, C, Q = (JobState.SUCCEEDED, JobState.FAILED, JobState.OOM, JobState.TIMEOUT,
@@ -413,11 +417,17 @@ if [ "$name" = sbatch ]; then
     echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
     exit 1
   fi
+  if [ -f "$d/sbatch.refuse_from" ] && [ "$n" -ge "$(cat "$d/sbatch.refuse_from")" ]; then
+    cat "$d/sbatch.refusal" >&2; exit 1
+  fi
   if [ -f "$d/sbatch.stdout" ]; then cat "$d/sbatch.stdout"; else echo "$n"; fi
   exit 0
 fi
 if [ "$name" = scontrol ] && [ "$1" = show ] && [ "$2" = config ]; then
   cat "$d/config.txt"; exit 0
+fi
+if [ "$name" = sacctmgr ]; then  # sacctmgr --noheader --parsable2 show user|qos ...
+  name="sacctmgr.$4"
 fi
 [ -f "$d/$name.stdout" ] && cat "$d/$name.stdout"
 [ -f "$d/$name.stderr" ] && cat "$d/$name.stderr" >&2
@@ -459,7 +469,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fake:
     script = bin_dir / "fake-slurm"
     script.write_text(FAKE)
     script.chmod(0o755)
-    for name in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+    for name in ("sbatch", "squeue", "sacct", "scontrol", "scancel", "sacctmgr"):
         (bin_dir / name).symlink_to(script)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM", str(state))
@@ -833,8 +843,9 @@ def test_a_job_slurm_requeued_is_queued_again_not_ended_nor_lost(
     slurm = backend()
     for _ in range(3):  # as many polls as you like, nothing ends
         got = {h.job_id: (s.state, s.reason) for h, s in slurm.poll(handles).items()}
-        assert got == {"40_0": (Q, "BeginTime"), "40_1": (Q, "None"),
-                       "40_2": (JobState.RUNNING, "None")}
+        # Slurm's "None" (not looked at yet, or running) is no reason to wait.
+        assert got == {"40_0": (Q, "BeginTime"), "40_1": (Q, ""),
+                       "40_2": (JobState.RUNNING, "")}
     assert slurm.calls == {"squeue": 3}  # no sacct for jobs still in the queue
 
 
@@ -1073,3 +1084,85 @@ def test_poll_bounds_are_options_and_nonsense_is_refused() -> None:
     with pytest.raises(BackendError, match=r"poll_min=10, poll_max=2: give 0 <= poll_min <= "
                                            r"poll_max seconds \(--slurm-poll-min"):
         backend(poll_min=10, poll_max=2)
+
+
+# -- submit limits (recorded on the production-like cluster: data/slurm/prod) ---------------
+
+
+@pytest.mark.parametrize(("name", "word"), [
+    ("limit_single", "AssocMaxSubmitJobLimit"),  # MaxSubmitJobs=3 held, one more
+    ("limit_array", "AssocMaxSubmitJobLimit"),  # 3 held, an array of 2
+    ("limit_after_array", "AssocMaxSubmitJobLimit"),  # an array of 3 held, one more
+    ("limit_qos", "QOSMaxSubmitJobPerUserLimit"),  # the QOS's MaxSubmitJobsPerUser=1
+    ("too_much_mem", None),  # never clears: not a submit limit
+])
+def test_sbatch_refusals_for_a_submit_limit_are_told_apart(name: str, word: str | None) -> None:
+    assert (PROD / f"{name}.sbatch.rc.txt").read_text().strip() == "1"
+    assert submit_limit_refusal((PROD / f"{name}.sbatch.stderr.txt").read_text()) == word
+
+
+def test_an_accounting_policy_refusal_without_a_submit_word_is_no_submit_limit() -> None:
+    """The policy line alone is also printed for size and time limits, which never clear."""
+    assert submit_limit_refusal(
+        "sbatch: error: AssocMaxWallDurationPerJobLimit\nsbatch: error: Batch job submission "
+        "failed: Job violates accounting/QOS policy (job submit limit, user's size and/or "
+        "time limits)") is None
+
+
+def test_the_submit_limit_is_the_associations_or_its_qos() -> None:
+    assoc = (PROD / "limit.assoc.txt").read_text()
+    qos = (PROD / "limit.qos.txt").read_text()
+    assert parse_submit_limit(assoc, qos, account="gristmill-limits", partition=None) == (
+        3, "normal")
+    # root's default account has no limit, nor has its QOS
+    assert parse_submit_limit(assoc, qos, account=None, partition=None) == (None, "normal")
+    assert parse_submit_limit(assoc, qos, account="elsewhere", partition=None) == (None, None)
+    limited = (PROD / "limit_qos.qos.txt").read_text()  # gristmill-limited|1|
+    assert parse_submit_limit(assoc, limited, account="gristmill-limits", partition="debug",
+                              qos_name="gristmill-limited") == (1, "gristmill-limited")
+
+
+def test_the_submit_limit_is_read_once_from_sacctmgr(fake: Fake) -> None:
+    fake.config(ClusterName="gristmill")
+    fake.reply("sacctmgr.user", (PROD / "limit.assoc.txt").read_text())
+    fake.reply("sacctmgr.qos", (PROD / "limit.qos.txt").read_text())
+    slurm = backend(account="gristmill-limits")
+    assert slurm.submit_limit() == 3
+    assert slurm.submit_limit() == 3
+    user, qos = fake.calls("sacctmgr")
+    assert user[3:6] == ["show", "user", pwd.getpwuid(os.getuid()).pw_name]
+    assert "cluster=gristmill" in user
+    assert qos[3:6] == ["show", "qos", "normal"]
+    assert slurm.calls["sacctmgr"] == 2
+
+
+@pytest.mark.parametrize("why", ["fails", "no accounting"])
+def test_a_submit_limit_that_cannot_be_read_is_unknown_not_an_error(
+    fake: Fake, why: str
+) -> None:
+    if why == "fails":
+        fake.reply("sacctmgr.user", stderr="sacctmgr: error: Problem talking to the database",
+                   rc=1)
+    else:
+        fake.config(AccountingStorageType="accounting_storage/none")
+    slurm = backend(account="gristmill-limits")
+    assert slurm.submit_limit() is None
+    assert slurm.calls.get("sacctmgr", 0) == (1 if why == "fails" else 0)  # never retried
+
+
+def test_a_submit_limits_refusal_is_not_retried_and_takes_back_the_batch(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """The second array of a batch is refused for the limit: one sbatch call for it, the
+    first array withdrawn, and the error says it was a limit (the engine waits, never fails)."""
+    (fake.root / "sbatch.refuse_from").write_text("101")
+    (fake.root / "sbatch.refusal").write_text((PROD / "limit_array.sbatch.stderr.txt").read_text())
+    jobs = [request(tmp_path, i, task=task) for task in ("a", "b") for i in range(2)]
+    slurm = backend()
+    with pytest.raises(SubmitLimitError, match=r"refused 2 job\(s\) of b for a submit limit "
+                       r"\(AssocMaxSubmitJobLimit\).*were cancelled: 100") as refused:
+        slurm.submit(jobs)
+    assert refused.value.transient
+    assert refused.value.limit is None  # not read: the engine learns it
+    assert slurm.calls["sbatch"] == 2
+    assert fake.calls("scancel") == [["scancel", "100"]]

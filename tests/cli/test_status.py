@@ -20,9 +20,11 @@ from gm_users import as_nobody, shared_tmp
 from loguru import logger
 
 from gristmill.cli.app import main
+from gristmill.cli.status import waiting_line
 from gristmill.engine.runner import run_workflow
 from gristmill.resources import Policy
-from gristmill.store.db import STORE_NAME
+from gristmill.states import NodeState
+from gristmill.store.db import STORE_NAME, Store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -255,3 +257,31 @@ def test_status_reads_another_users_run_while_its_engine_runs(
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_waiting_line_names_each_reason_most_first() -> None:
+    assert waiting_line(37, {"Resources": 30, "Priority": 7}) == (
+        "waiting: 37 (Resources 30, Priority 7)")
+    assert waiting_line(3, {}) == "waiting: 3"
+
+
+def test_status_shows_how_many_nodes_wait_and_why(env: None, tmp_path: Path) -> None:
+    """The run's four appenders as a scheduler would hold them: queued, each with the
+    reason the engine recorded (as it does when a poll brings a new one)."""
+    import engine_tasks
+
+    result = run_workflow(engine_tasks.appends(path=str(tmp_path / "out"), n=4, pause=0.0),
+                          run_dir=tmp_path / "runs")
+    assert result.ok
+    store = Store.open(result.run_dir)
+    try:
+        keys = sorted(a.key for a in attempts(result.run_dir))
+        with store.transaction() as cur:
+            cur.execute("UPDATE attempts SET ended = NULL, state = 'QUEUED', reason = ''")
+            store.set_states(cur, [(n, NodeState.SUBMITTED) for n in range(4)], [])
+            store.set_pending_reasons(cur, [(keys[0], "Priority"), (keys[1], "Resources"),
+                                            (keys[2], "Resources")])
+    finally:
+        store.close()
+    out = cli("status", str(result.run_dir)).stdout
+    assert "append_line  waiting: 4 (Resources 2, Priority 1)" in out

@@ -20,13 +20,19 @@ import pytest
 from gm_testing import attempts, max_overlap
 
 import gristmill.engine.runner
-from gristmill.backends.base import Capabilities, JobHandle, JobRequest, JobStatus
+from gristmill.backends.base import (
+    Capabilities,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    SubmitLimitError,
+)
 from gristmill.backends.local.backend import LocalBackend
 from gristmill.backends.registry import BACKENDS
 from gristmill.cli.run import cancel_orphans
 from gristmill.engine.runner import run_workflow
 from gristmill.errors import BackendError
-from gristmill.states import NodeState
+from gristmill.states import JobState, NodeState
 from gristmill.store.db import STORE_NAME, AttemptRecord, Store
 
 
@@ -43,16 +49,38 @@ class Declared:
         self.polled: list[float] = []
         self.outstanding: set[str] = set()
         self.most_outstanding = 0
+        self.polls_seen: dict[str, int] = {}
+
+    #: A scheduler's submit limit: a submission taking the jobs handed over and not yet
+    #: reported finished past it is refused whole (SubmitLimitError), as sbatch does.
+    max_submit: int | None = None
+    refusals = 0
+    #: Jobs reported QUEUED with this reason for their first ``queued_polls`` polls.
+    queued_reason = ""
+    queued_polls = 0
+
+    def submit_limit(self) -> int | None:
+        return self.max_submit if self.capabilities.submit_limit else None
 
     def submit(self, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        if self.max_submit is not None and len(self.outstanding) + len(jobs) > self.max_submit:
+            self.refusals += 1
+            raise SubmitLimitError("AssocMaxSubmitJobLimit")
         handles = self.inner.submit(jobs)
+        self.polls_seen.update({h.key: 0 for h in handles})
         self.outstanding.update(h.key for h in handles)
         self.most_outstanding = max(self.most_outstanding, len(self.outstanding))
         return handles
 
     def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         self.polled.append(time.monotonic())
-        statuses = self.inner.poll(handles)
+        statuses = dict(self.inner.poll(handles))
+        for handle in handles:
+            self.polls_seen[handle.key] = self.polls_seen.get(handle.key, 0) + 1
+            if self.polls_seen[handle.key] <= self.queued_polls:
+                statuses[handle] = JobStatus(JobState.QUEUED, reason=self.queued_reason)
+            elif self.queued_polls:  # as a scheduler says of a job it runs (local: nothing)
+                statuses.setdefault(handle, JobStatus(JobState.RUNNING))
         self.outstanding.difference_update(h.key for h, s in statuses.items() if s.state.finished)
         return statuses
 
@@ -77,6 +105,9 @@ class Backends:
 
     next: Capabilities = attrs.Factory(Capabilities)
     made: list[Declared] = attrs.Factory(list)
+    max_submit: int | None = None
+    queued_reason: str = ""
+    queued_polls: int = 0
 
 
 @pytest.fixture
@@ -84,8 +115,11 @@ def backends(et: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backen
     state = Backends()
 
     def make(name: str, **options: Any) -> Declared:
-        state.made.append(Declared(state.next, **{"max_cores": 4, **options}))
-        return state.made[-1]
+        made = Declared(state.next, **{"max_cores": 4, **options})
+        made.max_submit = state.max_submit
+        made.queued_reason, made.queued_polls = state.queued_reason, state.queued_polls
+        state.made.append(made)
+        return made
 
     monkeypatch.setattr(gristmill.engine.runner, "make_backend", make)
     yield state
@@ -189,3 +223,48 @@ def test_capabilities_refuse_what_the_engine_could_not_honour() -> None:
         Capabilities(max_inflight=0)
     assert Capabilities() == Capabilities(reattach=False, dag=False, poll_min=0.0,
                                           max_inflight=None)  # claims nothing by default
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_submit_limit_throttles_the_run_and_never_fails_a_node(
+    et: ModuleType, backends: Backends, tmp_path: Path, declared: bool
+) -> None:
+    """Declared, the limit is never hit; unknown, the refusals teach it. Either way every
+    node runs once, each with one recorded attempt: a refused submission leaves none."""
+    backends.next = Capabilities(submit_limit=declared)
+    backends.max_submit = 3
+    out = tmp_path / "out"
+    result = run_workflow(et.appends(path=str(out), n=12, pause=0.0), run_dir=tmp_path / "runs")
+    assert result.ok, result.counts
+    backend = backends.made[0]
+    assert backend.most_outstanding <= 3
+    assert lines(out) == sorted(str(i) for i in range(12))
+    assert sorted((a.attempt, a.state) for a in attempts(result.run_dir)) == [
+        (1, "SUCCEEDED")] * 12
+    if declared:
+        assert backend.refusals == 0
+    else:
+        assert backend.refusals >= 1  # learnt from the first refusal, then held to it
+
+
+def test_a_pending_reason_is_written_once_per_change_and_cleared_when_the_job_runs(
+    et: ModuleType, backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three polls saying "Resources" make one write per job, and its start one more."""
+    backends.queued_reason, backends.queued_polls = "Resources", 3
+    written: list[tuple[str, str]] = []
+    original = Store.set_pending_reasons
+
+    def counting(self: Store, cur: sqlite3.Cursor, pairs: Sequence[tuple[str, str]]) -> None:
+        written.extend(pairs)
+        original(self, cur, pairs)
+
+    monkeypatch.setattr(Store, "set_pending_reasons", counting)
+    # Each task runs 3 s: polls after the third see it RUNNING.
+    result = run_workflow(et.appends(path=str(tmp_path / "out"), n=3, pause=3.0),
+                          run_dir=tmp_path / "runs")
+    assert result.ok
+    keys = sorted(a.key for a in attempts(result.run_dir))
+    assert sorted(written) == sorted([(k, "Resources") for k in keys] + [(k, "") for k in keys])
+    # An ended attempt keeps the reason it ended with, never a stale pending one.
+    assert all(a.reason != "Resources" for a in attempts(result.run_dir))

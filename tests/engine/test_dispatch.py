@@ -11,7 +11,7 @@ import pytest
 
 from gristmill.backends.base import JobRequest
 from gristmill.backends.registry import BACKENDS
-from gristmill.engine.dispatch import dag_batch, live_descendants
+from gristmill.engine.dispatch import PROBE_AFTER, SubmitCap, dag_batch, live_descendants
 from gristmill.engine.runner import run_workflow
 from gristmill.resources import Resources
 from gristmill.spec.load import Spec
@@ -118,3 +118,47 @@ def test_a_dag_backend_gets_the_graph_in_one_submit_and_retries_by_itself(
     (dropped,) = [r for r in records if r.state == "CANCELLED"]
     assert "upstream node" in dropped.reason
     assert result.counts == {"DONE": 6, "FAILED": 1, "UPSTREAM_FAILED": 1}
+
+
+def test_a_submit_cap_holds_the_limit_read_at_start() -> None:
+    assert SubmitCap().cap(0.0) is None  # no limit known: only the engine's own limits
+    assert SubmitCap(limit=20).cap(0.0) == 20
+
+
+def test_a_refusal_caps_at_what_was_held_then_probes_upwards_to_the_limit() -> None:
+    cap = SubmitCap(limit=20)
+    assert cap.refused(held=12, tried=1, limit=None, now=100.0) == 2.0  # short at first
+    assert cap.cap(100.0) == 12  # the user's other jobs hold the rest
+    assert cap.refused(held=12, tried=1, limit=None, now=101.0) == 4.0  # grows while refused
+    cap.accepted()
+    assert cap.refused(held=12, tried=1, limit=None, now=101.0) == 2.0
+    assert cap.cap(101.0 + PROBE_AFTER) == 13  # a minute without refusal: one more
+    assert cap.cap(101.0 + PROBE_AFTER) == 13
+    for step in range(2, 9):
+        cap.cap(101.0 + step * PROBE_AFTER)
+    assert cap.cap(101.0 + 9 * PROBE_AFTER) == 20  # never above the limit read at start
+    assert cap.learned is None
+
+
+def test_refusals_halve_the_batch_until_it_fits() -> None:
+    """An unknown MaxSubmitJobs=20 and 60 ready jobs: 60 refused, then 30; 15 go, and a
+    minute without refusal adds one (a refusal of 16 + 1 would take it back to 16)."""
+    cap = SubmitCap()
+    cap.refused(held=0, tried=60, limit=None, now=0.0)
+    assert cap.cap(0.0) == 30
+    cap.refused(held=0, tried=30, limit=None, now=0.0)
+    assert cap.cap(0.0) == 15
+    cap.accepted()
+    assert cap.cap(PROBE_AFTER) == 16
+    cap.refused(held=16, tried=1, limit=None, now=PROBE_AFTER)
+    assert cap.cap(PROBE_AFTER) == 16
+
+
+def test_a_refusal_with_nothing_held_still_lets_one_job_try_and_pauses_at_most_30_s() -> None:
+    cap = SubmitCap()
+    pauses = [cap.refused(held=0, tried=1, limit=None, now=0.0) for _ in range(8)]
+    assert cap.cap(0.0) == 1
+    assert pauses == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+    cap.refused(held=5, tried=1, limit=4, now=0.0)  # a backend that knows the limit says so
+    assert cap.cap(0.0) == 1
+    assert cap.limit == 4

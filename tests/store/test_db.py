@@ -459,3 +459,40 @@ def test_a_check_without_the_page_scan_still_refuses_what_is_not_a_usable_store(
     path.write_bytes(b"")
     with pytest.raises(StoreError, match="is empty"):
         Store.check(tmp_path, full=False)
+
+
+def test_pending_reasons_are_kept_for_open_attempts_only_and_counted_per_task(
+    tmp_path: Path,
+) -> None:
+    store = Store.create(tmp_path, {"workflow": "w"})
+    records = [
+        AttemptRecord(identity=f"id{i}", attempt=1, key=f"k{i}", task="fit" if i < 3 else "plot",
+                      job_name=f"j{i}", backend="slurm", job_id=None, result_path=f"/r{i}",
+                      stdout="/o", stderr="/e", argv=("x",), resources={}, state="QUEUED",
+                      submitted=1.0)
+        for i in range(5)
+    ]
+    with store.transaction() as cur:
+        store.add_attempts(cur, records)
+        store.finish_attempts(cur, [{"key": "k4", "state": "FAILED", "exit_code": 1,
+                                     "signal": None, "peak_rss": None, "elapsed": None,
+                                     "host": None, "reason": "exit code 1", "ended": 2.0}])
+        store.set_job_ids(cur, [("k0", "7_0"), ("k1", "7_1"), ("k2", "7_2"), ("k3", "8_0")])
+        store.set_pending_reasons(cur, [("k0", "Resources"), ("k1", "Resources"),
+                                        ("k2", "Priority"), ("k3", "ReqNodeNotAvail"),
+                                        ("k4", "Resources")])
+    assert store.waiting_reasons() == {
+        "fit": {"Resources": 2, "Priority": 1}, "plot": {"ReqNodeNotAvail": 1},
+    }
+    assert store.attempt("k4").reason == "exit code 1"  # an ended attempt keeps its own
+    with store.transaction() as cur:
+        store.set_pending_reasons(cur, [("k2", "")])  # it runs now
+        store.drop_attempts(cur, ["k0", "k4"])  # submitted (a job id) or ended: kept
+    assert store.waiting_reasons() == {"fit": {"Resources": 2}, "plot": {"ReqNodeNotAvail": 1}}
+    assert store.attempt("k0") is not None
+    assert store.attempt("k4") is not None
+    with store.transaction() as cur:
+        cur.execute("UPDATE attempts SET job_id = NULL WHERE key = 'k0'")
+        store.drop_attempts(cur, ["k0"])  # never reached a backend: gone
+    assert store.attempt("k0") is None
+    store.close()

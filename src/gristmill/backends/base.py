@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args, ru
 
 import attrs
 
+from gristmill.errors import BackendError
 from gristmill.resources import Resources, parse_memory
 from gristmill.states import JobState
 
@@ -147,6 +148,11 @@ class Capabilities:
     #: running jobs only through this; without it the new limit applies to nodes not yet
     #: handed over.
     live_limit: bool = False
+    #: Knows how many jobs the scheduler lets this user hold queued or running at once
+    #: (:class:`SubmitLimit`): the engine asks once, when it starts, and never holds
+    #: more. A backend that refuses a submission for such a limit raises
+    #: :class:`SubmitLimitError` whether or not it declares this.
+    submit_limit: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.poll_max is not None and self.poll_max < self.poll_min:
@@ -212,6 +218,33 @@ class LiveLimit(Protocol):
 
     def set_max_concurrent(self, limit: int) -> str:
         """Run at most ``limit`` jobs at once from now on; a line saying what changed."""
+        ...
+
+
+class SubmitLimitError(BackendError):
+    """The scheduler refused a submission because the user holds as many jobs as a limit
+    allows (Slurm's ``MaxSubmitJobs``): nothing of the batch was submitted.
+
+    Never a failure of the jobs: the engine holds no more than it held when refused
+    (or than ``limit``, when the backend knows it) and submits the rest as jobs end.
+    """
+
+    def __init__(self, message: str, *, limit: int | None = None) -> None:
+        super().__init__(message, transient=True)
+        #: How many jobs the limit allows, when the backend could tell; None otherwise.
+        self.limit = limit
+
+
+@runtime_checkable
+class SubmitLimit(Protocol):
+    """What a backend with ``Capabilities.submit_limit`` adds to :class:`Backend`."""
+
+    def submit_limit(self) -> int | None:
+        """How many jobs this user may hold queued or running at once; None when unknown.
+
+        Called once, when the engine starts; it must not raise (a limit it cannot read
+        is unknown) and should answer within seconds.
+        """
         ...
 
 

@@ -64,6 +64,25 @@ def _used_cells(usage: TaskUsage | None) -> tuple[Text, Text]:
     return mem, run
 
 
+def waiting_line(waiting: int, reasons: dict[str, int]) -> str:
+    """``waiting: 37 (Resources 30, Priority 7)``: nodes a scheduler holds queued, and
+    why, as it last said (jobs it gave no reason for yet are in the total only)."""
+    why = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+    return f"waiting: {waiting}" + (f" ({why})" if why else "")
+
+
+def _waiting_lines(tasks: dict[str, dict[str, int]],
+                   reasons: dict[str, dict[str, int]]) -> list[Text]:
+    """One line per task with queued jobs a scheduler gave a reason for."""
+    lines = []
+    for task, by_state in tasks.items():
+        if reasons.get(task):
+            waiting = max(by_state.get("SUBMITTED", 0), sum(reasons[task].values()))
+            lines.append(Text.assemble((task, "bold"), "  ",
+                                       waiting_line(waiting, reasons[task])))
+    return lines
+
+
 def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
     meta = store.meta()
     counts = store.counts()
@@ -110,6 +129,7 @@ def _render(run_dir: Path, store: Store, *, failures: int) -> Group:
     parts.extend(Text(line, style="yellow")
                  for line in Steering.from_json(meta.get(STEERING_KEY)).describe())
     parts.append(table)
+    parts.extend(_waiting_lines(tasks, store.waiting_reasons()))
     failed = [a for _, _, _, a in store.last_attempts(_FAILED) if a is not None]
     if failed:
         parts.append(Text(f"\n{len(failed)} failed node(s):", style="bold red"))

@@ -92,3 +92,54 @@ def live_descendants(graph: Graph, node: int, live: Collection[int]) -> list[int
                 stack.extend(graph.downstream[other])
         stack.extend(graph.downstream[unit])
     return list(found)
+
+
+#: Seconds without a refusal after which a learned submit cap is raised by one: the jobs
+#: that filled the limit with ours (the user's other runs) may have ended since.
+PROBE_AFTER = 60.0
+#: Longest pause after a submit limit's refusal before the engine tries again.
+LIMIT_PAUSE_MAX = 30.0
+
+
+@attrs.define
+class SubmitCap:
+    """How many jobs the engine may hold at once under the scheduler's submit limit.
+
+    A scheduler that caps how many jobs a user holds queued or running (Slurm's
+    ``MaxSubmitJobs``) refuses any submission past it. The engine never counts such a
+    refusal as a failure: it holds at most ``limit`` (what the backend read at start)
+    and, when refused anyway (the limit was unknown, or the user's other jobs count
+    too), at most what it held plus half the refused batch (``learned``): the limit lies
+    below held + batch, and halving finds it in a few refusals. The cap rises by one
+    after each :data:`PROBE_AFTER` seconds without a refusal. Jobs ending make room, so
+    the run goes on submitting as they end.
+    """
+
+    limit: int | None = None
+    learned: int | None = None
+    refusals: int = 0  # consecutive, for the pause
+    _since: float = 0.0  # when ``learned`` was last set or raised
+
+    def cap(self, now: float) -> int | None:
+        """The most jobs to hold now (None: no submit limit known)."""
+        if self.learned is not None and now - self._since >= PROBE_AFTER:
+            self.learned += 1
+            self._since = now
+            if self.limit is not None and self.learned >= self.limit:
+                self.learned = None  # back to the limit read at start
+        caps = [c for c in (self.limit, self.learned) if c is not None]
+        return min(caps) if caps else None
+
+    def refused(self, held: int, tried: int, limit: int | None, now: float) -> float:
+        """Record a refusal of ``tried`` jobs while ``held`` were live; the seconds to pause."""
+        if limit is not None:
+            self.limit = limit if self.limit is None else min(self.limit, limit)
+        guess = max(1, held + tried // 2)
+        self.learned = guess if self.learned is None else min(self.learned, guess)
+        self._since = now
+        self.refusals += 1
+        return float(min(LIMIT_PAUSE_MAX, 2.0**self.refusals))
+
+    def accepted(self) -> None:
+        """A submission went through: the next refusal pauses briefly again."""
+        self.refusals = 0

@@ -29,10 +29,17 @@ from typing import Any
 import attrs
 from loguru import logger
 
-from gristmill.backends.base import Backend, JobHandle, JobRequest, JobStatus
+from gristmill.backends.base import (
+    Backend,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    SubmitLimit,
+    SubmitLimitError,
+)
 from gristmill.dsl.scripts import render_argv
 from gristmill.engine.adopt import adopt as adopt_attempts
-from gristmill.engine.dispatch import dag_batch, live_descendants
+from gristmill.engine.dispatch import SubmitCap, dag_batch, live_descendants
 from gristmill.engine.faults import FAULT
 from gristmill.engine.interrupts import Interrupted, SignalGuard
 from gristmill.engine.outcome import Action, authoritative, decide, spends_retry
@@ -80,6 +87,7 @@ class Live:
     result_path: str
     state: JobState = JobState.QUEUED
     adopted: bool = False  # submitted by an earlier engine of this run
+    reason: str = ""  # why the scheduler keeps it queued, as last recorded
 
 
 class Engine:
@@ -118,6 +126,9 @@ class Engine:
         self.stopping = False
         self._submit_failures = 0
         self._submit_paused_until = 0.0
+        #: The scheduler's submit limit, as read at start or learned from refusals.
+        self.submit_cap = SubmitCap()
+        self._reasons: dict[str, str] = {}  # attempt key -> pending reason, not yet written
         self.guard = SignalGuard()
         self._unsynced: float | None = None  # when the oldest commit not yet synced was made
         self._log_dirs: dict[str, Path] = {}  # task name -> its made log directory
@@ -227,6 +238,8 @@ class Engine:
                     tell_dag_backend(self.backend, Request("limit", limits=Limits(
                         max_concurrent=self.steering.workflow.max_concurrent)))
                 self._check_mailbox()  # requests left while no engine ran
+                if self.capabilities.submit_limit and isinstance(self.backend, SubmitLimit):
+                    self.submit_cap.limit = self.backend.submit_limit()
                 arrived = adopt_attempts(self, adopt)
                 self.tracker.start()
                 self._finished_before = finished_count(self.tracker.states)
@@ -339,9 +352,11 @@ class Engine:
             return 0
         if self.dag:
             return self._dispatch_dag()
-        while len(self.live) < self.window:
+        cap = self.submit_cap.cap(time.monotonic())
+        window = self.window if cap is None else min(self.window, cap)
+        while len(self.live) < window:
             batch: list[tuple[int, JobRequest, Resources]] = []
-            room = min(self.window - len(self.live), self.config.batch_size)
+            room = min(window - len(self.live), self.config.batch_size)
             planned: dict[str, int] = defaultdict(int)
             full = functools.partial(self._full_with, planned=planned)
             for node in self.tracker.next_ready(full):
@@ -442,10 +457,14 @@ class Engine:
         with self.guard.section():
             try:
                 handles = list(self.backend.submit([req for _, req, _ in batch]))
+            except SubmitLimitError as exc:
+                self._submission_limited(batch, exc)
+                return
             except BackendError as exc:
                 self._submission_failed(batch, exc)
                 return
             self._submit_failures = 0
+            self.submit_cap.accepted()
             if len(handles) != len(batch):
                 raise BackendError(
                     f"backend {self.backend.name} returned {len(handles)} handles for "
@@ -493,6 +512,9 @@ class Engine:
                 if status.state is JobState.RUNNING and live.state is not JobState.RUNNING:
                     live.state = JobState.RUNNING
                     self.tracker.set(live.node, NodeState.RUNNING)
+                    self._pending_reason(live, "")
+                elif live.state is JobState.QUEUED:
+                    self._pending_reason(live, status.reason)
                 continue
             finished += 1
             self._finish(live, self._authoritative(live, status))
@@ -512,6 +534,34 @@ class Engine:
                            "left as they are, nothing fails meanwhile)", self.backend.name, exc)
         else:
             logger.debug("polling {} failed again: {}", self.backend.name, exc)
+
+    def _pending_reason(self, live: Live, reason: str) -> None:
+        """Note why a queued job waits (the scheduler's reason; "" once it runs), to be
+        written with the next flush only when it changed: no store write per poll per job."""
+        if reason != live.reason:
+            live.reason = reason
+            self._reasons[live.key] = reason
+
+    def _submission_limited(
+        self, batch: list[tuple[int, JobRequest, Resources]], exc: SubmitLimitError
+    ) -> None:
+        """The scheduler refused the batch for a submit limit: no attempt was made.
+
+        The batch's attempts are taken back (their rows deleted, their numbers reused),
+        its nodes go back to READY, and the engine holds fewer jobs from now on
+        (:class:`~.dispatch.SubmitCap`). Never a failure, never a spent retry.
+        """
+        pause = self.submit_cap.refused(len(self.live), len(batch), exc.limit, time.monotonic())
+        logger.warning("{}; holding at most {} job(s), next submission in {:g} s", exc,
+                       self.submit_cap.cap(time.monotonic()), pause)
+        keys = [req.key for _, req, _ in batch]
+        with self.store.transaction() as cur:
+            self.store.drop_attempts(cur, keys)
+        for node, _, _ in batch:
+            self.attempts[node] -= 1
+            self._attempt_counts[node] = self.attempts[node]
+            self.tracker.requeue(node)
+        self._submit_paused_until = time.monotonic() + pause
 
     def _submission_failed(
         self, batch: list[tuple[int, JobRequest, Resources]], exc: BackendError
@@ -679,7 +729,9 @@ class Engine:
         """
         with self.guard.section():
             singles, ranges = self.tracker.drain_changes()
-            if not (singles or ranges or self._new_attempts or self._attempt_updates):
+            reasons = self._reasons
+            if not (singles or ranges or self._new_attempts or self._attempt_updates
+                    or reasons):
                 return
             try:
                 with self.store.transaction() as cur:
@@ -687,6 +739,8 @@ class Engine:
                         self.store.add_attempts(cur, self._new_attempts)
                     if self._attempt_updates:
                         self.store.finish_attempts(cur, self._attempt_updates)
+                    if reasons:
+                        self.store.set_pending_reasons(cur, list(reasons.items()))
                     self.store.set_states(cur, singles, ranges)
                     if self._attempt_counts:
                         self.store.set_attempt_counts(cur, list(self._attempt_counts.items()))
@@ -701,5 +755,6 @@ class Engine:
             self._new_attempts = []
             self._attempt_updates = []
             self._attempt_counts = {}
+            self._reasons = {}
             if self._unsynced is None:
                 self._unsynced = time.monotonic()

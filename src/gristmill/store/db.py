@@ -353,6 +353,20 @@ class Store:
             ({"cpu_time": None, "usage_source": None, **row} for row in rows),
         )
 
+    def set_pending_reasons(
+        self, cur: sqlite3.Cursor, pairs: Sequence[tuple[str, str]]
+    ) -> None:
+        """(attempt key, reason) pairs: why the scheduler keeps each open attempt queued
+        (``""`` once it runs). An attempt already closed keeps the reason it ended with."""
+        cur.executemany("UPDATE attempts SET reason = ? WHERE key = ? AND ended IS NULL",
+                        [(reason, key) for key, reason in pairs])
+
+    def drop_attempts(self, cur: sqlite3.Cursor, keys: Sequence[str]) -> None:
+        """Delete attempts that never reached a backend (a submission refused for a submit
+        limit): they were not made, and their numbers are given again."""
+        cur.executemany("DELETE FROM attempts WHERE key = ? AND ended IS NULL AND job_id IS NULL",
+                        [(key,) for key in keys])
+
     def set_attempt_counts(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, int]]) -> None:
         cur.executemany("UPDATE nodes SET attempts = ? WHERE id = ?", [(a, n) for n, a in pairs])
 
@@ -450,6 +464,17 @@ class Store:
             "GROUP BY u.task, n.state"
         )
         return {(task, NodeState(state).name): count for task, state, count in rows}
+
+    def waiting_reasons(self) -> dict[str, dict[str, int]]:
+        """task -> {the scheduler's reason: open attempts queued for it}, most first."""
+        rows = self.conn.execute(
+            "SELECT task, reason, COUNT(*) AS n FROM attempts WHERE ended IS NULL "
+            "AND reason != '' GROUP BY task, reason ORDER BY task, n DESC, reason"
+        )
+        out: dict[str, dict[str, int]] = {}
+        for task, reason, count in rows:
+            out.setdefault(task, {})[reason] = count
+        return out
 
     def units(self) -> list[sqlite3.Row]:
         return list(self.conn.execute("SELECT * FROM units ORDER BY id"))

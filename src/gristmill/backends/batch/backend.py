@@ -28,6 +28,7 @@ from gristmill.backends.base import (
     JobRequest,
     JobStatus,
     SleepingWaitMixin,
+    SubmitLimitError,
 )
 from gristmill.backends.batch.arrays import Array, pack, write_manifest
 from gristmill.backends.batch.commands import CommandRunner, CommandTimeoutError, Vanished
@@ -143,6 +144,16 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     def statuses(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         """Every handle's state from one status query (handles with real ids only)."""
 
+    def limit_refusal(self, stderr: str) -> str | None:
+        """The scheduler's words when a submission's ``stderr`` says a submit limit refused
+        it (the user holds as many jobs as allowed), else None. Such a refusal is not
+        retried at once: the engine waits for jobs to end (:class:`SubmitLimitError`)."""
+        return None
+
+    def known_submit_limit(self) -> int | None:
+        """The submit limit the backend read from the scheduler, if it did."""
+        return None
+
     def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
         """Where the scheduler logs why it signalled an element, and how to read it.
 
@@ -188,11 +199,11 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
                                 ok=lambda p: p.returncode in (0, 1))
             except BackendError as undo:
                 logger.error("could not withdraw {} jobs {}: {}", self.scheduler, submitted, undo)
-            raise BackendError(
-                f"{exc} (the {len(submitted)} array(s) of the same batch already submitted "
-                f"were cancelled: {' '.join(submitted)})",
-                transient=exc.transient,
-            ) from None
+            message = (f"{exc} (the {len(submitted)} array(s) of the same batch already "
+                       f"submitted were cancelled: {' '.join(submitted)})")
+            if isinstance(exc, SubmitLimitError):
+                raise SubmitLimitError(message, limit=exc.limit) from None
+            raise BackendError(message, transient=exc.transient) from None
         return [handles[job.key] for job in jobs]
 
     def _submit_array(self, array: Array) -> str:
@@ -208,14 +219,25 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
             raise BackendError(f"cannot write {exc.filename or manifest}: {exc.strerror}; "
                                "free space or fix permissions in the run directory") from None
         # Never retried after a timeout nor after an error that says the request may
-        # have arrived: the scheduler may have accepted it anyway (see _in_doubt).
+        # have arrived: the scheduler may have accepted it anyway (see _in_doubt); nor
+        # after a submit limit's refusal: only jobs ending make room.
         try:
             proc = self.runner.run(
                 self.submit_argv(array, script), retry_timeouts=False,
-                ok=lambda p: p.returncode == 0 or self.submission_in_doubt(p.stderr),
+                ok=lambda p: (p.returncode == 0 or self.submission_in_doubt(p.stderr)
+                              or self.limit_refusal(p.stderr) is not None),
             )
         except CommandTimeoutError as exc:
             return self._in_doubt(array, script, str(exc))
+        if proc.returncode != 0 and self.limit_refusal(proc.stderr) is not None:
+            limit = self.known_submit_limit()
+            raise SubmitLimitError(
+                f"{self.scheduler} refused {array.size} job(s) of {array.task} for a submit "
+                f"limit ({self.limit_refusal(proc.stderr)}"
+                + (f", {limit} jobs" if limit else "") + "): they are submitted when jobs "
+                "of this user end",
+                limit=limit,
+            )
         if proc.returncode != 0:
             return self._in_doubt(array, script, proc.stderr.strip()[:500])
         job_id = self.parse_job_id(proc.stdout)

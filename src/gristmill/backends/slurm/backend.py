@@ -39,6 +39,7 @@ clears (:data:`UNSCHEDULABLE`) keeps Slurm's reason in its status, or with
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import sys
 import time
@@ -55,6 +56,7 @@ from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup,
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
 from gristmill.backends.slurm.settings import SETTINGS
+from gristmill.errors import BackendError
 from gristmill.resources import format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
@@ -105,6 +107,66 @@ UNSCHEDULABLE = re.compile(
     r"^(Partition(TimeLimit|NodeLimit|Config)|(QOS|Assoc)Max\w*PerJob\w*|QOSMin\w*"
     r"|InvalidAccount|InvalidQOS|BadConstraints|DependencyNeverSatisfied)\b"
 )
+
+
+#: sbatch's reason when a submit limit refused a job: the association's or QOS's
+#: MaxSubmitJobs / GrpSubmitJobs (``sbatch: error: AssocMaxSubmitJobLimit``, then "Job
+#: violates accounting/QOS policy (job submit limit, ...)"). That last line alone is also
+#: printed for a size or time limit, which never clears, so only the reason word counts.
+SUBMIT_LIMIT = re.compile(r"\b((?:Assoc|QOS)\w*Submit\w*Limit)\b")
+
+
+def submit_limit_refusal(stderr: str) -> str | None:
+    """The reason word (``AssocMaxSubmitJobLimit``...) if sbatch was refused for a submit
+    limit, else None."""
+    match = SUBMIT_LIMIT.search(stderr)
+    return match.group(1) if match else None
+
+
+def _positive(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def parse_submit_limit(
+    assoc: str, qos: str, *, account: str | None, partition: str | None,
+    qos_name: str | None = None,
+) -> tuple[int | None, str | None]:
+    """The smallest submit limit of the user's association and its QOS; and the QOS's name.
+
+    ``assoc`` is ``sacctmgr -nP show user NAME withassoc format=`` :data:`ASSOC_FORMAT`;
+    ``qos`` is ``sacctmgr -nP show qos format=`` :data:`QOS_FORMAT` (may be empty: the
+    first call then only names the QOS to ask about). The association is the one of
+    ``account`` (the user's default account when None) and of ``partition`` or of all
+    partitions. Limits counting other users' jobs (GrpSubmitJobs) are upper bounds too.
+    """
+    limits: list[int] = []
+    names: set[str] = set()
+    for line in assoc.splitlines():
+        parts = line.split("|")
+        if len(parts) < 8:
+            continue
+        _, default_account, _, acct, part, max_submit, grp_submit, default_qos = parts[:8]
+        qos_list = parts[8] if len(parts) > 8 else ""
+        if acct != (account or default_account) or part not in ("", partition or ""):
+            continue
+        limits.extend(x for x in (_positive(max_submit), _positive(grp_submit)) if x)
+        choices = [q for q in qos_list.split(",") if q]
+        names.add(qos_name or default_qos or (choices[0] if len(choices) == 1 else ""))
+    name = next(iter(names)) if len(names) == 1 and "" not in names else None
+    for line in qos.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 3 and parts[0] == name:
+            limits.extend(x for x in (_positive(parts[1]), _positive(parts[2])) if x)
+    return (min(limits) if limits else None), name
+
+
+#: What :func:`parse_submit_limit` reads of the user's associations, and of their QOS.
+ASSOC_FORMAT = ("User,DefaultAccount,Cluster,Account,Partition,MaxSubmitJobs,GrpSubmitJobs,"
+                "DefaultQOS,QOS")
+QOS_FORMAT = "Name,MaxSubmitJobsPerUser,GrpSubmitJobs"
+#: Seconds each sacctmgr call may take when the backend reads the submit limit.
+LIMIT_READ_TIMEOUT = 15.0
 
 
 def unschedulable(reason: str) -> bool:
@@ -458,6 +520,7 @@ class SlurmBackend(ArrayBackend):
     id_env = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
     cancel_command = "scancel"
     settings = SETTINGS
+    capabilities = attrs.evolve(ArrayBackend.capabilities, submit_limit=True)
 
     def __init__(
         self,
@@ -495,6 +558,8 @@ class SlurmBackend(ArrayBackend):
         self._warned: set[str] = set()  # arrays already reported unschedulable
         #: Array id -> (job name, earliest submit time as squeue prints it), as far as known.
         self._arrays: dict[str, tuple[str, str]] = {}
+        self._submit_limit: int | None = None
+        self._limit_read = False
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -524,6 +589,56 @@ class SlurmBackend(ArrayBackend):
             storage = self.config().get("AccountingStorageType", "")
             self._accounting = bool(storage) and not storage.endswith("/none")
         return self._accounting
+
+    # -- submit limits --------------------------------------------------------------------
+
+    def submit_limit(self) -> int | None:
+        """How many jobs this user may hold in the account gristmill submits to: the
+        smallest of the association's ``MaxSubmitJobs``/``GrpSubmitJobs`` and its QOS's
+        ``MaxSubmitJobsPerUser``/``GrpSubmitJobs``, read once with sacctmgr.
+
+        Without accounting, or when sacctmgr fails or is slow, the limit is unknown
+        (None): a refusal then teaches the engine (:meth:`limit_refusal`).
+        """
+        if self._limit_read:
+            return self._submit_limit
+        self._limit_read = True
+        try:
+            self._submit_limit = self._read_submit_limit()
+        except BackendError as exc:
+            logger.info("could not read Slurm's submit limit ({}); learning it from sbatch "
+                        "if it refuses", exc)
+            return None
+        if self._submit_limit is not None:
+            logger.info("Slurm lets this user hold {} job(s) at once in the account; gristmill "
+                        "holds no more", self._submit_limit)
+        return self._submit_limit
+
+    def _read_submit_limit(self) -> int | None:
+        if not self.accounting:
+            return None
+        runner = attrs.evolve(self.runner, attempts=1,
+                              timeout=min(self.runner.timeout, LIMIT_READ_TIMEOUT))
+        user = pwd.getpwuid(os.getuid()).pw_name
+        cluster = self.config().get("ClusterName", "")
+        assoc = runner.run(["sacctmgr", "--noheader", "--parsable2", "show", "user", user,
+                            "withassoc", *([f"cluster={cluster}"] if cluster else []),
+                            f"format={ASSOC_FORMAT}"]).stdout
+        qos_flag = next((f.partition("=")[2] for f in self.sbatch_flags
+                         if f.startswith("--qos=")), None)
+        kw = {"account": self.account, "partition": self.partition, "qos_name": qos_flag}
+        limit, qos = parse_submit_limit(assoc, "", **kw)
+        if qos:
+            qos_rows = runner.run(["sacctmgr", "--noheader", "--parsable2", "show", "qos", qos,
+                                   f"format={QOS_FORMAT}"]).stdout
+            limit, _ = parse_submit_limit(assoc, qos_rows, **kw)
+        return limit
+
+    def known_submit_limit(self) -> int | None:
+        return self._submit_limit
+
+    def limit_refusal(self, stderr: str) -> str | None:
+        return submit_limit_refusal(stderr)
 
     # -- the scheduler's commands ----------------------------------------------------------
 
@@ -694,7 +809,9 @@ class SlurmBackend(ArrayBackend):
 
     def _status(self, handle: JobHandle, record: SlurmRecord) -> JobStatus:
         state = record.state
-        reason = record.raw_state if state.finished else record.reason
+        # A job just submitted is pending for reason "None" until the scheduler looks at it.
+        reason = (record.raw_state if state.finished
+                  else "" if record.reason == "None" else record.reason)
         if state in (JobState.FAILED, JobState.CANCELLED) and self._exceeded_memory(handle):
             state, reason = JobState.OOM, f"{record.raw_state}: exceeded memory limit"
         elif state is JobState.OOM:
