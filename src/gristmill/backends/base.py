@@ -42,6 +42,9 @@ class JobRequest:
     #: How many times a ``dag`` backend may run this node before it counts as failed;
     #: other backends get 1, the engine retrying by itself.
     max_attempts: int = 1
+    #: How many requests of this one's task (same resources) a backend may pack into one
+    #: job, run one after another (the task's ``chunk``). A backend that cannot ignores it.
+    chunk: int = 1
 
 
 @attrs.frozen
@@ -143,6 +146,9 @@ class Capabilities:
     #: running jobs only through this; without it the new limit applies to nodes not yet
     #: handed over.
     live_limit: bool = False
+    #: Packs several requests of one task into one job when their ``chunk`` allows it
+    #: (Slurm and Grid Engine arrays); the engine still tracks each request alone.
+    chunks: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.dag and self.max_inflight is not None:

@@ -78,6 +78,7 @@ class Live:
     result_path: str
     state: JobState = JobState.QUEUED
     adopted: bool = False  # submitted by an earlier engine of this run
+    chunk: int = 1  # its task's chunk: the share of one scheduler job it takes is 1/chunk
 
 
 class Engine:
@@ -139,6 +140,13 @@ class Engine:
         self._started = time.monotonic()
         self._finished_before = 0
         self._observed_at = -math.inf
+        #: Whether requests carry their task's ``chunk``: only to a backend that packs them.
+        self.chunks = self.capabilities.chunks
+        self._chunked = any((p.policy.chunk or 1) > 1 for p in self.plans)
+        if self._chunked and not self.chunks:
+            logger.debug("backend {} runs one node per job: the tasks' chunk is ignored",
+                         backend.name)
+            self._chunked = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -333,18 +341,20 @@ class Engine:
             return 0
         if self.dag:
             return self._dispatch_dag()
-        while len(self.live) < self.window:
+        while (inflight := self._inflight()) < self.window:
             batch: list[tuple[int, JobRequest, Resources]] = []
-            room = min(self.window - len(self.live), self.config.batch_size)
+            room = min(self.window - inflight, self.config.batch_size)
             planned: dict[str, int] = defaultdict(int)
             full = functools.partial(self._full_with, planned=planned)
+            jobs = 0.0
             for node in self.tracker.next_ready(full):
                 request, resources = self._request(node)
                 self.tracker.set(node, NodeState.SUBMITTED)  # an alias is not taken twice
                 unit, _ = self._unit_of(node)
                 planned[self.graph.workflow.units[unit].task.key] += 1
                 batch.append((node, request, resources))
-                if len(batch) >= room:
+                jobs += 1.0 / request.chunk
+                if jobs >= room:
                     break
             if not batch:
                 break
@@ -353,6 +363,14 @@ class Engine:
             if time.monotonic() < self._submit_paused_until:
                 break  # refused for now: the batch waits out the pause
         return total
+
+    def _inflight(self) -> float:
+        """Jobs handed over and not yet ended, as the window and batches count them: a node
+        of a chunked task is ``1/chunk`` of a job (its chunk's scheduler job runs it), so
+        ``chunk: 1000`` lets a thousand times as many of its nodes through."""
+        if not self._chunked:
+            return len(self.live)
+        return sum(1.0 / live.chunk for live in self.live.values())
 
     def _dispatch_dag(self) -> int:
         """Hand a ``dag`` backend every node it can run now, at once (see dag_dispatch)."""
@@ -414,6 +432,7 @@ class Engine:
             stdout=log_dir / f"{name}.out",
             stderr=log_dir / f"{name}.err",
             result_path=log_dir / f"{name}.result.json",
+            chunk=(self.plans[unit_index].policy.chunk or 1) if self.chunks else 1,
         )
         return request, resources
 
@@ -459,7 +478,8 @@ class Engine:
         unit, _ = self._unit_of(node)
         task_key = self.graph.workflow.units[unit].task.key
         self.live[handle.key] = Live(
-            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted
+            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted,
+            chunk=(self.plans[unit].policy.chunk or 1) if self._chunked else 1,
         )
         self.live_per_task[task_key] += 1
 

@@ -30,7 +30,9 @@ from gristmill.backends.base import (
 )
 from gristmill.backends.batch.arrays import Array, pack, write_manifest
 from gristmill.backends.batch.commands import CommandRunner, Vanished
+from gristmill.backends.batch.element import progress_path
 from gristmill.errors import BackendError
+from gristmill.resources import Resources
 from gristmill.states import JobState
 from gristmill.worker.result import read_result
 from gristmill.worker.wrapper import EXIT_LOST
@@ -87,7 +89,7 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     #: The environment variables in which an element finds its job id and task id.
     id_env: tuple[str, str] = ("", "")
     #: One status query every 2 s at most: each is a scheduler command (squeue, qstat).
-    capabilities = Capabilities(reattach=True, poll_min=2.0)
+    capabilities = Capabilities(reattach=True, poll_min=2.0, chunks=True)
 
     def __init__(
         self,
@@ -105,6 +107,10 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         self.runner = runner or CommandRunner(timeout=float(command_timeout))
         self.vanished = Vanished(grace=float(lost_after))
         self._cancelled: set[str] = set()  # elements cancelled while pending leave no record
+        #: Elements that run several jobs (a task's ``chunk``): their jobs are told apart.
+        self._chunks: set[str] = set()
+        #: Per chunk element: bytes of its progress file read, jobs started, jobs ended.
+        self._progress: dict[str, tuple[int, set[str], set[str]]] = {}
 
     # -- what a scheduler supplies ------------------------------------------------------
 
@@ -130,8 +136,14 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         """One command cancelling every element named."""
 
     @abc.abstractmethod
-    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
-        """Every handle's state from one status query (the protocol's ``poll``)."""
+    def poll_elements(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """Every handle's state from one status query, one handle per element (see
+        :meth:`poll`, which gives each job of a chunk its own state from it)."""
+
+    def time_limit(self, resources: Resources) -> int | None:
+        """The time limit of the partition or queue jobs with ``resources`` go to, in
+        seconds; None when there is none or it cannot be read (a chunk is then not capped)."""
+        return None
 
     def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
         """Where the scheduler logs why it signalled an element, and how to read it.
@@ -162,14 +174,17 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         handles: dict[str, JobHandle] = {}
         submitted: list[str] = []
         try:
-            for array in pack(jobs, max_elements=limit):
+            for array in pack(jobs, max_elements=limit, time_limit=self.time_limit):
                 job_id = self._submit_array(array)
                 submitted.append(job_id)
-                for index, job in enumerate(array.jobs):
+                first, per = self.first_index, array.per_element
+                for position, job in enumerate(array.jobs):
                     handles[job.key] = JobHandle(
-                        self.name, f"{job_id}_{index + self.first_index}", job.key,
+                        self.name, f"{job_id}_{position // per + first}", job.key,
                         str(job.result_path),
                     )
+                if array.chunked:
+                    self._chunks.update(f"{job_id}_{i + first}" for i in range(array.size))
         except BackendError as exc:
             if not submitted:
                 raise
@@ -205,9 +220,95 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
                 f"{self.scheduler} answered {proc.stdout.strip()!r} to a submission, "
                 "not a job id"
             )
-        logger.debug("submitted {} x{} as {} job {}", array.task, array.size, self.scheduler,
-                     job_id)
+        logger.debug("submitted {} x{} as {} job {}{}", array.task, array.size, self.scheduler,
+                     job_id, f" ({len(array.jobs)} jobs, up to {array.per_element} per element)"
+                     if array.chunked else "")
         return job_id
+
+    # -- status ------------------------------------------------------------------------------
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+        """Every handle's state from one status query (the protocol's ``poll``).
+
+        The scheduler is asked about each element once (:meth:`poll_elements`). A job of
+        a chunk has its own state: DONE or FAILED from its result file as soon as it is
+        written, RUNNING while the element runs it, otherwise unchanged (queued); when the
+        element ended, a job it never finished is not the task's failure (:meth:`unrun`).
+        The scheduler's accounting covers the whole element, so a chunk's jobs report
+        only the worker's numbers.
+        """
+        if not handles:
+            return {}
+        groups: dict[str, list[JobHandle]] = {}
+        for handle in handles:
+            groups.setdefault(handle.job_id, []).append(handle)
+        if not self._chunks and len(groups) == len(handles):
+            return self.poll_elements(handles)
+        firsts = [members[0] for members in groups.values()]
+        elements = self.poll_elements(firsts)
+        out: dict[JobHandle, JobStatus] = {}
+        for job_id, members in groups.items():
+            status = elements.get(members[0])
+            if status is None:
+                continue
+            if job_id not in self._chunks and len(members) == 1:
+                out[members[0]] = status
+                continue
+            out.update(self._chunk_statuses(job_id, members, status))
+        return out
+
+    def _chunk_statuses(self, job_id: str, members: Sequence[JobHandle],
+                        element: JobStatus) -> dict[JobHandle, JobStatus]:
+        """Each job's state in a chunk element whose own state is ``element``."""
+        out: dict[JobHandle, JobStatus] = {}
+        if element.state.finished:
+            self._progress.pop(job_id, None)
+            for handle in members:
+                out[handle] = self.worker_result(handle) or self.unrun(handle, element)
+            return out
+        started, ended = self._read_progress(job_id, Path(members[0].result_path).parent)
+        running = element.state is JobState.RUNNING
+        for handle in members:
+            if handle.key in ended:
+                result = self.worker_result(handle)
+                if result is not None:
+                    out[handle] = result
+                    continue
+            if running and handle.key in started:
+                out[handle] = JobStatus(JobState.RUNNING, host=element.host)
+        return out
+
+    def _read_progress(self, job_id: str, log_dir: Path) -> tuple[set[str], set[str]]:
+        """The jobs a chunk element started and ended so far, reading only what is new."""
+        offset, started, ended = self._progress.get(job_id) or (0, set(), set())
+        try:
+            with open(progress_path(log_dir, job_id), "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            data = b""
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        for line in whole.decode(errors="replace").splitlines():
+            mark, _, key = line.partition(" ")
+            (started if mark == "S" else ended).add(key)
+        self._progress[job_id] = (offset + len(whole), started, ended)
+        return started, ended
+
+    def unrun(self, handle: JobHandle, element: JobStatus) -> JobStatus:
+        """A job of a chunk without a result when its element ended: not the task's doing.
+
+        The element's time limit, an ``scancel``, a preemption or a node failure stopped
+        it before the job began or while it ran. Preempted and node-failed elements keep
+        the scheduler's state (run again as they were, :data:`~gristmill.engine.outcome.
+        PREEMPT_RETRIES`); an element gristmill cancelled stays cancelled; anything else is
+        LOST (run again, the task's retries kept).
+        """
+        why = f"its chunk's job {handle.job_id} ended ({element.describe()}) before it finished"
+        if element.state in (JobState.PREEMPTED, JobState.NODE_FAIL):
+            return JobStatus(element.state, host=element.host, reason=why)
+        if element.state is JobState.CANCELLED and handle.job_id in self._cancelled:
+            return JobStatus(JobState.CANCELLED, reason=element.reason)
+        return JobStatus(JobState.LOST, reason=f"{why}; it runs again")
 
     def worker_result(self, handle: JobHandle) -> JobStatus | None:
         """What the worker wrapper recorded for the attempt, if it finished.
@@ -235,13 +336,22 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         return None
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
-        ids = [h.job_id for h in handles if h.job_id and h.job_id != "unknown"]
+        ids = list(dict.fromkeys(h.job_id for h in handles if h.job_id and h.job_id != "unknown"))
         if ids:
             self.runner.run(self.cancel_argv(ids), ok=lambda p: p.returncode in (0, 1))
             self._cancelled.update(ids)
 
     def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Nothing to do: polling is stateless, any job id can be asked about."""
+        """Note which elements are chunks (several jobs, or a progress file); polling is
+        otherwise stateless, any job id can be asked about."""
+        count: dict[str, int] = {}
+        for handle in handles:
+            count[handle.job_id] = count.get(handle.job_id, 0) + 1
+        for handle in handles:
+            job_id = handle.job_id
+            if count[job_id] > 1 or (job_id not in self._chunks and Path(progress_path(
+                    Path(handle.result_path).parent, job_id)).exists()):
+                self._chunks.add(job_id)
 
     def close(self) -> None:
         """Nothing held between calls."""

@@ -52,8 +52,10 @@ from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
+from gristmill.backends.slurm.partitions import parse_partitions
 from gristmill.backends.slurm.settings import SETTINGS
-from gristmill.resources import format_duration, format_memory_mb, parse_memory
+from gristmill.errors import BackendError
+from gristmill.resources import Resources, format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
 #: Transient states: the job is not over. A job Slurm requeued (after preemption with
@@ -401,8 +403,8 @@ def sbatch_argv(
     ]
     if res.mem is not None:
         argv.append(f"--mem={format_memory_mb(res.mem + mem_overhead)}M")
-    if res.runtime is not None:
-        argv.append(f"--time={format_duration(res.runtime)}")
+    if array.runtime is not None:  # a chunk's element: its jobs' runtimes added up
+        argv.append(f"--time={format_duration(array.runtime)}")
     queue = res.queue or partition
     if queue:
         argv.append(f"--partition={queue}")
@@ -468,6 +470,7 @@ class SlurmBackend(ArrayBackend):
         self.requeue = _flag(requeue)
         self.fail_on_unschedulable = _flag(fail_on_unschedulable)
         self._warned: set[str] = set()  # arrays already reported unschedulable
+        self._partitions: tuple[dict[str, int | None], str | None] | None = None
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -490,6 +493,20 @@ class SlurmBackend(ArrayBackend):
             return max(1, int(self.config().get("MaxArraySize", "1001")))
         except ValueError:
             return 1001
+
+    def time_limit(self, resources: Resources) -> int | None:
+        """The ``MaxTime`` of the partition a job with ``resources`` goes to, read once
+        (``scontrol show partition``); None when unlimited or it cannot be read."""
+        if self._partitions is None:
+            try:
+                proc = self.runner.run(["scontrol", "show", "partition", "--oneliner"])
+                self._partitions = parse_partitions(proc.stdout)
+            except BackendError as exc:
+                logger.warning("cannot read Slurm's partition time limits ({}): chunks are "
+                               "not capped by them", exc)
+                self._partitions = ({}, None)
+        limits, default = self._partitions
+        return limits.get(resources.queue or self.partition or default or "")
 
     @property
     def accounting(self) -> bool:
@@ -529,7 +546,7 @@ class SlurmBackend(ArrayBackend):
 
     # -- status --------------------------------------------------------------------------
 
-    def poll(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
+    def poll_elements(self, handles: Sequence[JobHandle]) -> Mapping[JobHandle, JobStatus]:
         if not handles:
             return {}
         by_id = {h.job_id: h for h in handles}
