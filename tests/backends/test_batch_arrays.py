@@ -20,7 +20,6 @@ from gristmill.backends.batch.arrays import (
 )
 from gristmill.backends.batch.element import (
     CHUNK_MANIFEST_VERSION,
-    MANIFEST_VERSION,
     read_manifest,
 )
 from gristmill.backends.isolated import GRISTMILL_PARENT
