@@ -93,8 +93,11 @@ def test_a_chunk_manifest_is_version_3_with_each_jobs_own_limits(tmp_path: Path)
     (array,) = pack(jobs, max_elements=10)
     path = tmp_path / "m.json"
     write_manifest(array, path, runtime=False, scheduler={"job_env": "A", "task_env": "B"})
-    data = json.loads(path.read_text())
+    header, *lines = path.read_bytes().splitlines(keepends=True)
+    data = json.loads(header)
     assert data["version"] == CHUNK_MANIFEST_VERSION
+    assert len(lines) == 2  # one line per element, read alone (the header has its offset)
+    assert data["offsets"] == [0, len(lines[0])]
     first, scheduler = read_manifest(path, 0)
     assert [n["key"] for n in first["nodes"]] == [jobs[0].key, jobs[1].key]
     assert {(n["runtime"], n["mem"]) for n in first["nodes"]} == {(60, 2**30)}

@@ -13,8 +13,9 @@ A task with ``chunk: N`` (:attr:`JobRequest.chunk`) puts up to N jobs in each el
 (:attr:`Array.per_element`): the element runs them one after another, each under the
 worker wrapper with its own files and limits, and asks the scheduler for one job's
 cores and memory and for the sum of their runtimes, capped by the partition's time
-limit (the chunk shrinks until it fits). Such a manifest is version 3: each entry is
-``{"nodes": [job entry, ...]}`` (see docs/chunks.md).
+limit (the chunk shrinks until it fits). Such a manifest is version 3: a header line,
+then one line ``{"nodes": [job entry, ...]}`` per element (:func:`chunk_manifest`;
+docs/chunks.md).
 """
 
 from __future__ import annotations
@@ -128,19 +129,33 @@ def write_manifest(
     is what the element runner needs to know of the scheduler (see :mod:`.element`).
     """
     if array.chunked:
-        # Each job's own limits, enforced by the wrapper per job: the scheduler's apply
-        # to the whole element (the sum of the runtimes; one job's memory).
-        entries: list[dict[str, Any]] = [
-            {"nodes": [_entry(job, runtime=True, mem=True) for job in array.element(i)]}
-            for i in range(array.size)
-        ]
-        version = CHUNK_MANIFEST_VERSION
-    else:
-        entries = [_entry(job, runtime=runtime, mem=False) for job in array.jobs]
-        version = MANIFEST_VERSION
-    data = {"version": version, "task": array.task, "jobs": entries,
+        write_atomic(path, chunk_manifest(array, scheduler))
+        return
+    entries = [_entry(job, runtime=runtime, mem=False) for job in array.jobs]
+    data = {"version": MANIFEST_VERSION, "task": array.task, "jobs": entries,
             "scheduler": dict(scheduler or {})}
     write_atomic(path, json.dumps(data))
+
+
+def chunk_manifest(array: Array, scheduler: Mapping[str, Any] | None) -> bytes:
+    """A chunked array's manifest (version 3): a header line, then one line per element.
+
+    An element reads the header and its own line only (the header holds each line's
+    offset): 100,000 jobs make a manifest of tens of megabytes, which every element
+    parsing whole would pay for in time and in memory its job never asked for. Each job
+    carries its own limits, enforced by the wrapper per job: the scheduler's apply to
+    the whole element (the sum of the runtimes; one job's memory).
+    """
+    lines = [json.dumps({"nodes": [_entry(job, runtime=True, mem=True)
+                                   for job in array.element(i)]}).encode() + b"\n"
+             for i in range(array.size)]
+    offsets, at = [], 0
+    for line in lines:
+        offsets.append(at)
+        at += len(line)
+    header = json.dumps({"version": CHUNK_MANIFEST_VERSION, "task": array.task,
+                         "scheduler": dict(scheduler or {}), "offsets": offsets})
+    return b"".join([header.encode(), b"\n", *lines])
 
 
 def _entry(job: JobRequest, *, runtime: bool, mem: bool) -> dict[str, Any]:

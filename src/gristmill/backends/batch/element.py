@@ -49,16 +49,31 @@ _LEGACY_IDS = (("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"), ("JOB_ID", "SGE_TA
 
 def read_manifest(path: str | os.PathLike[str], index: int) -> tuple[dict[str, Any],
                                                                    dict[str, Any]]:
-    """(the element's entry, the manifest's ``scheduler`` block) for ``index``."""
-    with open(path) as fh:
-        data = json.load(fh)
-    version = data.get("version")
-    if version not in (1, MANIFEST_VERSION, CHUNK_MANIFEST_VERSION):
+    """(the element's entry, the manifest's ``scheduler`` block) for ``index``.
+
+    A chunked array's manifest (version 3) is a header line holding each element's
+    offset, then one line per element: only the header and that line are read.
+    """
+    with open(path, "rb") as fh:
+        try:
+            data = json.loads(fh.readline())
+        except ValueError:  # a manifest of several lines: gristmill 0.1 may have written one
+            fh.seek(0)
+            data = json.load(fh)
+        version = data.get("version")
+        if version == CHUNK_MANIFEST_VERSION:
+            offsets = data["offsets"]
+            if not 0 <= index < len(offsets):
+                raise IndexError(f"{path}: no element {index} (the array has {len(offsets)})")
+            fh.seek(offsets[index], 1)
+            entry: dict[str, Any] = json.loads(fh.readline())
+            return entry, data.get("scheduler") or {}
+    if version not in (1, MANIFEST_VERSION):
         raise ValueError(f"{path}: manifest version {version} is not supported")
     jobs = data["jobs"]
     if not 0 <= index < len(jobs):
         raise IndexError(f"{path}: no element {index} (the array has {len(jobs)})")
-    entry: dict[str, Any] = jobs[index]
+    entry = jobs[index]
     scheduler: dict[str, Any] = data.get("scheduler") or {}
     return entry, scheduler
 
