@@ -296,6 +296,39 @@ def test_each_job_of_a_chunk_has_its_own_state_as_the_element_runs(tmp_path: Pat
     assert backend.poll(handles[2:])[handles[2]].state is JobState.LOST
 
 
+def test_a_job_stopped_by_a_signal_waits_for_the_elements_end_which_explains_it(
+    tmp_path: Path,
+) -> None:
+    """A node failure's SIGTERM reaches the job the element runs: not its cancellation."""
+    pidfile = tmp_path / "pid"
+    jobs = chunked(tmp_path, 2, 2)
+    jobs[0] = attrs.evolve(jobs[0], argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
+    path = chunk_manifest(tmp_path, jobs)
+    backend = Scripted()
+    handles = [JobHandle("scripted", "77_0", job.key, str(job.result_path)) for job in jobs]
+    backend.attach(handles)
+    backend.elements["77_0"] = JobStatus(JobState.RUNNING)
+    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=element_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30,
+                 "the first job to start")
+        os.kill(runner.pid, signal.SIGTERM)
+        runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert read_result(jobs[0].result_path, key=jobs[0].key) is not None  # CANCELLED
+    # No verdict while the element is still there: the stopped job shows as running.
+    assert backend.poll(handles) == {handles[0]: JobStatus(JobState.RUNNING)}
+    backend.elements["77_0"] = JobStatus(JobState.NODE_FAIL, reason="NODE_FAIL")
+    ended = backend.poll(handles)
+    assert [ended[h].state for h in handles] == [JobState.NODE_FAIL, JobState.NODE_FAIL]
+    backend.elements["77_0"] = JobStatus(JobState.CANCELLED, reason="scancel")
+    assert backend.poll(handles)[handles[0]].state is JobState.CANCELLED  # its own record
+
+
 def test_plain_elements_are_polled_as_before(tmp_path: Path) -> None:
     backend = Scripted()
     handles = [JobHandle("scripted", f"5_{i}", f"k{i}", str(tmp_path / f"r{i}"))

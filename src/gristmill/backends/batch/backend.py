@@ -14,6 +14,7 @@ cancel argv, the status query (``poll``), and the array size limit.
 from __future__ import annotations
 
 import abc
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -264,14 +265,20 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         if element.state.finished:
             self._progress.pop(job_id, None)
             for handle in members:
-                out[handle] = self.worker_result(handle) or self.unrun(handle, element)
+                result = self.worker_result(handle)
+                if result is None or (_signalled(result) and element.state in (
+                        JobState.PREEMPTED, JobState.NODE_FAIL)):
+                    result = self.unrun(handle, element)  # the element's end stopped it
+                out[handle] = result
             return out
         started, ended = self._read_progress(job_id, Path(members[0].result_path).parent)
         running = element.state is JobState.RUNNING
         for handle in members:
             if handle.key in ended:
                 result = self.worker_result(handle)
-                if result is not None:
+                # A job stopped by a signal waits for the element's end, which may explain
+                # it (a preemption, a node failure).
+                if result is not None and not _signalled(result):
                     out[handle] = result
                     continue
             if running and handle.key in started:
@@ -359,6 +366,11 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     @property
     def calls(self) -> Mapping[str, int]:
         return dict(self.runner.calls)
+
+
+def _signalled(status: JobStatus) -> bool:
+    """A job the wrapper saw cancelled, or die of SIGTERM: the scheduler may say why."""
+    return status.state is JobState.CANCELLED or status.signal == signal.SIGTERM
 
 
 def unstarted(status: JobStatus) -> JobStatus:
