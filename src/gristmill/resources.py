@@ -90,6 +90,10 @@ def _max_concurrent(value: object) -> int | None:
     return _opt_count("max_concurrent", 1)(value)
 
 
+def _chunk(value: object) -> int | None:
+    return _opt_count("chunk", 1)(value)
+
+
 def _queue(value: object) -> str | None:
     return _opt_text("queue")(value)
 
@@ -240,6 +244,9 @@ class Policy:
     max_concurrent: int | None = attrs.field(default=None, converter=_max_concurrent)
     on_oom: Escalation | None = None
     on_timeout: Escalation | None = None
+    #: How many ready nodes of the task (same resources) a scheduler backend may pack into
+    #: one job, run one after another inside it (docs/chunks.md); None and 1 mean one each.
+    chunk: int | None = attrs.field(default=None, converter=_chunk)
 
     def merged_with(self, override: Policy | None) -> Policy:
         """Return this policy with every field that ``override`` sets replaced."""

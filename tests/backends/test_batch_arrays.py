@@ -18,7 +18,10 @@ from gristmill.backends.batch.arrays import (
     throttle,
     write_manifest,
 )
-from gristmill.backends.batch.element import MANIFEST_VERSION, read_manifest
+from gristmill.backends.batch.element import (
+    CHUNK_MANIFEST_VERSION,
+    read_manifest,
+)
 from gristmill.backends.isolated import GRISTMILL_PARENT
 from gristmill.resources import Resources
 
@@ -107,8 +110,8 @@ def test_an_index_past_the_end_is_an_error_naming_the_size(tmp_path: Path) -> No
 
 def test_a_manifest_of_another_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "array.json"
-    path.write_text(json.dumps({"version": MANIFEST_VERSION + 1, "jobs": []}))
-    with pytest.raises(ValueError, match=f"manifest version {MANIFEST_VERSION + 1}"):
+    path.write_text(json.dumps({"version": CHUNK_MANIFEST_VERSION + 1, "jobs": []}))
+    with pytest.raises(ValueError, match=f"manifest version {CHUNK_MANIFEST_VERSION + 1}"):
         read_manifest(path, 0)[0]
 
 

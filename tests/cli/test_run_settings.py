@@ -133,3 +133,41 @@ def test_without_the_cores_flag_the_same_tasks_share_the_backends_cores(
     assert {(j.resources.cores, j.resources.queue, j.resources.project) for j in handed} == {
         (1, None, None)}
     assert max_overlap(stamps) == 2
+
+
+# -- chunk ---------------------------------------------------------------------------------------
+
+
+def test_chunk_reaches_the_requests_of_its_task_only_on_a_backend_that_packs(
+    et: ModuleType, tmp_path: Path, handed: list[JobRequest]
+) -> None:
+    """The local backend declares no chunks: its requests carry 1 whatever --chunk says,
+    and the run is stored with it, so resume applies it again."""
+    stamps = tmp_path / "stamps"
+    result = cli("run", "engine_tasks:spans", "--stamps", str(stamps), "--n", "3",
+                 "--chunk", "span=50", "--run-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert {j.chunk for j in handed} == {1}
+    from gristmill.store.db import Store
+
+    store = Store.open(latest(tmp_path / "runs"), readonly=True)
+    try:
+        assert store.meta()["settings"]["chunk"] == {"span": 50}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("span", "--chunk 'span': write it as TASK=N"),
+    ("span=0", "--chunk 'span=0': '0' is not a whole number of at least 1"),
+    ("span=x", "--chunk 'span=x': 'x' is not a whole number of at least 1"),
+    ("nosuch=5", "--chunk nosuch=5: the workflow has no task 'nosuch'"),
+])
+def test_a_bad_chunk_flag_is_refused_before_anything_runs(
+    et: ModuleType, tmp_path: Path, given: str, message: str
+) -> None:
+    result = cli("run", "engine_tasks:spans", "--stamps", str(tmp_path / "s"), "--n", "1",
+                 "--chunk", given, "--run-dir", str(tmp_path / "runs"))
+    assert result.exit_code != 0
+    assert message in result.output + result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -45,7 +45,8 @@ def test_fn_is_the_plain_function_for_unit_tests(capsys: pytest.CaptureFixture[s
 
 def test_task_options_reach_resources_and_policy() -> None:
     @gm.task(mem="2G", cores=4, runtime="2h", name="t_{x}", queue="long.q", retries=3,
-             gpus=1, project="proj", max_concurrent=5, script="my-script", constraint="skylake")
+             gpus=1, project="proj", max_concurrent=5, script="my-script", constraint="skylake",
+             chunk=50)
     @click.option("--x", type=int, required=True)
     def with_everything(x: int) -> None: ...
 
@@ -53,10 +54,16 @@ def test_task_options_reach_resources_and_policy() -> None:
         mem=2 * G, cores=4, runtime=7200, queue="long.q", gpus=1, project="proj",
         extra={"constraint": "skylake"},
     )
-    assert with_everything.policy == Policy(retries=3, max_concurrent=5)
+    assert with_everything.policy == Policy(retries=3, max_concurrent=5, chunk=50)
     assert with_everything.job_name == "t_{x}"
     assert with_everything.script == "my-script"
     assert with_everything.name == "with_everything"
+
+
+@pytest.mark.parametrize("chunk", [0, -3, "ten", 2.5, True])
+def test_a_chunk_below_one_or_not_a_whole_number_is_refused(chunk: object) -> None:
+    with pytest.raises(SpecError, match=r"^chunk: .* (must be at least 1|is not a whole number)"):
+        gm.task(chunk=chunk)  # type: ignore[call-overload]
 
 
 def test_bare_decorator_and_default_script_name() -> None:

@@ -32,6 +32,7 @@ from gristmill.backends.registry import BACKENDS
 from gristmill.cli.run import cancel_orphans
 from gristmill.engine.runner import run_workflow
 from gristmill.errors import BackendError
+from gristmill.spec.load import Spec
 from gristmill.states import JobState, NodeState
 from gristmill.store.db import STORE_NAME, AttemptRecord, Store
 
@@ -199,6 +200,30 @@ def test_the_engine_hands_over_at_most_max_inflight_jobs(
     assert backends.made[0].most_outstanding == most
     assert max_overlap(stamps) <= most
     assert len(attempts(result.run_dir)) == 6
+
+
+@pytest.mark.parametrize(("chunks", "most", "chunk_seen"), [(True, 6, 3), (False, 2, 1)])
+def test_a_chunked_node_takes_a_chunks_share_of_the_window_on_a_backend_that_packs(
+    et: ModuleType, backends: Backends, tmp_path: Path, chunks: bool, most: int,
+    chunk_seen: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``chunk: 3`` with a window of 2 jobs: 6 nodes in flight where chunks are packed
+    (2 jobs' worth), 2 where they are not; requests carry the chunk only to the former."""
+    backends.next = Capabilities(max_inflight=2, chunks=chunks)
+    handed: list[JobRequest] = []
+    original = Declared.submit
+
+    def keep(self: Declared, jobs: Sequence[JobRequest]) -> Sequence[JobHandle]:
+        handed.extend(jobs)
+        return original(self, jobs)
+
+    monkeypatch.setattr(Declared, "submit", keep)
+    result = run_workflow(et.spans(stamps=str(tmp_path / "stamps"), n=6, pause=0.3),
+                          run_dir=tmp_path / "runs",
+                          spec=Spec.from_dict({"tasks": {"span": {"chunk": 3}}}))
+    assert result.ok
+    assert backends.made[0].most_outstanding == most
+    assert {job.chunk for job in handed} == {chunk_seen}
 
 
 def test_polls_are_never_closer_than_poll_min_even_when_the_backend_wakes_early(

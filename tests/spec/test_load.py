@@ -208,6 +208,8 @@ def test_empty_sections_and_null_values_mean_unset() -> None:
         ({"tasks": {"fit": {"project": 7}}}, "tasks.fit.project: 7 must be a non-empty string"),
         ({"default": {"retries": -1}}, "default.retries: -1 must be at least 0"),
         ({"default": {"max_concurrent": 0}}, "default.max_concurrent: 0 must be at least 1"),
+        ({"tasks": {"fit": {"chunk": 0}}}, "tasks.fit.chunk: 0 must be at least 1"),
+        ({"tasks": {"fit": {"chunk": "many"}}}, "tasks.fit.chunk: 'many' is not a whole number"),
         ({"default": {"extra": ["a"]}}, "default.extra: must be a mapping of flag to value"),
         ({"default": {"extra": {"a": {"b": 1}}}}, "default.extra: the value of 'a' must be"),
         ({"default": {"on_oom": {"mem": "lots"}}}, "default.on_oom.mem: 'lots' is not a growth"),

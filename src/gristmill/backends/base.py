@@ -43,6 +43,9 @@ class JobRequest:
     #: How many times a ``dag`` backend may run this node before it counts as failed;
     #: other backends get 1, the engine retrying by itself.
     max_attempts: int = 1
+    #: How many requests of this one's task (same resources) a backend may pack into one
+    #: job, run one after another (the task's ``chunk``). A backend that cannot ignores it.
+    chunk: int = 1
 
 
 @attrs.frozen
@@ -153,6 +156,9 @@ class Capabilities:
     #: more. A backend that refuses a submission for such a limit raises
     #: :class:`SubmitLimitError` whether or not it declares this.
     submit_limit: bool = False
+    #: Packs several requests of one task into one job when their ``chunk`` allows it
+    #: (Slurm and Grid Engine arrays); the engine still tracks each request alone.
+    chunks: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.poll_max is not None and self.poll_max < self.poll_min:

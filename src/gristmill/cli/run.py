@@ -42,6 +42,26 @@ def _generic_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
+def chunk_sizes(pairs: tuple[str, ...]) -> dict[str, int]:
+    """``--chunk TASK=N`` pairs: how many nodes of TASK one scheduler job may run."""
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.rpartition("=")
+        if not sep or not name:
+            raise GristmillError(f"--chunk {pair!r}: write it as TASK=N, e.g. --chunk fit=50")
+        try:
+            size = int(value)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise GristmillError(
+                f"--chunk {pair!r}: {value!r} is not a whole number of at least 1; "
+                f"write e.g. --chunk {name}=50"
+            )
+        sizes[name] = size
+    return sizes
+
+
 def backend_options(ctx: click.Context, backend: str, pairs: tuple[str, ...]) -> dict[str, Any]:
     """The options the command line gives ``backend``: ``--option`` pairs, then its flags."""
     return {**_generic_options(pairs), **options_for(backend, given_backend_flags(ctx))}
@@ -64,6 +84,9 @@ def run_options(fn: Any) -> Any:
                      help="Stop and cancel everything after the first final failure."),
         click.option("--retries", type=click.IntRange(min=0),
                      help="Retries per task (overrides decorator and spec)."),
+        click.option("--chunk", multiple=True, metavar="TASK=N",
+                     help="Pack up to N ready nodes of TASK into one scheduler job (Slurm, "
+                     "Grid Engine; repeatable; others ignore it)."),
         click.option("--poll-interval", type=float, help="Longest wait between status polls (s)."),
         click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="A backend option (repeatable), for any backend; text the backend "
@@ -207,6 +230,7 @@ def run(
         backend_options=backend_options(ctx, backend or DEFAULT_BACKEND, flags.backend_option),
         rerun=flags.rerun,
         hooks=flags.hooks(),
+        chunks=chunk_sizes(flags.chunk),
     )
     _run_or_preview(ctx, wf, options, run_dir, flags)
 
@@ -253,6 +277,7 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
                          **backend_options(ctx, backend, flags.backend_option)},
         rerun=flags.rerun,
         hooks=flags.hooks(),
+        chunks={**(settings.get("chunk") or {}), **chunk_sizes(flags.chunk)},
     )
     _run_or_preview(ctx, wf, options, run_dir, flags)
 
@@ -270,6 +295,7 @@ class _Flags:
     max_concurrent: int | None
     fail_fast: bool | None
     retries: int | None
+    chunk: tuple[str, ...]
     poll_interval: float | None
     backend_option: tuple[str, ...]
     rerun: tuple[str, ...]

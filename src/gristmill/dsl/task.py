@@ -236,6 +236,7 @@ def task(
     gpus: int | None = 0,
     project: str | None = None,
     max_concurrent: int | None = None,
+    chunk: int | None = None,
     program: Sequence[str] | None = None,
     version: str | int | None = None,
     **extra: str,
@@ -254,6 +255,7 @@ def task(
     gpus: int | None = 0,
     project: str | None = None,
     max_concurrent: int | None = None,
+    chunk: int | None = None,
     program: Sequence[str] | None = None,
     version: str | int | None = None,
     **extra: str,
@@ -270,6 +272,9 @@ def task(
     ``version`` enters every node's identity: a node's identity covers its task, its
     arguments and its upstream nodes but not the code of the task's body, so bump the
     version (``version="2"``) to make a resume rerun nodes that finished with old code.
+    ``chunk`` lets a scheduler backend (Slurm, Grid Engine) pack up to that many ready
+    nodes of the task into one array element, for tasks too short to be worth a job
+    each (docs/chunks.md); other backends ignore it.
     """
     if callable(mem) or isinstance(mem, click.Command):
         return task()(mem)
@@ -277,7 +282,7 @@ def task(
         mem=mem, cores=cores, runtime=runtime, queue=queue, gpus=gpus or None,
         project=project, extra=extra,
     )
-    policy = Policy(retries=retries, max_concurrent=max_concurrent)
+    policy = Policy(retries=retries, max_concurrent=max_concurrent, chunk=chunk)
     if program is not None and (isinstance(program, str) or not program):
         raise TypeError(
             f"program= takes a non-empty argv list, e.g. ['Rscript', 'fit.R']; got {program!r}"

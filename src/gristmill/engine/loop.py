@@ -88,6 +88,7 @@ class Live:
     state: JobState = JobState.QUEUED
     adopted: bool = False  # submitted by an earlier engine of this run
     reason: str = ""  # why the scheduler keeps it queued, as last recorded
+    chunk: int = 1  # its task's chunk: the share of one scheduler job it takes is 1/chunk
 
 
 class Engine:
@@ -158,6 +159,13 @@ class Engine:
         self._started = time.monotonic()
         self._finished_before = 0
         self._observed_at = -math.inf
+        #: Whether requests carry their task's ``chunk``: only to a backend that packs them.
+        self.chunks = self.capabilities.chunks
+        self._chunked = any((p.policy.chunk or 1) > 1 for p in self.plans)
+        if self._chunked and not self.chunks:
+            logger.debug("backend {} runs one node per job: the tasks' chunk is ignored",
+                         backend.name)
+            self._chunked = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -354,18 +362,20 @@ class Engine:
             return self._dispatch_dag()
         cap = self.submit_cap.cap(time.monotonic())
         window = self.window if cap is None else min(self.window, cap)
-        while len(self.live) < window:
+        while (inflight := self._inflight()) < window:
             batch: list[tuple[int, JobRequest, Resources]] = []
-            room = min(window - len(self.live), self.config.batch_size)
+            room = min(window - inflight, self.config.batch_size)
             planned: dict[str, int] = defaultdict(int)
             full = functools.partial(self._full_with, planned=planned)
+            jobs = 0.0
             for node in self.tracker.next_ready(full):
                 request, resources = self._request(node)
                 self.tracker.set(node, NodeState.SUBMITTED)  # an alias is not taken twice
                 unit, _ = self._unit_of(node)
                 planned[self.graph.workflow.units[unit].task.key] += 1
                 batch.append((node, request, resources))
-                if len(batch) >= room:
+                jobs += 1.0 / request.chunk
+                if jobs >= room:
                     break
             if not batch:
                 break
@@ -374,6 +384,14 @@ class Engine:
             if time.monotonic() < self._submit_paused_until:
                 break  # refused for now: the batch waits out the pause
         return total
+
+    def _inflight(self) -> float:
+        """Jobs handed over and not yet ended, as the window and batches count them: a node
+        of a chunked task is ``1/chunk`` of a job (its chunk's scheduler job runs it), so
+        ``chunk: 1000`` lets a thousand times as many of its nodes through."""
+        if not self._chunked:
+            return len(self.live)
+        return sum(1.0 / live.chunk for live in self.live.values())
 
     def _dispatch_dag(self) -> int:
         """Hand a ``dag`` backend every node it can run now, at once (see dag_dispatch)."""
@@ -435,6 +453,7 @@ class Engine:
             stdout=log_dir / f"{name}.out",
             stderr=log_dir / f"{name}.err",
             result_path=log_dir / f"{name}.result.json",
+            chunk=(self.plans[unit_index].policy.chunk or 1) if self.chunks else 1,
         )
         return request, resources
 
@@ -484,7 +503,8 @@ class Engine:
         unit, _ = self._unit_of(node)
         task_key = self.graph.workflow.units[unit].task.key
         self.live[handle.key] = Live(
-            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted
+            node, attempt, handle.key, task_key, handle, res, result, adopted=adopted,
+            chunk=(self.plans[unit].policy.chunk or 1) if self._chunked else 1,
         )
         self.live_per_task[task_key] += 1
 
@@ -551,7 +571,9 @@ class Engine:
         its nodes go back to READY, and the engine holds fewer jobs from now on
         (:class:`~.dispatch.SubmitCap`). Never a failure, never a spent retry.
         """
-        pause = self.submit_cap.refused(len(self.live), len(batch), exc.limit, time.monotonic())
+        held = math.ceil(self._inflight())  # scheduler jobs: a chunk of nodes is one
+        tried = math.ceil(sum(1.0 / req.chunk for _, req, _ in batch))
+        pause = self.submit_cap.refused(held, tried, exc.limit, time.monotonic())
         logger.warning("{}; holding at most {} job(s), next submission in {:g} s", exc,
                        self.submit_cap.cap(time.monotonic()), pause)
         keys = [req.key for _, req, _ in batch]

@@ -79,6 +79,9 @@ class RunOptions:
     rerun: tuple[str, ...] = ()
     #: ``--on-success`` / ``--on-failure`` (this run only; never stored: see hooks.py).
     hooks: Hooks = attrs.field(factory=Hooks)
+    #: ``--chunk TASK=N``: per task, how many nodes one scheduler job may run (over the
+    #: decorator and the spec; stored, so ``resume`` applies it again).
+    chunks: Mapping[str, int] = attrs.field(factory=dict)
 
     def requested(self) -> dict[str, Any]:
         """The overrides as the store keeps them, so ``resume`` applies them again."""
@@ -87,6 +90,7 @@ class RunOptions:
             "retries": self.policy.retries if self.policy else None,
             "max_concurrent": self.max_concurrent,
             "fail_fast": self.fail_fast,
+            "chunk": dict(self.chunks) or None,
         }
 
 
@@ -185,7 +189,8 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
     spec = resolve_spec(wf, options.spec)
     graph = wf.graph()  # cycle and argument errors surface here
     preflight(wf)
-    units = tuple(unit_plans(wf, spec, options.resources, options.policy))
+    units = tuple(unit_plans(wf, spec, options.resources, options.policy,
+                             check_chunks(wf, options.chunks)))
     settings = spec.workflow
     for where, value in (("--poll-interval", options.poll_interval),
                          ("the spec's workflow.poll_interval", settings.poll_interval)):
@@ -227,8 +232,23 @@ def resolve_spec(wf: Workflow, spec: Spec | str | os.PathLike[str] | None) -> Sp
     return merged
 
 
+def check_chunks(wf: Workflow, chunks: Mapping[str, int]) -> dict[str, Policy]:
+    """``--chunk TASK=N`` as a policy per task; a task the workflow lacks is refused."""
+    names = {u.task.name for u in wf.units}
+    out: dict[str, Policy] = {}
+    for name, size in chunks.items():
+        if name not in names:
+            raise SpecError(
+                f"--chunk {name}={size}: the workflow has no task {name!r}; "
+                f"its tasks are {', '.join(sorted(names)) or '(none)'}"
+            )
+        out[name] = Policy(chunk=size)
+    return out
+
+
 def unit_plans(
-    wf: Workflow, spec: Spec, cli_resources: Resources | None, cli_policy: Policy | None
+    wf: Workflow, spec: Spec, cli_resources: Resources | None, cli_policy: Policy | None,
+    cli_tasks: Mapping[str, Policy] | None = None,
 ) -> list[UnitPlan]:
     """decorator < spec default < spec task < per-call resources= < CLI flags."""
     plans = []
@@ -239,7 +259,8 @@ def unit_plans(
             settings = spec.settings_for(task.name)
             cache[task.key] = (
                 BASE_RESOURCES.merged_with(task.resources).merged_with(settings.resources),
-                task.policy.merged_with(settings.policy).merged_with(cli_policy),
+                task.policy.merged_with(settings.policy).merged_with(cli_policy)
+                .merged_with((cli_tasks or {}).get(task.name)),
             )
         resources, policy = cache[task.key]
         resources = resources.merged_with(unit.resources).merged_with(cli_resources)

@@ -104,6 +104,7 @@ _Cores = NewType("_Cores", int)
 _Gpus = NewType("_Gpus", int)
 _Retries = NewType("_Retries", int)
 _Limit = NewType("_Limit", int)
+_Chunk = NewType("_Chunk", int)
 _Text = NewType("_Text", str)
 _Flag = NewType("_Flag", bool)
 _Seconds = NewType("_Seconds", float)
@@ -137,6 +138,7 @@ class _TaskDoc:
     max_concurrent: Optional[_Limit] = None
     on_oom: Optional[_OnOomDoc] = None
     on_timeout: Optional[_OnTimeoutDoc] = None
+    chunk: Optional[_Chunk] = None
 
 
 @attrs.frozen
@@ -289,7 +291,7 @@ def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
         on_timeout = escalation("runtime", timeout.runtime, timeout.max) if timeout else None
         fields = {key: getattr(doc, key) for key in ("mem", "cores", "runtime", "queue", "gpus")}
         resources = Resources(**fields, project=doc.project, extra=dict(doc.extra or ()))
-        policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout)
+        policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout, doc.chunk)
         return TaskSettings(resources, policy)
 
     hooks: dict[Any, Callable[[Any, Any], Any]] = {
@@ -301,6 +303,7 @@ def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
         _Limit: lambda v, _: _value(
             "max_concurrent", lambda: Policy(max_concurrent=v).max_concurrent
         ),
+        _Chunk: lambda v, _: _value("chunk", lambda: Policy(chunk=v).chunk),
         _Factor: lambda v, _: escalation("mem", v).factor,
         _Text: _text,
         _Flag: _flag,

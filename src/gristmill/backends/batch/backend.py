@@ -14,6 +14,7 @@ cancel argv, the status query (``poll``), and the array size limit.
 from __future__ import annotations
 
 import abc
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,9 @@ from gristmill.backends.base import (
 )
 from gristmill.backends.batch.arrays import Array, pack, write_manifest
 from gristmill.backends.batch.commands import CommandRunner, CommandTimeoutError, Vanished
+from gristmill.backends.batch.element import progress_path
 from gristmill.errors import BackendError
+from gristmill.resources import Resources
 from gristmill.states import JobState
 from gristmill.worker.result import read_result
 from gristmill.worker.wrapper import EXIT_LOST
@@ -91,7 +94,8 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
     #: Each status query is a command the controller answers for every user of the
     #: cluster (squeue, qstat): at most one every ``poll_min`` seconds (5 by default),
     #: one every ``poll_max`` (60) while nothing changes (see gristmill.engine.polling).
-    capabilities = Capabilities(reattach=True, poll_min=5.0, poll_max=60.0)
+    capabilities = Capabilities(reattach=True, poll_min=5.0, poll_max=60.0,
+                                chunks=True)
 
     def __init__(
         self,
@@ -111,11 +115,15 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         self.runner = runner or CommandRunner(timeout=float(command_timeout))
         self.vanished = Vanished(grace=float(lost_after))
         self._cancelled: set[str] = set()  # elements cancelled while pending leave no record
-        self.capabilities = poll_bounds(self.name, poll_min, poll_max)
+        self.capabilities = poll_bounds(self.name, type(self).capabilities, poll_min, poll_max)
         #: Provisional array id -> its script, for submissions whose answer was lost
         #: (:meth:`_in_doubt`); and provisional id -> the real one, once found.
         self._unconfirmed: dict[str, Path] = {}
         self._confirmed: dict[str, str] = {}
+        #: Elements that run several jobs (a task's ``chunk``): their jobs are told apart.
+        self._chunks: set[str] = set()
+        #: Per chunk element: bytes of its progress file read, jobs started, jobs ended.
+        self._progress: dict[str, tuple[int, set[str], set[str]]] = {}
 
     # -- what a scheduler supplies ------------------------------------------------------
 
@@ -154,6 +162,11 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         """The submit limit the backend read from the scheduler, if it did."""
         return None
 
+    def time_limit(self, resources: Resources) -> int | None:
+        """The time limit of the partition or queue jobs with ``resources`` go to, in
+        seconds; None when there is none or it cannot be read (a chunk is then not capped)."""
+        return None
+
     def stop_log(self, array: Array) -> tuple[str, list[dict[str, Any]]] | None:
         """Where the scheduler logs why it signalled an element, and how to read it.
 
@@ -183,14 +196,17 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         handles: dict[str, JobHandle] = {}
         submitted: list[str] = []
         try:
-            for array in pack(jobs, max_elements=limit):
+            for array in pack(jobs, max_elements=limit, time_limit=self.time_limit):
                 job_id = self._submit_array(array)
                 submitted.append(job_id)
-                for index, job in enumerate(array.jobs):
+                first, per = self.first_index, array.per_element
+                for position, job in enumerate(array.jobs):
                     handles[job.key] = JobHandle(
-                        self.name, f"{job_id}_{index + self.first_index}", job.key,
+                        self.name, f"{job_id}_{position // per + first}", job.key,
                         str(job.result_path),
                     )
+                if array.chunked:
+                    self._chunks.update(f"{job_id}_{i + first}" for i in range(array.size))
         except BackendError as exc:
             if not submitted:
                 raise
@@ -246,8 +262,9 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
                 f"{self.scheduler} answered {proc.stdout.strip()!r} to a submission, "
                 "not a job id"
             )
-        logger.debug("submitted {} x{} as {} job {}", array.task, array.size, self.scheduler,
-                     job_id)
+        logger.debug("submitted {} x{} as {} job {}{}", array.task, array.size, self.scheduler,
+                     job_id, f" ({len(array.jobs)} jobs, up to {array.per_element} per element)"
+                     if array.chunked else "")
         return job_id
 
     # -- submissions whose answer was lost ------------------------------------------------
@@ -360,8 +377,101 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
         if not handles:
             return {}
         asked, back, known = self._with_confirmed(handles)
-        found = self.statuses(asked) if asked else {}
+        found = self._element_statuses(asked) if asked else {}
         return {**{back.get(h, h): status for h, status in found.items()}, **known}
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _element_statuses(
+        self, handles: Sequence[JobHandle]
+    ) -> Mapping[JobHandle, JobStatus]:
+        """Every handle's state from one status query (handles with real ids only).
+
+        The scheduler is asked about each element once (:meth:`statuses`). A job of
+        a chunk has its own state: DONE or FAILED from its result file as soon as it is
+        written, RUNNING while the element runs it, otherwise unchanged (queued); when the
+        element ended, a job it never finished is not the task's failure (:meth:`unrun`).
+        The scheduler's accounting covers the whole element, so a chunk's jobs report
+        only the worker's numbers.
+        """
+        if not handles:
+            return {}
+        groups: dict[str, list[JobHandle]] = {}
+        for handle in handles:
+            groups.setdefault(handle.job_id, []).append(handle)
+        if not self._chunks and len(groups) == len(handles):
+            return self.statuses(handles)
+        firsts = [members[0] for members in groups.values()]
+        elements = self.statuses(firsts)
+        out: dict[JobHandle, JobStatus] = {}
+        for job_id, members in groups.items():
+            status = elements.get(members[0])
+            if status is None:
+                continue
+            if job_id not in self._chunks and len(members) == 1:
+                out[members[0]] = status
+                continue
+            out.update(self._chunk_statuses(job_id, members, status))
+        return out
+
+    def _chunk_statuses(self, job_id: str, members: Sequence[JobHandle],
+                        element: JobStatus) -> dict[JobHandle, JobStatus]:
+        """Each job's state in a chunk element whose own state is ``element``."""
+        out: dict[JobHandle, JobStatus] = {}
+        if element.state.finished:
+            self._progress.pop(job_id, None)
+            for handle in members:
+                result = self.worker_result(handle)
+                if result is None or (_signalled(result) and element.state in (
+                        JobState.PREEMPTED, JobState.NODE_FAIL)):
+                    result = self.unrun(handle, element)  # the element's end stopped it
+                out[handle] = result
+            return out
+        started, ended = self._read_progress(job_id, Path(members[0].result_path).parent)
+        running = element.state is JobState.RUNNING
+        for handle in members:
+            if handle.key in ended:
+                result = self.worker_result(handle)
+                # A job stopped by a signal waits for the element's end, which may explain
+                # it (a preemption, a node failure).
+                if result is not None and not _signalled(result):
+                    out[handle] = result
+                    continue
+            if running and handle.key in started:
+                out[handle] = JobStatus(JobState.RUNNING, host=element.host)
+        return out
+
+    def _read_progress(self, job_id: str, log_dir: Path) -> tuple[set[str], set[str]]:
+        """The jobs a chunk element started and ended so far, reading only what is new."""
+        offset, started, ended = self._progress.get(job_id) or (0, set(), set())
+        try:
+            with open(progress_path(log_dir, job_id), "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            data = b""
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        for line in whole.decode(errors="replace").splitlines():
+            mark, _, key = line.partition(" ")
+            (started if mark == "S" else ended).add(key)
+        self._progress[job_id] = (offset + len(whole), started, ended)
+        return started, ended
+
+    def unrun(self, handle: JobHandle, element: JobStatus) -> JobStatus:
+        """A job of a chunk without a result when its element ended: not the task's doing.
+
+        The element's time limit, an ``scancel``, a preemption or a node failure stopped
+        it before the job began or while it ran. Preempted and node-failed elements keep
+        the scheduler's state (run again as they were, :data:`~gristmill.engine.outcome.
+        PREEMPT_RETRIES`); an element gristmill cancelled stays cancelled; anything else is
+        LOST (run again, the task's retries kept).
+        """
+        why = f"its chunk's job {handle.job_id} ended ({element.describe()}) before it finished"
+        if element.state in (JobState.PREEMPTED, JobState.NODE_FAIL):
+            return JobStatus(element.state, host=element.host, reason=why)
+        if element.state is JobState.CANCELLED and handle.job_id in self._cancelled:
+            return JobStatus(JobState.CANCELLED, reason=element.reason)
+        return JobStatus(JobState.LOST, reason=f"{why}; it runs again")
 
     def worker_result(self, handle: JobHandle) -> JobStatus | None:
         """What the worker wrapper recorded for the attempt, if it finished.
@@ -390,13 +500,23 @@ class ArrayBackend(SleepingWaitMixin, abc.ABC):
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         asked, _, _ = self._with_confirmed(handles)
-        ids = [h.job_id for h in asked if h.job_id and h.job_id != "unknown"]
+        ids = list(dict.fromkeys(h.job_id for h in asked
+                                 if h.job_id and h.job_id != "unknown"))
         if ids:
             self.runner.run(self.cancel_argv(ids), ok=lambda p: p.returncode in (0, 1))
             self._cancelled.update(ids)
 
     def attach(self, handles: Sequence[JobHandle]) -> None:
-        """Nothing to do: polling is stateless, any job id can be asked about."""
+        """Note which elements are chunks (several jobs, or a progress file); polling is
+        otherwise stateless, any job id can be asked about."""
+        count: dict[str, int] = {}
+        for handle in handles:
+            count[handle.job_id] = count.get(handle.job_id, 0) + 1
+        for handle in handles:
+            job_id = handle.job_id
+            if count[job_id] > 1 or (job_id not in self._chunks and Path(progress_path(
+                    Path(handle.result_path).parent, job_id)).exists()):
+                self._chunks.add(job_id)
 
     def close(self) -> None:
         """Nothing held between calls."""
@@ -429,8 +549,10 @@ def _script_of(provisional: str, handle: JobHandle) -> Path:
     return Path(handle.result_path).parent / f"{provisional.removeprefix(UNCONFIRMED)}.sh"
 
 
-def poll_bounds(name: str, poll_min: float | str, poll_max: float | str) -> Capabilities:
-    """The capabilities of a batch backend with its ``poll_min``/``poll_max`` options."""
+def poll_bounds(name: str, declared: Capabilities, poll_min: float | str,
+                poll_max: float | str) -> Capabilities:
+    """A batch backend's ``declared`` capabilities with its ``poll_min``/``poll_max``
+    options (everything else it declares, such as Slurm's ``submit_limit``, kept)."""
     try:
         least, most = float(poll_min), float(poll_max)
     except ValueError:
@@ -440,7 +562,12 @@ def poll_bounds(name: str, poll_min: float | str, poll_max: float | str) -> Capa
         raise BackendError(
             f"{name} options poll_min={least:g}, poll_max={most:g}: give 0 <= poll_min <= "
             f"poll_max seconds (--{name}-poll-min, --{name}-poll-max), e.g. 5 and 60")
-    return attrs.evolve(ArrayBackend.capabilities, poll_min=least, poll_max=most)
+    return attrs.evolve(declared, poll_min=least, poll_max=most)
+
+
+def _signalled(status: JobStatus) -> bool:
+    """A job the wrapper saw cancelled, or die of SIGTERM: the scheduler may say why."""
+    return status.state is JobState.CANCELLED or status.signal == signal.SIGTERM
 
 
 def unstarted(status: JobStatus) -> JobStatus:

@@ -9,6 +9,16 @@ What differs between schedulers comes from the manifest as data, never from an
 import of a scheduler's backend: the environment variables that carry the job and
 task ids, and the rules that read the scheduler's own log when the attempt was
 stopped by a signal (Slurm writes ``CANCELLED AT … DUE TO TIME LIMIT`` there).
+
+An element of a chunked array (manifest version 3, entries ``{"nodes": [...]}``) runs
+its jobs one after another (:func:`run_chunk`), each as an element of its own would
+be: its ``.handle`` marker, its own wrapper run with its own runtime and memory limit,
+its result file. It also appends to a progress file (:func:`progress_path`) one line
+as each job starts (``S key``) and one as its result is final (``E key``), so the
+engine tells the job running from those still waiting and takes each result as soon
+as it is written, with one small read per element and poll. A job that already has a
+result is skipped (the scheduler requeued the element); a signal to the element (its
+time limit, ``scancel``, preemption) stops it from starting the next job.
 """
 
 from __future__ import annotations
@@ -32,21 +42,38 @@ if TYPE_CHECKING:
 SCHEDULER_DECIDES = "SCHEDULER"
 #: The manifest format :func:`read_manifest` reads; 1 (gristmill 0.1) is still read.
 MANIFEST_VERSION = 2
+#: The format of a chunked array's manifest: each entry holds a list of jobs.
+CHUNK_MANIFEST_VERSION = 3
 _LEGACY_IDS = (("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"), ("JOB_ID", "SGE_TASK_ID"))
 
 
 def read_manifest(path: str | os.PathLike[str], index: int) -> tuple[dict[str, Any],
                                                                    dict[str, Any]]:
-    """(the element's entry, the manifest's ``scheduler`` block) for ``index``."""
-    with open(path) as fh:
-        data = json.load(fh)
-    version = data.get("version")
+    """(the element's entry, the manifest's ``scheduler`` block) for ``index``.
+
+    A chunked array's manifest (version 3) is a header line holding each element's
+    offset, then one line per element: only the header and that line are read.
+    """
+    with open(path, "rb") as fh:
+        try:
+            data = json.loads(fh.readline())
+        except ValueError:  # a manifest of several lines: gristmill 0.1 may have written one
+            fh.seek(0)
+            data = json.load(fh)
+        version = data.get("version")
+        if version == CHUNK_MANIFEST_VERSION:
+            offsets = data["offsets"]
+            if not 0 <= index < len(offsets):
+                raise IndexError(f"{path}: no element {index} (the array has {len(offsets)})")
+            fh.seek(offsets[index], 1)
+            entry: dict[str, Any] = json.loads(fh.readline())
+            return entry, data.get("scheduler") or {}
     if version not in (1, MANIFEST_VERSION):
         raise ValueError(f"{path}: manifest version {version} is not supported")
     jobs = data["jobs"]
     if not 0 <= index < len(jobs):
         raise IndexError(f"{path}: no element {index} (the array has {len(jobs)})")
-    entry: dict[str, Any] = jobs[index]
+    entry = jobs[index]
     scheduler: dict[str, Any] = data.get("scheduler") or {}
     return entry, scheduler
 
@@ -104,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, IndexError, KeyError) as exc:
         sys.stderr.write(f"gristmill: cannot read array element: {exc}\n")
         return 2
+    if "nodes" in entry:
+        return run_chunk(entry["nodes"], scheduler, os.path.dirname(os.path.abspath(args[0])))
     from gristmill.worker.atomic import write_atomic
 
     # The handle marker tells a restarted engine which job this attempt is, even when
@@ -136,8 +165,121 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def progress_path(log_dir: str | os.PathLike[str], job: str) -> str:
+    """Where chunk element ``job`` (``<array>_<index>``) logs which of its jobs started
+    and ended (the engine reads it: :meth:`~.backend.ArrayBackend.poll`)."""
+    return os.path.join(log_dir, f"chunk-{job}.progress")
+
+
+class _Stop:
+    """Whether the element was signalled (SIGTERM, SIGINT, SIGHUP): start nothing more.
+
+    The handler also feeds the wakeup pipe, through which the wrapper's loop cancels the
+    job running now (as the wrapper does for an element of one job).
+    """
+
+    def __init__(self) -> None:
+        self.signalled = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signalled = signum
+
+
+def run_chunk(nodes: Sequence[Mapping[str, Any]], scheduler: Mapping[str, Any],
+              log_dir: str) -> int:
+    """Run a chunk element's jobs one after another; 0 unless a signal stopped it.
+
+    Each job's outcome is in its own result file, so the element's exit code says only
+    whether it got through its list (``128 + signal`` when it was stopped).
+    """
+
+    from gristmill.worker.monitor import become_subreaper
+
+    job = element_id(scheduler)
+    progress = None
+    if job is not None:
+        with contextlib.suppress(OSError):
+            progress = os.open(progress_path(log_dir, job),
+                               os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    stop = _Stop()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    reaper = become_subreaper()
+    home = os.getcwd()
+    environ = dict(os.environ)
+    try:
+        for entry in nodes:
+            if stop.signalled:
+                break
+            # Each job runs in the environment and directory the element started with.
+            os.environ.clear()
+            os.environ.update(environ)
+            os.chdir(home)
+            run_node(entry, scheduler, job, progress, wake_r, reaper, stop)
+    finally:
+        if progress is not None:
+            os.close(progress)
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
+    return 128 + stop.signalled if stop.signalled else 0
+
+
+def _note(progress: int | None, mark: str, key: str) -> None:
+    """Append ``S key`` or ``E key`` to the element's progress file (one write: atomic)."""
+    if progress is not None:
+        with contextlib.suppress(OSError):
+            os.write(progress, f"{mark} {key}\n".encode())
+
+
+def run_node(entry: Mapping[str, Any], scheduler: Mapping[str, Any], job: str | None,
+             progress: int | None, wake_r: int, reaper: bool, stop: _Stop) -> None:
+    """Run one job of a chunk as the wrapper runs an element of one job.
+
+    Skipped when its result file is already there: the scheduler ran this element
+    before (a requeue) and the job finished then; its outcome stands.
+    """
+    import select
+
+    from gristmill.worker.atomic import write_attempt_file
+    from gristmill.worker.monitor import Monitor
+    from gristmill.worker.wrapper import _drive, _write
+
+    result = entry["result"]
+    key = entry.get("key")
+    if os.path.exists(result):
+        return
+    if job is not None:
+        with contextlib.suppress(OSError):
+            write_attempt_file(result + ".handle", f"{job}\n", fsync=False)
+    _note(progress, "S", key or "")
+    for name, value in (entry.get("env") or {}).items():
+        os.environ[name] = value
+    if entry.get("cwd"):
+        os.chdir(entry["cwd"])
+    monitor = Monitor(grace=5.0, reaper=reaper)
+    monitor.poller.register(wake_r, select.POLLIN)
+    runtime = entry.get("runtime")
+    try:
+        outcome = _drive(monitor, entry["argv"], entry["stdout"], entry["stderr"],
+                         entry.get("mem"), float(runtime) if runtime else None, None, None,
+                         wake_r, 300.0)
+    finally:
+        monitor.close()  # what the job left behind dies with it, before the next starts
+    if not _write(result, outcome, key, 300.0):
+        return
+    if stop.signalled and job is not None and scheduler.get("stop_log"):
+        explain_signal(result, scheduler["stop_log"].replace("{id}", job),
+                       scheduler.get("stop_rules") or (), key=key, chunk=True)
+    if os.path.exists(result):
+        _note(progress, "E", key or "")
+
+
 def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]], *,
-                   key: str | None) -> None:
+                   key: str | None, chunk: bool = False) -> None:
     """Turn "stopped by a signal" in the attempt's result into the scheduler's reason.
 
     At a time limit, as on ``scancel``, Slurm sends SIGTERM to every process of
@@ -148,6 +290,10 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
     SIGKILL comes some seconds later). When the scheduler preempted or requeued the job
     (:data:`SCHEDULER_DECIDES`) the result is removed instead: the scheduler's record
     says how the attempt ends, or the job runs again and writes its own.
+
+    In a ``chunk`` the scheduler's time limit is the element's (its jobs' runtimes added
+    up), not this job's, whose own limit the wrapper enforces: a job it stopped is LOST
+    (run again, the task's retries kept), not a TIMEOUT of the task.
     """
     from gristmill.errors import BackendError
     from gristmill.states import JobState
@@ -168,6 +314,9 @@ def explain_signal(result_path: str, log: str, rules: Sequence[Mapping[str, Any]
         with contextlib.suppress(OSError):
             os.unlink(result_path)
         return
+    if chunk and found[0] == JobState.TIMEOUT.value:
+        found = (JobState.LOST.value, f"{found[1]}, the chunk's job's limit and not this "
+                 "node's: it runs again")
     write_result(result_path, result.evolve(state=JobState(found[0]), reason=found[1]),
                  key=result.key or key)
 

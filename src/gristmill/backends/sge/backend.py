@@ -330,8 +330,8 @@ def qsub_argv(
         argv.extend(["-pe", pe, str(res.cores)])
     if res.mem is not None:
         argv.extend(["-l", f"{memory_resource}={format_memory_mb(res.mem + mem_overhead)}M"])
-    if res.runtime is not None:
-        argv.extend(["-l", f"h_rt={math.ceil(res.runtime) + h_rt_margin}"])
+    if array.runtime is not None:  # a chunk's element: its jobs' runtimes added up
+        argv.extend(["-l", f"h_rt={math.ceil(array.runtime) + h_rt_margin}"])
     if res.queue or queue:
         argv.extend(["-q", str(res.queue or queue)])
     if res.project or project:

@@ -55,9 +55,10 @@ from gristmill.backends.batch.arrays import Array, element_command, throttle
 from gristmill.backends.batch.backend import ArrayBackend, element_runs, lookup, unstarted
 from gristmill.backends.batch.commands import CommandRunner
 from gristmill.backends.batch.element import SCHEDULER_DECIDES, log_tail, verdict
+from gristmill.backends.slurm.partitions import parse_partitions
 from gristmill.backends.slurm.settings import SETTINGS
 from gristmill.errors import BackendError
-from gristmill.resources import format_duration, format_memory_mb, parse_memory
+from gristmill.resources import Resources, format_duration, format_memory_mb, parse_memory
 from gristmill.states import JobState
 
 #: Transient states: the job is not over. A job Slurm requeued (after preemption with
@@ -485,8 +486,8 @@ def sbatch_argv(
     ]
     if res.mem is not None:
         argv.append(f"--mem={format_memory_mb(res.mem + mem_overhead)}M")
-    if res.runtime is not None:
-        argv.append(f"--time={format_duration(res.runtime)}")
+    if array.runtime is not None:  # a chunk's element: its jobs' runtimes added up
+        argv.append(f"--time={format_duration(array.runtime)}")
     queue = res.queue or partition
     if queue:
         argv.append(f"--partition={queue}")
@@ -560,6 +561,7 @@ class SlurmBackend(ArrayBackend):
         self._arrays: dict[str, tuple[str, str]] = {}
         self._submit_limit: int | None = None
         self._limit_read = False
+        self._partitions: tuple[dict[str, int | None], str | None] | None = None
 
     # -- cluster configuration ---------------------------------------------------------
 
@@ -582,6 +584,20 @@ class SlurmBackend(ArrayBackend):
             return max(1, int(self.config().get("MaxArraySize", "1001")))
         except ValueError:
             return 1001
+
+    def time_limit(self, resources: Resources) -> int | None:
+        """The ``MaxTime`` of the partition a job with ``resources`` goes to, read once
+        (``scontrol show partition``); None when unlimited or it cannot be read."""
+        if self._partitions is None:
+            try:
+                proc = self.runner.run(["scontrol", "show", "partition", "--oneliner"])
+                self._partitions = parse_partitions(proc.stdout)
+            except BackendError as exc:
+                logger.warning("cannot read Slurm's partition time limits ({}): chunks are "
+                               "not capped by them", exc)
+                self._partitions = ({}, None)
+        limits, default = self._partitions
+        return limits.get(resources.queue or self.partition or default or "")
 
     @property
     def accounting(self) -> bool:
