@@ -17,6 +17,7 @@ import shlex
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from gristmill.backends.base import JobHandle, JobRequest, SubmitLimitError
@@ -1085,6 +1086,20 @@ def test_poll_bounds_are_options_and_nonsense_is_refused() -> None:
                                            r"poll_max seconds \(--slurm-poll-min"):
         backend(poll_min=10, poll_max=2)
 
+
+
+@pytest.mark.parametrize("options", [{}, {"poll_min": "1", "poll_max": "30"}])
+def test_poll_options_keep_everything_else_the_backend_declares(
+    options: dict[str, str],
+) -> None:
+    """An instance's capabilities are the class's with its poll bounds: the submit limit
+    and chunks a backend declares reach the engine whatever its options."""
+    for made in (backend(**options), make_backend("sge", **options)):
+        declared = type(made).capabilities
+        assert attrs.evolve(made.capabilities, poll_min=declared.poll_min,
+                            poll_max=declared.poll_max) == declared
+    assert backend(**options).capabilities.submit_limit
+    assert backend(**options).capabilities.chunks
 
 # -- submit limits (recorded on the production-like cluster: data/slurm/prod) ---------------
 
