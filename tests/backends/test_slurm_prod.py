@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -365,13 +366,15 @@ def test_a_job_suspended_past_the_lost_grace_is_not_lost(
 def test_a_job_over_the_partitions_time_limit_fails_with_slurms_reason(
     tasks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--slurm-fail-on-unschedulable: 20 minutes asked of ``high`` (MaxTime=10) fails."""
+    """--slurm-fail-on-unschedulable: 20 minutes asked of ``high`` (MaxTime=10) fails at once."""
     marker = tmp_path / "marker"
     result, _ = run_bounded(tasks.long_asks(marker=str(marker)), tmp_path, monkeypatch, 120,
                             partition="high", fail_on_unschedulable=True)
     assert result.counts == {"FAILED": 1}, result.counts
     (record,) = attempts(result.run_dir)
-    assert "PartitionTimeLimit" in record.reason, record
+    # Slurm says PartitionConfig for about a second after submission, then PartitionTimeLimit;
+    # either never clears, and the first poll that sees one fails the node.
+    assert re.search(r"\((PartitionTimeLimit|PartitionConfig)\)", record.reason), record
     assert lines(marker) == []
 
 
