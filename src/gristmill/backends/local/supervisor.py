@@ -3,15 +3,26 @@
 :class:`gristmill.backends.local.backend.LocalBackend` starts it once, as a fresh interpreter
 that imports this module without running ``gristmill/__init__.py`` (so it imports
 only this module, the monitor and their leaves). Requests come in as JSON lines on
-one pipe (``{"op": "run", "key": ..., ...}``, ``{"op": "cancel", "ids": [...]}``); events go out on
-another: ``{"id", "pid"}`` when a job starts, ``{"id", "r"}`` (its result, after the
-result file is written) when it ends, ``{"error"}`` if the loop itself fails,
-``{"warn"}`` and ``{"info"}`` for the engine's log.
+one pipe (``{"op": "run", "key": ..., ...}``, ``{"op": "cancel", "ids": [...]}``,
+``{"op": "ack", "ids": [...]}``); events go out on another: ``{"id", "pid"}`` when a job
+starts, ``{"id", "r"}`` (its result) when it ends, ``{"error"}`` if the loop itself
+fails, ``{"warn"}`` and ``{"info"}`` for the engine's log.
+
+Results travel over the pipe; a result *file* is written only where the pipe may not
+be enough. The engine acknowledges the results it has recorded in its store (``ack``);
+while it runs, the result of a job costs no file at all. When the engine goes away (EOF)
+the supervisor writes the file of every result not acknowledged (the engine may have
+died before recording it), and from then on the file of every job that ends, for the
+next engine to read. If the supervisor itself dies, the engine learns nothing more
+from it: the jobs it held are LOST (they run again), never DONE. Log files are made
+only when a task writes to them (:class:`gristmill.worker.monitor.Monitor`,
+``lazy_logs``): a task that writes nothing leaves no file.
 
 The jobs it holds are *queued* (FIFO, started while cores and memory allow) or
 *running* (a :class:`gristmill.worker.monitor.Monitor` attempt); see the local backend's
-module doc for the policy. On EOF of the request pipe it becomes an orphan: it runs
-what it holds to completion, looks for ``<result>.cancel`` files twice a second, and
+module doc for the policy. On EOF of the request pipe it becomes an orphan: it writes
+the result files the engine did not acknowledge, runs what it holds to completion
+(writing each result file), looks for ``<result>.cancel`` files twice a second, and
 exits when nothing is left, killing whatever its attempts left behind first (it is a
 child subreaper: everything they daemonize comes back to it).
 
@@ -84,9 +95,11 @@ class _Supervisor:
                  grace: float, *, reaper: bool = False) -> None:
         self.requests, self.events = requests, events
         self.max_cores, self.max_mem = max_cores, max_mem
-        self.monitor = Monitor(grace=grace, reaper=reaper)
+        self.monitor = Monitor(grace=grace, reaper=reaper, lazy_logs=True)
         self.queue: deque[int] = deque()
         self.jobs: dict[int, _Job] = {}  # queued and running
+        #: Results told to the engine that it has not acknowledged: (file, result, attempt).
+        self.unacked: dict[int, tuple[str, AttemptResult, str | None]] = {}
         self.running: set[int] = set()
         self.used_cores = self.used_mem = 0
         self.inbuf = b""
@@ -135,6 +148,8 @@ class _Supervisor:
                 self.flush()
         except Exception as exc:  # a bug: fail the jobs loudly rather than leave them hanging
             reason = f"gristmill local supervisor failed: {type(exc).__name__}: {exc}"
+            self.persist_unacked()  # the engine may not read what follows
+            self.orphan = True  # so every result below is written to its file too
             for key, result in self.monitor.abort(reason):
                 self.report(self.release(key), result)
             for key in list(self.jobs):
@@ -176,6 +191,9 @@ class _Supervisor:
             elif message["op"] == "cancel":
                 for key in message["ids"]:
                     self.cancel(key)
+            elif message["op"] == "ack":  # recorded by the engine: no file needed
+                for key in message["ids"]:
+                    self.unacked.pop(key, None)
 
     def stop_reading(self) -> None:
         """No engine will send more. Leave ``<result>.handle`` naming each job we hold,
@@ -185,6 +203,7 @@ class _Supervisor:
         self.monitor.poller.unregister(self.requests)
         os.close(self.requests)
         self.orphan = True
+        self.persist_unacked()
         prefix = f"{os.getpid()}.{start_time(os.getpid()) or 0}."
         for job in self.jobs.values():
             with contextlib.suppress(OSError):
@@ -260,18 +279,30 @@ class _Supervisor:
         return job
 
     def report(self, job: _Job, result: AttemptResult) -> None:
-        """Write the job's result file, then tell the engine."""
+        """Tell the engine how the job ended; an orphan writes its result file first."""
         result = result.evolve(key=job.attempt)
         message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
-        try:
-            write_result(job.res, result, key=job.attempt)
-        except OSError as exc:
-            message["werr"] = f"{job.res}: {exc}"
         if self.orphan:
+            try:
+                write_result(job.res, result, key=job.attempt)
+            except OSError as exc:
+                message["werr"] = f"{job.res}: {exc}"
             for suffix in (".cancel", ".handle"):
                 with contextlib.suppress(OSError):
                     os.unlink(job.res + suffix)
+        else:
+            self.unacked[job.key] = (job.res, result, job.attempt)
         self.emit(message)
+
+    def persist_unacked(self) -> None:
+        """Write the result file of every result the engine did not acknowledge: it may
+        have died before recording them, and the next engine reads them there."""
+        for path, result, attempt in self.unacked.values():
+            try:
+                write_result(path, result, key=attempt)
+            except OSError as exc:  # nobody to tell but the engine that may be gone
+                self.emit({"warn": f"could not write a job's result file: {path}: {exc}"})
+        self.unacked.clear()
 
     def scan_cancel_files(self) -> None:
         """Orphaned: a later engine asks for cancellation with ``<result>.cancel`` files."""
