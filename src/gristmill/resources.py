@@ -90,6 +90,25 @@ def _max_concurrent(value: object) -> int | None:
     return _opt_count("max_concurrent", 1)(value)
 
 
+#: How a task's nodes start: ``exec`` (a fresh process each, the default) or ``fork``
+#: (forks of one warm interpreter that imported the task; see docs/launch.md).
+LAUNCH_MODES = ("exec", "fork")
+
+
+def check_launch(value: object, task: str | None = None) -> str | None:
+    """``launch`` as given (None: not set); anything but ``exec``/``fork`` is a SpecError
+    naming the task (when known) and the allowed values."""
+    if value is None or value in LAUNCH_MODES:
+        return value
+    where = f"task {task!r}: " if task else ""
+    raise SpecError(f"{where}launch: {value!r} is not a launch mode; use one of "
+                    f"{', '.join(LAUNCH_MODES)} (e.g. launch: fork)")
+
+
+def _launch(value: object) -> str | None:
+    return check_launch(value)
+
+
 def _queue(value: object) -> str | None:
     return _opt_text("queue")(value)
 
@@ -231,7 +250,7 @@ DEFAULT_ON_TIMEOUT = escalation("runtime", 2)
 
 @attrs.frozen
 class Policy:
-    """Per-task run policy that is not a resource: retries, escalation, concurrency.
+    """Per-task run policy that is not a resource: retries, escalation, concurrency, launch.
 
     ``None`` means "not set here", so layers merge the way :class:`Resources` do.
     """
@@ -240,6 +259,8 @@ class Policy:
     max_concurrent: int | None = attrs.field(default=None, converter=_max_concurrent)
     on_oom: Escalation | None = None
     on_timeout: Escalation | None = None
+    #: ``"exec"`` or ``"fork"`` (:data:`LAUNCH_MODES`); None: not set here (exec).
+    launch: str | None = attrs.field(default=None, converter=_launch)
 
     def merged_with(self, override: Policy | None) -> Policy:
         """Return this policy with every field that ``override`` sets replaced."""

@@ -42,6 +42,10 @@ class JobRequest:
     #: How many times a ``dag`` backend may run this node before it counts as failed;
     #: other backends get 1, the engine retrying by itself.
     max_attempts: int = 1
+    #: The task's ``module:qualname`` when its nodes may run as forks of a warm
+    #: interpreter (``launch: fork``, :mod:`gristmill.worker.warm`), else None. ``argv``
+    #: stays the node's own: a backend that does not fork runs it as it is.
+    fork_entry: str | None = None
 
 
 @attrs.frozen

@@ -414,6 +414,7 @@ class Engine:
             stdout=log_dir / f"{name}.out",
             stderr=log_dir / f"{name}.err",
             result_path=log_dir / f"{name}.result.json",
+            fork_entry=task.key if self.plans[unit_index].policy.launch == "fork" else None,
         )
         return request, resources
 

@@ -304,6 +304,8 @@ class Monitor:
         self.environ = dict(os.environ)  # a plain dict spawns faster than os.environ
         self._pumps: dict[int, _Pump] = {}  # read end -> its pump (lazy_logs)
         self._polled = 0  # how many of them are on the poller
+        self._helpers: set[int] = set()  # children that are no attempt and no stray (keep)
+        self._expected: dict[int, int] = {}  # launches whose child may reach us: key -> born
         self._devnull = -1  # /dev/null, opened once: every attempt's stdin
         self._floor: tuple[float, int] = (-1.0, 0)  # (when read, our own peak RSS)
 
@@ -328,7 +330,7 @@ class Monitor:
         started, t0 = time.time(), time.monotonic()
         if not argv:
             return self._unstarted(started, t0, None, "empty command line")
-        opened = self._open_logs(stdout, stderr)
+        opened = self.open_logs(stdout, stderr)
         if isinstance(opened, tuple) and len(opened) == 2:
             what, exc = opened
             return self._unstarted(started, t0, None, f"cannot open {what} log: {exc}", exc)
@@ -358,12 +360,12 @@ class Monitor:
             return failed
         for fd in {out_fd, err_fd, spare} - {-1}:
             os.close(fd)
-        self._watch(key, pid, proc, mem_limit=mem_limit, runtime_limit=runtime_limit,
+        self.watch(key, pid, proc, mem_limit=mem_limit, runtime_limit=runtime_limit,
                     started=started, t0=t0, floor=self._own_floor(t0), token=token, born=born,
                     pumps=pumps)
         return None
 
-    def _open_logs(
+    def open_logs(
         self, stdout: PathLike, stderr: PathLike
     ) -> tuple[int, int, list[_Pump]] | tuple[str, OSError]:
         """The stdout and stderr fds an attempt gets (one when both name one file) and
@@ -411,12 +413,13 @@ class Monitor:
             self._floor = (now, floor)
         return floor
 
-    def _watch(
+    def watch(
         self, key: int, pid: int, proc: subprocess.Popen[bytes] | None, *,
         mem_limit: int | None, runtime_limit: float | None, started: float, t0: float,
         floor: int, token: str, born: int, pumps: list[_Pump],
     ) -> None:
-        """Watch ``pid``, our child leading its own process group, as attempt ``key``."""
+        """Watch ``pid``, our child leading its own process group, as attempt ``key``
+        (:meth:`start` spawns it; a warm launch forks it, :mod:`gristmill.worker.warm`)."""
         pidfd = self._open_pidfd(pid)
         deadline = None if runtime_limit is None else t0 + runtime_limit
         attempt = _Attempt(key, pid, pidfd, proc, mem_limit, runtime_limit, started, t0,
@@ -622,16 +625,38 @@ class Monitor:
                 _killpg(attempt.pid, signal.SIGKILL)
                 attempt.next_sample, attempt.kill_at = None, None
 
+    def keep(self, pid: int) -> None:
+        """``pid``, a child of ours that is no attempt (a warm interpreter), is not a stray:
+        it is left alone while it lives and reaped when it ends."""
+        self._helpers.add(pid)
+
+    def expect(self, key: int, born: int) -> None:
+        """A launch (:mod:`gristmill.worker.warm`) may hand us a child for attempt ``key``
+        from now on (``born``, :func:`~gristmill.worker.procfs.ticks_now`): until
+        :meth:`unexpect`, children born since are not taken for strays."""
+        self._expected[key] = born
+
+    def unexpect(self, key: int) -> None:
+        self._expected.pop(key, None)
+
     def _adopt(self, procs: Mapping[int, Proc] | None = None) -> None:
         """Take note of the children of ours no attempt leads (strays), and whose they are;
         reap those that exited, kill those no running attempt can own."""
         leaders = {a.pid for a in self._attempts.values()}
         orphans: dict[int, int] = {}
+        expected = min(self._expected.values(), default=None)
         for pid in children(os.getpid()):
             if pid in leaders:
                 continue
+            if pid in self._helpers:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        self._helpers.discard(pid)
+                continue
             proc = None if procs is None else procs.get(pid)
             start = start_time(pid) if proc is None or proc.zombie else proc.start
+            if expected is not None and start is not None and start >= expected:
+                continue  # may be a launched child not yet known: judged once it is
             if start is None:  # exited (a zombie): reap it, its CPU time to its attempt
                 known = self._strays.pop(pid, None)
                 self._reap_stray(pid, None if known is None else known.owners)

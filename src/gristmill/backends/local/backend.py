@@ -195,6 +195,7 @@ class LocalBackend:
                 "res": res, "mem": job.resources.mem, "rt": job.resources.runtime,
                 "cores": job.resources.cores or 1, "env": dict(job.env) or None,
                 "cwd": default_cwd if job.cwd is None else os.path.abspath(job.cwd),
+                "fork": job.fork_entry,
             }, separators=(",", ":")))
             job_id = f"{self._prefix}{self._seq}"
             self._outstanding[self._seq] = (job.key, res)
