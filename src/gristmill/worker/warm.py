@@ -90,7 +90,8 @@ class Warm:
 
         self.entry = entry
         self.state = "starting"
-        self.error = ""
+        self.error = ""  # the traceback
+        self.summary = ""  # what went wrong, on one line
         self.threads: list[str] = []  # other threads it ran once the task was imported
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
@@ -122,6 +123,7 @@ class Warm:
         message = json.loads(data)
         if "error" in message:
             self.error = str(message["error"])
+            self.summary = str(message.get("summary") or f"cannot import {self.entry}")
             self.close()
         elif "ready" in message:
             self.state = "ready"
@@ -181,8 +183,9 @@ def serve(load: Callable[[str], Any], prepare: Callable[[Any], object] | None = 
         task = load(entry)
         if prepare is not None:
             prepare(task)
-    except BaseException:  # every failure to import is the node's error
-        sock.send(json.dumps({"error": traceback.format_exc()}).encode())
+    except BaseException as exc:  # every failure to import is the node's error
+        summary = " ".join(str(exc).split()) or type(exc).__name__
+        sock.send(json.dumps({"error": traceback.format_exc(), "summary": summary}).encode())
         return 1
     import gc
 

@@ -426,11 +426,10 @@ class _Supervisor:
             if launch.job.key not in self.launches:
                 continue  # ended with its warm interpreter below
             warm = launch.warm
-            message = hang_message(warm.entry, warm.threads)
-            if launch.pid is None:  # stuck before the node was forked: the interpreter is
-                self.stop_warm(warm, f"launch: fork: its warm interpreter of {warm.entry} was "
+            self.end_launch(launch.job.key, JobState.FAILED, hang_message(warm.entry, warm.threads))
+            if launch.pid is None:  # stuck before the node was forked: so is the interpreter
+                self.stop_warm(warm, f"launch: fork: the warm interpreter of {warm.entry} was "
                                      "stopped after a fork hung")
-            self.end_launch(launch.job.key, JobState.FAILED, message)
 
     def read_warm(self, warm: Warm) -> None:
         """A warm interpreter said ``ready`` (send what waits), or ``error``/ended (fail
@@ -442,9 +441,8 @@ class _Supervisor:
                     self.send(launch)
         elif warm.state == "gone":
             if warm.error:
-                last = warm.error.strip().splitlines()[-1] if warm.error.strip() else "?"
-                self.stop_warm(warm, f"launch: fork: cannot import {warm.entry}: {last}",
-                               text=warm.error, state=JobState.FAILED)
+                self.stop_warm(warm, f"launch: fork: {warm.summary}", text=warm.error,
+                               state=JobState.FAILED)
             else:
                 self.stop_warm(warm, f"launch: fork: the warm interpreter of {warm.entry} "
                                      "exited")
