@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-#: Seconds a forked node has to report ``started`` before it counts as hung.
-START_TIMEOUT = 5.0
+#: Seconds a forked node has to report ``started`` before it counts as hung (a fork
+#: takes milliseconds; this leaves room for a machine loaded many times over).
+START_TIMEOUT = 10.0
 #: The directory holding the ``gristmill`` package in use (as in backends/isolated.py).
 _PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: The warm interpreter's program: gristmill by path (its ``__init__`` runs: the task's

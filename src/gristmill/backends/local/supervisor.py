@@ -95,8 +95,8 @@ class _Job:
 class _Launch:
     """A job being forked from a warm interpreter, until its node says ``started``."""
 
-    __slots__ = ("buffer", "deadline", "ends", "job", "pid", "pumps", "started", "status", "t0",
-                 "token", "warm")
+    __slots__ = ("born", "buffer", "deadline", "ends", "job", "pid", "pumps", "started", "status",
+                 "t0", "token", "warm")
 
     def __init__(self, job: _Job, warm: Warm, ends: list[int], pumps: list[_Pump],
                  status: int) -> None:
@@ -107,6 +107,7 @@ class _Launch:
         self.pid: int | None = None  # the node, once the middle process said it forked
         self.deadline: float | None = None  # set when the request is sent
         self.started, self.t0 = time.time(), time.monotonic()
+        self.born = 0  # clock ticks when it was sent (procfs.ticks_now)
         self.token = ""
 
 
@@ -182,14 +183,18 @@ class _Supervisor:
                     self.report(job, result)
                 self.flush()
         except Exception as exc:  # a bug: fail the jobs loudly rather than leave them hanging
+            import traceback
+
             reason = f"gristmill local supervisor failed: {type(exc).__name__}: {exc}"
+            where = traceback.format_exc()
             self.persist_unacked()  # the engine may not read what follows
             self.orphan = True  # so every result below is written to its file too
             for key, result in self.monitor.abort(reason):
-                self.report(self.release(key), result)
+                if key in self.jobs:
+                    self.report(self.release(key), result)
             for key in list(self.jobs):
                 self.report(self.release(key), _unstarted(JobState.FAILED, reason))
-            self.emit({"error": reason})
+            self.emit({"error": f"{reason}\n{where}"})
             if self.events >= 0:
                 os.set_blocking(self.events, True)
             self.flush()
@@ -336,30 +341,36 @@ class _Supervisor:
         self.launch_fds[status_r] = launch
         self.monitor.poller.register(status_r, select.POLLIN)
         if warm.state == "ready":
-            self.send(launch)
+            failed = self.send(launch)
+            if failed is not None:  # not started: the caller reports it
+                self.drop_launch(launch)
+                self.monitor.unexpect(key)
+                for pump in launch.pumps:
+                    pump.close()
+                return _unstarted(JobState.LOST, failed)
         return None
 
-    def send(self, launch: _Launch) -> None:
+    def send(self, launch: _Launch) -> str | None:
         """Hand the launch to its warm interpreter; from now on its node has
-        :data:`START_TIMEOUT` seconds to start."""
+        :data:`START_TIMEOUT` seconds to start. Why it could not be handed, or None."""
         job = launch.job
         launch.t0, launch.started = time.monotonic(), time.time()
         launch.token = f"{os.getpid()}.{job.key}.{launch.started!r}"
         env = {**self.monitor.environ, **(job.env or {}), TOKEN_VAR: launch.token}
         out, err, status = launch.ends
-        self.monitor.expect(job.key, ticks_now())
+        launch.born = ticks_now()
+        self.monitor.expect(job.key, launch.born)
         try:
             launch.warm.launch(job.argv, stdout=out, stderr=err, status=status, env=env,
                                cwd=job.cwd)
         except OSError as exc:
-            self.end_launch(job.key, JobState.LOST,
-                            f"launch: fork: the warm interpreter of {job.fork} has gone ({exc})")
-            return
+            return f"launch: fork: the warm interpreter of {job.fork} has gone ({exc})"
         finally:
             for fd in set(launch.ends):
                 os.close(fd)
             launch.ends = []
         launch.deadline = launch.t0 + START_TIMEOUT
+        return None
 
     def read_status(self, launch: _Launch) -> None:
         """What the middle process (``forked <pid>``) and the node (``started``) said."""
@@ -385,7 +396,7 @@ class _Supervisor:
         self.drop_launch(launch)
         self.monitor.watch(job.key, launch.pid, None, mem_limit=job.mem,
                            runtime_limit=job.runtime, started=launch.started, t0=launch.t0,
-                           floor=0, token=launch.token, born=0, pumps=launch.pumps)
+                           floor=0, token=launch.token, born=launch.born, pumps=launch.pumps)
         self.monitor.unexpect(job.key)
         self.emit({"id": job.key, "pid": launch.pid})
 
@@ -438,7 +449,9 @@ class _Supervisor:
         if warm.state == "ready":
             for launch in list(self.launches.values()):
                 if launch.warm is warm and launch.deadline is None:
-                    self.send(launch)
+                    failed = self.send(launch)
+                    if failed is not None:
+                        self.end_launch(launch.job.key, JobState.LOST, failed)
         elif warm.state == "gone":
             if warm.error:
                 self.stop_warm(warm, f"launch: fork: {warm.summary}", text=warm.error,
