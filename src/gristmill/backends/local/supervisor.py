@@ -499,8 +499,10 @@ class _Supervisor:
 
     def report(self, job: _Job, result: AttemptResult) -> None:
         """Tell the engine how the job ended; an orphan writes its result file first."""
-        result = result.evolve(key=job.attempt)
-        message: dict[str, object] = {"id": job.key, "r": result.to_dict()}
+        data = result.to_dict()  # the monitor's result names no attempt: this one is
+        if job.attempt is not None:
+            data["key"] = job.attempt
+        message: dict[str, object] = {"id": job.key, "r": data}
         if self.orphan:
             try:
                 write_result(job.res, result, key=job.attempt)
