@@ -171,3 +171,12 @@ def test_without_fork_entry_the_node_runs_its_argv(
     values = fields(tmp_path / "logs" / "e.out")
     assert imports.read_text().split() == [values["pid"]]  # it imported the task itself
     assert os.getpid() != int(values["pid"])
+
+
+def test_many_quick_nodes_all_succeed(tmp_path: Path, backend: LocalBackend) -> None:
+    """A node may end before the supervisor has read that it started: it is then a zombie
+    child of the supervisor that no attempt leads yet, and must be left for its attempt
+    to reap (taken for a stray, it was reaped and its exit status lost)."""
+    jobs = [node(tmp_path, f"q{i}", ["--mode", "ok", "--out", f"unused{i}"]) for i in range(150)]
+    final = run_all(backend, backend.submit(jobs), timeout=120)
+    assert {s.state for s in final.values()} == {JobState.SUCCEEDED}

@@ -493,8 +493,8 @@ class Monitor:
         try:
             return os.pidfd_open(pid)
         except OSError as exc:
-            if not transient(exc):  # a kernel without pidfds: check each pid from now on
-                self._pidfd = False
+            if exc.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):  # no pidfds here:
+                self._pidfd = False  # check each pid from now on
             return None  # out of descriptors after all: this one attempt is polled
 
     def _unstarted(
@@ -655,8 +655,9 @@ class Monitor:
                 continue
             proc = None if procs is None else procs.get(pid)
             start = start_time(pid) if proc is None or proc.zombie else proc.start
-            if expected is not None and start is not None and start >= expected:
-                continue  # may be a launched child not yet known: judged once it is
+            if expected is not None and (_born(pid) if start is None else start) >= expected:
+                continue  # may be a launched child not yet known (even one that already
+                # ended, whose exit status is its attempt's): judged once it is known
             if start is None:  # exited (a zombie): reap it, its CPU time to its attempt
                 known = self._strays.pop(pid, None)
                 self._reap_stray(pid, None if known is None else known.owners)
@@ -732,7 +733,10 @@ class Monitor:
         # whatever it left running in its group first (a forked `sleep 1000 &`).
         _killpg(attempt.pid, signal.SIGKILL)
         killed = self._kill_leftovers(attempt)
-        _, status, usage = os.wait4(attempt.pid, 0)
+        try:
+            _, status, usage = os.wait4(attempt.pid, 0)
+        except ChildProcessError:  # reaped elsewhere: how it ended is not known
+            return self._gone(attempt)
         if killed and self.reaper:
             self._reap_killed(attempt, killed)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
@@ -765,6 +769,24 @@ class Monitor:
             reason = f"{reason}; {lost_output}"
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
                              ended, reason, cpu_time=round(cpu, 6))
+
+    def _gone(self, attempt: _Attempt) -> AttemptResult:
+        """Forget an attempt whose process was reaped by someone else: LOST (run again)."""
+        del self._attempts[attempt.key]
+        del self._tokens[attempt.token.encode()]
+        if attempt.pidfd is not None:
+            self.poller.unregister(attempt.pidfd)
+            del self._by_fd[attempt.pidfd]
+            os.close(attempt.pidfd)
+        else:
+            self._unwatched -= 1
+        for pump in attempt.pumps:
+            pump.pump(limit=1024)
+            self._unpump(pump)
+        now = time.time()
+        return AttemptResult(JobState.LOST, None, None, None, time.monotonic() - attempt.t0,
+                             self.host, attempt.started, now,
+                             f"process {attempt.pid} was reaped before its exit could be read")
 
     def _kill_leftovers(self, attempt: _Attempt) -> set[int]:
         """Kill what the ending ``attempt`` left outside its process group: its recorded
@@ -903,7 +925,20 @@ def _spawn_failure(
 
 
 def _has_exited(pid: int) -> bool:
-    """Whether ``pid`` ended, without reaping it (so its process group stays ours)."""
+    """Whether ``pid`` ended, without reaping it (so its process group stays ours); a pid
+    that is no child of ours (reaped elsewhere) has ended too."""
     if hasattr(os, "waitid"):
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
     return False  # pragma: no cover - every Unix we support has waitid
+
+
+def _born(pid: int) -> int:
+    """The start time of ``pid``, a zombie among them (it keeps its stat line); 0 if gone."""
+    fields = stat_fields(pid)
+    try:
+        return 0 if fields is None else int(fields[19])
+    except (ValueError, IndexError):
+        return 0
