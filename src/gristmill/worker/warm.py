@@ -17,8 +17,10 @@ imports it):
 - :func:`serve`, the warm interpreter's loop: import the task, say ``ready`` (or
   ``error`` with the traceback), then for each request fork.
 
-Each node is forked twice (the warm interpreter forks a middle process that forks the
-node and exits at once), so the node is reparented to the launcher, which must be a
+Each node is forked twice (the warm interpreter keeps :data:`_IDLE_MIDDLES` middle
+processes forked ahead, waiting on the socket; the one that takes a request forks the
+node and exits, and the warm interpreter forks another), so the node is reparented to
+the launcher, which must be a
 child subreaper (:func:`gristmill.worker.monitor.become_subreaper`): the node is then the
 launcher's own child, watched and reaped by its monitor exactly like a spawned attempt
 (pidfd, ``wait4``, exit status, CPU time, process group, limits). On the status pipe the
@@ -36,6 +38,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
 if TYPE_CHECKING:
@@ -54,6 +57,11 @@ _BOOT = (f"import sys; sys.path.append({_PARENT!r}); "
          "from gristmill.dsl.exec import warm_up; from gristmill.dsl.task import get_task; "
          "from gristmill.worker.warm import serve; sys.exit(serve(get_task, warm_up))")
 _MAX_MESSAGE = 1 << 20
+#: Middle processes kept forked and waiting for a request: on its way to starting, a
+#: node then waits for one fork (its own), not two.
+_IDLE_MIDDLES = 2
+#: A middle's exit code when the launcher has gone (EOF on the socket).
+_GONE = 3
 _RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ")
                        if hasattr(signal, name))
 
@@ -199,28 +207,45 @@ def serve(load: Callable[[str], Any], prepare: Callable[[Any], object] | None = 
     if native > 0:
         others.append(f"{native} started by native code")
     sock.send(json.dumps({"ready": os.getpid(), "threads": others}).encode())
+    idle, stopping = 0, False
     while True:
+        while not stopping and idle < _IDLE_MIDDLES:
+            for stream in (sys.stdout, sys.stderr):  # nothing of ours may reach a node's log
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            try:
+                middle = os.fork()
+            except OSError:  # no process to be had now: the ones waiting will do, or later
+                break
+            if middle == 0:
+                _take_request(sock, task)
+            idle += 1
+        if idle == 0:
+            if stopping:
+                return 0
+            time.sleep(0.1)  # could fork none: try again
+            continue
         try:
-            data, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 3)
-        except OSError:
-            return 0
-        if not data:
-            return 0  # the launcher has gone
-        request = json.loads(data)
-        for stream in (sys.stdout, sys.stderr):  # nothing of ours may reach a node's log
-            with contextlib.suppress(Exception):
-                stream.flush()
-        try:
-            middle = os.fork()
-        except OSError as exc:  # no process to be had: the node says so and fails
-            os.write(fds[1], f"gristmill: launch: fork: cannot fork: {exc}\n".encode())
-            middle = -1
-        if middle == 0:
-            _middle(sock, task, request, fds)
-        for received in fds:
-            os.close(received)
-        if middle > 0:
-            os.waitpid(middle, 0)
+            _, status = os.wait()  # a middle took its request (or saw the launcher go)
+        except ChildProcessError:
+            idle = 0
+            continue
+        idle -= 1
+        if os.waitstatus_to_exitcode(status) == _GONE:
+            stopping = True
+
+
+def _take_request(sock: socket.socket, task: Any) -> None:
+    """A middle process, forked ahead: wait for one request, then serve it (:func:`_middle`)."""
+    import socket
+
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 3)
+    except OSError:
+        os._exit(_GONE)
+    if not data:
+        os._exit(_GONE)  # the launcher has gone
+    _middle(sock, task, json.loads(data), fds)
 
 
 def _middle(sock: socket.socket, task: Any, request: dict[str, Any], fds: list[int]) -> None:
@@ -233,7 +258,9 @@ def _middle(sock: socket.socket, task: Any, request: dict[str, Any], fds: list[i
         if node == 0:
             _node(task, request, fds, middle)
         os.setpgid(node, node)
-    except OSError:
+    except OSError as exc:  # no process to be had: the node says so and fails
+        with contextlib.suppress(OSError):
+            os.write(fds[1], f"gristmill: launch: fork: cannot fork: {exc}\n".encode())
         os._exit(1)
     try:
         os.write(status, f"forked {node}\n".encode())
