@@ -28,13 +28,29 @@ def level_for(verbose: int) -> str:
     return LEVELS[min(max(verbose, 0), len(LEVELS) - 1)]
 
 
+#: The sink set up last: (handler id, sink, level, format).
+_configured: tuple[int, Any, str, str] | None = None
+
+
 def configure_logging(verbose: int = 0, *, sink: Any = None, fmt: str = TASK_FORMAT) -> None:
     """Replace every sink with one on ``sink`` (stderr) at the ``-v`` level; enable gristmill.
 
     gristmill's own records are enabled too: the traceback of a failing task is
     logged by gristmill and must reach the attempt's log even without ``-v``.
+
+    A call that would set up what is set up already (the same sink, level and format, no
+    other sink added since) keeps it: a node forked from a warm interpreter (``launch:
+    fork``) inherits its setup, where loguru's ``add`` would cost it ~5 ms.
     """
+    global _configured
+    target = sys.stderr if sink is None else sink
+    level = level_for(verbose)
+    handlers = getattr(getattr(logger, "_core", None), "handlers", None)
+    if (_configured is not None and _configured[1:] == (target, level, fmt)
+            and handlers is not None and list(handlers) == [_configured[0]]):
+        logger.enable("gristmill")
+        return
     logger.remove()
-    logger.add(sys.stderr if sink is None else sink, level=level_for(verbose), format=fmt,
-               backtrace=False, diagnose=False)
+    handler = logger.add(target, level=level, format=fmt, backtrace=False, diagnose=False)
+    _configured = (handler, target, level, fmt)
     logger.enable("gristmill")

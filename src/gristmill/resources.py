@@ -94,6 +94,25 @@ def _chunk(value: object) -> int | None:
     return _opt_count("chunk", 1)(value)
 
 
+#: How a task's nodes start: ``exec`` (a fresh process each, the default) or ``fork``
+#: (forks of one warm interpreter that imported the task; see docs/launch.md).
+LAUNCH_MODES = ("exec", "fork")
+
+
+def check_launch(value: object, task: str | None = None) -> str | None:
+    """``launch`` as given (None: not set); anything but ``exec``/``fork`` is a SpecError
+    naming the task (when known) and the allowed values."""
+    if value is None or value in LAUNCH_MODES:
+        return value
+    where = f"task {task!r}: " if task else ""
+    raise SpecError(f"{where}launch: {value!r} is not a launch mode; use one of "
+                    f"{', '.join(LAUNCH_MODES)} (e.g. launch: fork)")
+
+
+def _launch(value: object) -> str | None:
+    return check_launch(value)
+
+
 def _queue(value: object) -> str | None:
     return _opt_text("queue")(value)
 
@@ -235,7 +254,7 @@ DEFAULT_ON_TIMEOUT = escalation("runtime", 2)
 
 @attrs.frozen
 class Policy:
-    """Per-task run policy that is not a resource: retries, escalation, concurrency.
+    """Per-task run policy that is not a resource: retries, escalation, concurrency, launch.
 
     ``None`` means "not set here", so layers merge the way :class:`Resources` do.
     """
@@ -247,6 +266,10 @@ class Policy:
     #: How many ready nodes of the task (same resources) a scheduler backend may pack into
     #: one job, run one after another inside it (docs/chunks.md); None and 1 mean one each.
     chunk: int | None = attrs.field(default=None, converter=_chunk)
+
+
+    #: ``"exec"`` or ``"fork"`` (:data:`LAUNCH_MODES`); None: not set here (exec).
+    launch: str | None = attrs.field(default=None, converter=_launch)
 
     def merged_with(self, override: Policy | None) -> Policy:
         """Return this policy with every field that ``override`` sets replaced."""

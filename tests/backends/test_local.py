@@ -78,12 +78,12 @@ def run_all(
 
 def wait_for(
     backend: LocalBackend, handle: JobHandle, state: JobState, timeout: float = 10
-) -> None:
+) -> JobStatus:
     deadline = time.monotonic() + timeout
     while True:
         status = backend.poll([handle]).get(handle)
         if status is not None and status.state is state:
-            return
+            return status
         assert status is None or not status.state.finished, status
         assert time.monotonic() < deadline, f"{handle.key} never reached {state}"
         backend.wait(0.5)
@@ -128,14 +128,17 @@ def test_exit_codes_signals_and_result_files(tmp_path: Path, backend: LocalBacke
         "killed": (JobState.FAILED, None, 9, "killed by SIGKILL"),
         "missing": (JobState.FAILED, 127, None, "command not found: /nonexistent/program"),
     }
-    for handle, status in final.items():
-        result = read_result(handle.result_path, key=handle.key)
-        assert result is not None
-        assert result.key == handle.key  # the supervisor names the attempt in its result
-        assert JobStatus.from_result(result) == status
-    # Reported once; asked again, the result file answers.
+    # The results came over the pipe: while the engine lives, no result file is written.
+    assert not (tmp_path / "results").exists()
+    # Asked again: the same answer until the engine acknowledged it (a later wait or
+    # submit), then nothing (unchanged); never another state.
     again = backend.poll(handles)
-    assert {h.key: s.state for h, s in again.items()}["three"] is JobState.FAILED
+    assert all(status == final[handle] for handle, status in again.items())
+    # Only what a task wrote has a log file: `missing` has gristmill's own line.
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["missing.err"]
+    assert (logs / "missing.err").read_text() == (
+        "gristmill: command not found: /nonexistent/program\n")
 
 
 def test_each_status_carries_the_cpu_time_its_attempt_burned(
@@ -157,8 +160,6 @@ def test_each_status_carries_the_cpu_time_its_attempt_burned(
     assert cpu["child"] >= 0.5
     assert cpu["idle"] is not None
     assert cpu["idle"] < 0.2
-    for handle, status in final.items():
-        assert read_result(handle.result_path, key=handle.key).cpu_time == status.cpu_time  # type: ignore[union-attr]
 
 
 def test_memory_and_runtime_limits(tmp_path: Path, backend: LocalBackend) -> None:
@@ -247,17 +248,15 @@ def test_cancel_running_and_queued_jobs(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert queued not in backend.poll([queued])  # unchanged: still queued
         backend.cancel([queued])
-        wait_for(backend, queued, JobState.CANCELLED, timeout=2)
+        cancelled = wait_for(backend, queued, JobState.CANCELLED, timeout=2)
         start = time.monotonic()
         backend.cancel([stubborn])
         final = run_all(backend, [stubborn], timeout=5)
         assert 0.2 < time.monotonic() - start < 3  # SIGTERM ignored, SIGKILL after the grace
     assert final[stubborn].state is JobState.CANCELLED
     assert final[stubborn].signal == signal.SIGKILL
-    result = read_result(queued.result_path, key=queued.key)
-    assert result is not None
-    assert result.state is JobState.CANCELLED
-    assert result.reason == "cancelled before it started"
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.reason == "cancelled before it started"
     assert not (tmp_path / "logs" / "queued.out").exists()
 
 
@@ -508,3 +507,90 @@ def test_a_shadowing_module_in_the_working_directory_is_not_imported_by_the_supe
         final = run_all(backend, backend.submit([request(tmp_path, "plain", ["true"])]))
     assert [s.state for s in final.values()] == [JobState.SUCCEEDED]
     assert not marker.exists()
+
+
+UNACKED = """
+import json, os, sys, time
+from pathlib import Path
+from gristmill.backends.base import JobRequest
+from gristmill.backends.local.backend import LocalBackend
+from gristmill.resources import Resources
+
+tmp = Path(sys.argv[1])
+def job(key, *argv):
+    return JobRequest(key=key, task="t", job_name=key, argv=argv, resources=Resources(),
+                      stdout=tmp / f"{key}.out", stderr=tmp / f"{key}.err",
+                      result_path=tmp / f"{key}.json")
+backend = LocalBackend(max_cores=2)
+recorded, reported = backend.submit([job("recorded", "true"), job("reported", "false")])
+done = {}
+while "recorded" not in done:  # poll, then wait: the engine recorded what the poll said
+    backend.wait(1.0)
+    done.update({h.key: s.state.value for h, s in backend.poll([recorded]).items()
+                 if s.state.finished})
+backend.wait(0.0)  # acknowledges `recorded`
+while "reported" not in done:  # reported by a poll, then the engine dies before a wait
+    time.sleep(0.05)
+    done.update({h.key: s.state.value for h, s in backend.poll([reported]).items()
+                 if s.state.finished})
+print(json.dumps(done), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_result_the_engine_did_not_acknowledge_is_written_when_it_dies(tmp_path: Path) -> None:
+    """While the engine lives, results travel over the pipe only; one it was told but may
+    not have recorded (no ``wait``/``submit`` since) is written to its file when it dies."""
+    src = str(Path(gristmill.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        src, os.environ.get("PYTHONPATH")]))}
+    engine = subprocess.run([sys.executable, "-c", UNACKED, str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert engine.returncode == -signal.SIGKILL, engine.stderr
+    assert json.loads(engine.stdout) == {"recorded": "SUCCEEDED", "reported": "FAILED"}
+    written = tmp_path / "reported.json"
+    deadline = time.monotonic() + 10
+    while not written.exists():
+        assert time.monotonic() < deadline, "the orphaned supervisor wrote no result file"
+        time.sleep(0.02)
+    result = read_result(written, key="reported")
+    assert result is not None
+    assert (result.state, result.exit_code) == (JobState.FAILED, 1)
+    assert not (tmp_path / "recorded.json").exists()  # acknowledged: never needed a file
+
+
+def test_logs_are_made_only_when_written_and_a_lost_log_fails_the_job(
+    tmp_path: Path, backend: LocalBackend
+) -> None:
+    """A log file appears with the first byte (stdout and stderr apart, or one file for
+    both); output that cannot be written makes the attempt FAILED, naming the file."""
+    readonly = tmp_path / "a-file"  # not a directory: no log can be made in it
+    readonly.write_text("")
+    jobs = [request(tmp_path, "quiet", ["true"]),
+            request(tmp_path, "talks", ["sh", "-c", "echo hello; echo oops >&2"]),
+            JobRequest(key="one", task="t", job_name="one",
+                       argv=("sh", "-c", "echo a; echo b >&2; echo c"), resources=Resources(),
+                       stdout=tmp_path / "logs" / "one.log", stderr=tmp_path / "logs" / "one.log",
+                       result_path=tmp_path / "one.json"),
+            JobRequest(key="big", task="t", job_name="big",
+                       argv=("sh", "-c", "head -c 3000000 /dev/zero"), resources=Resources(),
+                       stdout=tmp_path / "logs" / "big.out", stderr=tmp_path / "logs" / "big.err",
+                       result_path=tmp_path / "big.json"),
+            JobRequest(key="lost", task="t", job_name="lost", argv=("echo", "x"),
+                       resources=Resources(), stdout=readonly / "lost.out",
+                       stderr=readonly / "lost.err", result_path=tmp_path / "lost.json")]
+    final = {h.key: s for h, s in run_all(backend, backend.submit(jobs)).items()}
+    logs = tmp_path / "logs"
+    assert {k: s.state for k, s in final.items()} == {
+        "quiet": JobState.SUCCEEDED, "talks": JobState.SUCCEEDED, "one": JobState.SUCCEEDED,
+        "big": JobState.SUCCEEDED, "lost": JobState.FAILED}
+    assert not (logs / "quiet.out").exists()
+    assert not (logs / "quiet.err").exists()
+    assert (logs / "talks.out").read_text() == "hello\n"
+    assert (logs / "talks.err").read_text() == "oops\n"
+    assert (logs / "one.log").read_text() == "a\nb\nc\n"
+    assert (logs / "big.out").stat().st_size == 3_000_000
+    assert not (logs / "big.err").exists()
+    assert final["lost"].exit_code == 0
+    assert final["lost"].reason.startswith("exit code 0; its stdout could not be written to "
+                                           f"{readonly / 'lost.out'}: ")

@@ -7,6 +7,7 @@ backend was handed, not only the engine's counts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from gm_testing import attempts, max_overlap
+from gm_testing import attempts, fixtures_importable, max_overlap
 
 import gristmill.engine.runner
 from gristmill.backends.base import JobHandle, JobRequest
@@ -170,4 +171,41 @@ def test_a_bad_chunk_flag_is_refused_before_anything_runs(
                  "--chunk", given, "--run-dir", str(tmp_path / "runs"))
     assert result.exit_code != 0
     assert message in result.output + result.stderr
+
+
+# -- launch: fork ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "forked"), [([], True), (["--launch", "act=exec"], False),
+                                               (["--launch", "act=fork"], True)])
+def test_launch_from_the_decorator_or_the_flag_reaches_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handed: list[JobRequest],
+    given: list[str], forked: bool,
+) -> None:
+    """``act`` says ``launch="fork"``; ``--launch act=exec`` beats it: each node then
+    imports the task itself, where forks share one import."""
+    fixtures_importable(monkeypatch)
+    imports = tmp_path / "imports"
+    monkeypatch.setenv("GM_FORK_IMPORTS", str(imports))
+    result = cli("run", "gm_fork_tasks:acts", "--n", "3", *given, "--max-cores", "2",
+                 "--run-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert {j.fork_entry for j in handed} == {"gm_fork_tasks:act" if forked else None}
+    others = [pid for pid in lines(imports) if int(pid) != os.getpid()]  # not the CLI's own
+    assert len(others) == (1 if forked else 3)
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("act=spawn", "launch: 'spawn' is not a launch mode; use one of exec, fork"),
+    ("act", "--launch 'act': write TASK=MODE, e.g. --launch fit=fork"),
+    ("fit=fork", "fit"),
+])
+def test_a_bad_launch_flag_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, message: str
+) -> None:
+    fixtures_importable(monkeypatch)
+    result = cli("run", "gm_fork_tasks:acts", "--n", "1", "--launch", flag,
+                 "--run-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
     assert not (tmp_path / "runs").exists()

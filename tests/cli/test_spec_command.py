@@ -195,3 +195,9 @@ def test_resources_suggest_without_successful_attempts_is_an_error(
     result = cli("resources", str(latest(tmp_path / "runs")), "--suggest")
     assert result.exit_code == 1, result.output
     assert "no successful attempts to learn from in the run(s) given" in result.output
+
+
+def test_defaults_show_a_tasks_launch_mode() -> None:
+    printed = yaml.safe_load(gristmill("spec", "gm_fork_tasks:acts", "--n", "1",
+                                       "--defaults").output)
+    assert printed["tasks"]["act"]["launch"] == "fork"

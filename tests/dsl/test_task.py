@@ -326,3 +326,14 @@ def test_program_must_be_an_argv_list() -> None:
         gm.task(program="true")
     with pytest.raises(TypeError, match="argv list"):
         gm.task(program=[])
+
+
+def test_launch_is_checked_by_the_decorator() -> None:
+    from gristmill.errors import SpecError
+
+    with pytest.raises(SpecError, match="launch: 'forked' is not a launch mode; use one of "
+                                        "exec, fork"):
+        gm.task(launch="forked")
+    with pytest.raises(TypeError, match="a program= task"):
+        gm.task(launch="fork", program=["Rscript", "fit.R"])
+    assert gm.task(launch="fork")  # a decorator, waiting for its function

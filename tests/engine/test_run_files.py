@@ -32,14 +32,12 @@ def group_umask() -> Iterator[None]:
 def test_every_file_and_directory_of_a_run_follows_the_umask(
     et: ModuleType, tmp_path: Path
 ) -> None:
-    result = run_workflow(et.appends(path=str(tmp_path / "out"), n=2, pause=0.0),
-                          run_dir=tmp_path / "runs")
+    result = run_workflow(et.one_chatty(nbytes=4096), run_dir=tmp_path / "runs")
     assert result.ok
     paths = [p for p in result.run_dir.rglob("*") if not p.is_symlink()]
     names = {p.name for p in paths}
     assert {"gristmill.db", ".gristmill.lock", "run_metadata.yaml"} <= names
-    assert any(n.endswith(".result.json") for n in names)
-    assert any(n.endswith(".out") for n in names)
+    assert any(n.endswith(".out") for n in names)  # made by the supervisor when written
     for path in [result.run_dir, *paths]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o020, f"{path} is {oct(mode)}: the umask 002 lets the group write"
@@ -72,7 +70,6 @@ def test_no_task_name_puts_a_file_outside_the_run_directory_or_hides_one(
     for attempt in tried:
         folder = run_dir / "logs" / task_dir(attempt.task)
         for file in (attempt.stdout, attempt.stderr, attempt.result_path):
-            assert Path(file).parent == folder
-            assert Path(file).is_file()
+            assert Path(file).parent == folder  # made only when needed, but only there
         assert Path(attempt.stdout).read_text().startswith("task ")  # it ran, and wrote there
     assert len({task_dir(a.task) for a in tried}) == len(HOSTILE_NAMES)

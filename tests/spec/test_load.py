@@ -615,3 +615,20 @@ def test_a_spec_with_a_few_aliases_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text("default: &base {mem: 2G, retries: 1}\ntasks:\n  fit: *base\n")
     assert load_spec(path).settings_for("fit").resources.mem == 2 * 2**30
+
+
+def test_launch_is_a_task_setting_layered_like_retries_and_rendered_back() -> None:
+    spec = Spec.from_dict({"default": {"launch": "exec"}, "tasks": {"fit": {"launch": "fork"}}})
+    assert spec.settings_for("fit").policy.launch == "fork"
+    assert spec.settings_for("other").policy.launch == "exec"
+    assert Spec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict()["tasks"]["fit"] == {"launch": "fork"}
+
+
+def test_a_bad_launch_names_the_task_and_the_allowed_modes() -> None:
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict({"tasks": {"fit": {"launch": "spawn"}}})
+    assert "tasks.fit.launch: 'spawn' is not a launch mode; use one of exec, fork" in str(
+        info.value)
+    with pytest.raises(SpecError, match="launch: 'vfork' is not a launch mode"):
+        Policy(launch="vfork")

@@ -46,6 +46,10 @@ class JobRequest:
     #: How many requests of this one's task (same resources) a backend may pack into one
     #: job, run one after another (the task's ``chunk``). A backend that cannot ignores it.
     chunk: int = 1
+    #: The task's ``module:qualname`` when its nodes may run as forks of a warm
+    #: interpreter (``launch: fork``, :mod:`gristmill.worker.warm`), else None. ``argv``
+    #: stays the node's own: a backend that does not fork runs it as it is.
+    fork_entry: str | None = None
 
 
 @attrs.frozen

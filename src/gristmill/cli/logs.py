@@ -270,7 +270,7 @@ def _print(out: Output, run_dir: Path, paths: list[str], *, lines: int | None,
             out.note(f"(cannot read: {exc.strerror})")
             continue
         if not opened:
-            out.note("(not written yet)" if keep_open else "(cannot read: no such file)")
+            out.note("(nothing written yet)" if keep_open else "(nothing written: no such file)")
         else:
             assert log.handle is not None
             if lines is not None:

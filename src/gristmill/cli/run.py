@@ -25,7 +25,7 @@ from gristmill.engine.hooks import Hooks
 from gristmill.engine.plan import RunOptions, make_plan, resolve_spec
 from gristmill.engine.rebuild import rebuild_workflow
 from gristmill.engine.runner import RunResult, run_plan
-from gristmill.errors import BackendError, GristmillError, RunDirError
+from gristmill.errors import BackendError, GristmillError, RunDirError, SpecError
 from gristmill.logs import CLI_FORMAT, configure_logging
 from gristmill.resources import Policy, Resources
 from gristmill.spec.load import Spec, load_spec, resources_from_cli
@@ -87,6 +87,10 @@ def run_options(fn: Any) -> Any:
         click.option("--chunk", multiple=True, metavar="TASK=N",
                      help="Pack up to N ready nodes of TASK into one scheduler job (Slurm, "
                      "Grid Engine; repeatable; others ignore it)."),
+        click.option("--launch", multiple=True, metavar="TASK=fork|exec",
+                     help="How TASK's nodes start (repeatable): fork runs them, on the local "
+                     "backend, as forks of one interpreter that imported the task "
+                     "(docs/launch.md); exec (the default) starts each afresh."),
         click.option("--poll-interval", type=float, help="Longest wait between status polls (s)."),
         click.option("--option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="A backend option (repeatable), for any backend; text the backend "
@@ -219,9 +223,12 @@ def run(
     backend = flags.backend
     if backend is None and given_backend_flags(ctx):  # which backend the flags must be for
         backend = resolve_spec(wf, spec_path).workflow.backend or DEFAULT_BACKEND
+    spec: Spec | Path | None = spec_path
+    if flags.launch:
+        spec = (load_spec(spec_path) if spec_path else Spec()).merged_with(flags.launch_spec())
     options = RunOptions(
         backend=backend,
-        spec=spec_path,
+        spec=spec,
         resources=flags.resources(),
         policy=Policy(retries=flags.retries),
         max_concurrent=flags.max_concurrent,
@@ -260,6 +267,8 @@ def resume(ctx: click.Context, /, run_dir: Path, spec_path: Path | None, **given
     spec = Spec.from_dict(meta.get("spec") or {}, source=f"{run_dir} (stored spec)").without_hooks()
     if spec_path is not None:
         spec = spec.merged_with(load_spec(spec_path))
+    if flags.launch:
+        spec = spec.merged_with(flags.launch_spec())
     stored_backend = str(meta.get("backend") or DEFAULT_BACKEND)
     backend = flags.backend or (spec.workflow.backend if spec_path else None) or stored_backend
     stored_options = (meta.get("backend_options") or {}) if backend == stored_backend else {}
@@ -296,6 +305,7 @@ class _Flags:
     fail_fast: bool | None
     retries: int | None
     chunk: tuple[str, ...]
+    launch: tuple[str, ...]
     poll_interval: float | None
     backend_option: tuple[str, ...]
     rerun: tuple[str, ...]
@@ -309,6 +319,17 @@ class _Flags:
 
     def hooks(self) -> Hooks:
         return Hooks(self.on_success, self.on_failure)
+
+    def launch_spec(self) -> Spec:
+        """``--launch TASK=MODE`` as a spec layer (``tasks: {TASK: {launch: MODE}}``): it
+        beats the spec files, and the runner refuses a task the workflow does not have."""
+        tasks: dict[str, dict[str, str]] = {}
+        for pair in self.launch:
+            name, equals, mode = pair.partition("=")
+            if not equals or not name.strip():
+                raise SpecError(f"--launch {pair!r}: write TASK=MODE, e.g. --launch fit=fork")
+            tasks[name.strip()] = {"launch": mode.strip()}
+        return Spec.from_dict({"tasks": tasks}, source="--launch")
 
     def resources(self) -> Resources:
         return resources_from_cli(mem=self.mem, cores=self.cores, runtime=self.runtime,

@@ -8,8 +8,23 @@ from __future__ import annotations
 
 import sys
 
-from gristmill.dsl.task import get_task
+from gristmill.dsl.task import Task, get_task
 from gristmill.errors import GristmillError
+from gristmill.logs import configure_logging
+
+
+def warm_up(task: Task) -> None:
+    """Do in a warm interpreter (``launch: fork``, :mod:`gristmill.worker.warm`) what each
+    node of ``task`` would otherwise do first, so that its forks inherit it.
+
+    gristmill's logging as ``-v`` sets it up (a node's own call then keeps it, see
+    :func:`gristmill.logs.configure_logging`: loguru's ``add`` costs a fork ~5 ms), and
+    ``difflib``, which click imports while it parses a command line (~5 ms).
+    """
+    import difflib  # noqa: F401 - imported for the forks
+
+    configure_logging(1)
+    del task
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,6 +239,7 @@ def task(
     chunk: int | None = None,
     program: Sequence[str] | None = None,
     version: str | int | None = None,
+    launch: str | None = None,
     **extra: str,
 ) -> Callable[[Callable[..., Any] | click.Command], Task]: ...
 
@@ -258,6 +259,7 @@ def task(
     chunk: int | None = None,
     program: Sequence[str] | None = None,
     version: str | int | None = None,
+    launch: str | None = None,
     **extra: str,
 ) -> Task | Callable[[Callable[..., Any] | click.Command], Task]:
     """Register a click command (or a function carrying click params) as a task.
@@ -275,6 +277,17 @@ def task(
     ``chunk`` lets a scheduler backend (Slurm, Grid Engine) pack up to that many ready
     nodes of the task into one array element, for tasks too short to be worth a job
     each (docs/chunks.md); other backends ignore it.
+
+    ``launch="fork"`` runs the task's nodes, on the local backend, as forks of one warm
+    interpreter that imported the task's module once (a few ms a node instead of an
+    interpreter's start and its imports); ``"exec"`` (the default) starts each node
+    afresh. Each fork is still a process of its own (logs, limits, exit status), but it
+    shares what the module did at import: do not fork a task whose imports start
+    threads (a lock held at the fork stays locked: the node fails, naming ``launch:
+    exec``) or open fork-unsafe state (database or network connections, CUDA, MPI);
+    module-level state one node changes is not seen by the next; the warm interpreter's
+    memory counts in each node's RSS until written. Other backends run ``exec``. See
+    docs/launch.md.
     """
     if callable(mem) or isinstance(mem, click.Command):
         return task()(mem)
@@ -282,7 +295,11 @@ def task(
         mem=mem, cores=cores, runtime=runtime, queue=queue, gpus=gpus or None,
         project=project, extra=extra,
     )
-    policy = Policy(retries=retries, max_concurrent=max_concurrent, chunk=chunk)
+    policy = Policy(retries=retries, max_concurrent=max_concurrent, chunk=chunk,
+                    launch=launch)
+    if launch == "fork" and program is not None:
+        raise TypeError(f"launch='fork' runs a Python task's own command; a program= task "
+                        f"({list(program)!r}) runs with launch='exec'")
     if program is not None and (isinstance(program, str) or not program):
         raise TypeError(
             f"program= takes a non-empty argv list, e.g. ['Rscript', 'fit.R']; got {program!r}"

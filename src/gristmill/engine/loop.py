@@ -454,6 +454,7 @@ class Engine:
             stderr=log_dir / f"{name}.err",
             result_path=log_dir / f"{name}.result.json",
             chunk=(self.plans[unit_index].policy.chunk or 1) if self.chunks else 1,
+            fork_entry=task.key if self.plans[unit_index].policy.launch == "fork" else None,
         )
         return request, resources
 

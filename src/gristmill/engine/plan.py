@@ -16,10 +16,11 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from loguru import logger
 
 from gristmill.engine.faults import FAULT
 from gristmill.engine.hooks import Hooks
@@ -195,6 +196,8 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
     for where, value in (("--poll-interval", options.poll_interval),
                          ("the spec's workflow.poll_interval", settings.poll_interval)):
         check_poll_interval(where, value)
+    backend = options.backend or settings.backend or "local"
+    check_launches(wf, units, backend)
     fail_fast = options.fail_fast if options.fail_fast is not None else settings.fail_fast
     config = EngineConfig(
         fail_fast=wf.fail_fast if fail_fast is None else bool(fail_fast),
@@ -203,13 +206,28 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
     )
     return Plan(
         workflow=wf, graph=graph, spec=spec, units=units, config=config,
-        backend=options.backend or settings.backend or "local",
+        backend=backend,
         backend_options={**dict(settings.backend_options), **options.backend_options},
         requested=options.requested(),
         rerun=options.rerun,
         hooks=Hooks(options.hooks.on_success or settings.on_success,
                     options.hooks.on_failure or settings.on_failure),
     )
+
+
+def check_launches(wf: Workflow, units: Sequence[UnitPlan], backend: str) -> None:
+    """``launch: fork`` forks a Python task's own command: a ``program=`` task cannot be
+    forked (SpecError naming it); a backend other than the local one runs ``exec``."""
+    forked = {unit.task.name: unit.task for unit, plan in zip(wf.units, units)
+              if plan.policy.launch == "fork"}
+    for name, task in forked.items():
+        if task.program is not None:
+            raise SpecError(
+                f"task {name!r}: launch: fork runs a Python task's own command, but it runs "
+                f"the program {list(task.program)!r}; drop launch: fork for it")
+    if forked and backend != "local":
+        logger.debug("launch: fork is for the local backend; the {} backend starts the nodes "
+                     "of {} as usual (exec)", backend, ", ".join(sorted(forked)))
 
 
 def check_poll_interval(where: str, value: float | None) -> None:

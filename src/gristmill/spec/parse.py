@@ -103,6 +103,7 @@ _Duration = NewType("_Duration", int)
 _Cores = NewType("_Cores", int)
 _Gpus = NewType("_Gpus", int)
 _Retries = NewType("_Retries", int)
+_Launch = NewType("_Launch", str)
 _Limit = NewType("_Limit", int)
 _Chunk = NewType("_Chunk", int)
 _Text = NewType("_Text", str)
@@ -139,6 +140,7 @@ class _TaskDoc:
     on_oom: Optional[_OnOomDoc] = None
     on_timeout: Optional[_OnTimeoutDoc] = None
     chunk: Optional[_Chunk] = None
+    launch: Optional[_Launch] = None
 
 
 @attrs.frozen
@@ -291,7 +293,8 @@ def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
         on_timeout = escalation("runtime", timeout.runtime, timeout.max) if timeout else None
         fields = {key: getattr(doc, key) for key in ("mem", "cores", "runtime", "queue", "gpus")}
         resources = Resources(**fields, project=doc.project, extra=dict(doc.extra or ()))
-        policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout, doc.chunk)
+        policy = Policy(doc.retries, doc.max_concurrent, on_oom, on_timeout,
+                        chunk=doc.chunk, launch=doc.launch)
         return TaskSettings(resources, policy)
 
     hooks: dict[Any, Callable[[Any, Any], Any]] = {
@@ -300,6 +303,7 @@ def _make_converter(memory: Callable[[Any], int]) -> cattrs.Converter:
         _Cores: lambda v, _: _value("cores", lambda: Resources(cores=v).cores),
         _Gpus: lambda v, _: _value("gpus", lambda: Resources(gpus=v).gpus),
         _Retries: lambda v, _: _value("retries", lambda: Policy(retries=v).retries),
+        _Launch: lambda v, _: _value("launch", lambda: Policy(launch=v).launch),
         _Limit: lambda v, _: _value(
             "max_concurrent", lambda: Policy(max_concurrent=v).max_concurrent
         ),

@@ -47,7 +47,8 @@ def task_dict(settings: TaskSettings) -> dict[str, object]:
         out["runtime"] = _runtime_text(settings.resources.runtime)
     policy = settings.policy
     for name, value in (("retries", policy.retries), ("max_concurrent", policy.max_concurrent),
-                        ("chunk", policy.chunk)):
+                        ("chunk", policy.chunk),
+                        ("launch", policy.launch)):
         if value is not None:
             out[name] = value
     for name, rule in (("on_oom", policy.on_oom), ("on_timeout", policy.on_timeout)):

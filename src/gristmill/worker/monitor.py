@@ -52,6 +52,17 @@ is outside the attempt's tree) and, without ``reaper``, anything reparented to i
 Reading ``/proc/<pid>/stat`` of the live tree instead would miss every process that
 ended between two samples; ``wait4`` misses none that we or the tree reap.
 
+Logs made only when written (``lazy_logs=True``, the local supervisor's setting): an
+attempt's stdout and stderr are pipes that the monitor copies into the log files,
+creating each file when the first byte comes. Creating a file costs 0.03 to 0.6 ms on
+ext4 (more after many deletions), twice per attempt, where most tasks of a large map
+write nothing; a pipe costs a few microseconds. A file that cannot be created or
+written (a full disk) makes the attempt FAILED, naming the file: the task itself no
+longer sees the error. The pipes are drained when the attempt ends, before its result
+is made, so the result never precedes the last of its output. Without ``lazy_logs``
+(``python -m gristmill.worker``, one attempt per process) the task writes its files
+itself.
+
 Starting an attempt can fail for want of file descriptors or processes (``EMFILE``,
 ``ENFILE``, ``EAGAIN``, ``ENOMEM``): the machine's fault, not the task's. Such a start
 ends LOST with the reason (:func:`transient`), and the caller waits and tries again
@@ -170,8 +181,8 @@ class _Attempt:
     """One running attempt, as the monitor tracks it (a plain class: no attrs in a wrapper)."""
 
     __slots__ = ("born", "deadline", "exited", "floor", "forced", "key", "kill_at", "mem_limit",
-                 "next_sample", "peak", "pid", "pidfd", "proc", "runtime_limit", "started",
-                 "stray_cpu", "t0", "token", "tree", "verdict")
+                 "next_sample", "peak", "pid", "pidfd", "proc", "pumps", "runtime_limit",
+                 "started", "stray_cpu", "t0", "token", "tree", "verdict")
 
     def __init__(self, key: int, pid: int, pidfd: int | None,
                  proc: subprocess.Popen[bytes] | None, mem_limit: int | None,
@@ -198,6 +209,56 @@ class _Attempt:
         self.born = born  # clock ticks since boot just before the spawn (procfs.ticks_now)
         self.tree: dict[int, int] = {}  # descendants seen by a scan: pid -> start
         self.stray_cpu = 0.0  # CPU seconds of its strays reaped so far (see "CPU time")
+        self.pumps: list[_Pump] = []  # its log pipes (lazy_logs)
+
+
+class _Pump:
+    """One log pipe of an attempt: what comes out of it is appended to ``path``, which is
+    created when the first byte comes (see "Logs made only when written")."""
+
+    __slots__ = ("error", "fd", "out", "path", "polled", "stream")
+
+    def __init__(self, fd: int, path: str, stream: str) -> None:
+        self.fd = fd  # the read end, non-blocking; -1 once closed
+        self.polled = False  # registered on the monitor's poller (else read every 10 ms)
+        self.path = path
+        self.stream = stream  # "stdout", "stderr" or "output" (both to one file)
+        self.out = -1  # the log file, once opened
+        self.error = ""  # why the output could not be written, for the result
+
+    def pump(self, limit: int = 16) -> bool:
+        """Copy what the pipe holds (at most ``limit`` reads of 64 KiB, so one chatty
+        attempt cannot hold up the others); False at end of file."""
+        for _ in range(limit):
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.write(data)
+        return True
+
+    def write(self, data: bytes) -> None:
+        if self.error:
+            return  # the output is lost already; keep the pipe flowing
+        try:
+            if self.out < 0:
+                self.out = open_retrying(self.path, _LOG_FLAGS)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.out, view):]
+        except OSError as exc:
+            self.error = f"its {self.stream} could not be written to {self.path}: " + (
+                exc.strerror or str(exc))
+
+    def close(self) -> None:
+        for fd in (self.fd, self.out):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.out = -1
 
 
 class _Stray:
@@ -218,14 +279,19 @@ class Monitor:
     ``close`` before the process exits. Without pidfds (not Linux) ``wait`` wakes every
     10 ms and ``service`` checks each pid.
 
+    ``lazy_logs=True`` gives each attempt pipes for stdout and stderr and creates its log
+    files only when it writes to them (see the module doc).
+
     ``reaper=True`` says this process is a child subreaper whose children are all
     attempts: any other child is something an attempt left (see the module doc), and is
     killed with it. Leave it False in a process that has children of its own.
     """
 
-    def __init__(self, *, grace: float = 5.0, reaper: bool = False) -> None:
+    def __init__(self, *, grace: float = 5.0, reaper: bool = False,
+                 lazy_logs: bool = False) -> None:
         self.grace = grace
         self.reaper = reaper
+        self.lazy_logs = lazy_logs
         self.poller = select.poll()
         self.host = os.uname().nodename
         self._attempts: dict[int, _Attempt] = {}
@@ -236,6 +302,12 @@ class Monitor:
         self._tokens: dict[bytes, int] = {}  # TOKEN_VAR's value -> the running attempt's key
         self._paths: dict[tuple[str, str | None], str] = {}  # (name, PATH) -> path
         self.environ = dict(os.environ)  # a plain dict spawns faster than os.environ
+        self._pumps: dict[int, _Pump] = {}  # read end -> its pump (lazy_logs)
+        self._polled = 0  # how many of them are on the poller
+        self._helpers: set[int] = set()  # children that are no attempt and no stray (keep)
+        self._expected: dict[int, int] = {}  # launches whose child may reach us: key -> born
+        self._devnull = -1  # /dev/null, opened once: every attempt's stdin
+        self._floor: tuple[float, int] = (-1.0, 0)  # (when read, our own peak RSS)
 
     def __len__(self) -> int:
         return len(self._attempts)
@@ -258,16 +330,11 @@ class Monitor:
         started, t0 = time.time(), time.monotonic()
         if not argv:
             return self._unstarted(started, t0, None, "empty command line")
-        try:
-            out_fd = open_retrying(os.fspath(stdout), _LOG_FLAGS)
-        except OSError as exc:
-            return self._unstarted(started, t0, None, f"cannot open stdout log: {exc}", exc)
-        try:
-            same = os.path.abspath(stdout) == os.path.abspath(stderr)
-            err_fd = out_fd if same else open_retrying(os.fspath(stderr), _LOG_FLAGS)
-        except OSError as exc:
-            os.close(out_fd)
-            return self._unstarted(started, t0, None, f"cannot open stderr log: {exc}", exc)
+        opened = self.open_logs(stdout, stderr)
+        if isinstance(opened, tuple) and len(opened) == 2:
+            what, exc = opened
+            return self._unstarted(started, t0, None, f"cannot open {what} log: {exc}", exc)
+        out_fd, err_fd, pumps = opened
         token = f"{os.getpid()}.{key}.{started!r}"
         tagged = dict(self.environ if env is None else env)
         tagged[TOKEN_VAR] = token
@@ -280,23 +347,94 @@ class Monitor:
             pid, proc = self._spawn(list(argv), out_fd, err_fd, tagged, cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
             if transient(exc):
-                return self._unstarted(started, t0, None, f"cannot start {argv[0]}: {exc}", exc)
-            code, reason = _spawn_failure(exc, argv[0], cwd)
-            os.write(err_fd, f"gristmill: {reason}\n".encode())
-            return self._unstarted(started, t0, code, reason)
-        finally:
+                failed = self._unstarted(started, t0, None, f"cannot start {argv[0]}: {exc}", exc)
+            else:
+                code, reason = _spawn_failure(exc, argv[0], cwd)
+                os.write(err_fd, f"gristmill: {reason}\n".encode())
+                failed = self._unstarted(started, t0, code, reason)
             for fd in {out_fd, err_fd, spare} - {-1}:
                 os.close(fd)
+            for pump in pumps:  # what was said above reaches the log
+                pump.pump(limit=1024)
+                pump.close()
+            return failed
+        for fd in {out_fd, err_fd, spare} - {-1}:
+            os.close(fd)
+        self.watch(key, pid, proc, mem_limit=mem_limit, runtime_limit=runtime_limit,
+                    started=started, t0=t0, floor=self._own_floor(t0), token=token, born=born,
+                    pumps=pumps)
+        return None
+
+    def open_logs(
+        self, stdout: PathLike, stderr: PathLike
+    ) -> tuple[int, int, list[_Pump]] | tuple[str, OSError]:
+        """The stdout and stderr fds an attempt gets (one when both name one file) and
+        their pumps (``lazy_logs``); or which log failed to open, and why."""
+        same = os.path.abspath(stdout) == os.path.abspath(stderr)
+        if self.lazy_logs:
+            pumps: list[_Pump] = []
+            ends: list[int] = []
+            try:
+                for stream, path in (("output" if same else "stdout", stdout), ("stderr", stderr)):
+                    if same and stream == "stderr":
+                        break
+                    read, write = os.pipe()
+                    os.set_blocking(read, False)
+                    pumps.append(_Pump(read, os.fspath(path), stream))
+                    ends.append(write)
+            except OSError as exc:
+                for fd in ends:
+                    os.close(fd)
+                for pump in pumps:
+                    pump.close()
+                return ("stdout" if not ends else "stderr"), exc
+            return ends[0], ends[-1], pumps
+        try:
+            out_fd = open_retrying(os.fspath(stdout), _LOG_FLAGS)
+        except OSError as exc:
+            return "stdout", exc
+        try:
+            err_fd = out_fd if same else open_retrying(os.fspath(stderr), _LOG_FLAGS)
+        except OSError as exc:
+            os.close(out_fd)
+            return "stderr", exc
+        return out_fd, err_fd, []
+
+    def _own_floor(self, now: float) -> int:
+        """What a child is charged at its exec: our own memory's peak, not what was charged
+        to us at ours (a supervisor spawned by a large engine starts small). Read again at
+        most every 0.5 s: it only grows, slowly, and reading it costs ~35 us a start."""
+        when, floor = self._floor
+        if now - when >= 0.5 or when < 0:
+            found = own_peak_rss()
+            if found is None:
+                found = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+            floor = found
+            self._floor = (now, floor)
+        return floor
+
+    def watch(
+        self, key: int, pid: int, proc: subprocess.Popen[bytes] | None, *,
+        mem_limit: int | None, runtime_limit: float | None, started: float, t0: float,
+        floor: int, token: str, born: int, pumps: list[_Pump],
+    ) -> None:
+        """Watch ``pid``, our child leading its own process group, as attempt ``key``
+        (:meth:`start` spawns it; a warm launch forks it, :mod:`gristmill.worker.warm`)."""
         pidfd = self._open_pidfd(pid)
-        # What the child was charged at its exec: our own memory's peak, not what was
-        # charged to us at ours (a supervisor spawned by a large engine starts small).
-        floor = own_peak_rss()
-        if floor is None:
-            floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
         deadline = None if runtime_limit is None else t0 + runtime_limit
         attempt = _Attempt(key, pid, pidfd, proc, mem_limit, runtime_limit, started, t0,
                            deadline, t0 + sample_interval(0.0), floor=floor, token=token,
                            born=born)
+        attempt.pumps = pumps
+        # poll() refuses more descriptors than RLIMIT_NOFILE: past half of it, pipes are
+        # read every 10 ms instead (a machine running hundreds of attempts at once).
+        room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 8 - len(self._by_fd)
+        for pump in pumps:
+            self._pumps[pump.fd] = pump
+            if self._polled < room:
+                self.poller.register(pump.fd, select.POLLIN)
+                pump.polled = True
+                self._polled += 1
         self._attempts[key] = attempt
         self._tokens[token.encode()] = key
         if pidfd is not None:
@@ -304,7 +442,6 @@ class Monitor:
             self.poller.register(pidfd, select.POLLIN)
         else:
             self._unwatched += 1
-        return None
 
     def _spawn(
         self, argv: list[str], out_fd: int, err_fd: int,
@@ -319,8 +456,10 @@ class Monitor:
                 env=env, start_new_session=True,
             )
             return proc.pid, proc
+        if self._devnull < 0:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, self._devnull, 0),
             (os.POSIX_SPAWN_DUP2, out_fd, 1),
             (os.POSIX_SPAWN_DUP2, err_fd, 2),
         ]
@@ -354,8 +493,8 @@ class Monitor:
         try:
             return os.pidfd_open(pid)
         except OSError as exc:
-            if not transient(exc):  # a kernel without pidfds: check each pid from now on
-                self._pidfd = False
+            if exc.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):  # no pidfds here:
+                self._pidfd = False  # check each pid from now on
             return None  # out of descriptors after all: this one attempt is polled
 
     def _unstarted(
@@ -389,7 +528,8 @@ class Monitor:
             if attempt.next_sample is not None:
                 soonest = min(soonest, attempt.next_sample)
         wait = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
-        if self._attempts and (self._unwatched or not self._pidfd):
+        if (self._attempts and (self._unwatched or not self._pidfd)) or (
+                len(self._pumps) > self._polled):
             wait = 0.01 if wait is None else min(wait, 0.01)
         return wait
 
@@ -403,15 +543,42 @@ class Monitor:
             due = timeout
         if due is not None:  # poll() takes a C int of milliseconds (~596 h); wake and re-check
             due = min(due, MAX_WAIT)
-        events = self.poller.poll(None if due is None else math.ceil(due * 1000))
-        mine = []
+        try:
+            events = self.poller.poll(None if due is None else math.ceil(due * 1000))
+        except OSError as exc:  # EINVAL: RLIMIT_NOFILE was lowered under our feet
+            if exc.errno != errno.EINVAL or not self._polled:
+                raise
+            for stale in self._pumps.values():
+                if stale.polled:
+                    self.poller.unregister(stale.fd)
+                    stale.polled = False
+            self._polled = 0
+            return self.wait(timeout)
+        for unpolled in list(self._pumps.values()):
+            if not unpolled.polled and not unpolled.pump():
+                self._unpump(unpolled)
+        mine: list[tuple[int, int]] = []
         for fd, event in events:
             attempt = self._by_fd.get(fd)
-            if attempt is None:
-                mine.append((fd, event))
-            else:
+            if attempt is not None:
                 attempt.exited = True
+                continue
+            pump = self._pumps.get(fd)
+            if pump is None:
+                mine.append((fd, event))
+            elif not pump.pump():  # every writer has gone: stop watching the pipe
+                self._unpump(pump)
         return mine
+
+    def _unpump(self, pump: _Pump) -> None:
+        """Stop watching ``pump``'s pipe and close it (its log file too)."""
+        if pump.fd >= 0:
+            if pump.polled:
+                self.poller.unregister(pump.fd)
+                self._polled -= 1
+                pump.polled = False
+            del self._pumps[pump.fd]
+        pump.close()
 
     def service(self) -> list[tuple[int, AttemptResult]]:
         """Reap ended attempts, enforce runtime and memory limits; the finished results."""
@@ -458,16 +625,39 @@ class Monitor:
                 _killpg(attempt.pid, signal.SIGKILL)
                 attempt.next_sample, attempt.kill_at = None, None
 
+    def keep(self, pid: int) -> None:
+        """``pid``, a child of ours that is no attempt (a warm interpreter), is not a stray:
+        it is left alone while it lives and reaped when it ends."""
+        self._helpers.add(pid)
+
+    def expect(self, key: int, born: int) -> None:
+        """A launch (:mod:`gristmill.worker.warm`) may hand us a child for attempt ``key``
+        from now on (``born``, :func:`~gristmill.worker.procfs.ticks_now`): until
+        :meth:`unexpect`, children born since are not taken for strays."""
+        self._expected[key] = born
+
+    def unexpect(self, key: int) -> None:
+        self._expected.pop(key, None)
+
     def _adopt(self, procs: Mapping[int, Proc] | None = None) -> None:
         """Take note of the children of ours no attempt leads (strays), and whose they are;
         reap those that exited, kill those no running attempt can own."""
         leaders = {a.pid for a in self._attempts.values()}
         orphans: dict[int, int] = {}
+        expected = min(self._expected.values(), default=None)
         for pid in children(os.getpid()):
             if pid in leaders:
                 continue
+            if pid in self._helpers:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        self._helpers.discard(pid)
+                continue
             proc = None if procs is None else procs.get(pid)
             start = start_time(pid) if proc is None or proc.zombie else proc.start
+            if expected is not None and (_born(pid) if start is None else start) >= expected:
+                continue  # may be a launched child not yet known (even one that already
+                # ended, whose exit status is its attempt's): judged once it is known
             if start is None:  # exited (a zombie): reap it, its CPU time to its attempt
                 known = self._strays.pop(pid, None)
                 self._reap_stray(pid, None if known is None else known.owners)
@@ -543,7 +733,10 @@ class Monitor:
         # whatever it left running in its group first (a forked `sleep 1000 &`).
         _killpg(attempt.pid, signal.SIGKILL)
         killed = self._kill_leftovers(attempt)
-        _, status, usage = os.wait4(attempt.pid, 0)
+        try:
+            _, status, usage = os.wait4(attempt.pid, 0)
+        except ChildProcessError:  # reaped elsewhere: how it ended is not known
+            return self._gone(attempt)
         if killed and self.reaper:
             self._reap_killed(attempt, killed)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
@@ -558,14 +751,42 @@ class Monitor:
             self._unwatched -= 1
         if attempt.proc is not None:
             attempt.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        lost_output = ""
+        for pump in attempt.pumps:  # the last of its output, before its result
+            if pump.fd >= 0:  # to its end, or what is there if a stray still holds it
+                pump.pump(limit=1024)
+            lost_output = lost_output or pump.error
+            self._unpump(pump)
         # Linux charges the spawner's peak RSS to a child at exec (the vforked child
         # shares our mm then), so ru_maxrss at or below our own peak says nothing.
         peak = attempt.peak
         if usage.ru_maxrss * _MAXRSS_UNIT > attempt.floor:
             peak = max(peak, usage.ru_maxrss * _MAXRSS_UNIT)
         state, code, sig, reason = _classify(attempt, status, peak, self.grace)
+        if lost_output:
+            if state is JobState.SUCCEEDED:
+                state = JobState.FAILED
+            reason = f"{reason}; {lost_output}"
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
                              ended, reason, cpu_time=round(cpu, 6))
+
+    def _gone(self, attempt: _Attempt) -> AttemptResult:
+        """Forget an attempt whose process was reaped by someone else: LOST (run again)."""
+        del self._attempts[attempt.key]
+        del self._tokens[attempt.token.encode()]
+        if attempt.pidfd is not None:
+            self.poller.unregister(attempt.pidfd)
+            del self._by_fd[attempt.pidfd]
+            os.close(attempt.pidfd)
+        else:
+            self._unwatched -= 1
+        for pump in attempt.pumps:
+            pump.pump(limit=1024)
+            self._unpump(pump)
+        now = time.time()
+        return AttemptResult(JobState.LOST, None, None, None, time.monotonic() - attempt.t0,
+                             self.host, attempt.started, now,
+                             f"process {attempt.pid} was reaped before its exit could be read")
 
     def _kill_leftovers(self, attempt: _Attempt) -> set[int]:
         """Kill what the ending ``attempt`` left outside its process group: its recorded
@@ -589,6 +810,12 @@ class Monitor:
         them all (within a second: SIGKILLed processes die at once unless stuck in the
         kernel), so none outlives it as a zombie of init.
         """
+        for pump in list(self._pumps.values()):
+            pump.pump()
+            self._unpump(pump)
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
         roots = {pid: stray.start for pid, stray in self._strays.items()}
         for attempt in self._attempts.values():
             roots.update(attempt.tree)
@@ -698,7 +925,20 @@ def _spawn_failure(
 
 
 def _has_exited(pid: int) -> bool:
-    """Whether ``pid`` ended, without reaping it (so its process group stays ours)."""
+    """Whether ``pid`` ended, without reaping it (so its process group stays ours); a pid
+    that is no child of ours (reaped elsewhere) has ended too."""
     if hasattr(os, "waitid"):
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
     return False  # pragma: no cover - every Unix we support has waitid
+
+
+def _born(pid: int) -> int:
+    """The start time of ``pid``, a zombie among them (it keeps its stat line); 0 if gone."""
+    fields = stat_fields(pid)
+    try:
+        return 0 if fields is None else int(fields[19])
+    except (ValueError, IndexError):
+        return 0

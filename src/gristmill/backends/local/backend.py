@@ -11,16 +11,23 @@ states:
   than the machine is clamped to the machine, so it runs alone on all of it.
 - *running*: a :class:`gristmill.worker.monitor.Monitor` attempt in its own process group,
   runtime and memory limits enforced.
-- *finished*: result file written atomically, then the engine told. ``wait`` blocks on
-  that pipe, so a short task ends with no poll delay.
+- *finished*: the engine told over the pipe, with the result. ``wait`` blocks on that
+  pipe, so a short task ends with no poll delay.
+
+No file is needed for a result the engine has recorded: the backend acknowledges each
+result (``ack``) on its next ``submit`` or ``wait``, calls the engine makes only after
+it has committed what the ``poll`` before them reported. A result not acknowledged when
+the engine goes away is written to its result file by the supervisor (see there), and
+a task that writes nothing leaves no log file: readers take a missing log for an empty
+one.
 
 When the engine goes away (EOF on the request pipe: ``close()``, a crash, ``kill
--9``) the supervisor runs what it holds to completion, writes every result file and
-exits. A later engine re-adopts those jobs with ``attach``: a job id is ``<supervisor
-pid>.<its start time>.<n>``, so an adopted job is RUNNING while that very process
-lives (a reused pid has another start time), then what its result file says, or LOST.
-``cancel`` on an adopted job leaves ``<result file>.cancel``, which an orphaned
-supervisor looks for twice a second.
+-9``) the supervisor writes the result files the engine did not acknowledge, runs what
+it holds to completion, writes every result file and exits. A later engine re-adopts
+those jobs with ``attach``: a job id is ``<supervisor pid>.<its start time>.<n>``, so
+an adopted job is RUNNING while that very process lives (a reused pid has another start
+time), then what its result file says, or LOST. ``cancel`` on an adopted job leaves
+``<result file>.cancel``, which an orphaned supervisor looks for twice a second.
 
 Why a fresh interpreter rather than a fork of the engine: either happens once per
 backend, and the ~60 ms boot overlaps the engine's own start, while a fork would
@@ -130,6 +137,9 @@ class LocalBackend:
         self._adopted: set[str] = set()
         self._warned: set[str] = set()
         self._buffer = b""
+        #: Finished jobs ``poll`` reported since the last ``submit`` or ``wait``: recorded
+        #: by the engine once it calls either, then acknowledged (see the module doc).
+        self._reported: dict[str, tuple[int, JobStatus]] = {}
         self._closed = self._gone = False
         self._cwd = os.getcwd()  # the supervisor's, so jobs run here unless told otherwise
         self._start_supervisor()
@@ -175,7 +185,7 @@ class LocalBackend:
             self._check_size(job)
         cwd = os.getcwd()
         default_cwd = None if cwd == self._cwd else cwd
-        lines, handles = [], []
+        lines, handles = self._acks(), []
         for job in jobs:
             self._seq += 1
             res = os.path.abspath(job.result_path)
@@ -185,6 +195,7 @@ class LocalBackend:
                 "res": res, "mem": job.resources.mem, "rt": job.resources.runtime,
                 "cores": job.resources.cores or 1, "env": dict(job.env) or None,
                 "cwd": default_cwd if job.cwd is None else os.path.abspath(job.cwd),
+                "fork": job.fork_entry,
             }, separators=(",", ":")))
             job_id = f"{self._prefix}{self._seq}"
             self._outstanding[self._seq] = (job.key, res)
@@ -199,7 +210,8 @@ class LocalBackend:
 
         Omitted handles are unchanged (a job never reported is still QUEUED), so a poll
         over thousands of live jobs costs a dict lookup each. A finished job is reported
-        once; asked again, its result file answers. Adopted jobs are looked up on disk.
+        again until the engine acknowledged it, then only if a result file says how it
+        ended (it is omitted otherwise: unchanged). Adopted jobs are looked up on disk.
         """
         self._drain()
         out: dict[JobHandle, JobStatus] = {}
@@ -207,14 +219,19 @@ class LocalBackend:
         for handle in handles:
             seq = ids.get(handle.job_id)
             if seq is None:
-                if handle.job_id.startswith(self._prefix):  # ours, already reported finished
-                    out[handle] = self._file_status(handle) or self._lost(handle)
+                if handle.job_id in self._reported:  # reported, not yet recorded: again
+                    out[handle] = self._reported[handle.job_id][1]
+                elif handle.job_id.startswith(self._prefix):  # ours, reported and recorded:
+                    status = self._file_status(handle)  # unchanged, unless a file says more
+                    if status is not None:
+                        out[handle] = status
                 else:
                     out[handle] = self._adopted_status(handle)
             elif seq in news:
                 status = out[handle] = news.pop(seq)
                 if status.state.finished:
                     del ids[handle.job_id]
+                    self._reported[handle.job_id] = (seq, status)
             elif self._closed:  # no more news: look on disk, as for adopted jobs
                 status = self._adopted_status(handle)
                 if status.state.finished:
@@ -254,6 +271,10 @@ class LocalBackend:
 
     def wait(self, timeout: float) -> None:
         """Block until one of our jobs changes, at most ``timeout`` (adopted ones: 0.5 s)."""
+        acks = self._acks()
+        if acks and not self._closed and not self._gone:
+            with contextlib.suppress(BrokenPipeError):  # gone: _drain finds out below
+                os.write(self._requests, acks[0].encode() + b"\n")  # short: written whole
         if self._drain():
             return
         on_disk = self._adopted or (self._closed and self._ids)
@@ -316,6 +337,18 @@ class LocalBackend:
                 "task {!r} asks for {}; each of its jobs will run alone on the whole machine",
                 job.task, " and ".join(over),
             )
+
+    def _acks(self) -> list[str]:
+        """The ``ack`` line for what ``poll`` reported since the last one ([] for none).
+
+        Called from ``submit`` and ``wait`` only: the engine calls them after it has
+        committed what the poll before reported, and never between a poll and that commit.
+        """
+        if not self._reported:
+            return []
+        ids = [seq for seq, _ in self._reported.values()]
+        self._reported.clear()
+        return [json.dumps({"op": "ack", "ids": ids}, separators=(",", ":"))]
 
     def _send(self, text: str) -> None:
         data = memoryview(text.encode())
