@@ -139,11 +139,19 @@ def test_gristmill_resume_rebuilds_the_workflow_from_its_store(tmp_path: Path) -
 
 def test_each_attempt_log_is_under_the_task_name(tmp_path: Path) -> None:
     result = build(tmp_path / "v1", tmp_path / "out.txt", n_draws=1).run()
-    logs = sorted(p.relative_to(result.run_dir / "logs").as_posix()
-                  for p in (result.run_dir / "logs").rglob("*.out"))
+    store = Store.open(result.run_dir, readonly=True)
+    try:
+        logs = sorted(Path(a.stdout).relative_to(result.run_dir / "logs").as_posix()
+                      for a in store.attempts())
+    finally:
+        store.close()
     # <task>/<job name>.<attempt key: identity[:16].attempt>.out
     assert [re.sub(r"\.[0-9a-f]{16}\.", ".<id>.", log) for log in logs] == [
         "check/check.<id>.1.out", "fit/fit_0.<id>.1.out"]
+    # A log file is made only when its task writes, and then at the recorded path.
+    written = {p.relative_to(result.run_dir / "logs").as_posix()
+               for p in (result.run_dir / "logs").rglob("*.out")}
+    assert written <= set(logs)
     meta = yaml.safe_load((result.run_dir / runs.METADATA_FILE).read_text())
     assert meta["extra"]["workflow"] == f"flow-{tmp_path / 'v1'}"
 
