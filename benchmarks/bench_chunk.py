@@ -17,12 +17,21 @@ a cluster it says "skipped" and exits 0, as bench_slurm does.
 
     PYTHONPATH=src SLURM_CONF=/tmp/gristmill-slurm/etc/slurm.conf \\
         python benchmarks/bench_chunk.py [--nodes 100000] [--chunk 1000] [--unchunked 2000]
+
+``--fork`` measures warm launches inside chunks instead: ``--nodes`` nodes of a Python
+task that does nothing (benchmarks/forks.py) with ``chunk`` and ``launch: fork`` (one
+warm interpreter per element, a fork per node), then ``--exec-nodes`` of the same task
+started as ``exec`` (an interpreter per node), both chunked, one after the other; writes
+benchmarks/results/chunk_fork.json.
+
+    python benchmarks/bench_chunk.py --fork [--nodes 10000] [--exec-nodes 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -58,7 +67,8 @@ def by_hand(nodes: int, chunk: int, log_dir: Path) -> dict[str, Any]:
             "calls": {"sbatch": 1, "squeue": squeues}}
 
 
-def engine(nodes: int, root: Path, chunk: int | None) -> dict[str, Any]:
+def engine(nodes: int, root: Path, chunk: int | None, wf: Any = None,
+           task: str = "noop") -> dict[str, Any]:
     """The engine on Slurm, chunked or not; its wall time and the backend's calls."""
     made: list[Backend] = []
 
@@ -76,12 +86,12 @@ def engine(nodes: int, root: Path, chunk: int | None) -> dict[str, Any]:
         made.append(backend)
         return backend
 
-    spec = Spec.from_dict({"tasks": {"noop": {"chunk": chunk}}} if chunk else {})
+    spec = Spec.from_dict({"tasks": {task: {"chunk": chunk}}} if chunk else {})
     namespace = vars(runner)  # the runner builds its backend through this name
     namespace["make_backend"] = spy
     try:
         start = time.perf_counter()
-        result = trues(nodes).run(backend="slurm", run_dir=root, spec=spec)
+        result = (wf or trues(nodes)).run(backend="slurm", run_dir=root, spec=spec)
         elapsed = time.perf_counter() - start
     finally:
         namespace["make_backend"] = make_backend
@@ -89,7 +99,29 @@ def engine(nodes: int, root: Path, chunk: int | None) -> dict[str, Any]:
     (backend,) = made
     assert isinstance(backend, SlurmBackend)
     return {"nodes": nodes, "wall_s": round(elapsed, 1), "batches": submits,
-            "calls": dict(sorted(backend.calls.items()))}
+            "calls": dict(sorted(backend.calls.items())),
+            "ms_per_node": round(elapsed * 1000 / nodes, 2)}
+
+
+def fork_against_exec(nodes: int, exec_nodes: int, chunk: int) -> None:
+    """``launch: fork`` against ``exec`` for a chunked Python task that does nothing."""
+    here = str(Path(__file__).resolve().parent)  # the batch jobs import forks.py from here
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here,
+                                                             os.environ.get("PYTHONPATH")]))
+    import forks
+
+    with tempfile.TemporaryDirectory(prefix="gm-bench-chunk-fork-") as tmp:
+        root = Path(tmp)
+        fork = engine(nodes, root / "fork", chunk, forks.forks(nodes), "noop_fork")
+        plain = engine(exec_nodes, root / "exec", chunk, forks.execs(exec_nodes), "noop_exec")
+    results = {"python": sys.version.split()[0], "chunk": chunk, "fork": fork, "exec": plain,
+               "exec_over_fork_per_node": round(plain["ms_per_node"] / fork["ms_per_node"], 1)}
+    for name, row in (("launch: fork", fork), ("launch: exec", plain)):
+        print(f"{name:<14} {row['nodes']:>7} nodes {row['wall_s']:>8} s "
+              f"{row['ms_per_node']:>8} ms/node  sbatch {row['calls'].get('sbatch', 0)}")
+    print(f"exec costs {results['exec_over_fork_per_node']}x fork per node")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "chunk_fork.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> None:
@@ -98,11 +130,18 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--unchunked", type=int, default=2000,
                         help="nodes run without chunks (the time is extrapolated)")
+    parser.add_argument("--fork", action="store_true",
+                        help="a Python no-op task, launch: fork against exec, both chunked")
+    parser.add_argument("--exec-nodes", type=int, default=2000,
+                        help="with --fork: nodes run as exec (each imports the task)")
     args = parser.parse_args()
     why = unreachable()
     if why is not None:
         print(f"bench_chunk: skipped: no Slurm cluster answers ({why}); start the test "
               "cluster with ci/slurm/start.sh and export the SLURM_CONF it prints")
+        return
+    if args.fork:
+        fork_against_exec(args.nodes, args.exec_nodes, args.chunk)
         return
     with tempfile.TemporaryDirectory(prefix="gm-bench-chunk-") as tmp:
         root = Path(tmp)

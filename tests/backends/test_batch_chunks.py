@@ -358,3 +358,128 @@ def test_a_poll_of_running_chunks_reads_one_progress_file_per_element(tmp_path: 
     with open(progress_path(tmp_path, "9_3"), "a") as fh:
         fh.write("02\n")
     assert handles[302] in backend.poll(handles)
+
+
+# -- launch: fork inside a chunk ---------------------------------------------------------------
+
+ACT = "gm_fork_tasks:act"
+
+
+def fork_chunk(tmp_path: Path, modes: Sequence[str], *, entry: str | None = ACT,
+               runtime: int = 60) -> list[JobRequest]:
+    """Nodes of gm_fork_tasks' ``act`` (one ``--mode`` each) in one chunk, forked when
+    ``entry`` is given (the manifest's ``fork``), each with its own ``--out``."""
+    res = attrs.evolve(ONE, runtime=runtime)
+    return [attrs.evolve(
+        job_request(tmp_path, i, task="act", res=res, argv=(
+            sys.executable, "-m", "gristmill.dsl.exec", entry or ACT, "--mode", mode,
+            "--out", str(tmp_path / f"out{i}"))),
+        chunk=len(modes), fork_entry=entry) for i, mode in enumerate(modes)]
+
+
+def run_element(path: Path, imports: Path,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = element_env()
+    env["GM_FORK_IMPORTS"] = str(imports)
+    return subprocess.run([*RUNNER, str(path), "0"], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def printed_pid(job: JobRequest) -> int:
+    """The pid the node printed (``pid=... pgid=...``) and checks that it led its own group."""
+    fields = dict(word.split("=", 1) for word in job.stdout.read_text().split()[:3])
+    assert fields["pid"] == fields["pgid"]  # its own process group
+    return int(fields["pid"])
+
+
+def test_a_fork_chunk_imports_its_task_once_and_forks_each_node(tmp_path: Path) -> None:
+    """Five nodes from one warm interpreter: one import, five pids, five records; a node
+    that exits 3 and one that raises leave the others (and the interpreter) alone."""
+    modes = ["ok", "exit3", "ok", "raise", "ok"]
+    jobs = fork_chunk(tmp_path, modes)
+    path = chunk_manifest(tmp_path, jobs)
+    assert all(n["fork"] == ACT for n in read_manifest(path, 0)[0]["nodes"])
+    imports = tmp_path / "imports"
+    done = run_element(path, imports)
+    assert done.returncode == 0, done.stderr
+    assert len(imports.read_text().split()) == 1  # the chunk imported the task once
+    results = [read_result(job.result_path, key=job.key) for job in jobs]
+    assert [(r.state, r.exit_code) if r else None for r in results] == [
+        (JobState.SUCCEEDED, 0), (JobState.FAILED, 3), (JobState.SUCCEEDED, 0),
+        (JobState.FAILED, 1), (JobState.SUCCEEDED, 0)]
+    pids = [printed_pid(job) for job in jobs]
+    assert len(set(pids)) == 5
+    assert int(imports.read_text()) not in pids  # forks of the importer, not it
+    # Each node starts from the module as imported: no node sees what another changed.
+    assert all("seen=False" in job.stdout.read_text() for job in jobs)
+    assert [job.stderr.read_text().splitlines()[0] for job in jobs] == [
+        f"to stderr {mode}" for mode in modes]
+    assert "RuntimeError: the task failed" in jobs[3].stderr.read_text()
+    assert all(r is not None and r.cpu_time is not None for r in results)
+    progress = Path(progress_path(path.parent, "77_0")).read_text().split("\n")
+    assert progress == [f"{m} {job.key}" for job in jobs for m in "SE"] + [""]
+    assert {Path(f"{job.result_path}.handle").read_text() for job in jobs} == {"77_0\n"}
+
+
+def test_without_fork_in_the_manifest_each_node_imports_its_task(tmp_path: Path) -> None:
+    """An entry without ``fork`` (what runners before it wrote) runs its argv: exec."""
+    jobs = fork_chunk(tmp_path, ["ok", "ok", "ok"], entry=None)
+    path = chunk_manifest(tmp_path, jobs)
+    assert not any("fork" in n for n in read_manifest(path, 0)[0]["nodes"])
+    imports = tmp_path / "imports"
+    done = run_element(path, imports)
+    assert done.returncode == 0, done.stderr
+    assert len(imports.read_text().split()) == 3
+    assert sorted(map(int, imports.read_text().split())) == sorted(map(printed_pid, jobs))
+
+
+def test_a_fork_node_keeps_its_own_runtime_and_memory_limits(tmp_path: Path) -> None:
+    """A node over its runtime is a TIMEOUT, one over its memory an OOM; the next runs."""
+    jobs = fork_chunk(tmp_path, ["sleep", "hog", "ok"], runtime=3)
+    jobs[1] = attrs.evolve(jobs[1], resources=attrs.evolve(jobs[1].resources, mem="200M"))
+    jobs = [attrs.evolve(job, resources=jobs[1].resources) if i == 0 else job
+            for i, job in enumerate(jobs)]
+    path = chunk_manifest(tmp_path, jobs)
+    done = run_element(path, tmp_path / "imports")
+    assert done.returncode == 0, done.stderr
+    results = [read_result(job.result_path, key=job.key) for job in jobs]
+    assert [r.state if r else None for r in results] == [
+        JobState.TIMEOUT, JobState.OOM, JobState.SUCCEEDED]
+    assert results[1] is not None
+    assert (results[1].peak_rss or 0) > 200 * 2**20
+    assert len((tmp_path / "imports").read_text().split()) == 1
+
+
+def test_a_task_that_cannot_be_imported_fails_every_fork_node_of_the_chunk(
+    tmp_path: Path,
+) -> None:
+    jobs = fork_chunk(tmp_path, ["ok"] * 3, entry="gm_fork_broken:never")
+    path = chunk_manifest(tmp_path, jobs)
+    began = time.monotonic()
+    done = run_element(path, tmp_path / "imports", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - began < 30  # no hang
+    results = [read_result(job.result_path, key=job.key) for job in jobs]
+    assert {r.state if r else None for r in results} == {JobState.FAILED}
+    for job, result in zip(jobs, results):
+        assert result is not None
+        assert "gm_fork_broken cannot be imported" in result.reason
+        assert "ImportError: gm_fork_broken cannot be imported" in job.stderr.read_text()
+
+
+def test_a_fork_that_hangs_is_killed_naming_launch_exec(tmp_path: Path) -> None:
+    """A lock held by a thread of the warm interpreter at the fork: the node never starts;
+    it fails within the start timeout, and the rest of the chunk with it (they would hang
+    the same way), not after each one's."""
+    jobs = fork_chunk(tmp_path, ["ok"] * 3, entry="gm_fork_threaded:pooled")
+    path = chunk_manifest(tmp_path, jobs)
+    began = time.monotonic()
+    done = run_element(path, tmp_path / "imports", timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - began < 60
+    results = [read_result(job.result_path, key=job.key) for job in jobs]
+    assert {r.state if r else None for r in results} == {JobState.FAILED}
+    for job, result in zip(jobs, results):
+        assert result is not None
+        assert "launch: exec" in result.reason
+        assert "pool-keeper" in job.stderr.read_text()

@@ -125,3 +125,25 @@ def test_kill_9_mid_chunk_then_resume_runs_every_node_exactly_once(
     assert len(records) == 40  # reattached where the chunks ran: no attempt made again
     assert {r.job_name: r.job_id for r in records} == before
     assert {r.state for r in records} == {"SUCCEEDED"}
+
+
+def test_a_chunked_fork_task_imports_once_per_element_and_runs_each_node_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """60 nodes, ``chunk: 20``, ``launch: fork``: three elements, three imports of the
+    task (one warm interpreter each), every node DONE once from a process of its own."""
+    import chunk_tasks
+
+    seen, imports = tmp_path / "seen", tmp_path / "imports"
+    monkeypatch.setenv("GM_CHUNK_IMPORTS", str(imports))  # after the engine's own import
+    spec = Spec.from_dict({"tasks": {"mark": {"chunk": 20, "launch": "fork"}}})
+    result, _ = run_bounded(chunk_tasks.marks(str(seen), 60), tmp_path, monkeypatch, 300,
+                            spec=spec)
+    assert result.counts == {"DONE": 60}
+    assert collections.Counter(lines(seen)) == {str(i): 1 for i in range(60)}
+    records = attempts(result.run_dir)
+    elements = collections.Counter(r.job_id for r in records)
+    assert sorted(elements.values()) == [20, 20, 20]
+    assert len(lines(imports)) == len(elements) == 3
+    assert {r.state for r in records} == {"SUCCEEDED"}
+    assert {r.usage_source for r in records} == {WORKER}

@@ -217,7 +217,8 @@ def make_plan(wf: Workflow, options: RunOptions) -> Plan:
 
 def check_launches(wf: Workflow, units: Sequence[UnitPlan], backend: str) -> None:
     """``launch: fork`` forks a Python task's own command: a ``program=`` task cannot be
-    forked (SpecError naming it); a backend other than the local one runs ``exec``."""
+    forked (SpecError naming it); a backend other than the local one runs ``exec``, but
+    for chunks on Slurm and Grid Engine (one warm interpreter per array element)."""
     forked = {unit.task.name: unit.task for unit, plan in zip(wf.units, units)
               if plan.policy.launch == "fork"}
     for name, task in forked.items():
@@ -226,8 +227,9 @@ def check_launches(wf: Workflow, units: Sequence[UnitPlan], backend: str) -> Non
                 f"task {name!r}: launch: fork runs a Python task's own command, but it runs "
                 f"the program {list(task.program)!r}; drop launch: fork for it")
     if forked and backend != "local":
-        logger.debug("launch: fork is for the local backend; the {} backend starts the nodes "
-                     "of {} as usual (exec)", backend, ", ".join(sorted(forked)))
+        logger.debug("launch: fork is for the local backend and for chunks on Slurm and "
+                     "Grid Engine; elsewhere the {} backend starts the nodes of {} as usual "
+                     "(exec)", backend, ", ".join(sorted(forked)))
 
 
 def check_poll_interval(where: str, value: float | None) -> None:

@@ -15,7 +15,8 @@ worker wrapper with its own files and limits, and asks the scheduler for one job
 cores and memory and for the sum of their runtimes, capped by the partition's time
 limit (the chunk shrinks until it fits). Such a manifest is version 3: a header line,
 then one line ``{"nodes": [job entry, ...]}`` per element (:func:`chunk_manifest`;
-docs/chunks.md).
+docs/chunks.md). A job of a ``launch: fork`` task carries ``fork`` in its entry: the
+element runs such jobs as forks of one warm interpreter (docs/launch.md).
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def chunk_manifest(array: Array, scheduler: Mapping[str, Any] | None) -> bytes:
 
 
 def _entry(job: JobRequest, *, runtime: bool, mem: bool) -> dict[str, Any]:
-    """One job's manifest entry (``mem`` only in chunks: the wrapper's own limit)."""
+    """One job's manifest entry (``mem`` only in chunks: the wrapper's own limit; so is
+    ``fork``, the task's ``module:qualname`` under ``launch: fork``)."""
     entry: dict[str, Any] = {
         "key": job.key,
         "runtime": job.resources.runtime if runtime else None,
@@ -172,6 +174,10 @@ def _entry(job: JobRequest, *, runtime: bool, mem: bool) -> dict[str, Any]:
     }
     if mem and job.resources.mem is not None:
         entry["mem"] = job.resources.mem
+    if mem and job.fork_entry is not None:
+        # A chunk forks such jobs from one warm interpreter; without the key (or in an
+        # element runner that does not read it) a job starts as its argv says.
+        entry["fork"] = job.fork_entry
     return entry
 
 

@@ -29,11 +29,15 @@ import os
 import re
 import signal
 import sys
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from gristmill.worker.result import AttemptResult
+    from gristmill.worker.warm import Warm
 
 #: A stop rule's state meaning "this run's result is no verdict; the scheduler's record
 #: is": the scheduler stopped the job and may run it again under the same id and
@@ -185,6 +189,251 @@ class _Stop:
         self.signalled = signum
 
 
+class _Forks:
+    """The chunk's warm interpreter (``launch: fork``, :mod:`gristmill.worker.warm`) and
+    the one monitor its nodes run under.
+
+    The task is imported once per element, when its first node runs; each node is then a
+    fork, reparented to the element (a child subreaper) and watched as a spawned job is:
+    its own process group, logs, limits, exit status, CPU time and peak memory. One
+    monitor serves the whole chunk because a monitor's ``close`` kills every child that
+    leads no job, and the warm interpreter is such a child (it is ``keep``-ed: never taken
+    for what a node left behind). What a node does leave behind still dies with it: the
+    monitor kills the node's group and the strays carrying its token when it ends.
+
+    A failure that would repeat for every node ends the chunk's later fork nodes at once
+    with the same reason (:attr:`failure`): the task cannot be imported, or a fork hung
+    (a lock held by a thread of the warm interpreter). When no interpreter can be started
+    at all, or its import outlasted a node's runtime, the nodes run as ``exec``.
+    """
+
+    def __init__(self, wake_r: int, stop: _Stop, environ: Mapping[str, str], home: str) -> None:
+        import select
+
+        from gristmill.worker.monitor import Monitor
+
+        self.monitor = Monitor(grace=5.0, reaper=True)
+        self.monitor.poller.register(wake_r, select.POLLIN)
+        self.wake_r, self.stop = wake_r, stop
+        self.environ, self.home = dict(environ), home
+        self.warm: Warm | None = None
+        #: (state, reason, text for the node's stderr) that every later fork node ends with.
+        self.failure: tuple[str, str, str] | None = None
+        self.exec = False  # run the remaining nodes as their command lines say
+
+    def close(self) -> None:
+        if self.warm is not None:
+            self.warm.stop()
+        self.monitor.close()
+
+    def run(self, entry: Mapping[str, Any]) -> AttemptResult | None:
+        """Fork the node and watch it to its end; its result, or None: run it as exec."""
+        from gristmill.worker.warm import Warm
+
+        if self.exec:
+            return None
+        if self.failure is not None:
+            return _failed(entry, *self.failure)
+        runtime = float(entry["runtime"]) if entry.get("runtime") else None
+        began = time.monotonic()
+        warm = self._ready(entry, None if runtime is None else began + runtime)
+        if not isinstance(warm, Warm):
+            return warm
+        return self._launch(warm, entry, runtime)
+
+    def _ready(self, entry: Mapping[str, Any],
+               deadline: float | None) -> Warm | AttemptResult | None:
+        """The warm interpreter, once it imported the task (started if need be); or how
+        the node ends without it; or None (run it as exec)."""
+        import select
+
+        from gristmill.states import JobState
+        from gristmill.worker.monitor import transient
+        from gristmill.worker.warm import Warm
+
+        if self.warm is None:
+            try:
+                self.warm = Warm(str(entry["fork"]), env=self.environ,
+                                 cwd=entry.get("cwd") or self.home)
+            except OSError as exc:  # no process to be had: the node starts as it would have
+                self.exec = not transient(exc)
+                return None
+            self.monitor.keep(self.warm.pid)
+        warm = self.warm
+        poller = select.poll()
+        poller.register(warm.fd, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        while warm.state == "starting":
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self._drop()
+                self.exec = True  # each node imports under its own runtime limit instead
+                reason = (f"launch: fork: the warm interpreter of {warm.entry} did not import "
+                          "it within the node's runtime limit")
+                return _failed(entry, JobState.TIMEOUT.value, reason, reason)
+            for fd, _ in poller.poll(None if left is None else max(1, int(left * 1000))):
+                if fd == self.wake_r:
+                    os.read(self.wake_r, 512)
+                    if self.stop.signalled:
+                        return _failed(entry, JobState.CANCELLED.value,
+                                       "cancelled before it started", "")
+                else:
+                    warm.read()
+        if warm.state == "ready":
+            return warm
+        self._drop()
+        if warm.error:
+            self.failure = (JobState.FAILED.value, f"launch: fork: {warm.summary}", warm.error)
+        else:
+            why = f"launch: fork: the warm interpreter of {warm.entry} exited"
+            self.failure = (JobState.FAILED.value, why, why)
+        return _failed(entry, *self.failure)
+
+    def _drop(self) -> None:
+        if self.warm is not None:
+            self.warm.stop()
+            self.warm = None
+
+    def _launch(self, warm: Warm, entry: Mapping[str, Any],
+                runtime: float | None) -> AttemptResult | None:
+        """Hand the node to ``warm``, wait for it to start, then watch it to its end."""
+        from gristmill.states import JobState
+        from gristmill.worker.monitor import TOKEN_VAR, transient
+        from gristmill.worker.procfs import ticks_now
+        from gristmill.worker.warm import START_TIMEOUT, hang_message
+
+        monitor = self.monitor
+        opened = monitor.open_logs(entry["stdout"], entry["stderr"])
+        if len(opened) == 2:
+            what, error = opened
+            assert isinstance(error, OSError)
+            state = JobState.LOST if transient(error) else JobState.FAILED
+            return _failed(entry, state.value, f"cannot open {what} log: {error}", "")
+        out_fd, err_fd, _ = opened
+        try:
+            status_r, status_w = os.pipe()
+        except OSError as exc:
+            for fd in {out_fd, err_fd}:
+                os.close(fd)
+            return _failed(entry, JobState.LOST.value, f"cannot start {warm.entry}: {exc}", "")
+        started, t0 = time.time(), time.monotonic()
+        token = f"{os.getpid()}.0.{started!r}"
+        born = ticks_now()
+        monitor.expect(0, born)
+        try:
+            warm.launch(entry["argv"], stdout=out_fd, stderr=err_fd, status=status_w,
+                        env={**os.environ, TOKEN_VAR: token}, cwd=entry.get("cwd"))
+        except OSError:  # the warm interpreter has gone: start it again for the next node
+            self._drop()
+            monitor.unexpect(0)
+            os.close(status_r)
+            return None
+        finally:
+            for fd in {out_fd, err_fd, status_w}:
+                os.close(fd)
+        pid, said = self._await_start(status_r, t0 + START_TIMEOUT)
+        if said == "started" and pid is not None:
+            monitor.watch(0, pid, None, mem_limit=entry.get("mem"), runtime_limit=runtime,
+                          started=started, t0=t0, floor=0, token=token, born=born, pumps=[])
+            monitor.unexpect(0)
+            return self._watch()
+        monitor.unexpect(0)
+        _bury(pid)
+        if said == "signalled":
+            return _failed(entry, JobState.CANCELLED.value, "cancelled before it started", "")
+        if said == "hung":
+            if pid is None:  # stuck before the node was forked: so is the interpreter
+                self._drop()
+            message = hang_message(warm.entry, warm.threads)
+            self.failure = (JobState.FAILED.value, message, message)
+            return _failed(entry, *self.failure)
+        why = ("the node exited before it started" if pid is not None else
+               f"the warm interpreter of {warm.entry} could not fork the node")
+        return _failed(entry, JobState.FAILED.value, f"launch: fork: {why}",
+                       f"launch: fork: {why}")
+
+    def _await_start(self, status: int, deadline: float) -> tuple[int | None, str]:
+        """The node's pid (once the middle process said it) and how its start went:
+        ``started``, ``eof`` (every writer gone first), ``hung`` or ``signalled``."""
+        import select
+
+        poller = select.poll()
+        poller.register(status, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        pid: int | None = None
+        buffer = b""
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return pid, "hung"
+                for fd, _ in poller.poll(max(1, int(left * 1000))):
+                    if fd == self.wake_r:
+                        os.read(self.wake_r, 512)
+                        if self.stop.signalled:
+                            return pid, "signalled"
+                        continue
+                    data = os.read(status, 512)
+                    if not data:
+                        return pid, "eof"
+                    *lines, buffer = (buffer + data).split(b"\n")
+                    for line in lines:
+                        if line.startswith(b"forked "):
+                            pid = int(line.split()[1])
+                        elif line == b"started" and pid is not None:
+                            return pid, "started"
+        finally:
+            os.close(status)
+
+    def _watch(self) -> AttemptResult:
+        """Drive the monitor until the node ends (a signal to the element cancels it)."""
+        result = None
+        while result is None:
+            for fd, _ in self.monitor.wait():
+                if fd == self.wake_r:
+                    os.read(fd, 512)
+                    self.monitor.cancel(0)
+            for _, finished in self.monitor.service():
+                result = finished
+        return result
+
+
+def _failed(entry: Mapping[str, Any], state: str, reason: str, text: str) -> AttemptResult:
+    """A fork node's end without a run of its own; ``text`` goes to its stderr log."""
+    from gristmill.states import JobState
+    from gristmill.worker.result import AttemptResult
+
+    if text:
+        with contextlib.suppress(OSError):
+            fd = os.open(entry["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o666)
+            try:
+                os.write(fd, f"gristmill: {text.rstrip()}\n".encode())
+            finally:
+                os.close(fd)
+    now = time.time()
+    return AttemptResult(JobState(state), None, None, None, 0.0, os.uname().nodename, now, now,
+                         reason)
+
+
+def _bury(pid: int | None) -> None:
+    """Kill a forked node that never started, and reap it once it is the element's child
+    (its middle process exits at once; a second is plenty)."""
+    if pid is None:
+        return
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # not ours yet (or reaped): look again
+            pass
+        time.sleep(0.002)
+
+
 def run_chunk(nodes: Sequence[Mapping[str, Any]], scheduler: Mapping[str, Any],
               log_dir: str) -> int:
     """Run a chunk element's jobs one after another; 0 unless a signal stopped it.
@@ -210,6 +459,8 @@ def run_chunk(nodes: Sequence[Mapping[str, Any]], scheduler: Mapping[str, Any],
     reaper = become_subreaper()
     home = os.getcwd()
     environ = dict(os.environ)
+    forks = _Forks(wake_r, stop, environ, home) if reaper and sys.platform == "linux" and any(
+        entry.get("fork") for entry in nodes) else None
     try:
         for entry in nodes:
             if stop.signalled:
@@ -218,8 +469,10 @@ def run_chunk(nodes: Sequence[Mapping[str, Any]], scheduler: Mapping[str, Any],
             os.environ.clear()
             os.environ.update(environ)
             os.chdir(home)
-            run_node(entry, scheduler, job, progress, wake_r, reaper, stop)
+            run_node(entry, scheduler, job, progress, wake_r, reaper, stop, forks)
     finally:
+        if forks is not None:
+            forks.close()
         if progress is not None:
             os.close(progress)
         signal.set_wakeup_fd(-1)
@@ -236,11 +489,14 @@ def _note(progress: int | None, mark: str, key: str) -> None:
 
 
 def run_node(entry: Mapping[str, Any], scheduler: Mapping[str, Any], job: str | None,
-             progress: int | None, wake_r: int, reaper: bool, stop: _Stop) -> None:
+             progress: int | None, wake_r: int, reaper: bool, stop: _Stop,
+             forks: _Forks | None = None) -> None:
     """Run one job of a chunk as the wrapper runs an element of one job.
 
     Skipped when its result file is already there: the scheduler ran this element
-    before (a requeue) and the job finished then; its outcome stands.
+    before (a requeue) and the job finished then; its outcome stands. A job whose entry
+    names its task's ``fork`` entry is forked from the chunk's warm interpreter
+    (``forks``) when there is one, else started as its command line says.
     """
     import select
 
@@ -260,15 +516,17 @@ def run_node(entry: Mapping[str, Any], scheduler: Mapping[str, Any], job: str | 
         os.environ[name] = value
     if entry.get("cwd"):
         os.chdir(entry["cwd"])
-    monitor = Monitor(grace=5.0, reaper=reaper)
-    monitor.poller.register(wake_r, select.POLLIN)
     runtime = entry.get("runtime")
-    try:
-        outcome = _drive(monitor, entry["argv"], entry["stdout"], entry["stderr"],
-                         entry.get("mem"), float(runtime) if runtime else None, None, None,
-                         wake_r, 300.0)
-    finally:
-        monitor.close()  # what the job left behind dies with it, before the next starts
+    outcome = forks.run(entry) if forks is not None and entry.get("fork") else None
+    if outcome is None:
+        monitor = Monitor(grace=5.0, reaper=reaper)
+        monitor.poller.register(wake_r, select.POLLIN)
+        try:
+            outcome = _drive(monitor, entry["argv"], entry["stdout"], entry["stderr"],
+                             entry.get("mem"), float(runtime) if runtime else None, None,
+                             None, wake_r, 300.0)
+        finally:
+            monitor.close()  # what the job left behind dies with it, before the next starts
     if not _write(result, outcome, key, 300.0):
         return
     if stop.signalled and job is not None and scheduler.get("stop_log"):
