@@ -741,14 +741,7 @@ class Monitor:
             self._reap_killed(attempt, killed)
         ended, elapsed = time.time(), time.monotonic() - attempt.t0
         cpu = usage.ru_utime + usage.ru_stime + attempt.stray_cpu
-        del self._attempts[attempt.key]
-        del self._tokens[attempt.token.encode()]
-        if attempt.pidfd is not None:
-            self.poller.unregister(attempt.pidfd)
-            del self._by_fd[attempt.pidfd]
-            os.close(attempt.pidfd)
-        else:
-            self._unwatched -= 1
+        self._forget(attempt)
         if attempt.proc is not None:
             attempt.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         lost_output = ""
@@ -770,8 +763,8 @@ class Monitor:
         return AttemptResult(state, code, sig, peak or None, elapsed, self.host, attempt.started,
                              ended, reason, cpu_time=round(cpu, 6))
 
-    def _gone(self, attempt: _Attempt) -> AttemptResult:
-        """Forget an attempt whose process was reaped by someone else: LOST (run again)."""
+    def _forget(self, attempt: _Attempt) -> None:
+        """Stop tracking an ended attempt: its key, its token and its pidfd (or count)."""
         del self._attempts[attempt.key]
         del self._tokens[attempt.token.encode()]
         if attempt.pidfd is not None:
@@ -780,6 +773,10 @@ class Monitor:
             os.close(attempt.pidfd)
         else:
             self._unwatched -= 1
+
+    def _gone(self, attempt: _Attempt) -> AttemptResult:
+        """Forget an attempt whose process was reaped by someone else: LOST (run again)."""
+        self._forget(attempt)
         for pump in attempt.pumps:
             pump.pump(limit=1024)
             self._unpump(pump)
