@@ -126,6 +126,22 @@ def element_env(job: str = "77", task: str = "0") -> dict[str, str]:
     return env
 
 
+
+def terminate_once_started(path: Path, env: dict[str, str], pidfile: Path,
+                           what: str) -> subprocess.Popen[bytes]:
+    """Run element 0 of ``path``; SIGTERM it once ``pidfile`` names a started job."""
+    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, what)
+        os.kill(runner.pid, signal.SIGTERM)
+        runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    return runner
+
 def counting(tmp_path: Path, body: str = "") -> tuple[str, ...]:
     """argv of a job that appends its SEED to ``seen`` (the side effect counted), then
     runs ``body``."""
@@ -192,17 +208,8 @@ def test_a_signalled_chunk_stops_before_its_next_job(
     jobs[1] = attrs.evolve(jobs[1], argv=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"))
     path = chunk_manifest(tmp_path, jobs)
     (path.parent / "slurm-78_0.out").write_text(KILL_LINE.format(why))
-    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=element_env("78", "0"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30,
-                 "the second job to start")
-        os.kill(runner.pid, signal.SIGTERM)
-        runner.communicate(timeout=30)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate()
+    runner = terminate_once_started(path, element_env("78", "0"), pidfile,
+                                    "the second job to start")
     assert runner.returncode == 128 + signal.SIGTERM
     first = read_result(jobs[0].result_path, key=jobs[0].key)
     assert first is not None
@@ -308,17 +315,7 @@ def test_a_job_stopped_by_a_signal_waits_for_the_elements_end_which_explains_it(
     handles = [JobHandle("scripted", "77_0", job.key, str(job.result_path)) for job in jobs]
     backend.attach(handles)
     backend.elements["77_0"] = JobStatus(JobState.RUNNING)
-    runner = subprocess.Popen([*RUNNER, str(path), "0"], env=element_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30,
-                 "the first job to start")
-        os.kill(runner.pid, signal.SIGTERM)
-        runner.communicate(timeout=30)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate()
+    terminate_once_started(path, element_env(), pidfile, "the first job to start")
     assert read_result(jobs[0].result_path, key=jobs[0].key) is not None  # CANCELLED
     # No verdict while the element is still there: the stopped job shows as running.
     assert backend.poll(handles) == {handles[0]: JobStatus(JobState.RUNNING)}
