@@ -443,8 +443,10 @@ def test_unknown_or_dead_handles_read_as_lost(tmp_path: Path, backend: LocalBack
     assert statuses[bad].state is JobState.LOST
 
 
-ENGINE = """
-import json, os, sys
+#: The start of a script that drives a LocalBackend in a process of its own (argv[1]: a
+#: folder): ``job(key, *argv)`` makes a request, ``backend`` takes them.
+DRIVER = """
+import json, os, sys, time
 from pathlib import Path
 from gristmill.backends.base import JobRequest
 from gristmill.backends.local.backend import LocalBackend
@@ -456,6 +458,9 @@ def job(key, *argv):
                       stdout=tmp / f"{key}.out", stderr=tmp / f"{key}.err",
                       result_path=tmp / f"{key}.json")
 backend = LocalBackend(max_cores=2)
+"""
+
+ENGINE = DRIVER + """
 handles = backend.submit([job("a", "sh", "-c", "sleep 2; echo x"), job("b", "sleep", "30")])
 print(json.dumps([[h.backend, h.job_id, h.key, h.result_path] for h in handles]), flush=True)
 os.kill(os.getpid(), 9)
@@ -509,19 +514,7 @@ def test_a_shadowing_module_in_the_working_directory_is_not_imported_by_the_supe
     assert not marker.exists()
 
 
-UNACKED = """
-import json, os, sys, time
-from pathlib import Path
-from gristmill.backends.base import JobRequest
-from gristmill.backends.local.backend import LocalBackend
-from gristmill.resources import Resources
-
-tmp = Path(sys.argv[1])
-def job(key, *argv):
-    return JobRequest(key=key, task="t", job_name=key, argv=argv, resources=Resources(),
-                      stdout=tmp / f"{key}.out", stderr=tmp / f"{key}.err",
-                      result_path=tmp / f"{key}.json")
-backend = LocalBackend(max_cores=2)
+UNACKED = DRIVER + """
 recorded, reported = backend.submit([job("recorded", "true"), job("reported", "false")])
 done = {}
 while "recorded" not in done:  # poll, then wait: the engine recorded what the poll said
